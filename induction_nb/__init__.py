@@ -1,0 +1,41 @@
+"""induction_nb: find and analyse induction heads in any transformer, Jupyter-first.
+
+Public names are imported lazily (``import induction_nb`` loads neither torch nor nnsight).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "models",
+    "default_model_path": "models",
+    "capture_attention": "capture",
+    "stream_attention": "capture",
+    "AttentionPatterns": "capture",
+    "CustomSites": "sites",
+    "Site": "sites",
+    "InductionNBError": "errors",
+    "InputError": "errors",
+    "ModelLoadError": "errors",
+    "AttentionNotFoundError": "errors",
+    "CaptureCheckError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'induction_nb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,80 @@
+"""Attention weights recomputed from the inputs of an attention call.
+
+Used where a kernel does not return its weights (``sdpa``, flash, ``F.scaled_dot_product_attention``):
+the pattern is rebuilt from the query, key, mask and scaling that the kernel received, in float32,
+following the semantics of HuggingFace's ``eager_attention_forward`` and of
+``torch.nn.functional.scaled_dot_product_attention``: grouped key heads are repeated, ``softcap`` is
+applied before the mask, a boolean mask means "may attend", a float mask is added, ``sliding_window``
+is honoured when no materialised mask carries it, ``position_bias`` is added, and attention sinks
+(``s_aux``) take their share of the softmax denominator. Dropout is not modelled (capture runs in eval).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["attention_from_qk", "repeat_kv_heads"]
+
+
+def repeat_kv_heads(key: torch.Tensor, n_query_heads: int) -> torch.Tensor:
+    """``[batch, kv_heads, k, d] -> [batch, n_query_heads, k, d]`` (grouped-query attention)."""
+    n_kv = key.shape[1]
+    if n_kv == n_query_heads:
+        return key
+    if n_query_heads % n_kv:
+        raise ValueError(f"{n_query_heads} query heads cannot share {n_kv} key/value heads evenly")
+    return key.repeat_interleave(n_query_heads // n_kv, dim=1)
+
+
+def attention_from_qk(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    scaling: float | None = None,
+    is_causal: bool = False,
+    softcap: float | None = None,
+    sliding_window: int | None = None,
+    position_bias: torch.Tensor | None = None,
+    sinks: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax attention weights ``[batch, head, q, k]`` (float32) from ``query [batch, head, q, d]``
+    and ``key [batch, kv_head, k, d]``.
+
+    ``is_causal`` applies a causal mask aligned top-left, as ``F.scaled_dot_product_attention`` does, and is
+    ignored when ``mask`` is given (the mask then already encodes causality, as in HF's eager path).
+    """
+    q = query.float()
+    k = repeat_kv_heads(key.float(), q.shape[1])
+    if scaling is None:
+        scaling = 1.0 / math.sqrt(q.shape[-1])
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    if position_bias is not None:
+        scores = scores + position_bias.float()
+    n_q, n_k = scores.shape[-2:]
+    if mask is not None:
+        mask = mask[..., :n_k]
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.float()
+    else:
+        allowed = None
+        if is_causal:
+            qi = torch.arange(n_q, device=scores.device)[:, None]
+            ki = torch.arange(n_k, device=scores.device)[None, :]
+            allowed = ki <= qi
+            if sliding_window is not None:
+                allowed = allowed & (qi - ki < sliding_window)
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+    if sinks is not None:
+        sink = sinks.float().reshape(1, -1, 1, 1).expand(scores.shape[0], -1, n_q, 1)
+        both = torch.cat([scores, sink], dim=-1)
+        both = both - both.amax(dim=-1, keepdim=True)
+        return torch.softmax(both, dim=-1)[..., :-1]
+    return torch.softmax(scores, dim=-1)

@@ -1,0 +1,99 @@
+"""Facts about a model that input checks need: the torch module under a wrapper, vocab size, context
+length, device and dtype. Read from a HuggingFace ``config`` where there is one, from the modules
+(first ``nn.Embedding``, a ``block_size`` attribute) otherwise; ``None`` where nothing says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["as_nnsight", "torch_module", "vocab_size", "max_positions", "model_device", "model_name"]
+
+
+def torch_module(model: Any) -> torch.nn.Module:
+    """The ``torch.nn.Module`` behind an nnsight wrapper, or ``model`` itself."""
+    inner = getattr(model, "_module", None)
+    if isinstance(inner, torch.nn.Module):
+        return inner
+    if isinstance(model, torch.nn.Module):
+        return model
+    from .errors import InputError
+
+    raise InputError(
+        f"expected a torch.nn.Module, a HuggingFace model or an nnsight model, got {type(model).__name__}; "
+        "load one with induction_nb.load_model(...)"
+    )
+
+
+def as_nnsight(model: Any) -> Any:
+    """Wrap a plain torch module with ``nnsight.NNsight``; nnsight models are returned as they are."""
+    if isinstance(getattr(model, "_module", None), torch.nn.Module):
+        return model
+    module = torch_module(model)
+    import nnsight
+
+    return nnsight.NNsight(module)
+
+
+def _config_value(module: torch.nn.Module, *names: str) -> int | None:
+    configs = [getattr(module, "config", None)]
+    text = getattr(configs[0], "text_config", None) if configs[0] is not None else None
+    configs.append(text)
+    for config in configs:
+        if config is None:
+            continue
+        for name in names:
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def vocab_size(module: torch.nn.Module) -> int | None:
+    value = _config_value(module, "vocab_size", "n_vocab", "d_vocab")
+    if value is not None:
+        return value
+    get = getattr(module, "get_input_embeddings", None)
+    if callable(get):
+        try:
+            emb = get()
+        except Exception:  # some models raise NotImplementedError here
+            emb = None
+        if isinstance(emb, torch.nn.Embedding):
+            return emb.num_embeddings
+    for m in module.modules():
+        if isinstance(m, torch.nn.Embedding):
+            return m.num_embeddings
+    return None
+
+
+def max_positions(module: torch.nn.Module) -> int | None:
+    value = _config_value(module, "max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "block_size")
+    if value is not None:
+        return value
+    for name in ("block_size", "max_seq_len", "max_len"):
+        value = getattr(module, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def model_device(module: torch.nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def model_dtype(module: torch.nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def model_name(model: Any) -> str:
+    module = torch_module(model)
+    config = getattr(module, "config", None)
+    name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
+    return str(name) if name else type(module).__name__

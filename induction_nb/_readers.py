@@ -1,0 +1,196 @@
+"""Turn what an attention site received and returned into a pattern ``[batch, head, q, k]``.
+
+One reader per kind of site (a closed set, see ``READERS``). Readers are pure: they never modify the
+tensors they are given (they run inside the nnsight trace on the live activations). Each returns
+``(pattern, causal)`` with ``pattern`` in float32; ``causal`` says whether the site masks future keys.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Literal
+
+import torch
+
+from ._attention_math import attention_from_qk, repeat_kv_heads
+
+__all__ = ["READERS", "SiteKind", "read_site", "check_reproduces_output"]
+
+SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "mha", "custom"]
+
+
+def _is_4d(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()
+
+
+def _arg(args: tuple, kwargs: dict, index: int, *names: str) -> Any:
+    if len(args) > index:
+        return args[index]
+    for name in names:
+        if name in kwargs:
+            return kwargs[name]
+    return None
+
+
+def _padding_to_bool(mask: torch.Tensor) -> torch.Tensor:
+    """A 2-D ``[batch, k]`` keep-mask (flash attention's form) as a broadcastable bool mask."""
+    return mask.bool()[:, None, None, :]
+
+
+def _hf_interface(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor, bool]:
+    """HF ``attention_interface(module, query, key, value, attention_mask, *, scaling, ...)``."""
+    module, query, key = args[0], args[1], args[2]
+    causal = bool(getattr(module, "is_causal", True))
+    weights = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else None
+    if isinstance(weights, torch.Tensor) and weights.dtype == torch.float32 and weights.dim() == 4:
+        return weights, causal
+    mask = _arg(args, kwargs, 4, "attention_mask")
+    is_causal = kwargs.get("is_causal")
+    is_causal = causal if is_causal is None else bool(is_causal)
+    if mask is not None and mask.dim() == 2:
+        # flash-attention style: padding keep-mask plus an implicit causal mask
+        mask = _padding_to_bool(mask)
+        if is_causal:
+            n_q, n_k = query.shape[2], key.shape[2]
+            tri = torch.ones(n_q, n_k, dtype=torch.bool, device=mask.device).tril()
+            window = kwargs.get("sliding_window")
+            if window is not None:
+                tri = tri & ~torch.ones_like(tri).tril(-int(window))
+            mask = mask & tri
+    pattern = attention_from_qk(
+        query,
+        key,
+        mask=mask,
+        scaling=kwargs.get("scaling"),
+        is_causal=is_causal and mask is None and query.shape[2] > 1,
+        softcap=kwargs.get("softcap"),
+        sliding_window=kwargs.get("sliding_window"),
+        position_bias=kwargs.get("position_bias"),
+        sinks=kwargs.get("s_aux", kwargs.get("sinks")),
+    )
+    return pattern, causal
+
+
+def _sdpa_call(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor, bool]:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0, is_causal=False, scale=None)``."""
+    query, key = args[0], args[1]
+    mask = _arg(args, kwargs, 3, "attn_mask")
+    is_causal = bool(_arg(args, kwargs, 5, "is_causal") or False)
+    pattern = attention_from_qk(query, key, mask=mask, scaling=_arg(args, kwargs, 6, "scale"), is_causal=is_causal)
+    return pattern, is_causal or _blocks_future(pattern)
+
+
+def _softmax(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor, bool]:
+    """A manual ``softmax(q @ k.T)``: the output already is the pattern. Causality is read off it."""
+    pattern = output.float()
+    return pattern, _blocks_future(pattern)
+
+
+_MHA_SIGNATURE = inspect.signature(torch.nn.MultiheadAttention.forward)
+
+
+def _mha(args: tuple, kwargs: dict, output: Any, module: torch.nn.MultiheadAttention) -> tuple[torch.Tensor, bool]:
+    """``nn.MultiheadAttention`` called as a module: recompute from its in-projection weights."""
+    bound = _MHA_SIGNATURE.bind(module, *args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    if module.bias_k is not None or module.add_zero_attn:
+        raise NotImplementedError(
+            "nn.MultiheadAttention with add_bias_kv or add_zero_attn is not supported by the built-in reader; "
+            "pass sites=CustomSites(...) with a reader of your own"
+        )
+    query, key = a["query"], a["key"]
+    if not module.batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)
+    e, h = module.embed_dim, module.num_heads
+    if module._qkv_same_embed_dim:
+        w_q, w_k = module.in_proj_weight[:e], module.in_proj_weight[e : 2 * e]
+    else:
+        w_q, w_k = module.q_proj_weight, module.k_proj_weight
+    b_q = b_k = None
+    if module.in_proj_bias is not None:
+        b_q, b_k = module.in_proj_bias[:e], module.in_proj_bias[e : 2 * e]
+    q = torch.nn.functional.linear(query, w_q, b_q)
+    k = torch.nn.functional.linear(key, w_k, b_k)
+    n, lq, lk = q.shape[0], q.shape[1], k.shape[1]
+    q = q.reshape(n, lq, h, -1).transpose(1, 2)
+    k = k.reshape(n, lk, h, -1).transpose(1, 2)
+    keep = torch.ones(n, 1, lq, lk, dtype=torch.bool, device=q.device)
+    bias = None
+    attn_mask = a["attn_mask"]
+    if attn_mask is not None:
+        m = attn_mask.reshape(-1, h, lq, lk) if attn_mask.dim() == 3 else attn_mask[None, None]
+        if m.dtype == torch.bool:
+            keep = keep & ~m  # MHA's boolean masks mean "do not attend"
+        else:
+            bias = m.float()
+    kpm = a["key_padding_mask"]
+    if kpm is not None:
+        kpm = kpm[:, None, None, :]
+        if kpm.dtype == torch.bool:
+            keep = keep & ~kpm
+        else:
+            bias = kpm.float() if bias is None else bias + kpm.float()
+    float_mask = torch.zeros(keep.shape, device=q.device).masked_fill(~keep, float("-inf"))
+    if bias is not None:
+        float_mask = float_mask + bias
+    pattern = attention_from_qk(q, k, mask=float_mask)
+    return pattern, _blocks_future(pattern)
+
+
+def _blocks_future(pattern: torch.Tensor) -> bool:
+    n_q, n_k = pattern.shape[-2:]
+    if n_q < 2 or n_q != n_k:
+        return False
+    return bool((pattern.triu(1) == 0).all())
+
+
+READERS: dict[str, Callable[..., tuple[torch.Tensor, bool]]] = {
+    "hf_interface": _hf_interface,
+    "sdpa_call": _sdpa_call,
+    "softmax": _softmax,
+}
+
+
+def read_site(kind: str, args: tuple, kwargs: dict, output: Any, module: torch.nn.Module | None):
+    """Dispatch to the reader of ``kind``; returns ``(pattern [batch, head, q, k] float32, causal)``."""
+    if kind == "mha":
+        return _mha(args, kwargs, output, module)
+    return READERS[kind](args, kwargs, output)
+
+
+def looks_like(kind: str, args: tuple, kwargs: dict, output: Any) -> bool:
+    """Cheap structural test of whether a call could be an attention site of ``kind``."""
+    if kind == "hf_interface":
+        return len(args) >= 3 and isinstance(args[0], torch.nn.Module) and _is_4d(args[1]) and _is_4d(args[2])
+    if kind == "sdpa_call":
+        return len(args) >= 3 and _is_4d(args[0]) and _is_4d(args[1]) and _is_4d(args[2])
+    if kind == "softmax":
+        if not (_is_4d(output) and output.shape[-1] == output.shape[-2] and output.shape[-1] > 1):
+            return False
+        o = output.float()
+        return bool((o >= 0).all()) and bool(torch.allclose(o.sum(-1), torch.ones_like(o[..., 0]), atol=1e-4))
+    return False
+
+
+def check_reproduces_output(kind: str, args: tuple, kwargs: dict, output: Any, pattern: torch.Tensor) -> bool:
+    """Whether ``pattern @ value`` reproduces what the call returned: proof that the call is attention and
+    that the recomputed pattern is the one the model used."""
+    if kind == "softmax":
+        return True
+    if kind == "hf_interface":
+        value, out = args[3], output[0] if isinstance(output, (tuple, list)) else output
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            return False
+        expected = torch.matmul(pattern, repeat_kv_heads(value.float(), pattern.shape[1]))
+        if out.shape != expected.shape:
+            expected = expected.transpose(1, 2)
+    else:
+        value, out = args[2], output
+        if not isinstance(out, torch.Tensor):
+            return False
+        expected = torch.matmul(pattern, repeat_kv_heads(value.float(), pattern.shape[1]))
+    if out.shape != expected.shape:
+        return False
+    scale = float(out.float().abs().max().clamp_min(1e-6))
+    return bool((out.float() - expected).abs().max() <= 1e-3 * scale + 1e-5)

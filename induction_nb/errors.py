@@ -1,0 +1,30 @@
+"""The exceptions induction_nb raises on purpose.
+
+Every error a user can cause (bad tokens, a model we cannot read, a pattern that fails its self-check)
+is one of these, with a message that names the problem and the fix. They subclass ``ValueError`` or
+``RuntimeError`` so that generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["InductionNBError", "InputError", "ModelLoadError", "AttentionNotFoundError", "CaptureCheckError"]
+
+
+class InductionNBError(Exception):
+    """Base class of every error raised on purpose by induction_nb."""
+
+
+class InputError(InductionNBError, ValueError):
+    """An argument is malformed (dtype, shape, range, device); the message says how to fix it."""
+
+
+class ModelLoadError(InductionNBError, RuntimeError):
+    """A model could not be loaded or wrapped (missing package, no network, unknown path)."""
+
+
+class AttentionNotFoundError(InductionNBError, RuntimeError):
+    """No attention computation could be located in the model; see ``induction_nb.CustomSites``."""
+
+
+class CaptureCheckError(InductionNBError, RuntimeError):
+    """A captured attention pattern failed its self-check (row sums, causal mask, finiteness)."""
