@@ -156,6 +156,7 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor) -
         if found:
             break
     if not found:
+        _raise_if_forward_fails(model, module, probe_tokens)
         classes = sorted({type(m).__name__ for _, m in named})[:12]
         raise AttentionNotFoundError(
             f"no attention found in {type(module).__name__}. Tried: "
@@ -165,6 +166,18 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor) -
         )
     found.sort(key=lambda f: order[f[0]])
     return tuple(Site(layer=i, path=p, op=op, kind=kind) for i, (p, op, kind) in enumerate(found))
+
+
+def _raise_if_forward_fails(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor) -> None:
+    """Where every probe failed, a broken forward pass is the likelier cause: say so."""
+    try:
+        with torch.no_grad():
+            module(probe_tokens)
+    except Exception as e:
+        raise AttentionNotFoundError(
+            f"{type(module).__name__}'s forward pass fails on token ids {probe_tokens.tolist()}: "
+            f"{type(e).__name__}: {e}. capture_attention calls the model as model(tokens)."
+        ) from e
 
 
 def _overlaps(paths: list[str], taken: list[str]) -> bool:
@@ -195,21 +208,29 @@ def _tier(name: str) -> int:
 
 
 def _probe_op(model: Any, envoy: Any, name: str, probe_tokens: torch.Tensor) -> SiteKind | None:
+    """Run one probe trace reading operation ``name``; return its kind if it proves to be attention.
+
+    An operation that does not run for this input (a branch not taken) makes nnsight raise or leaves
+    nothing saved: either way it is not the site.
+    """
     import nnsight
 
-    with torch.no_grad(), model.trace(probe_tokens) as tracer:
-        verdict = nnsight.save([])
-        node = getattr(envoy.source, name)
-        args, kwargs = node.inputs
-        output = node.output
-        for kind in _PROBE_ORDER:
-            try:
-                if looks_like(kind, args, kwargs, output):
-                    pattern, _ = read_site(kind, args, kwargs, output, None)
-                    if check_reproduces_output(kind, args, kwargs, output, pattern):
-                        verdict.append(kind)
-                        break
-            except Exception:  # a call that is not attention can fail any of these tests: not a site
-                continue
-        tracer.stop()
+    try:
+        with torch.no_grad(), model.trace(probe_tokens) as tracer:
+            verdict = nnsight.save([])
+            node = getattr(envoy.source, name)
+            args, kwargs = node.inputs
+            output = node.output
+            for kind in _PROBE_ORDER:
+                try:
+                    if looks_like(kind, args, kwargs, output):
+                        pattern, _ = read_site(kind, args, kwargs, output, None)
+                        if check_reproduces_output(kind, args, kwargs, output, pattern):
+                            verdict.append(kind)
+                            break
+                except Exception:  # a call that is not attention can fail any of these tests: not a site
+                    continue
+            tracer.stop()
+    except Exception:  # nnsight's OutOfOrderError for an operation on a branch not taken
+        return None
     return verdict[0] if verdict else None
