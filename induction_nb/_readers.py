@@ -187,23 +187,21 @@ def looks_like(kind: str, args: tuple, kwargs: dict, output: Any) -> bool:
 
 def check_reproduces_output(kind: str, args: tuple, kwargs: dict, output: Any, pattern: torch.Tensor) -> bool:
     """Whether ``pattern @ value`` reproduces what the call returned: proof that the call is attention and
-    that the recomputed pattern is the one the model used."""
+    that the recomputed pattern is the one the model used. HF kernels return ``[batch, q, head, d]``,
+    SDPA ``[batch, head, q, d]``; both layouts are tried (they coincide in shape when q == heads)."""
     if kind == "softmax":
         return True
     if kind == "hf_interface":
         value, out = args[3], output[0] if isinstance(output, (tuple, list)) else output
-        if not isinstance(out, torch.Tensor) or out.dim() != 4:
-            return False
-        expected = torch.matmul(pattern, repeat_kv_heads(value.float(), pattern.shape[1]))
-        if out.shape != expected.shape:
-            expected = expected.transpose(1, 2)
     else:
         value, out = args[2], output
-        if not isinstance(out, torch.Tensor):
-            return False
-        expected = torch.matmul(pattern, repeat_kv_heads(value.float(), pattern.shape[1]))
-    if out.shape != expected.shape:
+    if not isinstance(out, torch.Tensor) or out.dim() != 4:
         return False
-    scale = float(out.float().abs().max().clamp_min(1e-6))
+    expected = torch.matmul(pattern, repeat_kv_heads(value.float(), pattern.shape[1]))
+    got = out.float()
+    scale = float(got.abs().max().clamp_min(1e-6))
     rel = 1e-3 if out.dtype in (torch.float32, torch.float64) else 5e-2  # half types round at ~1e-2
-    return bool((out.float() - expected).abs().max() <= rel * scale + 1e-5)
+    for layout in (expected, expected.transpose(1, 2)):
+        if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
+            return True
+    return False

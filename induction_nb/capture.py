@@ -21,7 +21,7 @@ import torch
 from . import _model_info as info
 from ._readers import read_site
 from .errors import CaptureCheckError, InputError
-from .sites import CustomSites, Site, find_sites
+from .sites import CustomSites, Site, envoy_at, find_sites
 
 __all__ = ["AttentionPatterns", "capture_attention", "stream_attention", "check_tokens"]
 
@@ -161,7 +161,7 @@ def _run(ctx: _Context, sink: Callable[[int, torch.Tensor, bool], None]) -> None
     with torch.no_grad(), _mha_fastpath_off(), model.trace(ctx.tokens) as tracer:
         done = nnsight.save(seen)
         for site in ctx.sites:
-            envoy = model.get(site.path)
+            envoy = envoy_at(model, site.path)
             node = getattr(envoy.source, site.op) if site.op else envoy
             args, kwargs = node.inputs
             output = node.output if site.needs_output else None

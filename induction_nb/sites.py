@@ -28,7 +28,7 @@ import torch
 from ._readers import SiteKind, check_reproduces_output, looks_like, read_site
 from .errors import AttentionNotFoundError
 
-__all__ = ["Site", "CustomSites", "find_sites"]
+__all__ = ["Site", "CustomSites", "find_sites", "envoy_at"]
 
 _ATTN_CLASS = re.compile(r"attention|attn|selfattn|mha", re.IGNORECASE)
 _TIER0 = re.compile(r"attention|attn|sdpa|scaled_dot_product|flash", re.IGNORECASE)
@@ -99,6 +99,16 @@ class CustomSites:
             Site(layer=i, path=p, op=self.op, kind="custom", reader=reader, causal=self.causal)
             for i, p in enumerate(paths)
         )
+
+
+def envoy_at(model: Any, path: str) -> Any:
+    """The nnsight envoy of the submodule at dotted ``path``. Unlike ``model.get``, a submodule named like
+    an nnsight attribute (BERT's ``output``) resolves to the submodule, not to the module's output."""
+    envoy = model
+    for part in path.split("."):
+        children = getattr(envoy, "_child_map", None)
+        envoy = children[part] if isinstance(children, dict) and part in children else getattr(envoy, part)
+    return envoy
 
 
 def _read_output(args: tuple, kwargs: dict, output: Any) -> torch.Tensor:
@@ -186,7 +196,7 @@ def _overlaps(paths: list[str], taken: list[str]) -> bool:
 
 def _probe_group(model: Any, path: str, probe_tokens: torch.Tensor, tiers: tuple[int, ...]):
     """Return ``(op_name, kind)`` for the first operation of module ``path`` that proves to be attention."""
-    envoy = model.get(path)
+    envoy = envoy_at(model, path)
     try:
         names = envoy.source.names
     except Exception:  # no Python source (a C extension, a scripted module): nothing to probe
