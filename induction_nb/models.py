@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -175,6 +176,7 @@ def _embedded_model(cache_dir: Path | None, kwargs: dict) -> tuple[torch.nn.Modu
 
 
 def _convert(gguf: Path, target: Path) -> None:
+    print(f"induction_nb: converting the embedded model once (~20 s) into {target}", file=sys.stderr)
     hf, tok = _from_gguf(gguf, {})
     # The GGUF quantizer marks the model unserialisable, but its weights are plain float32 by now.
     hf.hf_quantizer = None

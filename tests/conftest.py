@@ -10,6 +10,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny_models
 @pytest.fixture(scope="session")
 def smollm2():
     """The real embedded SmolLM2-135M-Instruct (eager attention), loaded once per test session."""
-    from induction_nb import load_model
+    from induction_nb import ModelLoadError, load_model
 
-    return load_model()
+    try:
+        return load_model()
+    except ModelLoadError as e:
+        if os.environ.get("CI"):
+            raise  # CI installs the embedded model: its absence is a failure there
+        pytest.skip(str(e))
