@@ -1,0 +1,275 @@
+"""The original API: ``InductionHeadDetector``, ``detect_induction_heads``, ``InductionHeadAnalyzer`` and
+``analyze_head_attention``.
+
+Detection runs the probe sequences (a random block repeated, BOS prepended where the model has one)
+together with their controls (the same sequences with everything after the first block replaced by
+fresh tokens) through ``stream_attention``: each layer's pattern is reduced to per-sequence, per-head
+metric values *inside the trace* (``scores``), so nothing larger than ``[batch, head]`` leaves a layer
+unless the caller asks to keep some heads' patterns. Large batches run in chunks with a progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from . import _model_info as info
+from . import scores as S
+from ._stats import bootstrap_overall
+from .capture import capture_attention, stream_attention
+from .errors import InputError
+from .patterns import Pattern, PatternGenerator
+from .results import DetectionResult, HeadBehavior, HeadScore
+
+__all__ = ["InductionHeadDetector", "detect_induction_heads", "InductionHeadAnalyzer", "analyze_head_attention"]
+
+
+def _check_threshold(threshold: Any) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+class InductionHeadDetector:
+    """Find the induction heads of ``model`` (anything ``load_model`` accepts or returns).
+
+    ``threshold``: on the overall score, in [0, 1]. ``batch_size``: sequences per pattern.
+    ``chunk_size``: sequences per forward pass (each with its control). ``vocab_size``: restrict the
+    random token ids to ``[0, vocab_size)`` of the model's vocabulary. ``bos``: prepend the model's BOS
+    token where it has one. ``n_bootstrap``: resamples for the confidence interval.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        threshold: float = 0.4,
+        *,
+        batch_size: int = 8,
+        chunk_size: int = 8,
+        seed: int = 0,
+        vocab_size: int | None = None,
+        bos: bool = True,
+        n_bootstrap: int = 1000,
+        progress: bool | None = None,
+    ):
+        from .models import load_model
+
+        self.threshold = _check_threshold(threshold)
+        for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("n_bootstrap", n_bootstrap)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        self.model = model if _is_loaded(model) else load_model(model)
+        self.module = info.torch_module(self.model)
+        self.tokenizer = getattr(self.model, "tokenizer", None)
+        model_vocab = info.vocab_size(self.module)
+        if vocab_size is None and model_vocab is None:
+            raise InputError(f"cannot tell the vocabulary size of {type(self.module).__name__}; pass vocab_size=")
+        if vocab_size is not None:
+            if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+                raise InputError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+            if model_vocab is not None and vocab_size > model_vocab:
+                raise InputError(f"vocab_size {vocab_size} is larger than the model's vocabulary ({model_vocab})")
+        self.vocab_size = vocab_size or model_vocab
+        self.bos_token_id = _bos_id(self.module, self.tokenizer) if bos else None
+        self.special_ids = tuple(getattr(self.tokenizer, "all_special_ids", None) or ())
+        self.batch_size, self.chunk_size, self.seed = batch_size, chunk_size, seed
+        self.n_bootstrap, self.progress = n_bootstrap, progress
+
+    def generator(self) -> PatternGenerator:
+        return PatternGenerator(
+            self.vocab_size, seed=self.seed, exclude=self.special_ids, bos_token_id=self.bos_token_id,
+            tokenizer=self.tokenizer,
+        )
+
+    def detect(
+        self,
+        sequence_length: int = 128,
+        *,
+        n_repeats: int = 2,
+        patterns: Sequence[str] = ("repeated",),
+        keep_patterns: Iterable[tuple[int, int]] = (),
+    ) -> DetectionResult:
+        """Score every head on ``batch_size`` sequences of ``sequence_length`` tokens (BOS not counted)
+        per pattern, each with its control. ``keep_patterns``: ``(layer, head)`` pairs whose full patterns
+        ``[batch, q, k]`` (repeated sequences only) are kept in ``result.kept_patterns``."""
+        if isinstance(patterns, str):
+            patterns = (patterns,)
+        gen = self.generator()
+        probes = [gen.generate(name, sequence_length, self.batch_size, n_repeats=n_repeats) for name in patterns]
+        controls = [gen.control_for(p) for p in probes]
+        repeated = torch.cat([p.tokens for p in probes])
+        control = torch.cat(controls)
+        keep = _check_keep(keep_patterns)
+        per_seq, kept = self._run(repeated, control, first_query=1 + probes[0].offset, keep=keep)
+        n_layers, n_heads = per_seq["prefix"].shape[1:]
+        bad = [(l, h) for l, h in keep if not (0 <= l < n_layers and 0 <= h < n_heads)]
+        if bad:
+            raise InputError(f"keep_patterns {bad} out of range: the model has {n_layers} layers x {n_heads} heads")
+        head = S.combine(per_seq["prefix"], per_seq["control"], per_seq["copying"])
+        low, high = bootstrap_overall(per_seq["prefix"], per_seq["control"], per_seq["copying"],
+                                      n=self.n_bootstrap, seed=self.seed)
+        means = {k: torch.nanmean(per_seq[k], 0) for k in ("previous", "duplicate", "diagonal")}
+        scores = tuple(
+            HeadScore(
+                layer=l, head=h,
+                prefix_matching=_f(head["prefix_matching"][l, h]), contrast=_f(head["contrast"][l, h]),
+                copying=_f(head["copying"][l, h]), previous_token=_f(means["previous"][l, h]),
+                duplicate_token=_f(means["duplicate"][l, h]), diagonal=_f(means["diagonal"][l, h]),
+                overall_score=_f(head["overall"][l, h]), ci_low=_f(low[l, h]), ci_high=_f(high[l, h]),
+            )
+            for l in range(n_layers) for h in range(n_heads)
+        )
+        settings = {
+            "sequence_length": sequence_length, "n_repeats": n_repeats, "batch_size": self.batch_size,
+            "patterns": list(patterns), "bos_token_id": self.bos_token_id, "token_range": [gen.low, gen.high],
+            "n_bootstrap": self.n_bootstrap, "chunk_size": self.chunk_size,
+            "attn_implementation": getattr(getattr(self.module, "config", None), "_attn_implementation", None),
+        }
+        return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, n_heads,
+                               settings, self.seed, kept)
+
+    def _run(self, repeated: torch.Tensor, control: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
+        """Per-sequence metrics ``{name: [n_sequences, layer, head]}`` and kept patterns, chunk by chunk."""
+        chunks = range(0, repeated.shape[0], self.chunk_size)
+        show = self.progress if self.progress is not None else len(chunks) > 1
+        if show:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="detect", unit="chunk")
+        collected: dict[str, list[torch.Tensor]] = {}
+        kept: dict[tuple[int, int], list[torch.Tensor]] = {}
+        for start in chunks:
+            r = repeated[start : start + self.chunk_size]
+            c = control[start : start + self.chunk_size]
+            layers = stream_attention(self.model, torch.cat([r, c]), _LayerReducer(r, first_query, keep))
+            for name in layers[0]["metrics"]:
+                collected.setdefault(name, []).append(torch.stack([x["metrics"][name] for x in layers], 1))
+            for x in layers:
+                for key, pattern in x["kept"].items():
+                    kept.setdefault(key, []).append(pattern)
+        return {k: torch.cat(v) for k, v in collected.items()}, {k: torch.cat(v) for k, v in kept.items()}
+
+
+class _LayerReducer:
+    """Runs inside the trace on one layer's pattern ``[2n, head, q, k]`` (n probes, then n controls)."""
+
+    def __init__(self, tokens: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
+        self.tokens, self.first_query, self.keep = tokens, first_query, keep
+        self.match = S.match_mask(tokens)
+        self.dup = S.duplicate_mask(tokens)
+
+    def __call__(self, layer: int, pattern: torch.Tensor) -> dict:
+        n = self.tokens.shape[0]
+        tokens, match = self.tokens.to(pattern.device), self.match.to(pattern.device)
+        probe, ctrl = pattern[:n], pattern[n:]
+        metrics = {
+            "prefix": S.stripe_attention(probe, match),
+            "control": S.stripe_attention(ctrl, match),
+            "copying": S.copying(probe, tokens, match),
+            "previous": S.previous_token(probe, self.first_query),
+            "duplicate": S.stripe_attention(probe, self.dup.to(pattern.device)),
+            "diagonal": S.diagonal(probe),
+        }
+        kept = {(l, h): probe[:, h].detach().clone().cpu() for l, h in self.keep if l == layer and h < probe.shape[1]}
+        return {"metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": kept}
+
+
+def _f(x: torch.Tensor) -> float:
+    return float(x)
+
+
+def _is_loaded(model: Any) -> bool:
+    return isinstance(model, torch.nn.Module) or isinstance(getattr(model, "_module", None), torch.nn.Module)
+
+
+def _bos_id(module: torch.nn.Module, tokenizer: Any) -> int | None:
+    for source in (getattr(tokenizer, "bos_token_id", None), getattr(getattr(module, "config", None), "bos_token_id", None)):
+        if isinstance(source, int) and source >= 0:
+            vocab = info.vocab_size(module)
+            return source if vocab is None or source < vocab else None
+    return None
+
+
+def _check_keep(keep: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    try:
+        pairs = [(int(l), int(h)) for l, h in keep]
+    except (TypeError, ValueError):
+        raise InputError("keep_patterns must be a list of (layer, head) pairs") from None
+    return pairs
+
+
+def detect_induction_heads(model: Any, threshold: float = 0.4, **kwargs) -> DetectionResult:
+    """One call: ``InductionHeadDetector(model, threshold, ...).detect(...)``. Keyword arguments go to the
+    detector (batch_size, seed, ...) or to ``detect`` (sequence_length, n_repeats, patterns, keep_patterns)."""
+    detect_keys = {"sequence_length", "n_repeats", "patterns", "keep_patterns"}
+    detect_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in detect_keys}
+    return InductionHeadDetector(model, threshold, **kwargs).detect(**detect_kwargs)
+
+
+class InductionHeadAnalyzer:
+    """Detection plus a closer look at single heads of one model."""
+
+    def __init__(self, model: Any, **detector_kwargs):
+        self.detector = InductionHeadDetector(model, **detector_kwargs)
+        self.model = self.detector.model
+        self.result: DetectionResult | None = None
+
+    def detect(self, **kwargs) -> DetectionResult:
+        self.result = self.detector.detect(**kwargs)
+        return self.result
+
+    def find_induction_heads(self, threshold: float = 0.4, **kwargs) -> list[tuple[int, int]]:
+        """``(layer, head)`` of the heads whose overall score reaches ``threshold``, best first."""
+        threshold = _check_threshold(threshold)
+        result = self.detect(**kwargs)
+        return [(s.layer, s.head) for s in result.get_top_heads() if s.overall_score >= threshold]
+
+    def head_attention(self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64,
+                       index: int = 0) -> tuple[torch.Tensor, torch.Tensor, Pattern]:
+        """The ``[q, k]`` attention of one head on sequence ``index`` of a generated pattern, its tokens, and the pattern."""
+        probe = self.detector.generator().generate(pattern, sequence_length, max(index + 1, 1))
+        captured = capture_attention(self.model, probe.tokens[index : index + 1], layers=[layer])
+        return captured.head(layer, head), probe.tokens[index], probe
+
+    def analyze_head(self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64) -> HeadBehavior:
+        attention, tokens, probe = self.head_attention(layer, head, pattern, sequence_length)
+        return analyze_head_attention(attention, tokens, period=probe.period)
+
+
+def analyze_head_attention(attention_pattern: Any, tokens: Any, period: int | None = None) -> HeadBehavior:
+    """Scores of one head on one sequence: ``attention_pattern`` ``[seq, seq]`` (rows = queries), ``tokens``
+    ``[seq]``. ``period``: where given, ``induction_stripe_score`` is the mean of ``A[q, q - period + 1]``
+    over ``q >= period`` (the induction stripe, offset ``-(period-1)``); the other metrics use the match
+    set of ``tokens`` and need no period."""
+    A = torch.as_tensor(attention_pattern)
+    t = torch.as_tensor(tokens)
+    if A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise InputError(f"attention_pattern must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
+    if t.dim() != 1 or t.shape[0] != A.shape[0]:
+        raise InputError(f"tokens must be [seq] with seq = {A.shape[0]} (the pattern's size), got shape {tuple(t.shape)}")
+    if not A.is_floating_point():
+        raise InputError(f"attention_pattern must hold floats, got {A.dtype}")
+    if not torch.isfinite(A).all():
+        raise InputError("attention_pattern contains NaN or inf")
+    n = A.shape[0]
+    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n):
+        raise InputError(f"period must be an integer in [1, {n - 1}] (less than the sequence length {n}), got {period!r}")
+    A = A.float()[None]
+    t = t.long()[None]
+    match = S.match_mask(t)
+    stripe = None
+    if period is not None:
+        q = torch.arange(period, n)
+        stripe = float(A[0, q, q - period + 1].mean())
+    scored = bool(match.any())
+    dup = S.duplicate_mask(t)
+    return HeadBehavior(
+        diagonal_score=float(S.diagonal(A)[0]),
+        induction_stripe_score=stripe,
+        previous_token_score=float(S.previous_token(A)[0]),
+        prefix_matching=float(S.stripe_attention(A, match)[0]) if scored else None,
+        copying=float(S.copying(A, t, match)[0]) if scored and match[0, :-1].any() else None,
+        duplicate_token=float(S.stripe_attention(A, dup)[0]) if dup.any() else None,
+    )

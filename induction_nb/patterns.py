@@ -1,0 +1,236 @@
+"""Token sequences that make induction heads show themselves, and the controls that make them honest.
+
+``PatternGenerator(vocab_size, device, seed)`` generates, by name (``PATTERN_NAMES``):
+
+* ``repeated``: a random block repeated ``n_repeats`` times (the classic induction probe);
+* ``abab``: a random pair of tokens alternating (period 2);
+* ``copy``: ``[content][SEP][content]``;
+* ``random``: no token repeated (the no-match control);
+* ``natural``: a public-domain passage tokenised by the model's tokenizer, repeated;
+* ``bigram``: random tokens with a few bigrams ``[A][B]`` re-inserted at random places (fuzzy matching).
+
+Each ``Pattern`` carries its tokens ``[batch, seq]``, its period (where it has one) and, derived from
+the tokens themselves, the induction targets: ``match_mask(tokens)`` (see ``scores``). Random blocks
+draw distinct ids, so the only matches are the intended ones. Ids come from ``[low, high)``, which by
+default skips the lowest ids (special tokens live there) and, for large vocabularies, the rare tail,
+as in metrics.md's reference set-up ([1000, 10000) for SmolLM2); ``exclude`` removes more ids.
+Generation is deterministic for a given seed and does not depend on the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+
+from ._passages import PASSAGES
+from .errors import InputError
+
+__all__ = ["Pattern", "PatternGenerator", "PATTERN_NAMES", "default_token_range"]
+
+PatternName = Literal["repeated", "abab", "copy", "random", "natural", "bigram"]
+PATTERN_NAMES: tuple[str, ...] = ("repeated", "abab", "copy", "random", "natural", "bigram")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A batch of generated sequences. ``tokens``: ``[batch, seq]`` (BOS included when the generator has
+    one). ``period``: distance between repeats, ``None`` where the pattern has none. ``offset``: index of
+    the first generated token (1 with BOS). ``meta``: generation settings, for the record."""
+
+    name: str
+    tokens: torch.Tensor
+    period: int | None
+    offset: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def match_mask(self) -> torch.Tensor:
+        """``[batch, q, k]`` bool: ``k`` is an induction target of ``q`` (``t[k-1] == t[q]``, ``1 <= k <= q``)."""
+        from .scores import match_mask
+
+        return match_mask(self.tokens)
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """``[batch, q]`` bool: queries with at least one induction target (the scored queries)."""
+        return self.match_mask.any(-1)
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.name!r}, tokens={tuple(self.tokens.shape)}, period={self.period})"
+
+
+def default_token_range(vocab_size: int) -> tuple[int, int]:
+    """``[low, high)`` ids to sample from: skip the lowest tenth (special tokens) and, for vocabularies
+    above 10,000, everything from 10,000 on (rare tokens the model has barely seen)."""
+    if vocab_size > 10_000:
+        return 1000, 10_000
+    return vocab_size // 10, vocab_size
+
+
+class PatternGenerator:
+    """Seeded generator of induction probes. ``vocab_size``: the model's vocabulary (ids are drawn from
+    ``[low, high)`` inside it). ``bos_token_id``: prepended to every sequence when given.
+    ``tokenizer``: needed for ``natural`` only."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        *,
+        low: int | None = None,
+        high: int | None = None,
+        exclude: Sequence[int] = (),
+        bos_token_id: int | None = None,
+        sep_token_id: int | None = None,
+        tokenizer: Any = None,
+    ):
+        if not isinstance(vocab_size, int) or vocab_size < 2:
+            raise InputError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+        d_low, d_high = default_token_range(vocab_size)
+        self.low = d_low if low is None else low
+        self.high = d_high if high is None else high
+        if not 0 <= self.low < self.high <= vocab_size:
+            raise InputError(f"token range [{self.low}, {self.high}) must lie inside the vocabulary [0, {vocab_size})")
+        excluded = set(int(i) for i in exclude)
+        if bos_token_id is not None:
+            excluded.add(int(bos_token_id))
+        self.pool = torch.tensor([i for i in range(self.low, self.high) if i not in excluded], dtype=torch.long)
+        if len(self.pool) < 2:
+            raise InputError(f"fewer than 2 usable token ids in [{self.low}, {self.high}) after exclusions")
+        self.vocab_size = vocab_size
+        self.device = torch.device(device)
+        self.seed = seed
+        self.bos_token_id = bos_token_id
+        self.sep_token_id = int(self.pool[0]) if sep_token_id is None else sep_token_id
+        self.tokenizer = tokenizer
+
+    # -- public -----------------------------------------------------------------------------------
+
+    def generate(self, name: str, seq_len: int = 64, batch_size: int = 8, n_repeats: int = 2, **kwargs) -> Pattern:
+        """Generate ``batch_size`` sequences of ``seq_len`` tokens (BOS not counted) of pattern ``name``."""
+        maker = _MAKERS.get(name)
+        if maker is None:
+            raise InputError(f"unknown pattern {name!r}; valid names: {', '.join(PATTERN_NAMES)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if name == "repeated" and (not isinstance(n_repeats, int) or n_repeats < 2):
+            raise InputError(f"n_repeats must be an integer >= 2 (a block must occur again), got {n_repeats!r}")
+        minimum = {"repeated": 2 * n_repeats, "abab": 3, "copy": 3, "random": 2, "natural": 4, "bigram": 8}[name]
+        if not isinstance(seq_len, int) or seq_len < minimum:
+            raise InputError(f"seq_len {seq_len!r} is too short for pattern {name!r}: it needs at least {minimum} tokens")
+        g = torch.Generator().manual_seed(self.seed + _NAME_SALT[name])
+        tokens, period, meta = maker(self, g, seq_len, batch_size, n_repeats=n_repeats, **kwargs)
+        offset = 0
+        if self.bos_token_id is not None:
+            tokens = torch.cat([torch.full((batch_size, 1), self.bos_token_id, dtype=torch.long), tokens], dim=1)
+            offset = 1
+        meta = {"seq_len": seq_len, "batch_size": batch_size, "seed": self.seed, **meta}
+        return Pattern(name, tokens.to(self.device), period, offset, meta)
+
+    def generate_all(self, seq_len: int = 64, batch_size: int = 8, n_repeats: int = 2) -> dict[str, Pattern]:
+        """Every pattern by name; ``natural`` only when a tokenizer was given."""
+        names = [n for n in PATTERN_NAMES if n != "natural" or self.tokenizer is not None]
+        return {n: self.generate(n, seq_len, batch_size, n_repeats=n_repeats) for n in names}
+
+    def control_for(self, pattern: Pattern) -> torch.Tensor:
+        """The contrast metric's control ``[batch, seq]``: ``pattern``'s tokens with every token after the
+        first period replaced by fresh ids that do not occur earlier in the sequence, so that the same
+        ``(q, k)`` positions hold no prefix match. Same length, same positions, same first block."""
+        if pattern.period is None:
+            raise InputError(f"pattern {pattern.name!r} has no period; the control needs a periodic pattern")
+        g = torch.Generator().manual_seed(self.seed + 7919)
+        tokens = pattern.tokens.cpu().clone()
+        start = pattern.offset + pattern.period
+        for row in tokens:
+            used = set(row[:start].tolist())
+            fresh = self._distinct(g, row.numel() - start, avoid=used)
+            row[start:] = fresh
+        return tokens.to(self.device)
+
+    # -- sampling helpers ---------------------------------------------------------------------------
+
+    def _distinct(self, g: torch.Generator, n: int, avoid: set[int] = frozenset()) -> torch.Tensor:
+        """``n`` ids from the pool, all distinct when the pool allows (else with replacement)."""
+        pool = self.pool if not avoid else self.pool[~torch.isin(self.pool, torch.tensor(sorted(avoid)))]
+        if len(pool) == 0:
+            pool = self.pool
+        if n <= len(pool):
+            return pool[torch.randperm(len(pool), generator=g)[:n]]
+        return pool[torch.randint(len(pool), (n,), generator=g)]
+
+
+def _repeated(gen: PatternGenerator, g, seq_len, batch, n_repeats=2, **_):
+    period = seq_len // n_repeats
+    rows = [gen._distinct(g, period).repeat(n_repeats + 1)[:seq_len] for _ in range(batch)]
+    return torch.stack(rows), period, {"n_repeats": n_repeats}
+
+
+def _abab(gen: PatternGenerator, g, seq_len, batch, **_):
+    rows = [gen._distinct(g, 2).repeat(seq_len // 2 + 1)[:seq_len] for _ in range(batch)]
+    return torch.stack(rows), 2, {}
+
+
+def _copy(gen: PatternGenerator, g, seq_len, batch, **_):
+    n = (seq_len - 1) // 2
+    rows = []
+    for _ in range(batch):
+        content = gen._distinct(g, n, avoid={gen.sep_token_id})
+        tail = gen._distinct(g, seq_len - 2 * n - 1, avoid=set(content.tolist()) | {gen.sep_token_id})
+        rows.append(torch.cat([content, torch.tensor([gen.sep_token_id]), content, tail]))
+    return torch.stack(rows), n + 1, {"sep_token_id": gen.sep_token_id}
+
+
+def _random(gen: PatternGenerator, g, seq_len, batch, **_):
+    return torch.stack([gen._distinct(g, seq_len) for _ in range(batch)]), None, {}
+
+
+def _bigram(gen: PatternGenerator, g, seq_len, batch, n_bigrams: int | None = None, **_):
+    n_bigrams = n_bigrams or max(1, seq_len // 16)
+    rows = []
+    for _ in range(batch):
+        row = gen._distinct(g, seq_len)
+        pairs = gen._distinct(g, 2 * n_bigrams, avoid=set(row.tolist())).view(n_bigrams, 2)
+        for a, b in pairs:
+            # each bigram at two places that do not overlap any other insertion
+            for _ in range(2):
+                for _attempt in range(20):
+                    at = int(torch.randint(seq_len - 1, (1,), generator=g))
+                    if not torch.isin(row[at : at + 2], pairs.flatten()).any():
+                        row[at], row[at + 1] = a, b
+                        break
+        rows.append(row)
+    return torch.stack(rows), None, {"n_bigrams": n_bigrams}
+
+
+def _natural(gen: PatternGenerator, g, seq_len, batch, n_repeats=2, **_):
+    tok = gen.tokenizer
+    if tok is None:
+        raise InputError("pattern 'natural' needs a tokenizer: PatternGenerator(..., tokenizer=model.tokenizer)")
+    period = seq_len // 2
+    rows, names = [], sorted(PASSAGES)
+    for i in range(batch):
+        name = names[i % len(names)]
+        ids = tok(PASSAGES[name], add_special_tokens=False)["input_ids"]
+        if len(ids) < period:
+            raise InputError(f"passage {name!r} has only {len(ids)} tokens; use seq_len <= {2 * len(ids)} for 'natural'")
+        start = int(torch.randint(len(ids) - period + 1, (1,), generator=g))
+        block = torch.tensor(ids[start : start + period])
+        if int(block.max()) >= gen.vocab_size:
+            raise InputError(f"the tokenizer produced id {int(block.max())} >= vocab_size {gen.vocab_size}")
+        rows.append(block.repeat(3)[:seq_len])
+    return torch.stack(rows), period, {"passages": [names[i % len(names)] for i in range(batch)]}
+
+
+_MAKERS: dict[str, Callable[..., tuple[torch.Tensor, int | None, dict]]] = {
+    "repeated": _repeated,
+    "abab": _abab,
+    "copy": _copy,
+    "random": _random,
+    "natural": _natural,
+    "bigram": _bigram,
+}
+# Each pattern its own random stream, so adding a pattern to a run does not change the others.
+_NAME_SALT = {name: 1009 * (i + 1) for i, name in enumerate(PATTERN_NAMES)}

@@ -1,0 +1,198 @@
+"""Result types of detection and single-head analysis: frozen dataclasses with dict/JSON round trips.
+
+``DetectionResult.to_dict()`` holds plain numbers and strings only (JSON-safe; patterns a caller asked
+to keep travel in ``kept_patterns`` and are not serialised). ``from_dict`` checks the format tag and
+says what is wrong with a foreign or damaged file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+__all__ = ["HeadScore", "HeadBehavior", "DetectionResult", "FORMAT"]
+
+FORMAT = "induction_nb.DetectionResult"
+FORMAT_VERSION = 1
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+@dataclass(frozen=True)
+class HeadScore:
+    """Scores of one head (all in [0, 1]; ``None`` where undefined).
+
+    ``prefix_matching``: attention on induction targets (metric 1). ``contrast``: the part of it caused
+    by the prefix match (metric 2). ``copying``: arg-max key holds the next token (metric 3).
+    ``overall_score = contrast * copying`` with a bootstrap confidence interval ``[ci_low, ci_high]``
+    over sequences. Companions: ``previous_token``, ``duplicate_token``, ``diagonal``.
+    """
+
+    layer: int
+    head: int
+    prefix_matching: float
+    contrast: float
+    copying: float
+    previous_token: float
+    duplicate_token: float | None
+    diagonal: float
+    overall_score: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def induction_score(self) -> float:
+        """Alias of ``prefix_matching`` (the name TransformerLens and ARENA use)."""
+        return self.prefix_matching
+
+    @property
+    def name(self) -> str:
+        return f"L{self.layer}H{self.head}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (_num(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HeadScore":
+        names = {f.name for f in fields(cls)}
+        missing = names - set(d)
+        if missing:
+            raise InputError(f"head score is missing {sorted(missing)}")
+        values = {k: d[k] for k in names}
+        for k in names - {"layer", "head"}:
+            values[k] = float("nan") if values[k] is None and k != "duplicate_token" else values[k]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HeadBehavior:
+    """What one head does on one sequence (``analyze_head_attention``)."""
+
+    diagonal_score: float
+    induction_stripe_score: float | None
+    previous_token_score: float
+    prefix_matching: float | None
+    copying: float | None
+    duplicate_token: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _num(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """Which heads are induction heads, with every head's scores and the settings that produced them."""
+
+    head_scores: tuple[HeadScore, ...]
+    threshold: float
+    model_name: str
+    n_layers: int
+    n_heads: int
+    settings: dict = field(default_factory=dict)
+    seed: int = 0
+    kept_patterns: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def induction_heads(self) -> list[tuple[int, int]]:
+        """``(layer, head)`` of the heads whose overall score reaches the threshold, best first."""
+        return [(s.layer, s.head) for s in self.get_top_heads() if s.overall_score >= self.threshold]
+
+    @property
+    def num_heads_detected(self) -> int:
+        return len(self.induction_heads)
+
+    def get_top_heads(self, n: int | None = None, metric: str = "overall_score") -> list[HeadScore]:
+        """Heads sorted by ``metric`` (descending; ties by layer, head), the first ``n``."""
+        if metric not in {f.name for f in fields(HeadScore)} - {"layer", "head"}:
+            raise InputError(f"unknown metric {metric!r}; use one of the HeadScore fields, e.g. 'overall_score'")
+
+        def key(s: HeadScore):
+            v = getattr(s, metric)
+            return (-(v if v is not None and not math.isnan(v) else -1.0), s.layer, s.head)
+
+        ranked = sorted(self.head_scores, key=key)
+        return ranked if n is None else ranked[:n]
+
+    def score(self, layer: int, head: int) -> HeadScore:
+        if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
+            raise InputError(
+                f"L{layer}H{head} is out of range: the model has {self.n_layers} layers x {self.n_heads} heads"
+            )
+        return self.head_scores[layer * self.n_heads + head]
+
+    def score_matrix(self, metric: str = "overall_score") -> list[list[float]]:
+        """``[layer][head]`` values of ``metric``."""
+        return [[getattr(self.score(l, h), metric) for h in range(self.n_heads)] for l in range(self.n_layers)]
+
+    def previous_token_heads(self, threshold: float = 0.4) -> list[tuple[int, int]]:
+        return [(s.layer, s.head) for s in self.get_top_heads(metric="previous_token") if s.previous_token >= threshold]
+
+    # -- export ---------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model": {"name": self.model_name, "n_layers": self.n_layers, "n_heads": self.n_heads},
+            "threshold": self.threshold,
+            "seed": self.seed,
+            "settings": dict(self.settings),
+            "induction_heads": [list(x) for x in self.induction_heads],
+            "head_scores": [s.to_dict() for s in self.head_scores],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "DetectionResult":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise InputError(f"not an induction_nb detection result (expected \"format\": \"{FORMAT}\")")
+        if d.get("version") != FORMAT_VERSION:
+            raise InputError(f"result format version {d.get('version')!r} is not supported (expected {FORMAT_VERSION})")
+        try:
+            model = d["model"]
+            scores = tuple(HeadScore.from_dict(s) for s in d["head_scores"])
+            result = cls(scores, float(d["threshold"]), str(model["name"]), int(model["n_layers"]),
+                         int(model["n_heads"]), dict(d.get("settings", {})), int(d.get("seed", 0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"damaged detection result: {type(e).__name__}: {e}") from None
+        if len(scores) != result.n_layers * result.n_heads:
+            raise InputError(f"damaged detection result: {len(scores)} head scores for "
+                             f"{result.n_layers} x {result.n_heads} heads")
+        return result
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON (``kept_patterns`` are not written)."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "DetectionResult":
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as e:
+            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path} is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+    def to_dataframe(self):
+        """One row per head (pandas)."""
+        import pandas as pd
+
+        df = pd.DataFrame([s.to_dict() for s in self.head_scores])
+        df["detected"] = df["overall_score"] >= self.threshold
+        return df
+
+    def __str__(self) -> str:
+        top = ", ".join(f"{s.name} {s.overall_score:.3f}" for s in self.get_top_heads(5))
+        return (
+            f"DetectionResult({self.model_name}: {self.num_heads_detected} induction heads at threshold "
+            f"{self.threshold:.2f} of {self.n_layers}x{self.n_heads}; top: {top})"
+        )

@@ -1,0 +1,125 @@
+"""Induction-head metrics, vectorised over ``A[batch, ..., q, k]`` (``...`` = any head dims, e.g.
+``[layer, head]`` or ``[head]``). Definitions: shared/notes/metrics.md.
+
+* ``match_mask(tokens)``: ``M[b, q, k] = t[k-1] == t[q]`` for ``1 <= k <= q`` (the induction targets:
+  the token *after* an earlier copy of the current token; on a repeated block of period ``P`` this is
+  the stripe at ``k = q - P + 1``, i.e. offset ``-(P-1)``).
+* ``stripe_attention(A, M)``: mean over scored queries (non-empty ``M(q)``) of ``sum_{k in M(q)} A[q, k]``.
+  With ``M = match_mask(tokens)`` it is the prefix-matching score; on a control batch with the
+  *repeated* batch's mask it is the attention the head puts on those positions without a match.
+* ``copying(A, tokens, M)``: fraction of scored queries ``q`` (with ``q + 1 < T``) whose arg-max key
+  holds the token that comes next, ``t[k*] == t[q + 1]``.
+* ``previous_token``, ``duplicate_token``, ``diagonal``: the companions.
+* ``overall_score``: ``clamp(prefix - control, 0, 1) * copying`` (documented in ``combine``).
+
+Every function returns one value per sequence and head, ``[batch, ...]`` (float32; NaN where a
+sequence has no scored query), and never modifies its inputs. Sums over a mask gather only the masked
+entries, so no temporary as large as ``A`` is created: these run inside the trace on every layer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "match_mask",
+    "duplicate_mask",
+    "stripe_attention",
+    "copying",
+    "previous_token",
+    "duplicate_token",
+    "diagonal",
+    "combine",
+    "METRICS",
+]
+
+METRICS = ("prefix_matching", "contrast", "copying", "previous_token", "duplicate_token", "diagonal")
+
+
+def match_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq] -> [batch, q, k]`` bool: ``t[k-1] == t[q]`` and ``1 <= k <= q``."""
+    b, n = tokens.shape
+    mask = torch.zeros(b, n, n, dtype=torch.bool, device=tokens.device)
+    mask[:, :, 1:] = tokens[:, :, None] == tokens[:, None, :-1]
+    return mask & torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril()
+
+
+def duplicate_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq] -> [batch, q, k]`` bool: an earlier copy of the current token, ``t[k] == t[q]``, ``k < q``."""
+    n = tokens.shape[1]
+    same = tokens[:, :, None] == tokens[:, None, :]
+    return same & torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril(-1)
+
+
+def _flat(A: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``[batch, ..., q, k] -> [batch, X, q, k]`` (a view where possible) and the ``...`` shape."""
+    return A.reshape(A.shape[0], -1, A.shape[-2], A.shape[-1]), tuple(A.shape[1:-2])
+
+
+def _per_query_sum(A: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum_k A[b, x, q, k] * mask[b, q, k]`` as ``[batch, q, X]``, gathering only masked entries."""
+    flat, _ = _flat(A)
+    b, x, n_q, _ = flat.shape
+    bi, qi, ki = mask.nonzero(as_tuple=True)
+    values = flat[bi, :, qi, ki].float()  # [nnz, X]
+    out = torch.zeros(b * n_q, x, dtype=torch.float32, device=A.device)
+    out.index_add_(0, bi * n_q + qi, values)
+    return out.view(b, n_q, x)
+
+
+def _masked_mean(values: torch.Tensor, scored: torch.Tensor, rest: tuple[int, ...]) -> torch.Tensor:
+    """Mean of ``values[b, q, X]`` over queries where ``scored[b, q]``; NaN where none is."""
+    w = scored.float().unsqueeze(-1)
+    total = (values * w).sum(1)
+    count = w.sum(1)
+    mean = torch.where(count > 0, total / count.clamp_min(1), torch.full_like(total, float("nan")))
+    return mean.view(values.shape[0], *rest)
+
+
+def stripe_attention(A: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over scored queries of the attention on the masked keys: ``[batch, ..., q, k] -> [batch, ...]``."""
+    _, rest = _flat(A)
+    return _masked_mean(_per_query_sum(A, mask), mask.any(-1), rest)
+
+
+def copying(A: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fraction of scored queries (``q + 1 < T``) whose arg-max key holds ``t[q + 1]``: ``[batch, ...]``."""
+    flat, rest = _flat(A)
+    b, x, n_q, _ = flat.shape
+    k_star = flat.argmax(-1)  # [b, X, q]
+    attended = torch.gather(tokens[:, None, :].expand(b, x, -1), 2, k_star)
+    following = torch.cat([tokens[:, 1:], torch.full_like(tokens[:, :1], -1)], dim=1)  # t[q+1]; -1 past the end
+    correct = (attended == following[:, None, :]).float().transpose(1, 2)  # [b, q, X]
+    scored = mask.any(-1).clone()
+    scored[:, -1] = False
+    return _masked_mean(correct, scored, rest)
+
+
+def previous_token(A: torch.Tensor, first_query: int = 1) -> torch.Tensor:
+    """Mean of ``A[q, q-1]`` over ``q >= first_query`` (1, or 2 with a BOS token): ``[batch, ...]``."""
+    sub = A.diagonal(offset=-1, dim1=-2, dim2=-1)[..., first_query - 1 :]
+    return sub.float().mean(-1)
+
+
+def diagonal(A: torch.Tensor) -> torch.Tensor:
+    """Mean of ``A[q, q]``: ``[batch, ...]``."""
+    return A.diagonal(dim1=-2, dim2=-1).float().mean(-1)
+
+
+def duplicate_token(A: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Attention on earlier copies of the current token, over queries that have one: ``[batch, ...]``."""
+    return stripe_attention(A, duplicate_mask(tokens))
+
+
+def combine(prefix: torch.Tensor, control: torch.Tensor, copy: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Head-level scores from per-sequence values ``[batch, ...]`` (NaN-aware means over the batch).
+
+    ``contrast = clamp(mean(prefix) - mean(control), 0, 1)``: attention on the targets that is caused by
+    the prefix match (a head that attends by position alone has the same attention on the control).
+    ``overall = contrast * copying``: the matched attention, discounted by how often the attended token
+    is not the one that comes next. In [0, 1]; an ideal induction head scores ~1, a positional or
+    previous-token head ~0.
+    """
+    p, c, y = (torch.nanmean(t, dim=0) for t in (prefix, control, copy))
+    contrast = (p - c).clamp(0, 1)
+    return {"prefix_matching": p, "control": c, "contrast": contrast, "copying": y, "overall": contrast * y}

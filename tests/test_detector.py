@@ -1,0 +1,181 @@
+"""The detector and analyzer: the original API verbatim, ground truth, determinism, bad input."""
+
+import pytest
+import torch
+
+from handbuilt import HandBuiltInduction
+from induction_nb import InputError, capture_attention
+from tiny_models import EncoderStack, NanoGPT, make_hf
+
+PERIOD = 16
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return HandBuiltInduction(period=PERIOD)
+
+
+def test_hand_built_transformer_finds_exactly_its_induction_head(toy):
+    from induction_head_detector import detect_induction_heads
+
+    result = detect_induction_heads(toy, threshold=0.4, sequence_length=2 * PERIOD)
+    assert result.induction_heads == [(1, 0)]
+    s = result.score(1, 0)
+    assert s.prefix_matching > 0.9 and s.contrast > 0.85 and s.copying > 0.85 and s.overall_score > 0.75
+    assert s.ci_low <= s.overall_score <= s.ci_high
+    assert result.previous_token_heads() == [(0, 0)]
+    positional = result.score(1, 1)
+    assert positional.prefix_matching > 0.95, "the positional head sits on the stripe..."
+    assert positional.contrast < 0.05 and positional.overall_score < 0.05, "...but not because of the tokens"
+
+
+def test_analyzer_on_the_hand_built_model(toy):
+    from induction_head_detector import InductionHeadAnalyzer
+
+    analyzer = InductionHeadAnalyzer(toy)
+    induction_heads = analyzer.find_induction_heads(threshold=0.4, sequence_length=2 * PERIOD)
+    assert induction_heads == [(1, 0)]
+    behavior = analyzer.analyze_head(1, 0, sequence_length=2 * PERIOD)
+    assert behavior.induction_stripe_score > 0.9 and behavior.previous_token_score < 0.2
+    assert analyzer.analyze_head(0, 0, sequence_length=2 * PERIOD).previous_token_score > 0.99
+
+
+def test_analyze_head_attention_snippet(toy):
+    from induction_head_detector import PatternGenerator, analyze_head_attention
+
+    gen = PatternGenerator(vocab_size=40, seed=0)
+    tokens = gen.generate("repeated", seq_len=32, batch_size=1).tokens[0]
+    attention_pattern = capture_attention(toy, tokens).head(1, 0)
+    behavior = analyze_head_attention(attention_pattern, tokens, period=16)  # [seq, seq], [seq]
+    print(f"Diagonal score: {behavior.diagonal_score:.3f}")
+    print(f"Induction stripe: {behavior.induction_stripe_score:.3f}")
+    # the first block has no match: those rows spread over the prefix, only row 0 sits on itself
+    assert behavior.diagonal_score < 0.2
+    assert behavior.induction_stripe_score > 0.9 and behavior.prefix_matching > 0.9
+    assert behavior.copying > 0.9 and behavior.previous_token_score < 0.2
+    off_by_one = analyze_head_attention(attention_pattern, tokens, period=17)  # the literal reading of the seed
+    assert off_by_one.induction_stripe_score < 0.1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: make_hf("gpt2", "eager"),
+        lambda: make_hf("llama_gqa", "sdpa"),
+        lambda: make_hf("gpt_neox", "eager"),
+        lambda: NanoGPT(flash=True, block_size=64).eval(),
+        lambda: EncoderStack(causal=True).eval(),
+    ],
+    ids=["gpt2", "llama_gqa", "gpt_neox", "nanogpt", "encoder_stack"],
+)
+def test_random_init_models_have_no_induction_head(make):
+    from induction_nb import detect_induction_heads
+
+    torch.manual_seed(0)
+    result = detect_induction_heads(make(), threshold=0.4, sequence_length=40)
+    assert result.num_heads_detected == 0
+    assert max(s.overall_score for s in result.head_scores) < 0.2
+
+
+def test_deterministic_for_a_seed(toy):
+    from induction_nb import InductionHeadDetector
+
+    a = InductionHeadDetector(toy, seed=3).detect(sequence_length=32).to_dict()
+    b = InductionHeadDetector(toy, seed=3).detect(sequence_length=32).to_dict()
+    c = InductionHeadDetector(toy, seed=4).detect(sequence_length=32).to_dict()
+    assert a == b and a != c
+
+
+def test_chunking_does_not_change_the_scores(toy):
+    from induction_nb import InductionHeadDetector
+
+    one = InductionHeadDetector(toy, batch_size=5, chunk_size=8).detect(sequence_length=32)
+    many = InductionHeadDetector(toy, batch_size=5, chunk_size=2, progress=False).detect(sequence_length=32)
+    for x, y in zip(one.head_scores, many.head_scores):
+        assert x.overall_score == pytest.approx(y.overall_score, abs=1e-6)
+        assert x.previous_token == pytest.approx(y.previous_token, abs=1e-6)
+
+
+def test_keep_patterns_only_for_requested_heads(toy):
+    from induction_nb import InductionHeadDetector
+
+    det = InductionHeadDetector(toy, batch_size=3)
+    result = det.detect(sequence_length=32, keep_patterns=[(1, 0)])
+    assert set(result.kept_patterns) == {(1, 0)}
+    kept = result.kept_patterns[(1, 0)]
+    probe = det.generator().generate("repeated", 32, 3)
+    torch.testing.assert_close(kept, capture_attention(toy, probe.tokens).pattern[:, 1, 0])
+    with pytest.raises(InputError, match=r"keep_patterns \[\(5, 0\)\] out of range"):
+        det.detect(sequence_length=32, keep_patterns=[(5, 0)])
+
+
+def test_several_patterns_pool_their_sequences(toy):
+    from induction_nb import InductionHeadDetector
+
+    result = InductionHeadDetector(toy, batch_size=4).detect(sequence_length=32, patterns=["repeated", "copy", "abab"])
+    assert result.induction_heads == [(1, 0)] and result.settings["patterns"] == ["repeated", "copy", "abab"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,detect_kwargs,match",
+    [
+        ({"threshold": 1.5}, {}, r"threshold must be a number in \[0, 1\]"),
+        ({"threshold": -0.1}, {}, r"threshold must be a number in \[0, 1\]"),
+        ({"vocab_size": 1}, {}, "vocab_size must be an integer >= 2"),
+        ({"vocab_size": 41}, {}, r"vocab_size 41 is larger than the model's vocabulary \(40\)"),
+        ({}, {"patterns": ["spiral"]}, "unknown pattern 'spiral'; valid names"),
+        ({}, {"patterns": ["random"]}, "has no period"),
+        ({}, {"sequence_length": 3}, "too short for pattern 'repeated'"),
+        ({}, {"n_repeats": 1}, "n_repeats must be an integer >= 2"),
+        ({}, {"sequence_length": 64}, "exceeds the model's 48 positions"),
+        ({"batch_size": 0}, {}, "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_input(toy, kwargs, detect_kwargs, match):
+    from induction_nb import InductionHeadDetector
+
+    with pytest.raises(InputError, match=match):
+        InductionHeadDetector(toy, **kwargs).detect(**detect_kwargs)
+
+
+@pytest.mark.parametrize(
+    "attention,tokens,period,match",
+    [
+        (torch.ones(4, 5) / 5, torch.arange(4), None, "square"),
+        (torch.eye(4), torch.arange(5), None, "tokens must be"),
+        (torch.eye(4), torch.arange(4), 4, "period must be an integer in"),
+        (torch.eye(4), torch.arange(4), 0, "period must be an integer in"),
+        (torch.eye(4) * float("nan"), torch.arange(4), None, "NaN"),
+    ],
+)
+def test_analyze_head_attention_bad_input(attention, tokens, period, match):
+    from induction_nb import analyze_head_attention
+
+    with pytest.raises(InputError, match=match):
+        analyze_head_attention(attention, tokens, period=period)
+
+
+# --- the real model ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_smollm2_original_snippets_and_reference_heads(smollm2, capsys):
+    from induction_head_detector import InductionHeadDetector, detect_induction_heads
+
+    model = smollm2
+    result = detect_induction_heads(model, threshold=0.4)
+    print(f"Found {result.num_heads_detected} induction heads")
+    for layer, head in result.induction_heads:
+        print(f" Layer {layer}, Head {head}")
+    detector = InductionHeadDetector(model, threshold=0.3)
+    result = detector.detect(sequence_length=64)
+    for score in result.get_top_heads(n=5):
+        print(f"L{score.layer}H{score.head}: {score.overall_score:.3f}")
+    out = capsys.readouterr().out
+    assert "Found" in out and "L18H6" in out
+
+    full = detect_induction_heads(model, threshold=0.4)
+    reference = [(18, 6), (17, 3), (17, 4), (17, 5), (18, 7)]  # metrics.md, by prefix-matching
+    assert [(s.layer, s.head) for s in full.get_top_heads(5, metric="prefix_matching")] == reference
+    assert set(full.induction_heads[:5]) == set(reference) and full.induction_heads[0] == (18, 6)
+    assert full.score(18, 6).overall_score > 0.8 and full.score(16, 0).previous_token > 0.8
