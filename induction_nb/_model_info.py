@@ -94,6 +94,9 @@ def model_dtype(module: torch.nn.Module) -> torch.dtype:
 
 def model_name(model: Any) -> str:
     module = torch_module(model)
+    tagged = getattr(module, "_induction_nb_name", None)
+    if isinstance(tagged, str):
+        return tagged
     config = getattr(module, "config", None)
     name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
     return str(name) if name else type(module).__name__

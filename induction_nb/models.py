@@ -76,6 +76,7 @@ def load_model(
         kwargs["dtype"] = dtype
     if name_or_path is None:
         hf, tok = _embedded_model(Path(cache_dir) if cache_dir else None, kwargs)
+        hf._induction_nb_name = EMBEDDED_MODEL_NAME  # the config's name is the cache folder
     else:
         path = Path(name_or_path).expanduser()
         if path.is_file() and path.suffix == ".gguf":
