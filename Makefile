@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: scan test bench clean
 
-scan: $(STAMP)  ## the main job: capture the embedded SmolLM2's attention and print a summary
-	$(BIN)/python -m induction_nb
+scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads and print the report
+	$(BIN)/python -m induction_nb scan
 
 test: $(STAMP)  ## the whole test suite, real-model (slow) tests included
 	$(BIN)/python -m pytest tests/ -v

@@ -31,9 +31,14 @@ def as_nnsight(model: Any) -> Any:
     if isinstance(getattr(model, "_module", None), torch.nn.Module):
         return model
     module = torch_module(model)
+    import warnings
+
     import nnsight
 
-    return nnsight.NNsight(module)
+    with warnings.catch_warnings():
+        # nnsight renames submodules called like its own attributes (BERT's `output`); sites.envoy_at copes
+        warnings.filterwarnings("ignore", message="Module .* has a submodule named")
+        return nnsight.NNsight(module)
 
 
 def _config_value(module: torch.nn.Module, *names: str) -> int | None:

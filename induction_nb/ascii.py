@@ -1,0 +1,300 @@
+"""Terminal views: attention grids, score bars, the induction stripe, the layer x head map, the report.
+
+Every function returns a ``TextPlot`` (a ``str`` that displays as itself in IPython/Jupyter): plain,
+deterministic text in which no line is wider than ``width``. ``charset="unicode"`` shades with block
+characters, ``charset="ascii"`` with plain ASCII for logs and old terminals. Long sequences are shown
+through a ``window=(start, stop)`` or downsampled (block maximum, so a one-position stripe survives).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Sequence
+
+import torch
+
+from .errors import InputError
+
+__all__ = [
+    "TextPlot",
+    "plot_attention_pattern",
+    "plot_head_scores",
+    "plot_induction_stripe",
+    "plot_score_map",
+    "create_analysis_report",
+    "MIN_WIDTH",
+]
+
+Charset = Literal["unicode", "ascii"]
+MIN_WIDTH = 40
+_SHADES = {"unicode": " ░▒▓█", "ascii": " .:-=+*#%@"}
+_SPARK = {"unicode": " ▁▂▃▄▅▆▇█", "ascii": " _.-=+*#@"}
+_BAR = {"unicode": ("█", " ", "│"), "ascii": ("#", " ", "|")}
+
+
+class TextPlot(str):
+    """A text figure: prints as itself, and IPython shows it without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+def check_view_options(width: Any, charset: Any) -> None:
+    """Raise ``InputError`` unless ``width`` (>= MIN_WIDTH) and ``charset`` are usable."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < MIN_WIDTH:
+        raise InputError(f"width must be an integer >= {MIN_WIDTH} characters, got {width!r}")
+    if charset not in _SHADES:
+        raise InputError(f"charset must be 'unicode' or 'ascii', got {charset!r}")
+
+
+def _done(lines: list[str], width: int) -> TextPlot:
+    return TextPlot("\n".join(line.rstrip() for line in _wrap(lines, width)))
+
+
+def _shade(value: float, charset: str) -> str:
+    ramp = _SHADES[charset]
+    if math.isnan(value):
+        return "?"
+    return ramp[min(len(ramp) - 1, max(0, math.ceil(value * (len(ramp) - 1) - 1e-9)))]
+
+
+def _label(token: Any, size: int) -> str:
+    text = str(token).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    return text if len(text) <= size else text[: size - 1] + "~"
+
+
+def _as_matrix(attention: Any) -> torch.Tensor:
+    A = torch.as_tensor(attention).detach().float().cpu()
+    if A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
+    if A.shape[0] < 2:
+        raise InputError("attention must cover at least 2 positions")
+    return A
+
+
+def _window(n: int, window: tuple[int, int] | None) -> tuple[int, int]:
+    if window is None:
+        return 0, n
+    try:
+        start, stop = (int(x) for x in window)
+    except (TypeError, ValueError):
+        raise InputError(f"window must be a (start, stop) pair, got {window!r}") from None
+    if not 0 <= start < stop <= n or stop - start < 2:
+        raise InputError(f"window ({start}, {stop}) must satisfy 0 <= start < stop <= {n} and cover >= 2 positions")
+    return start, stop
+
+
+def _pool(A: torch.Tensor, factor: int) -> torch.Tensor:
+    """Block maximum over ``factor x factor`` cells (a stripe one cell wide stays visible)."""
+    if factor == 1:
+        return A
+    n = A.shape[0]
+    pad = (-n) % factor
+    A = torch.nn.functional.pad(A, (0, pad, 0, pad))
+    return torch.nn.functional.max_pool2d(A[None, None], factor)[0, 0]
+
+
+def plot_attention_pattern(
+    attention: Any,
+    tokens: Sequence[Any] | None = None,
+    width: int = 80,
+    *,
+    window: tuple[int, int] | None = None,
+    charset: Charset = "unicode",
+    title: str | None = None,
+) -> TextPlot:
+    """One head's attention ``[seq, seq]`` as a shaded grid: rows are queries, columns keys.
+    ``tokens`` (ids or strings, ``[seq]``) label the rows."""
+    check_view_options(width, charset)
+    A = _as_matrix(attention)
+    n = A.shape[0]
+    if tokens is not None and len(tokens) != n:
+        raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
+    start, stop = _window(n, window)
+    A = A[start:stop, start:stop]
+    label_w = 0 if tokens is None else min(10, max(len(_label(t, 10)) for t in list(tokens)[start:stop]))
+    head_w = len(str(stop - 1)) + (label_w + 1 if label_w else 0) + 2
+    room = width - head_w - 1
+    factor = max(1, math.ceil(A.shape[0] / room))
+    grid = _pool(A, factor)
+    lines = [title] if title else []
+    scale = ", downsampled x%d (block max)" % factor if factor > 1 else ""
+    lines.append(f"queries {start}..{stop - 1} (rows) x keys {start}..{stop - 1} (columns){scale}")
+    for r in range(grid.shape[0]):
+        q = start + r * factor
+        name = "" if not label_w else " " + _label(list(tokens)[q], label_w).ljust(label_w)
+        row = "".join(_shade(float(v), charset) for v in grid[r])
+        lines.append(f"{q:>{len(str(stop - 1))}}{name} {_BAR[charset][2]}{row}")
+    ramp = _SHADES[charset]
+    lines.append(" " * head_w + f"scale: '{ramp[0]}' 0 .. '{ramp[-1]}' 1 (each step {1 / (len(ramp) - 1):.2f})")
+    return _done(lines, width)
+
+
+def plot_head_scores(
+    scores: Sequence[dict],
+    threshold: float = 0.4,
+    width: int = 80,
+    *,
+    metric: str = "overall_score",
+    top: int | None = 20,
+    charset: Charset = "unicode",
+) -> TextPlot:
+    """Horizontal bars of ``metric`` for each head (dicts with ``layer``, ``head`` and the metric, e.g.
+    ``[s.to_dict() for s in result.head_scores]``), sorted descending, the threshold marked."""
+    check_view_options(width, charset)
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    rows = []
+    for d in scores:
+        try:
+            value = d[metric]
+            rows.append((float("nan") if value is None else float(value), int(d["layer"]), int(d["head"])))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"each score needs 'layer', 'head' and {metric!r}; got {d!r:.80}") from None
+    if not rows:
+        raise InputError("no head scores to plot")
+    rows.sort(key=lambda r: (-(r[0] if not math.isnan(r[0]) else -1), r[1], r[2]))
+    shown = rows if top is None else rows[:top]
+    full, empty, mark = _BAR[charset]
+    bar_w = width - 16
+    cut = round(threshold * bar_w)
+    lines = [f"{metric} (threshold {threshold:.2f} at '{mark}'), top {len(shown)} of {len(rows)}"]
+    for value, layer, head in shown:
+        filled = 0 if math.isnan(value) else round(min(1.0, max(0.0, value)) * bar_w)
+        bar = [full if i < filled else empty for i in range(bar_w)]
+        if cut < bar_w and bar[cut] == empty:
+            bar[cut] = mark
+        lines.append(f"L{layer:02d}H{head:02d} {value:5.3f} {''.join(bar)}")
+    return _done(lines, width)
+
+
+def plot_induction_stripe(
+    attention: Any,
+    period: int = 8,
+    width: int = 80,
+    *,
+    tokens: Sequence[Any] | None = None,
+    charset: Charset = "unicode",
+) -> TextPlot:
+    """Attention on the induction stripe ``A[q, q - period + 1]`` against the largest weight anywhere
+    else in the row, for each query ``q >= period``: the stripe stands out as the upper sparkline."""
+    check_view_options(width, charset)
+    A = _as_matrix(attention)
+    n = A.shape[0]
+    if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n:
+        raise InputError(f"period must be an integer in [1, {n - 1}], got {period!r}")
+    q = torch.arange(period, n)
+    k = q - period + 1
+    stripe = A[q, k]
+    rest = A[q].clone()
+    rest[torch.arange(len(q)), k] = float("-inf")
+    rest = rest.amax(-1).clamp_min(0)
+    room = width - 12
+    factor = max(1, math.ceil(len(q) / room))
+    spark = _SPARK[charset]
+
+    def line(v: torch.Tensor) -> str:
+        pad = (-len(v)) % factor
+        v = torch.nn.functional.pad(v, (0, pad)).view(-1, factor).mean(-1)
+        return "".join(spark[min(len(spark) - 1, math.ceil(float(x) * (len(spark) - 1) - 1e-9))] for x in v)
+
+    lines = [
+        f"induction stripe k = q - {period - 1} (period {period}), queries {period}..{n - 1}"
+        + (f", {factor} per column (mean)" if factor > 1 else ""),
+        f"stripe mean {float(stripe.mean()):.3f}, max elsewhere in the row: mean {float(rest.mean()):.3f}",
+        f"stripe    {_BAR[charset][2]}{line(stripe)}",
+        f"elsewhere {_BAR[charset][2]}{line(rest)}",
+    ]
+    if tokens is not None:
+        if len(tokens) != n:
+            raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
+        matched = [i for i, qq in enumerate(q.tolist()) if tokens[qq - period] == tokens[qq]]
+        if matched:
+            best = max(matched, key=lambda i: (float(stripe[i]), -i))
+            qq = int(q[best])
+            lines.append(
+                f"e.g. q={qq} {_label(tokens[qq], 12)!r} attends {float(stripe[best]):.2f} to k={qq - period + 1} "
+                f"{_label(tokens[qq - period + 1], 12)!r}, the token after the earlier {_label(tokens[qq], 12)!r}"
+            )
+        else:
+            lines.append(f"no query has an earlier copy {period} positions back: the tokens do not repeat with this period")
+    return _done(lines, width)
+
+
+def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, *, charset: Charset = "unicode") -> TextPlot:
+    """Layer x head map of ``metric`` in characters; detected heads in brackets (3-character cells)
+    where the width allows, otherwise one character per head and the detected heads listed below."""
+    check_view_options(width, charset)
+    matrix = result.score_matrix(metric)
+    detected = set(result.induction_heads)
+    n_layers, n_heads = result.n_layers, result.n_heads
+    cell = 3 if 5 + 3 * n_heads <= width else 1
+    per_row = max(1, (width - 5) // cell)
+    lines = [f"{metric} by layer (rows) x head (columns); "
+             + ("[x] = detected" if cell == 3 else "detected listed below")]
+    for first in range(0, n_heads, per_row):
+        heads = range(first, min(n_heads, first + per_row))
+        if cell == 3:
+            lines.append("     " + "".join(f"{h:>2} " for h in heads))
+        for layer in range(n_layers):
+            cells = []
+            for h in heads:
+                c = _shade(float(matrix[layer][h]), charset)
+                cells.append((f"[{c}]" if (layer, h) in detected else f" {c} ") if cell == 3 else c)
+            lines.append(f"L{layer:02d} {_BAR[charset][2]}" + "".join(cells))
+    if cell == 1 and detected:
+        lines.append("detected: " + " ".join(f"L{l}H{h}" for l, h in sorted(detected)))
+    ramp = _SHADES[charset]
+    lines.append(f"scale: '{ramp[0]}' 0 .. '{ramp[-1]}' 1")
+    return _done(lines, width)
+
+
+def _bar10(value: float) -> str:
+    filled = 0 if math.isnan(value) else round(min(1.0, max(0.0, value)) * 10)
+    return "#" * filled + "-" * (10 - filled)
+
+
+def create_analysis_report(result: Any, detailed: bool = False, width: int = 80, *, top: int = 10,
+                           charset: Charset = "ascii") -> TextPlot:
+    """The analysis report in the original format; ``detailed=True`` adds the per-metric table, the
+    layer x head map, previous-token heads, the settings and the seed."""
+    check_view_options(width, charset)
+    title = "INDUCTION HEAD ANALYSIS REPORT"
+    lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
+             f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",
+             f"Heads detected: {result.num_heads_detected}"]
+    if result.induction_heads:
+        lines.append("Induction heads: " + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))
+    lines.append("Top Heads by Score:")
+    for s in result.get_top_heads(top):
+        lines.append(f"L{s.layer:02d}H{s.head:02d}: {s.overall_score:.3f} [{_bar10(s.overall_score)}]")
+    if detailed:
+        lines += ["", "Per-Head Metrics (top heads):",
+                  "head    overall  95% CI         prefix  contrast copying prev   dup"]
+        for s in result.get_top_heads(top):
+            dup = "  -  " if s.duplicate_token is None else f"{s.duplicate_token:.3f}"
+            lines.append(f"L{s.layer:02d}H{s.head:02d}  {s.overall_score:.3f}    [{s.ci_low:.3f},{s.ci_high:.3f}]  "
+                         f"{s.prefix_matching:.3f}  {s.contrast:.3f}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}")
+        lines += ["", "Layer x Head Map:"] + plot_score_map(result, width=width, charset=charset).splitlines()
+        prev = result.previous_token_heads(0.4)
+        lines += ["", "Previous-Token Heads (>= 0.40):",
+                  " ".join(f"L{l:02d}H{h:02d} {result.score(l, h).previous_token:.2f}" for l, h in prev[:8]) or "none"]
+        lines += ["", "Settings:"] + [f"{k}: {v}" for k, v in sorted(result.settings.items())]
+        lines.append(f"Seed: {result.seed}")
+    return _done(lines, width)
+
+
+def _wrap(lines: list[str], width: int) -> list[str]:
+    """Break over-long lines at spaces (a settings value, a long model name) instead of cutting them."""
+    out = []
+    for line in lines:
+        while len(line) > width:
+            cut = line.rfind(" ", 0, width)
+            cut = cut if cut > 0 else width
+            out.append(line[:cut])
+            line = "  " + line[cut:].lstrip()
+        out.append(line)
+    return out

@@ -1,0 +1,189 @@
+"""Command line: ``python -m induction_nb`` / ``induction-nb``.
+
+* ``scan [MODEL]``: detect induction heads (default: the embedded SmolLM2) and print the report;
+  ``--json``/``--csv`` export. With no sub-command, ``scan`` is assumed (the README's main job).
+* ``show [MODEL] --layer L --head H``: one head's attention pattern and induction stripe, with tokens.
+* ``report RESULT.json``: print the report of a saved scan.
+
+Exit status 0 on success, 2 on bad input with one line on stderr (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+COMMANDS = ("scan", "show", "report")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
+        raise _Usage(f"{self.prog}: {message}")
+
+
+class _Usage(Exception):
+    pass
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default=None, help="model folder, .gguf file or hub id (default: embedded SmolLM2)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--attn", default="eager", choices=["eager", "sdpa"], help="attention backend (default eager)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probe tokens and the bootstrap (default 0)")
+
+
+def _view_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, default=80, help="maximum line width (default 80, minimum 40)")
+    p.add_argument("--charset", default="ascii", choices=["ascii", "unicode"], help="shading characters (default ascii)")
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="induction-nb", description="Find and analyse induction heads.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    scan = sub.add_parser("scan", help="detect induction heads and print the report")
+    _model_args(scan)
+    scan.add_argument("--threshold", type=float, default=0.4, help="on the overall score (default 0.4)")
+    scan.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, BOS not counted (default 128)")
+    scan.add_argument("--batch", type=int, default=8, help="sequences per pattern (default 8)")
+    scan.add_argument("--patterns", default="repeated", help="comma-separated periodic patterns (default repeated)")
+    scan.add_argument("--json", type=Path, help="write the result as JSON")
+    scan.add_argument("--csv", type=Path, help="write one row per head as CSV")
+    scan.add_argument("--brief", action="store_true", help="the short report (no metric table, map, settings)")
+    scan.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
+    _view_args(scan)
+    show = sub.add_parser("show", help="one head's attention pattern and stripe")
+    _model_args(show)
+    show.add_argument("--layer", type=int, required=True)
+    show.add_argument("--head", type=int, required=True)
+    show.add_argument("--pattern", default="repeated", help="probe pattern (default repeated)")
+    show.add_argument("--seq-len", type=int, default=32, help="tokens, BOS not counted (default 32)")
+    show.add_argument("--window", help="START:STOP positions to show (default: all, downsampled to the width)")
+    _view_args(show)
+    report = sub.add_parser("report", help="print the report of a saved scan (JSON)")
+    report.add_argument("path", type=Path)
+    report.add_argument("--brief", action="store_true")
+    report.add_argument("--top", type=int, default=10)
+    _view_args(report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "scan")
+    from .errors import InductionNBError
+
+    try:
+        args = _parser().parse_args(argv)
+        from .ascii import check_view_options
+
+        check_view_options(args.width, args.charset)  # before minutes of work, not after
+        text = {"scan": _scan, "show": _show, "report": _report}[args.command](args)
+    except (_Usage, InductionNBError) as e:
+        print(f"error: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def _status(args: Any, message: str) -> None:
+    if not getattr(args, "no_progress", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    import torch
+
+    from .errors import InputError
+    from .models import load_model
+
+    device = torch.device(args.device) if args.device else None
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda, but CUDA is not available on this machine; use --device cpu")
+    _status(args, f"loading {args.model or 'the embedded SmolLM2'} ...")
+    return load_model(args.model, attn_implementation=args.attn, device=device)
+
+
+def _scan(args: argparse.Namespace) -> str:
+    from .ascii import create_analysis_report
+    from .detector import InductionHeadDetector
+    from .errors import InputError
+
+    if args.json and args.csv and args.json.resolve() == args.csv.resolve():
+        raise InputError("--json and --csv name the same file; give them different paths")
+    for path in (args.json, args.csv):
+        if path is not None and not path.parent.exists():
+            raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+    if args.top < 1:
+        raise InputError("--top must be >= 1")
+    patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
+    model = _load(args)
+    detector = InductionHeadDetector(model, args.threshold, batch_size=args.batch, seed=args.seed,
+                                     progress=False if args.no_progress else None)
+    _status(args, f"detecting on {args.batch} x {args.seq_len} tokens per pattern ({', '.join(patterns)}) ...")
+    result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
+    text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
+    if args.json:
+        result.save(args.json)
+        _status(args, f"wrote {args.json}")
+    if args.csv:
+        result.to_dataframe().to_csv(args.csv, index=False)
+        _status(args, f"wrote {args.csv}")
+    return text
+
+
+def _show(args: argparse.Namespace) -> str:
+    from .ascii import plot_attention_pattern, plot_induction_stripe
+    from .capture import capture_attention
+    from .detector import InductionHeadDetector
+    from .errors import InputError
+
+    window = None
+    if args.window:
+        try:
+            start, stop = (int(x) for x in args.window.split(":"))
+        except ValueError:
+            raise InputError(f"--window must be START:STOP, e.g. 10:50, got {args.window!r}") from None
+        window = (start, stop)
+    model = _load(args)
+    gen = InductionHeadDetector(model, seed=args.seed, batch_size=1).generator()
+    probe = gen.generate(args.pattern, args.seq_len, 1)
+    n_layers = _n_layers(model)
+    if n_layers is not None and not 0 <= args.layer < n_layers:
+        raise InputError(f"--layer {args.layer} out of range: the model has {n_layers} layers (0..{n_layers - 1})")
+    captured = capture_attention(model, probe.tokens, layers=[args.layer])
+    attention = captured.head(args.layer, args.head)
+    labels = _labels(model, probe.tokens[0].tolist())
+    title = f"L{args.layer}H{args.head} on '{args.pattern}' ({probe.tokens.shape[1]} tokens, seed {args.seed})"
+    parts = [plot_attention_pattern(attention, labels, args.width, window=window, charset=args.charset, title=title)]
+    if probe.period is not None:
+        parts.append(plot_induction_stripe(attention, probe.period, args.width, tokens=labels, charset=args.charset))
+    return "\n\n".join(parts)
+
+
+def _report(args: argparse.Namespace) -> str:
+    from .ascii import create_analysis_report
+    from .results import DetectionResult
+
+    result = DetectionResult.load(args.path)
+    return create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
+
+
+def _n_layers(model: Any) -> int | None:
+    from ._model_info import torch_module
+
+    config = getattr(torch_module(model), "config", None)
+    value = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
+    return value if isinstance(value, int) else None
+
+
+def _labels(model: Any, ids: list[int]) -> list[str]:
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        return [str(i) for i in ids]
+    return [tok.decode([i]) for i in ids]

@@ -1,0 +1,98 @@
+"""The CLI: scan / show / report on a saved tiny model and on the embedded SmolLM2; exit 2 on bad input."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from induction_nb import DetectionResult
+from induction_nb.cli import main
+from tiny_models import make_hf
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gpt2")
+    make_hf("gpt2", "eager").save_pretrained(path)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_scan_exports_and_report_round_trip(folder, tmp_path, capsys):
+    code, out, err = run(capsys, "scan", folder, "--seq-len", 32, "--batch", 3, "--json", tmp_path / "r.json",
+                         "--csv", tmp_path / "r.csv", "--width", 70)
+    assert code == 0
+    assert out.startswith("INDUCTION HEAD ANALYSIS REPORT\n==============================\nModel Info:\n")
+    assert "n_layers: 2" in out and "Heads detected: 0" in out and "Seed: 0" in out
+    assert max(map(len, out.splitlines())) <= 70
+    assert "loading" in err and "wrote" in err
+    saved = DetectionResult.load(tmp_path / "r.json")
+    assert saved.n_heads == 4 and saved.settings["batch_size"] == 3
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("layer,head,prefix_matching")
+    code, again, _ = run(capsys, "report", tmp_path / "r.json", "--width", 70)
+    assert code == 0 and again == out
+
+
+def test_show_one_head(folder, capsys):
+    code, out, _ = run(capsys, "show", folder, "--layer", 1, "--head", 2, "--seq-len", 20, "--width", 50)
+    assert code == 0 and out.startswith("L1H2 on 'repeated' (20 tokens, seed 0)")
+    assert "induction stripe k = q - 9 (period 10)" in out
+    assert max(map(len, out.splitlines())) <= 50
+    code, out, _ = run(capsys, "show", folder, "--layer", 0, "--head", 0, "--window", "5:15")
+    assert code == 0 and "queries 5..14" in out
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["scan", "/no/such/model/folder"], "does not exist"),
+        (["show", "{folder}", "--layer", "2", "--head", "0"], "--layer 2 out of range: the model has 2 layers"),
+        (["show", "{folder}", "--layer", "0", "--head", "4"], "head 4 out of range"),
+        (["show", "{folder}", "--layer", "0"], "the following arguments are required: --head"),
+        (["show", "{folder}", "--layer", "0", "--head", "0", "--window", "a:b"], "--window must be START:STOP"),
+        (["scan", "{folder}", "--width", "20"], "width must be an integer >= 40"),
+        (["scan", "{folder}", "--json", "{tmp}/x", "--csv", "{tmp}/x"], "name the same file"),
+        (["scan", "{folder}", "--json", "/no/such/dir/x.json"], "does not exist"),
+        (["scan", "{folder}", "--threshold", "1.5"], r"threshold must be a number in \[0, 1\]"),
+        (["scan", "{folder}", "--patterns", "spiral"], "unknown pattern 'spiral'"),
+        (["scan", "{folder}", "--device", "cuda"], "CUDA is not available"),
+        (["report", "{tmp}/foreign.json"], "not an induction_nb detection result"),
+        (["report", "{tmp}/broken.json"], "not valid JSON"),
+        (["report", "{tmp}/absent.json"], "cannot read"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(folder, tmp_path, capsys, argv, match):
+    (tmp_path / "foreign.json").write_text(json.dumps({"cells": []}))
+    (tmp_path / "broken.json").write_text("{")
+    argv = [a.format(folder=folder, tmp=tmp_path) for a in argv]
+    if "--device" in argv:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    code, out, err = run(capsys, *argv)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and out == "" and len(errors) == 1 and "Traceback" not in err
+    assert re.search(match, errors[0]), errors[0]
+
+
+def test_python_dash_m_without_subcommand_is_scan_and_never_tracebacks(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "induction_nb", str(tmp_path / "missing"), "--no-progress"],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("error:") and "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_default_scan_is_the_embedded_model(smollm2, capsys):
+    code, out, _ = run(capsys, "--no-progress")
+    assert code == 0
+    assert "model: SmolLM2-135M-Instruct" in out and "n_layers: 30" in out and "Heads detected: 5" in out
+    assert "L18H06: 0.89" in out and "Previous-Token Heads" in out
