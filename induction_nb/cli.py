@@ -34,6 +34,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--attn", default="eager", choices=["eager", "sdpa"], help="attention backend (default eager)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe tokens and the bootstrap (default 0)")
+    p.add_argument("--remote", action="store_true", help="run on NDIF (MODEL is then a served model's repo id)")
+    p.add_argument("--host", help="remote host URL (default: nnsight's configured NDIF host)")
 
 
 def _view_args(p: argparse.ArgumentParser) -> None:
@@ -102,11 +104,27 @@ def _load(args: argparse.Namespace) -> Any:
     from .errors import InputError
     from .models import load_model
 
+    if args.host and not args.remote:
+        raise InputError("--host only applies with --remote")
+    if args.remote:
+        if args.model is None:
+            raise InputError("--remote needs MODEL: the repo id of a model the server hosts, e.g. openai-community/gpt2")
+        if args.device != "cpu":
+            raise InputError("--device and --remote conflict: a remote model runs on the server's devices")
+        return load_model(args.model, remote=True)
     device = torch.device(args.device) if args.device else None
     if device is not None and device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda, but CUDA is not available on this machine; use --device cpu")
     _status(args, f"loading {args.model or 'the embedded SmolLM2'} ...")
     return load_model(args.model, attn_implementation=args.attn, device=device)
+
+
+def _remote(args: argparse.Namespace) -> Any:
+    if not args.remote:
+        return False
+    from .remote import RemoteConfig
+
+    return RemoteConfig(host=args.host)
 
 
 def _scan(args: argparse.Namespace) -> str:
@@ -124,7 +142,7 @@ def _scan(args: argparse.Namespace) -> str:
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     model = _load(args)
     detector = InductionHeadDetector(model, args.threshold, batch_size=args.batch, seed=args.seed,
-                                     progress=False if args.no_progress else None)
+                                     progress=False if args.no_progress else None, remote=_remote(args))
     _status(args, f"detecting on {args.batch} x {args.seq_len} tokens per pattern ({', '.join(patterns)}) ...")
     result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
@@ -156,7 +174,7 @@ def _show(args: argparse.Namespace) -> str:
     n_layers = _n_layers(model)
     if n_layers is not None and not 0 <= args.layer < n_layers:
         raise InputError(f"--layer {args.layer} out of range: the model has {n_layers} layers (0..{n_layers - 1})")
-    captured = capture_attention(model, probe.tokens, layers=[args.layer])
+    captured = capture_attention(model, probe.tokens, layers=[args.layer], remote=_remote(args))
     attention = captured.head(args.layer, args.head)
     labels = _labels(model, probe.tokens[0].tolist())
     title = f"L{args.layer}H{args.head} on '{args.pattern}' ({probe.tokens.shape[1]} tokens, seed {args.seed})"

@@ -38,7 +38,8 @@ class InductionHeadDetector:
     ``threshold``: on the overall score, in [0, 1]. ``batch_size``: sequences per pattern.
     ``chunk_size``: sequences per forward pass (each with its control). ``vocab_size``: restrict the
     random token ids to ``[0, vocab_size)`` of the model's vocabulary. ``bos``: prepend the model's BOS
-    token where it has one. ``n_bootstrap``: resamples for the confidence interval.
+    token where it has one. ``n_bootstrap``: resamples for the confidence interval. ``remote``: run on
+    NDIF (``True`` or a ``RemoteConfig``; one request per chunk, scores computed on the server).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class InductionHeadDetector:
         bos: bool = True,
         n_bootstrap: int = 1000,
         progress: bool | None = None,
+        remote: Any = False,
     ):
         from .models import load_model
 
@@ -75,7 +77,7 @@ class InductionHeadDetector:
         self.bos_token_id = _bos_id(self.module, self.tokenizer) if bos else None
         self.special_ids = tuple(getattr(self.tokenizer, "all_special_ids", None) or ())
         self.batch_size, self.chunk_size, self.seed = batch_size, chunk_size, seed
-        self.n_bootstrap, self.progress = n_bootstrap, progress
+        self.n_bootstrap, self.progress, self.remote = n_bootstrap, progress, remote
 
     def generator(self) -> PatternGenerator:
         return PatternGenerator(
@@ -126,6 +128,7 @@ class InductionHeadDetector:
             "patterns": list(patterns), "bos_token_id": self.bos_token_id, "token_range": [gen.low, gen.high],
             "n_bootstrap": self.n_bootstrap, "chunk_size": self.chunk_size,
             "attn_implementation": getattr(getattr(self.module, "config", None), "_attn_implementation", None),
+            "remote": bool(self.remote),
         }
         return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, n_heads,
                                settings, self.seed, kept)
@@ -143,7 +146,8 @@ class InductionHeadDetector:
         for start in chunks:
             r = repeated[start : start + self.chunk_size]
             c = control[start : start + self.chunk_size]
-            layers = stream_attention(self.model, torch.cat([r, c]), _LayerReducer(r, first_query, keep))
+            layers = stream_attention(self.model, torch.cat([r, c]), _LayerReducer(r, first_query, keep),
+                                      remote=self.remote)
             for name in layers[0]["metrics"]:
                 collected.setdefault(name, []).append(torch.stack([x["metrics"][name] for x in layers], 1))
             for x in layers:
@@ -230,7 +234,8 @@ class InductionHeadAnalyzer:
                        index: int = 0) -> tuple[torch.Tensor, torch.Tensor, Pattern]:
         """The ``[q, k]`` attention of one head on sequence ``index`` of a generated pattern, its tokens, and the pattern."""
         probe = self.detector.generator().generate(pattern, sequence_length, max(index + 1, 1))
-        captured = capture_attention(self.model, probe.tokens[index : index + 1], layers=[layer])
+        captured = capture_attention(self.model, probe.tokens[index : index + 1], layers=[layer],
+                                     remote=self.detector.remote)
         return captured.head(layer, head), probe.tokens[index], probe
 
     def analyze_head(self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64) -> HeadBehavior:

@@ -7,7 +7,14 @@ is one of these, with a message that names the problem and the fix. They subclas
 
 from __future__ import annotations
 
-__all__ = ["InductionNBError", "InputError", "ModelLoadError", "AttentionNotFoundError", "CaptureCheckError"]
+__all__ = [
+    "InductionNBError",
+    "InputError",
+    "ModelLoadError",
+    "AttentionNotFoundError",
+    "CaptureCheckError",
+    "RemoteExecutionError",
+]
 
 
 class InductionNBError(Exception):
@@ -28,3 +35,14 @@ class AttentionNotFoundError(InductionNBError, RuntimeError):
 
 class CaptureCheckError(InductionNBError, RuntimeError):
     """A captured attention pattern failed its self-check (row sums, causal mask, finiteness)."""
+
+
+class RemoteExecutionError(InductionNBError, RuntimeError):
+    """A remote (NDIF) run failed; nothing partial is returned. ``kind``: ``"key"`` (no API key),
+    ``"unreachable"``, ``"not_served"`` (the server does not serve the model), ``"job"`` (the job failed
+    on the server; ``server_message`` holds its full message) or ``"lost"`` (connection lost mid-job)."""
+
+    def __init__(self, message: str, kind: str = "job", server_message: str | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.server_message = server_message

@@ -61,6 +61,7 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     cache_dir: str | os.PathLike | None = None,
+    remote: bool = False,
 ) -> Any:
     """Return an nnsight-wrapped model ready for ``capture_attention``.
 
@@ -68,7 +69,11 @@ def load_model(
     ``.gguf`` file, a hub id (needs network), or an already-built ``torch.nn.Module`` / HuggingFace
     model / nnsight model (wrapped as it is; the other arguments are ignored then).
     ``attn_implementation``: HF attention backend for models loaded here (``None``: the model's default).
+    ``remote``: do not load weights; return an nnsight model on the meta device that names
+    ``name_or_path`` (a hub id, or a local folder with its config) for remote execution on NDIF.
     """
+    if remote:
+        return _remote_handle(name_or_path)
     if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
         torch_module(name_or_path)  # raises a clear error for anything that is not a model
         return as_nnsight(name_or_path)
@@ -94,6 +99,30 @@ def load_model(
     if device is not None:
         hf.to(device)
     return _wrap(hf, tok)
+
+
+def _remote_handle(name_or_path: Any) -> Any:
+    if name_or_path is None or not isinstance(name_or_path, (str, os.PathLike)):
+        raise ModelLoadError(
+            "remote execution needs the name of a model the server hosts, e.g. "
+            "load_model('openai-community/gpt2', remote=True)"
+        )
+    from nnsight.modeling import huggingface
+    from nnsight.modeling.transformers import TransformersModel
+
+    _quiet_transformers()
+    path = str(name_or_path)
+    if Path(path).expanduser().is_dir():
+        # a folder is its own canonical id (nnsight would ask the Hub); a server must serve that path
+        huggingface._ID_CACHE[path] = path
+    try:
+        # meta weights: only the config is read. task and tokenizer explicit: nnsight 0.8.1 with
+        # transformers 5 infers neither without the Hub ("Impossible to guess which tokenizer to use")
+        model = TransformersModel(path, task="text-generation", tokenizer=path)
+    except Exception as e:  # the config comes from the Hub for a repo id
+        raise ModelLoadError(f"cannot read the configuration of {str(name_or_path)!r}: {type(e).__name__}: {e}") from e
+    model._module.eval()
+    return model
 
 
 def _wrap(hf: torch.nn.Module, tok: Any) -> Any:

@@ -128,22 +128,22 @@ def _cache_key(module: torch.nn.Module) -> Any:
     return getattr(config, "_attn_implementation", None)
 
 
-def find_sites(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor) -> tuple[Site, ...]:
+def find_sites(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, remote: Any = None) -> tuple[Site, ...]:
     """Discover one attention site per layer of ``module`` (wrapped by the nnsight ``model``).
 
-    Runs probe traces on ``probe_tokens`` ``[1, seq]``; results are cached per model and attention
-    implementation.
+    Runs probe traces on ``probe_tokens`` ``[1, seq]`` (on the server when ``remote`` is a
+    ``RemoteConfig``: a few small requests); results are cached per model and attention implementation.
     """
     key = _cache_key(module)
     cached = _CACHE.get(module)
     if cached is not None and cached[0] == key:
         return cached[1]
-    sites = _discover(model, module, probe_tokens)
+    sites = _discover(model, module, probe_tokens, remote)
     _CACHE[module] = (key, sites)
     return sites
 
 
-def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor) -> tuple[Site, ...]:
+def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, remote: Any) -> tuple[Site, ...]:
     named = list(module.named_modules())
     order = {path: i for i, (path, _) in enumerate(named)}
     mha = [path for path, m in named if isinstance(m, torch.nn.MultiheadAttention)]
@@ -159,14 +159,15 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor) -
         for cls, paths in sorted(groups.items(), key=lambda kv: -kv[1][0].count(".")):
             if _overlaps(paths, [p for p, _, _ in found]):
                 continue
-            hit = _probe_group(model, paths[0], probe_tokens, tiers)
+            hit = _probe_group(model, paths[0], probe_tokens, tiers, remote)
             tried.append(f"{cls.__name__} ({len(paths)}x, e.g. {paths[0]})")
             if hit is not None:
                 found.extend((p, hit[0], hit[1]) for p in paths)
         if found:
             break
     if not found:
-        _raise_if_forward_fails(model, module, probe_tokens)
+        if remote is None:
+            _raise_if_forward_fails(model, module, probe_tokens)
         classes = sorted({type(m).__name__ for _, m in named})[:12]
         raise AttentionNotFoundError(
             f"no attention found in {type(module).__name__}. Tried: "
@@ -194,7 +195,7 @@ def _overlaps(paths: list[str], taken: list[str]) -> bool:
     return any(p == t or p.startswith(t + ".") or t.startswith(p + ".") for p in paths for t in taken)
 
 
-def _probe_group(model: Any, path: str, probe_tokens: torch.Tensor, tiers: tuple[int, ...]):
+def _probe_group(model: Any, path: str, probe_tokens: torch.Tensor, tiers: tuple[int, ...], remote: Any):
     """Return ``(op_name, kind)`` for the first operation of module ``path`` that proves to be attention."""
     envoy = envoy_at(model, path)
     try:
@@ -205,7 +206,7 @@ def _probe_group(model: Any, path: str, probe_tokens: torch.Tensor, tiers: tuple
         (n for n in names if _tier(n) in tiers), key=lambda n: (_tier(n), names.index(n))
     )
     for name in ranked:
-        kind = _probe_op(model, envoy, name, probe_tokens)
+        kind = _probe_op(model, envoy, name, probe_tokens, remote)
         if kind is not None:
             return name, kind
     return None
@@ -217,30 +218,49 @@ def _tier(name: str) -> int:
     return 1 if "softmax" in name.lower() else 2
 
 
-def _probe_op(model: Any, envoy: Any, name: str, probe_tokens: torch.Tensor) -> SiteKind | None:
+def _probe_op(model: Any, envoy: Any, name: str, probe_tokens: torch.Tensor, remote: Any) -> SiteKind | None:
     """Run one probe trace reading operation ``name``; return its kind if it proves to be attention.
 
     An operation that does not run for this input (a branch not taken) makes nnsight raise or leaves
-    nothing saved: either way it is not the site.
+    nothing saved: either way it is not the site. Remote failures other than the job's own
+    (no key, unreachable server, model not served) are raised.
     """
     import nnsight
 
     try:
-        with torch.no_grad(), model.trace(probe_tokens) as tracer:
+        with torch.no_grad(), _probe_trace(model, probe_tokens, remote) as tracer:
             verdict = nnsight.save([])
-            node = getattr(envoy.source, name)
-            args, kwargs = node.inputs
-            output = node.output
-            for kind in _PROBE_ORDER:
-                try:
-                    if looks_like(kind, args, kwargs, output):
-                        pattern, _ = read_site(kind, args, kwargs, output, None)
-                        if check_reproduces_output(kind, args, kwargs, output, pattern):
-                            verdict.append(kind)
-                            break
-                except Exception:  # a call that is not attention can fail any of these tests: not a site
-                    continue
+            verdict.append(_judge(getattr(envoy.source, name)))
             tracer.stop()
-    except Exception:  # nnsight's OutOfOrderError for an operation on a branch not taken
+    except Exception as e:  # nnsight's OutOfOrderError for an operation on a branch not taken
+        if remote is not None:
+            from .remote import translate_error
+
+            err = translate_error(e, remote)
+            if getattr(err, "kind", "job") != "job":
+                raise err from e
         return None
     return verdict[0] if verdict else None
+
+
+def _probe_trace(model: Any, probe_tokens: torch.Tensor, remote: Any) -> Any:
+    if remote is None:
+        return model.trace(probe_tokens)
+    from .remote import remote_trace
+
+    return remote_trace(model, probe_tokens, remote)
+
+
+def _judge(node: Any) -> SiteKind | None:
+    """Inside a probe trace: the kind of attention site ``node`` is, or ``None``."""
+    args, kwargs = node.inputs
+    output = node.output
+    for kind in _PROBE_ORDER:
+        try:
+            if looks_like(kind, args, kwargs, output):
+                pattern, _ = read_site(kind, args, kwargs, output, None)
+                if check_reproduces_output(kind, args, kwargs, output, pattern):
+                    return kind
+        except Exception:  # a call that is not attention can fail any of these tests: not a site
+            continue
+    return None

@@ -1,0 +1,161 @@
+"""Remote execution, for real, over loopback: a server that speaks nnsight's remote protocol and runs
+requests with NDIF's own execution code (tests/ndif_loopback.py) and cannot import induction_nb, so
+everything of ours it runs arrived by value. NDIF itself is out of reach from here (no network)."""
+
+import os
+
+import pytest
+import torch
+
+import ndif_loopback as lb
+from induction_nb import (CustomSites, InductionHeadDetector, RemoteConfig, RemoteExecutionError, capture_attention,
+                          load_model)
+from tiny_models import make_hf
+
+missing = lb.missing_server_requirements()
+if missing:
+    if os.environ.get("CI"):
+        raise RuntimeError(f"remote tests need {missing} (make test installs them)")
+    pytest.skip(f"loopback server needs {missing}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("llama")
+    make_hf("llama_gqa", "sdpa").save_pretrained(path)  # the served model runs sdpa: no weights returned
+    lb.write_tokenizer(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(folder):
+    import nnsight
+
+    logging = nnsight.CONFIG.APP.REMOTE_LOGGING
+    nnsight.CONFIG.APP.REMOTE_LOGGING = False  # nnsight's status spinner would write to stdout
+    with lb.start_server(folder) as handle:
+        yield handle
+    nnsight.CONFIG.APP.REMOTE_LOGGING = logging
+
+
+@pytest.fixture
+def remote(folder, server, monkeypatch):
+    monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
+    return load_model(folder, remote=True), RemoteConfig(host=server.url)
+
+
+def test_remote_model_is_meta(remote):
+    model, _ = remote
+    assert next(model._module.parameters()).device.type == "meta"
+
+
+def test_remote_capture_equals_local(folder, remote):
+    model, config = remote
+    tokens = torch.randint(3, 97, (2, 12), generator=torch.Generator().manual_seed(0))
+    got = capture_attention(model, tokens, remote=config)
+    want = capture_attention(load_model(folder), tokens)
+    assert got.sites[0].kind == "hf_interface"
+    torch.testing.assert_close(got.pattern, want.pattern, atol=1e-6, rtol=0)
+
+
+def test_remote_detection_equals_local_and_returns_only_scores(folder, remote, monkeypatch):
+    from nnsight.intervention.backends.remote import RemoteBackend
+
+    model, config = remote
+    capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=config)  # site discovery: 3 small probe requests
+    sizes = []
+    finalize = RemoteBackend.finalize
+    monkeypatch.setattr(RemoteBackend, "finalize", lambda self, content: sizes.append(len(content)) or finalize(self, content))
+    remote_result = InductionHeadDetector(model, batch_size=4, chunk_size=2, remote=config).detect(sequence_length=24)
+    local_result = InductionHeadDetector(load_model(folder), batch_size=4, chunk_size=2).detect(sequence_length=24)
+    assert len(sizes) == 2, "one request per chunk"
+    for r, l in zip(remote_result.head_scores, local_result.head_scores):
+        for field in ("prefix_matching", "contrast", "copying", "previous_token", "overall_score", "ci_low"):
+            assert getattr(r, field) == pytest.approx(getattr(l, field), abs=1e-5), field
+    all_patterns = 2 * 2 * 2 * 6 * 25 * 25 * 4  # (probes + controls) x layers x heads x q x k x fp32, per chunk
+    assert max(sizes) < all_patterns / 2, (sizes, all_patterns)
+
+
+def test_our_code_travels_by_value(remote):
+    """The server blocks `import induction_nb`; a trace that imports it there fails, ours did not."""
+    import importlib
+
+    from nnsight.intervention.backends.remote import RemoteBackend
+
+    model, config = remote
+    backend = RemoteBackend(model.to_model_key(), host=config.host, api_key="loopback-test-key")
+    with pytest.raises(Exception, match="blocked in the loopback NDIF server"):
+        with model.trace(torch.tensor([[3, 4, 5]]), backend=backend):
+            importlib.import_module("induction_nb")
+
+
+def test_job_failing_on_the_server_carries_its_message(remote):
+    model, config = remote
+
+    def broken(args, kwargs, output):
+        raise ValueError("boom from a custom reader")
+
+    sites = CustomSites("model.layers.{layer}.self_attn", n_layers=2, op="attention_interface_1", read=broken)
+    with pytest.raises(RemoteExecutionError, match="the job failed on .*boom from a custom reader") as e:
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), sites=sites, remote=config)
+    assert e.value.kind == "job" and "Traceback" in e.value.server_message
+
+
+def test_model_not_served(remote):
+    model, config = remote
+    other = RemoteConfig(host=config.host, model_key=lb.model_key("/nowhere/else"))
+    with pytest.raises(RemoteExecutionError, match="does not serve model") as e:
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=other)
+    assert e.value.kind == "not_served"
+
+
+def test_no_api_key(remote, monkeypatch):
+    import nnsight
+
+    model, config = remote
+    monkeypatch.delenv("NDIF_API_KEY")
+    monkeypatch.setattr(nnsight.CONFIG.API, "APIKEY", None)
+    with pytest.raises(RemoteExecutionError, match="no NDIF API key: set the NDIF_API_KEY") as e:
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=config)
+    assert e.value.kind == "key"
+
+
+def test_server_unreachable(remote):
+    model, _ = remote
+    nowhere = RemoteConfig(host=f"http://127.0.0.1:{lb.free_port()}")
+    with pytest.raises(RemoteExecutionError, match="cannot reach http://127.0.0.1") as e:
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=nowhere)
+    assert e.value.kind == "unreachable"
+
+
+def test_connection_lost_mid_job_returns_nothing(folder, monkeypatch):
+    import nnsight
+
+    monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
+    monkeypatch.setattr(nnsight.CONFIG.APP, "REMOTE_LOGGING", False)
+    with lb.start_server(folder) as doomed:
+        model = load_model(folder, remote=True)
+        config = RemoteConfig(host=doomed.url)
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=config)  # sites found, server warm
+        doomed.crash_next_request()
+        with pytest.raises(RemoteExecutionError, match="connection to .* was lost") as e:
+            InductionHeadDetector(model, batch_size=2, remote=config).detect(sequence_length=16)
+        assert e.value.kind == "lost"
+
+
+def test_remote_needs_a_remotable_model():
+    from induction_nb import InputError
+
+    with pytest.raises(InputError, match="needs an nnsight model that names a served model"):
+        capture_attention(make_hf("gpt2"), torch.tensor([[3, 4, 5]]), remote=True)
+
+
+def test_cli_scan_remote(folder, server, monkeypatch, capsys):
+    from induction_nb.cli import main
+
+    monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
+    argv = [str(folder), "--seq-len", "24", "--batch", "2", "--brief", "--no-progress"]
+    assert main(["scan", *argv, "--remote", "--host", server.url]) == 0
+    remote_out = capsys.readouterr().out
+    assert main(["scan", *argv]) == 0
+    assert capsys.readouterr().out == remote_out
