@@ -131,7 +131,7 @@ class InductionHeadDetector:
             "remote": bool(self.remote),
         }
         return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, n_heads,
-                               settings, self.seed, kept)
+                               settings, self.seed, kept, repeated.cpu() if kept else None)
 
     def _run(self, repeated: torch.Tensor, control: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
         """Per-sequence metrics ``{name: [n_sequences, layer, head]}`` and kept patterns, chunk by chunk."""

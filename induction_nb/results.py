@@ -98,6 +98,7 @@ class DetectionResult:
     settings: dict = field(default_factory=dict)
     seed: int = 0
     kept_patterns: dict = field(default_factory=dict, compare=False, repr=False)
+    kept_tokens: Any = field(default=None, compare=False, repr=False)
 
     @property
     def induction_heads(self) -> list[tuple[int, int]]:
@@ -190,9 +191,54 @@ class DetectionResult:
         df["detected"] = df["overall_score"] >= self.threshold
         return df
 
-    def __str__(self) -> str:
+    def summary(self) -> str:
+        """One line: model, heads detected, the best five."""
         top = ", ".join(f"{s.name} {s.overall_score:.3f}" for s in self.get_top_heads(5))
         return (
             f"DetectionResult({self.model_name}: {self.num_heads_detected} induction heads at threshold "
             f"{self.threshold:.2f} of {self.n_layers}x{self.n_heads}; top: {top})"
+        )
+
+    def __repr__(self) -> str:
+        """The ASCII report: what a terminal, a log or a notebook without HTML shows."""
+        from .ascii import create_analysis_report  # display hook: views are imported only when shown
+
+        return str(create_analysis_report(self, detailed=False))
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        """Notebook display: summary, the top heads' metrics, and a layer x head heatmap of the overall score."""
+        from html import escape
+
+        from ._colors import cividis_hex, text_color
+
+        rows = "".join(
+            f"<tr><td><b>{s.name}</b></td>" + "".join(
+                f"<td>{v:.3f}</td>" for v in (s.overall_score, s.prefix_matching, s.contrast, s.copying, s.previous_token)
+            ) + f"<td>[{s.ci_low:.3f}, {s.ci_high:.3f}]</td></tr>"
+            for s in self.get_top_heads(8)
+        )
+        cells = []
+        for layer in range(self.n_layers):
+            tds = []
+            for head in range(self.n_heads):
+                s = self.score(layer, head)
+                border = "2px solid #e66100" if (layer, head) in self.induction_heads else "1px solid #ffffff"
+                tds.append(
+                    f'<td title="{s.name}: {s.overall_score:.3f}" style="background:{cividis_hex(s.overall_score)};'
+                    f"color:{text_color(s.overall_score)};border:{border};width:14px;height:10px;padding:0;"
+                    f'font-size:7px;text-align:center"></td>'
+                )
+            cells.append(f'<tr><td style="font-size:8px;padding:0 3px">L{layer}</td>{"".join(tds)}</tr>')
+        detected = " ".join(f"L{l}H{h}" for l, h in self.induction_heads) or "none"
+        return (
+            f'<div class="inb-result"><p><b>{escape(self.model_name)}</b>: {self.num_heads_detected} induction heads '
+            f"at threshold {self.threshold:.2f} ({self.n_layers} layers x {self.n_heads} heads): {escape(detected)}</p>"
+            '<div style="display:flex;gap:24px;align-items:flex-start">'
+            "<table><tr><th>head</th><th>overall</th><th>prefix</th><th>contrast</th><th>copying</th>"
+            f"<th>prev-tok</th><th>95% CI</th></tr>{rows}</table>"
+            f'<table style="border-collapse:collapse">{"".join(cells)}</table></div>'
+            f"<p style=\"font-size:8px\">heatmap: overall score (cividis, 0 to 1); outlined: detected; "
+            f"seed {self.seed}</p></div>"
         )

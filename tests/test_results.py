@@ -25,7 +25,10 @@ def test_api_surface():
     assert r.score(1, 2).induction_score == 0.9
     assert r.score_matrix("overall_score")[1][2] == 0.9
     assert r.previous_token_heads(0.04) == [(1, 0), (1, 1), (1, 2)]
-    assert "1 induction heads" in str(r)
+    assert "1 induction heads" in r.summary()
+    assert str(r) == repr(r) and repr(r).startswith("INDUCTION HEAD ANALYSIS REPORT")
+    html = r._repr_html_()
+    assert "L1H2" in html and html.count("<td title=") == 6 and "2px solid #e66100" in html
     with pytest.raises(InputError, match="L2H0 is out of range"):
         r.score(2, 0)
     with pytest.raises(InputError, match="unknown metric"):

@@ -1,0 +1,261 @@
+"""Paper figures (matplotlib): score heatmaps, one head's pattern, metric scatter, stripe profile,
+and a mosaic of several models.
+
+One house style (``style()``): the colour-blind-safe, perceptually uniform ``cividis`` map, DejaVu
+Sans at paper sizes, figure sizes for one column (3.3 in) and two columns (6.8 in). Every plotting
+function takes ``ax=None`` (a new figure in the house size) and returns the Axes (``plot_mosaic``:
+the Figure). ``save_figure`` writes PDF/SVG/PNG with no software version, date or random id in the
+bytes, so a figure is byte-identical from run to run. matplotlib is imported on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+
+from .errors import InputError
+
+__all__ = [
+    "style",
+    "ONE_COLUMN",
+    "TWO_COLUMN",
+    "CMAP",
+    "plot_score_heatmap",
+    "plot_attention_heatmap",
+    "plot_metric_scatter",
+    "plot_stripe_profile",
+    "plot_mosaic",
+    "save_figure",
+]
+
+CMAP = "cividis"
+ONE_COLUMN = (3.3, 2.6)
+TWO_COLUMN = (6.8, 3.0)
+HIGHLIGHT = "#e66100"  # orange: stands out on cividis' blue-to-yellow and for colour-blind readers
+_RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "svg.hashsalt": "induction_nb",  # stable element ids in SVG output
+    "svg.fonttype": "none",
+    "pdf.fonttype": 42,
+    "image.cmap": CMAP,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+    "svg": {"Creator": None, "Date": None},
+}
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@contextlib.contextmanager
+def style():
+    """The house style as an rc context: ``with style(): ...``."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        yield
+
+
+def _axes(ax: Any, size: tuple[float, float]) -> Any:
+    if ax is not None:
+        return ax
+    plt = _plt()
+    with style():
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
+    return ax
+
+
+def _matrix(result: Any, metric: str) -> torch.Tensor:
+    if result is None or not getattr(result, "head_scores", None):
+        raise InputError("the result is empty (no head scores): run detect() first")
+    values = result.score_matrix(metric)
+    return torch.tensor([[float("nan") if v is None else float(v) for v in row] for row in values])
+
+
+def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = None, *, outline_detected: bool = True,
+                       colorbar: bool = True, title: str | None = None) -> Any:
+    """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined."""
+    M = _matrix(result, metric)
+    ax = _axes(ax, ONE_COLUMN)
+    with style():
+        image = ax.imshow(M.numpy(), cmap=CMAP, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        if outline_detected:
+            from matplotlib.patches import Rectangle
+
+            for layer, head in result.induction_heads:
+                ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=HIGHLIGHT, linewidth=1.2))
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        _ticks(ax.set_xticks, result.n_heads)
+        _ticks(ax.set_yticks, result.n_layers)
+        ax.set_title(title if title is not None else f"{result.model_name}: {metric.replace('_', ' ')}")
+        if colorbar:
+            ax.figure.colorbar(image, ax=ax, label=metric.replace("_", " "), shrink=0.9)
+    return ax
+
+
+def _ticks(setter: Any, n: int) -> None:
+    step = max(1, math.ceil(n / 12))
+    setter(range(0, n, step))
+
+
+def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, ax: Any = None, *,
+                           period: int | None = None, window: tuple[int, int] | None = None,
+                           highlight_stripe: bool = True, title: str | None = None) -> Any:
+    """One head's pattern ``[seq, seq]`` (rows: queries, columns: keys), token labels when given and the
+    window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined."""
+    A = torch.as_tensor(attention).detach().float().cpu()
+    if A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
+    n = A.shape[0]
+    if tokens is not None and len(tokens) != n:
+        raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
+    start, stop = window if window is not None else (0, n)
+    if not 0 <= start < stop <= n:
+        raise InputError(f"window ({start}, {stop}) must satisfy 0 <= start < stop <= {n}")
+    if period is not None and not 1 <= period < n:
+        raise InputError(f"period must be in [1, {n - 1}], got {period}")
+    ax = _axes(ax, (ONE_COLUMN[0], ONE_COLUMN[0]))
+    with style():
+        extent = (start - 0.5, stop - 0.5, stop - 0.5, start - 0.5)
+        image = ax.imshow(A[start:stop, start:stop].numpy(), cmap=CMAP, vmin=0, vmax=1, extent=extent,
+                          interpolation="nearest")
+        if period is not None and highlight_stripe:
+            q = [q for q in range(max(start, period), stop) if start <= q - period + 1 < stop]
+            if q:
+                k = [x - period + 1 for x in q]
+                ax.scatter(k, q, s=max(2.0, 600.0 / (stop - start)), marker="s", facecolors="none",
+                           edgecolors=HIGHLIGHT, linewidths=0.6, label=f"induction stripe (k = q - {period - 1})")
+                ax.legend(loc="upper right", frameon=True, framealpha=0.85, borderaxespad=0.2)
+        if tokens is not None and stop - start <= 40:
+            labels = [_token_label(t) for t in list(tokens)[start:stop]]
+            ax.set_xticks(range(start, stop), labels, rotation=90)
+            ax.set_yticks(range(start, stop), labels)
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+        if title:
+            ax.set_title(title)
+        ax.figure.colorbar(image, ax=ax, label="attention", shrink=0.8)
+    return ax
+
+
+def _token_label(token: Any) -> str:
+    text = str(token).replace("\n", "\\n").replace("$", r"\$")
+    return text if len(text) <= 10 else text[:9] + "~"
+
+
+def plot_metric_scatter(result: Any, x: str = "prefix_matching", y: str = "copying", ax: Any = None, *,
+                        label_top: int = 5) -> Any:
+    """Every head as a point (``x`` against ``y``), detected heads highlighted, threshold lines, the
+    ``label_top`` best heads by overall score labelled."""
+    X, Y = _matrix(result, x).flatten(), _matrix(result, y).flatten()
+    detected = torch.zeros_like(X, dtype=torch.bool)
+    for layer, head in result.induction_heads:
+        detected[layer * result.n_heads + head] = True
+    ax = _axes(ax, ONE_COLUMN)
+    with style():
+        ax.scatter(X[~detected].numpy(), Y[~detected].numpy(), s=8, color="#5d6d7e", alpha=0.6, linewidths=0,
+                   label="other heads")
+        ax.scatter(X[detected].numpy(), Y[detected].numpy(), s=14, color=HIGHLIGHT, label="detected")
+        for metric, line in ((x, ax.axvline), (y, ax.axhline)):
+            if metric in ("overall_score", "contrast", "prefix_matching"):
+                line(result.threshold, color="black", linewidth=0.6, linestyle="--")
+        for s in result.get_top_heads(label_top):
+            ax.annotate(f"L{s.layer}H{s.head}", (getattr(s, x), getattr(s, y)), fontsize=6,
+                        xytext=(3, 2), textcoords="offset points")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(y.replace("_", " "))
+        ax.legend(loc="lower right", frameon=False)
+    return ax
+
+
+def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, title: str | None = None) -> Any:
+    """Attention on the induction stripe ``A[q, q - period + 1]`` across query positions, against the
+    largest and the mean weight elsewhere in each row."""
+    A = torch.as_tensor(attention).detach().float().cpu()
+    if A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
+    n = A.shape[0]
+    if not isinstance(period, int) or not 1 <= period < n:
+        raise InputError(f"period must be an integer in [1, {n - 1}], got {period!r}")
+    q = torch.arange(period, n)
+    k = q - period + 1
+    stripe = A[q, k]
+    rest = A[q].clone()
+    rest[torch.arange(len(q)), k] = float("nan")
+    causal_count = q.clamp_min(1).float()  # the q + 1 keys up to q, less the stripe key
+    ax = _axes(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
+    with style():
+        ax.plot(q.numpy(), stripe.numpy(), color=HIGHLIGHT, linewidth=1.2, label="on the stripe")
+        ax.plot(q.numpy(), torch.nan_to_num(rest, nan=-1).amax(-1).numpy(), color="#3b528b", linewidth=0.9,
+                label="largest elsewhere")
+        ax.plot(q.numpy(), (torch.nansum(rest, -1) / causal_count).numpy(), color="#5d6d7e", linewidth=0.9,
+                linestyle=":", label="mean elsewhere")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("query position")
+        ax.set_ylabel("attention")
+        ax.legend(loc="center right", frameon=False)
+        if title:
+            ax.set_title(title)
+    return ax
+
+
+def plot_mosaic(results: Mapping[str, Any] | Iterable[Any], metric: str = "overall_score", *,
+                ncols: int | None = None, width: float = TWO_COLUMN[0]) -> Any:
+    """Score heatmaps of several models side by side with one colour bar (after Neel Nanda's induction
+    mosaic). ``results``: ``{title: DetectionResult}`` or a list (titled by model name)."""
+    items = list(results.items()) if isinstance(results, Mapping) else [(r.model_name, r) for r in results]
+    if not items:
+        raise InputError("plot_mosaic needs at least one result (got zero models)")
+    ncols = ncols or min(4, len(items))
+    nrows = math.ceil(len(items) / ncols)
+    plt = _plt()
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, 2.2 * nrows), layout="constrained", squeeze=False)
+        image = None
+        for ax, (name, result) in zip(axes.flat, items):
+            plot_score_heatmap(result, metric, ax=ax, colorbar=False, title=name)
+            image = ax.images[0]
+        for ax in list(axes.flat)[len(items):]:
+            ax.set_visible(False)
+        fig.colorbar(image, ax=axes, label=metric.replace("_", " "), shrink=0.8)
+    return fig
+
+
+def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
+    """Write ``fig`` (a Figure or Axes) to ``path``; with ``formats`` (e.g. ``("pdf", "png")``), one file
+    per format next to ``path`` with that suffix. No version or date metadata is written."""
+    fig = getattr(fig, "figure", fig)
+    path = Path(path)
+    formats = list(formats) if formats else [path.suffix.lstrip(".").lower()]
+    written = []
+    for fmt in formats:
+        if fmt not in _METADATA:
+            raise InputError(f"unsupported figure format {fmt!r}; use pdf, svg or png")
+        target = path.with_suffix("." + fmt)
+        with style():
+            fig.savefig(target, format=fmt, metadata=_METADATA[fmt])
+        written.append(target)
+    return written
