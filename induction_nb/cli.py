@@ -11,6 +11,7 @@ Exit status 0 on success, 2 on bad input with one line on stderr (no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ def _parser() -> _Parser:
     scan.add_argument("--patterns", default="repeated", help="comma-separated periodic patterns (default repeated)")
     scan.add_argument("--json", type=Path, help="write the result as JSON")
     scan.add_argument("--csv", type=Path, help="write one row per head as CSV")
+    scan.add_argument("--figures", type=Path, help="write paper figures (PDF + PNG) into this folder")
     scan.add_argument("--brief", action="store_true", help="the short report (no metric table, map, settings)")
     scan.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
     scan.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         from .ascii import check_view_options
 
         check_view_options(args.width, args.charset)  # before minutes of work, not after
-        text = {"scan": _scan, "show": _show, "report": _report}[args.command](args)
+        # stdout carries the report alone: nnsight's remote status lines and any library chatter go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            text = {"scan": _scan, "show": _show, "report": _report}[args.command](args)
     except (_Usage, InductionNBError) as e:
         print(f"error: {e}".replace("\n", " "), file=sys.stderr)
         return 2
@@ -152,7 +156,42 @@ def _scan(args: argparse.Namespace) -> str:
     if args.csv:
         result.to_dataframe().to_csv(args.csv, index=False)
         _status(args, f"wrote {args.csv}")
+    if args.figures:
+        written = _figures(model, detector, result, args.figures, _remote(args))
+        _status(args, f"wrote {len(written)} figure files into {args.figures}")
     return text
+
+
+def _figures(model: Any, detector: Any, result: Any, folder: Path, remote: Any) -> list[Path]:
+    """Score heatmaps (overall and per metric), the metric scatter, and the top head's pattern and
+    stripe profile, each as PDF and PNG."""
+    from matplotlib.figure import Figure
+
+    from . import figures as F
+    from .capture import capture_attention
+    from .errors import InputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the figures folder {folder}: {e.strerror or e}") from None
+    top = result.get_top_heads(1)[0]
+    probe = detector.generator().generate("repeated", int(result.settings["sequence_length"]), 1)
+    attention = capture_attention(model, probe.tokens, layers=[top.layer], remote=remote).head(top.layer, top.head)
+    labels = [str(i) for i in probe.tokens[0].tolist()]
+    plots = {f"heatmap_{m}": (lambda ax, m=m: F.plot_score_heatmap(result, m, ax=ax))
+             for m in ("overall_score", "prefix_matching", "contrast", "copying", "previous_token")}
+    plots["scatter_prefix_vs_copying"] = lambda ax: F.plot_metric_scatter(result, ax=ax)
+    plots[f"pattern_L{top.layer}H{top.head}"] = lambda ax: F.plot_attention_heatmap(
+        attention, labels, ax=ax, period=probe.period, title=f"L{top.layer}H{top.head}")
+    plots[f"stripe_L{top.layer}H{top.head}"] = lambda ax: F.plot_stripe_profile(attention, probe.period, ax=ax)
+    written = []
+    for name, draw in plots.items():
+        with F.style():
+            fig = Figure(figsize=F.TWO_COLUMN if name.startswith("stripe") else (4.0, 3.4), layout="constrained")
+            draw(fig.subplots())
+        written += F.save_figure(fig, folder / name, formats=("pdf", "png"))
+    return written
 
 
 def _show(args: argparse.Namespace) -> str:

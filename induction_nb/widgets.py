@@ -181,12 +181,12 @@ class HeadExplorer:
             self._refresh()
 
     def _refresh(self) -> None:
-        """Redraw for the current controls; problems go to the message line (callbacks must not raise)."""
+        """Redraw for the current controls; problems go to the message line (callbacks must not raise).
+        The title is set last: a front end that shows the new title has already received the image."""
         s = self.result.score(self.layer, self.head)
         for (l, h), b in self.cells.items():
             b.description = "●" if (l, h) == (self.layer, self.head) else ""
             b.style.text_color = text_color(self.result.score(l, h).overall_score)
-        self.title.value = f"<h4 class='inb-head-name'>{html.escape(self._title_text())}</h4>"
         self.metrics.value = _metrics_html(s, self.result.threshold)
         try:
             attention, tokens, period = self.attention()
@@ -194,17 +194,21 @@ class HeadExplorer:
             self.message.value = f"<span style='color:#b00020'>{html.escape(str(e))}</span>"
             self.image.value = b""
             self.tokens.value = ""
-            return
-        self.message.value = ""
-        n = attention.shape[0]
-        self._window.max = n
-        start, stop = self._window.value
-        stop = min(stop, n)
-        if stop - start < 2:
-            start, stop = 0, n
-        self.image.value = _png(attention, self._labels(tokens), period if self._stripe.value else None, (start, stop),
-                                self._title_text())
-        self.tokens.value = _tokens_html(self._labels(tokens), tokens)
+        else:
+            self.message.value = ""
+            n = attention.shape[0]
+            self._quiet = True
+            self._window.max = n
+            self._quiet = False
+            start, stop = self._window.value
+            stop = min(stop, n)
+            if stop - start < 2:
+                start, stop = 0, n
+            labels = self._labels(tokens)
+            self.image.value = _png(attention, labels, period if self._stripe.value else None, (start, stop),
+                                    self._title_text())
+            self.tokens.value = _tokens_html(labels, tokens)
+        self.title.value = f"<h4 class='inb-head-name'>{html.escape(self._title_text())}</h4>"
 
     # -- data ---------------------------------------------------------------------------------------------
 
@@ -246,7 +250,7 @@ class HeadExplorer:
     def _title_text(self) -> str:
         s = self.result.score(self.layer, self.head)
         mark = "induction head" if (self.layer, self.head) in self.result.induction_heads else "not detected"
-        return f"L{self.layer}H{self.head} ({mark}): overall {s.overall_score:.3f}"
+        return f"L{self.layer}H{self.head} ({mark}) on '{self._pattern.value}': overall {s.overall_score:.3f}"
 
 
 def _metrics_html(s: Any, threshold: float) -> str:

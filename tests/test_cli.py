@@ -40,6 +40,15 @@ def test_scan_exports_and_report_round_trip(folder, tmp_path, capsys):
     assert code == 0 and again == out
 
 
+def test_scan_writes_figures(folder, tmp_path, capsys):
+    code, _, err = run(capsys, "scan", folder, "--seq-len", 24, "--batch", 2, "--figures", tmp_path / "figs")
+    assert code == 0 and "wrote 16 figure files" in err
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert "heatmap_overall_score.pdf" in names and "scatter_prefix_vs_copying.png" in names
+    assert any(n.startswith("pattern_L") and n.endswith(".png") for n in names)
+    assert all((tmp_path / "figs" / n).read_bytes()[:4] in (b"%PDF", b"\x89PNG") for n in names)
+
+
 def test_show_one_head(folder, capsys):
     code, out, _ = run(capsys, "show", folder, "--layer", 1, "--head", 2, "--seq-len", 20, "--width", 50)
     assert code == 0 and out.startswith("L1H2 on 'repeated' (20 tokens, seed 0)")
