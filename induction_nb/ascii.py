@@ -9,6 +9,7 @@ through a ``window=(start, stop)`` or downsampled (block maximum, so a one-posit
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Literal, Sequence
 
 import torch
@@ -62,6 +63,8 @@ def _shade(value: float, charset: str) -> str:
 
 
 def _label(token: Any, size: int) -> str:
+    if isinstance(token, torch.Tensor):
+        token = token.item()
     text = str(token).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
     return text if len(text) <= size else text[: size - 1] + "~"
 
@@ -111,6 +114,8 @@ def plot_attention_pattern(
     check_view_options(width, charset)
     A = _as_matrix(attention)
     n = A.shape[0]
+    if isinstance(tokens, torch.Tensor):
+        tokens = tokens.tolist()
     if tokens is not None and len(tokens) != n:
         raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
     start, stop = _window(n, window)
@@ -145,7 +150,7 @@ def plot_head_scores(
     """Horizontal bars of ``metric`` for each head (dicts with ``layer``, ``head`` and the metric, e.g.
     ``[s.to_dict() for s in result.head_scores]``), sorted descending, the threshold marked."""
     check_view_options(width, charset)
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
         raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
     rows = []
     for d in scores:
@@ -160,7 +165,7 @@ def plot_head_scores(
     shown = rows if top is None else rows[:top]
     full, empty, mark = _BAR[charset]
     bar_w = width - 16
-    cut = round(threshold * bar_w)
+    cut = min(bar_w - 1, round(threshold * bar_w))  # threshold 1.0 marks the last column
     lines = [f"{metric} (threshold {threshold:.2f} at '{mark}'), top {len(shown)} of {len(rows)}"]
     for value, layer, head in shown:
         filled = 0 if math.isnan(value) else round(min(1.0, max(0.0, value)) * bar_w)
@@ -178,15 +183,21 @@ def plot_induction_stripe(
     *,
     tokens: Sequence[Any] | None = None,
     charset: Charset = "unicode",
+    offset: int = 0,
 ) -> TextPlot:
     """Attention on the induction stripe ``A[q, q - period + 1]`` against the largest weight anywhere
-    else in the row, for each query ``q >= period``: the stripe stands out as the upper sparkline."""
+    else in the row, for each query of the repeat, ``q >= offset + period`` (``offset``: tokens before the
+    pattern, 1 with BOS): the stripe stands out as the upper sparkline."""
     check_view_options(width, charset)
     A = _as_matrix(attention)
     n = A.shape[0]
-    if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n:
-        raise InputError(f"period must be an integer in [1, {n - 1}], got {period!r}")
-    q = torch.arange(period, n)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < n - 1:
+        raise InputError(f"offset must be an integer in [0, {n - 2}], got {offset!r}")
+    if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n - offset:
+        raise InputError(f"period must be an integer in [1, {n - offset - 1}], got {period!r}")
+    if isinstance(tokens, torch.Tensor):
+        tokens = tokens.tolist()
+    q = torch.arange(offset + period, n)
     k = q - period + 1
     stripe = A[q, k]
     rest = A[q].clone()
@@ -202,7 +213,7 @@ def plot_induction_stripe(
         return "".join(spark[min(len(spark) - 1, math.ceil(float(x) * (len(spark) - 1) - 1e-9))] for x in v)
 
     lines = [
-        f"induction stripe k = q - {period - 1} (period {period}), queries {period}..{n - 1}"
+        f"induction stripe k = q - {period - 1} (period {period}), queries {offset + period}..{n - 1}"
         + (f", {factor} per column (mean)" if factor > 1 else ""),
         f"stripe mean {float(stripe.mean()):.3f}, max elsewhere in the row: mean {float(rest.mean()):.3f}",
         f"stripe    {_BAR[charset][2]}{line(stripe)}",
@@ -262,6 +273,8 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
     """The analysis report in the original format; ``detailed=True`` adds the per-metric table, the
     layer x head map, previous-token heads, the settings and the seed."""
     check_view_options(width, charset)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise InputError(f"top must be a positive integer, got {top!r}")
     title = "INDUCTION HEAD ANALYSIS REPORT"
     lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
              f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",
@@ -288,13 +301,14 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
 
 
 def _wrap(lines: list[str], width: int) -> list[str]:
-    """Break over-long lines at spaces (a settings value, a long model name) instead of cutting them."""
+    """Break over-long lines at spaces (a settings value, a long model name) instead of cutting them;
+    a word longer than the line is cut at the width."""
     out = []
     for line in lines:
         while len(line) > width:
-            cut = line.rfind(" ", 0, width)
-            cut = cut if cut > 0 else width
-            out.append(line[:cut])
+            cut = line.rfind(" ", 3, width)  # after a continuation line's indent, or no progress
+            cut = cut if cut > 2 else width
+            out.append(line[:cut].rstrip())
             line = "  " + line[cut:].lstrip()
         out.append(line)
     return out

@@ -168,6 +168,7 @@ def _run(ctx: _Context, reduce: Callable[[int, torch.Tensor], Any]) -> list[tupl
 
     # plain locals: a remote request serialises what the body references, and ctx holds the model
     model, sites, tolerance = ctx.model, ctx.sites, ctx.tolerance
+    out = None
     try:
         with torch.no_grad(), _mha_fastpath_off(), _trace(ctx) as tracer:
             out = nnsight.save([])
@@ -183,7 +184,7 @@ def _run(ctx: _Context, reduce: Callable[[int, torch.Tensor], Any]) -> list[tupl
         if err is e:
             raise
         raise err from e
-    out = list(out)
+    out = list(out or [])
     done = {layer for layer, _, _ in out}
     missing = [s.layer for s in ctx.sites if s.layer not in done]
     if missing:

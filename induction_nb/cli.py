@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from .ascii import check_view_options
 
         check_view_options(args.width, args.charset)  # before minutes of work, not after
+        if getattr(args, "top", 1) < 1:
+            from .errors import InputError
+
+            raise InputError("--top must be >= 1")
         # stdout carries the report alone: nnsight's remote status lines and any library chatter go to stderr
         with contextlib.redirect_stdout(sys.stderr):
             text = {"scan": _scan, "show": _show, "report": _report}[args.command](args)
@@ -116,7 +120,10 @@ def _load(args: argparse.Namespace) -> Any:
         if args.device != "cpu":
             raise InputError("--device and --remote conflict: a remote model runs on the server's devices")
         return load_model(args.model, remote=True)
-    device = torch.device(args.device) if args.device else None
+    try:
+        device = torch.device(args.device) if args.device else None
+    except RuntimeError:
+        raise InputError(f"--device {args.device!r} is not a torch device; use e.g. cpu or cuda") from None
     if device is not None and device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda, but CUDA is not available on this machine; use --device cpu")
     _status(args, f"loading {args.model or 'the embedded SmolLM2'} ...")
@@ -139,23 +146,29 @@ def _scan(args: argparse.Namespace) -> str:
     if args.json and args.csv and args.json.resolve() == args.csv.resolve():
         raise InputError("--json and --csv name the same file; give them different paths")
     for path in (args.json, args.csv):
+        if path is not None and path.is_dir():
+            raise InputError(f"cannot write {path}: it is a folder; give a file name")
         if path is not None and not path.parent.exists():
             raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
-    if args.top < 1:
-        raise InputError("--top must be >= 1")
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
+    if not patterns:
+        raise InputError("--patterns is empty; give one or more of: repeated, abab, copy, natural")
     model = _load(args)
     detector = InductionHeadDetector(model, args.threshold, batch_size=args.batch, seed=args.seed,
                                      progress=False if args.no_progress else None, remote=_remote(args))
     _status(args, f"detecting on {args.batch} x {args.seq_len} tokens per pattern ({', '.join(patterns)}) ...")
     result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
-    if args.json:
-        result.save(args.json)
-        _status(args, f"wrote {args.json}")
-    if args.csv:
-        result.to_dataframe().to_csv(args.csv, index=False)
-        _status(args, f"wrote {args.csv}")
+    try:
+        if args.json:
+            result.save(args.json)
+            _status(args, f"wrote {args.json}")
+        if args.csv:
+            result.to_dataframe().to_csv(args.csv, index=False)
+            _status(args, f"wrote {args.csv}")
+    except OSError as e:  # the report still reaches stdout: the scan is not lost
+        print(text)
+        raise InputError(f"cannot write the export: {e.strerror or e} ({e.filename})") from None
     if args.figures:
         written = _figures(model, detector, result, args.figures, _remote(args))
         _status(args, f"wrote {len(written)} figure files into {args.figures}")
@@ -219,7 +232,8 @@ def _show(args: argparse.Namespace) -> str:
     title = f"L{args.layer}H{args.head} on '{args.pattern}' ({probe.tokens.shape[1]} tokens, seed {args.seed})"
     parts = [plot_attention_pattern(attention, labels, args.width, window=window, charset=args.charset, title=title)]
     if probe.period is not None:
-        parts.append(plot_induction_stripe(attention, probe.period, args.width, tokens=labels, charset=args.charset))
+        parts.append(plot_induction_stripe(attention, probe.period, args.width, tokens=labels, charset=args.charset,
+                                           offset=probe.offset))
     return "\n\n".join(parts)
 
 

@@ -11,6 +11,7 @@ unless the caller asks to keep some heads' patterns. Large batches run in chunks
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -27,7 +28,7 @@ __all__ = ["InductionHeadDetector", "detect_induction_heads", "InductionHeadAnal
 
 
 def _check_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
         raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
     return float(threshold)
 
@@ -98,12 +99,14 @@ class InductionHeadDetector:
         ``[batch, q, k]`` (repeated sequences only) are kept in ``result.kept_patterns``."""
         if isinstance(patterns, str):
             patterns = (patterns,)
+        if not patterns:
+            raise InputError("no patterns given; use one or more periodic patterns: repeated, abab, copy, natural")
+        keep = _check_keep(keep_patterns, self.module)
         gen = self.generator()
         probes = [gen.generate(name, sequence_length, self.batch_size, n_repeats=n_repeats) for name in patterns]
         controls = [gen.control_for(p) for p in probes]
         repeated = torch.cat([p.tokens for p in probes])
         control = torch.cat(controls)
-        keep = _check_keep(keep_patterns)
         per_seq, kept = self._run(repeated, control, first_query=1 + probes[0].offset, keep=keep)
         n_layers, n_heads = per_seq["prefix"].shape[1:]
         bad = [(l, h) for l, h in keep if not (0 <= l < n_layers and 0 <= h < n_heads)]
@@ -196,11 +199,22 @@ def _bos_id(module: torch.nn.Module, tokenizer: Any) -> int | None:
     return None
 
 
-def _check_keep(keep: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+def _check_keep(keep: Iterable[tuple[int, int]], module: torch.nn.Module) -> list[tuple[int, int]]:
+    """(layer, head) integer pairs, checked against the config up front where it says the model's size
+    (a remote scan would otherwise pay for a whole job before the error)."""
     try:
-        pairs = [(int(l), int(h)) for l, h in keep]
+        pairs = [(l, h) for l, h in keep]
     except (TypeError, ValueError):
         raise InputError("keep_patterns must be a list of (layer, head) pairs") from None
+    if not all(isinstance(x, int) and not isinstance(x, bool) for pair in pairs for x in pair):
+        raise InputError(f"keep_patterns must hold integer (layer, head) pairs, got {pairs!r}")
+    config = getattr(module, "config", None)
+    n_layers = getattr(config, "num_hidden_layers", None)
+    n_heads = getattr(config, "num_attention_heads", None)
+    if isinstance(n_layers, int) and isinstance(n_heads, int):
+        bad = [(l, h) for l, h in pairs if not (0 <= l < n_layers and 0 <= h < n_heads)]
+        if bad:
+            raise InputError(f"keep_patterns {bad} out of range: the model has {n_layers} layers x {n_heads} heads")
     return pairs
 
 
@@ -240,14 +254,16 @@ class InductionHeadAnalyzer:
 
     def analyze_head(self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64) -> HeadBehavior:
         attention, tokens, probe = self.head_attention(layer, head, pattern, sequence_length)
-        return analyze_head_attention(attention, tokens, period=probe.period)
+        return analyze_head_attention(attention, tokens, period=probe.period, offset=probe.offset)
 
 
-def analyze_head_attention(attention_pattern: Any, tokens: Any, period: int | None = None) -> HeadBehavior:
+def analyze_head_attention(attention_pattern: Any, tokens: Any, period: int | None = None, *,
+                           offset: int = 0) -> HeadBehavior:
     """Scores of one head on one sequence: ``attention_pattern`` ``[seq, seq]`` (rows = queries), ``tokens``
     ``[seq]``. ``period``: where given, ``induction_stripe_score`` is the mean of ``A[q, q - period + 1]``
-    over ``q >= period`` (the induction stripe, offset ``-(period-1)``); the other metrics use the match
-    set of ``tokens`` and need no period."""
+    over the repeat's queries ``q >= offset + period`` (the induction stripe, offset ``-(period-1)``);
+    ``offset``: tokens before the pattern starts (1 with a BOS token), also skipped by the
+    previous-token score. The other metrics use the match set of ``tokens`` and need no period."""
     A = torch.as_tensor(attention_pattern)
     t = torch.as_tensor(tokens)
     if A.dim() != 2 or A.shape[0] != A.shape[1]:
@@ -256,24 +272,32 @@ def analyze_head_attention(attention_pattern: Any, tokens: Any, period: int | No
         raise InputError(f"tokens must be [seq] with seq = {A.shape[0]} (the pattern's size), got shape {tuple(t.shape)}")
     if not A.is_floating_point():
         raise InputError(f"attention_pattern must hold floats, got {A.dtype}")
+    if t.dtype == torch.bool or t.is_floating_point():
+        raise InputError(f"tokens must be integer token ids, got dtype {t.dtype}")
+    if A.shape[0] < 2:
+        raise InputError("attention_pattern must cover at least 2 positions")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < A.shape[0] - 1:
+        raise InputError(f"offset must be an integer in [0, {A.shape[0] - 2}], got {offset!r}")
     if not torch.isfinite(A).all():
         raise InputError("attention_pattern contains NaN or inf")
     n = A.shape[0]
-    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n):
-        raise InputError(f"period must be an integer in [1, {n - 1}] (less than the sequence length {n}), got {period!r}")
+    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n - offset):
+        raise InputError(
+            f"period must be an integer in [1, {n - offset - 1}] (less than the sequence length {n - offset}), got {period!r}"
+        )
     A = A.float()[None]
     t = t.long()[None]
     match = S.match_mask(t)
     stripe = None
     if period is not None:
-        q = torch.arange(period, n)
+        q = torch.arange(offset + period, n)
         stripe = float(A[0, q, q - period + 1].mean())
     scored = bool(match.any())
     dup = S.duplicate_mask(t)
     return HeadBehavior(
         diagonal_score=float(S.diagonal(A)[0]),
         induction_stripe_score=stripe,
-        previous_token_score=float(S.previous_token(A)[0]),
+        previous_token_score=float(S.previous_token(A, 1 + offset)[0]),
         prefix_matching=float(S.stripe_attention(A, match)[0]) if scored else None,
         copying=float(S.copying(A, t, match)[0]) if scored and match[0, :-1].any() else None,
         duplicate_token=float(S.stripe_attention(A, dup)[0]) if dup.any() else None,

@@ -19,6 +19,7 @@ Generation is deterministic for a given seed and does not depend on the device.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
@@ -116,11 +117,23 @@ class PatternGenerator:
             raise InputError(f"unknown pattern {name!r}; valid names: {', '.join(PATTERN_NAMES)}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if name == "repeated" and (not isinstance(n_repeats, int) or n_repeats < 2):
+        if name in ("repeated", "natural") and (not isinstance(n_repeats, int) or n_repeats < 2):
             raise InputError(f"n_repeats must be an integer >= 2 (a block must occur again), got {n_repeats!r}")
+        if isinstance(seq_len, bool) or not isinstance(seq_len, int):
+            raise InputError(f"seq_len must be an integer, got {seq_len!r}")
         minimum = {"repeated": 2 * n_repeats, "abab": 3, "copy": 3, "random": 2, "natural": 4, "bigram": 8}[name]
-        if not isinstance(seq_len, int) or seq_len < minimum:
+        if seq_len < minimum:
             raise InputError(f"seq_len {seq_len!r} is too short for pattern {name!r}: it needs at least {minimum} tokens")
+        distinct = {"repeated": seq_len // n_repeats, "copy": (seq_len - 1) // 2 + 1, "random": seq_len}.get(name, 0)
+        if distinct > len(self.pool):
+            message = (
+                f"pattern {name!r} with seq_len {seq_len} needs {distinct} distinct token ids, but only "
+                f"{len(self.pool)} are usable in [{self.low}, {self.high}); use seq_len <= "
+                f"{len(self.pool) * (n_repeats if name == 'repeated' else 1)} or a larger vocab_size"
+            )
+            if name != "random":  # repeats inside the block would add matches the metrics then count
+                raise InputError(message)
+            warnings.warn(message + "; some ids repeat by chance", stacklevel=2)
         g = torch.Generator().manual_seed(self.seed + _NAME_SALT[name])
         tokens, period, meta = maker(self, g, seq_len, batch_size, n_repeats=n_repeats, **kwargs)
         offset = 0
@@ -144,6 +157,13 @@ class PatternGenerator:
         g = torch.Generator().manual_seed(self.seed + 7919)
         tokens = pattern.tokens.cpu().clone()
         start = pattern.offset + pattern.period
+        fresh_needed = tokens.shape[1] - start
+        if fresh_needed + pattern.period > len(self.pool):
+            raise InputError(
+                f"the control of {pattern.name!r} needs {fresh_needed} ids unused by its first {pattern.period}, but "
+                f"only {len(self.pool)} are usable in [{self.low}, {self.high}); use a shorter sequence "
+                f"(<= {len(self.pool)} tokens) or a larger vocab_size"
+            )
         for row in tokens:
             used = set(row[:start].tolist())
             fresh = self._distinct(g, row.numel() - start, avoid=used)
@@ -209,7 +229,7 @@ def _natural(gen: PatternGenerator, g, seq_len, batch, n_repeats=2, **_):
     tok = gen.tokenizer
     if tok is None:
         raise InputError("pattern 'natural' needs a tokenizer: PatternGenerator(..., tokenizer=model.tokenizer)")
-    period = seq_len // 2
+    period = seq_len // n_repeats
     rows, names = [], sorted(PASSAGES)
     for i in range(batch):
         name = names[i % len(names)]
@@ -220,8 +240,8 @@ def _natural(gen: PatternGenerator, g, seq_len, batch, n_repeats=2, **_):
         block = torch.tensor(ids[start : start + period])
         if int(block.max()) >= gen.vocab_size:
             raise InputError(f"the tokenizer produced id {int(block.max())} >= vocab_size {gen.vocab_size}")
-        rows.append(block.repeat(3)[:seq_len])
-    return torch.stack(rows), period, {"passages": [names[i % len(names)] for i in range(batch)]}
+        rows.append(block.repeat(n_repeats + 1)[:seq_len])
+    return torch.stack(rows), period, {"n_repeats": n_repeats, "passages": [names[i % len(names)] for i in range(batch)]}
 
 
 _MAKERS: dict[str, Callable[..., tuple[torch.Tensor, int | None, dict]]] = {

@@ -35,7 +35,7 @@ class RemoteConfig:
     api_key: str | None = None
     model_key: str | None = None
     env: dict = field(default_factory=dict)
-    blocking: bool = True
+    blocking: bool = True  # False (submit and poll later) is refused: scoring needs each result
 
 
 def resolve(model: Any, remote: Any) -> RemoteConfig:
@@ -47,6 +47,11 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
         config = remote
     else:
         raise InputError(f"remote must be True, False or an induction_nb.RemoteConfig, got {remote!r}")
+    if not config.blocking:
+        raise InputError(
+            "RemoteConfig(blocking=False) is not supported: induction_nb needs every chunk's result before it "
+            "can score; use blocking=True (the default)"
+        )
     if not callable(getattr(model, "to_model_key", None)):
         raise InputError(
             f"remote execution needs an nnsight model that names a served model, e.g. "

@@ -61,13 +61,24 @@ class HeadScore:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadScore":
+        if not isinstance(d, dict):
+            raise InputError(f"a head score must be an object, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         missing = names - set(d)
         if missing:
             raise InputError(f"head score is missing {sorted(missing)}")
         values = {k: d[k] for k in names}
+        for k in ("layer", "head"):
+            if isinstance(values[k], bool) or not isinstance(values[k], int):
+                raise InputError(f"head score field {k!r} must be an integer, got {values[k]!r}")
         for k in names - {"layer", "head"}:
-            values[k] = float("nan") if values[k] is None and k != "duplicate_token" else values[k]
+            v = values[k]
+            if v is None:
+                values[k] = None if k == "duplicate_token" else float("nan")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(f"head score field {k!r} of L{values['layer']}H{values['head']} must be a number, got {v!r}")
+            else:
+                values[k] = float(v)
         return cls(**values)
 
 
@@ -165,6 +176,12 @@ class DetectionResult:
         if len(scores) != result.n_layers * result.n_heads:
             raise InputError(f"damaged detection result: {len(scores)} head scores for "
                              f"{result.n_layers} x {result.n_heads} heads")
+        for i, s in enumerate(scores):  # score(layer, head) indexes by position
+            if (s.layer, s.head) != divmod(i, result.n_heads):
+                raise InputError(f"damaged detection result: entry {i} is L{s.layer}H{s.head}, expected "
+                                 f"L{i // result.n_heads}H{i % result.n_heads} (scores are stored layer by layer)")
+        if not 0 <= result.threshold <= 1:
+            raise InputError(f"damaged detection result: threshold {result.threshold} is outside [0, 1]")
         return result
 
     def save(self, path: str | Path) -> Path:

@@ -92,7 +92,8 @@ class HeadExplorer:
             labels = self._labels(tokens)
             parts.append(str(plot_attention_pattern(attention, labels, width, title=self._title_text())))
             if period is not None:
-                parts.append(str(plot_induction_stripe(attention, period, width, tokens=labels)))
+                parts.append(str(plot_induction_stripe(attention, period, width, tokens=labels,
+                                                       offset=getattr(self, "_offset", 0))))
         return "\n\n".join(parts)
 
     def __repr__(self) -> str:
@@ -240,6 +241,7 @@ class HeadExplorer:
         probe = self._detector.generator().generate(name, self.sequence_length, self._detector.batch_size)
         captured = capture_attention(self.model, probe.tokens, layers=[layer], remote=self._detector.remote)
         self._cache[key] = (captured.pattern[:, 0].cpu(), probe.tokens.cpu(), probe.period)
+        self._offset = probe.offset
         return self._cache[key]
 
     def _labels(self, tokens: torch.Tensor) -> list[str]:

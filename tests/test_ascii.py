@@ -132,3 +132,25 @@ def test_many_heads_fall_back_to_one_character_cells():
 def test_bad_input(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_words_longer_than_the_width_are_cut_not_looped_on():
+    r = fake_result()
+    long = DetectionResult(r.head_scores, r.threshold, "/" + "x" * 200, 3, 4, {"path": "y" * 150})
+    for width in (40, 70):
+        text = create_analysis_report(long, detailed=True, width=width)
+        assert max(map(len, text.splitlines())) <= width
+        assert "/" + "x" * 200 in "".join(text.split()), "the long name is wrapped whole, not cut off"
+
+
+def test_tensor_tokens_label_as_ids_and_threshold_one_is_marked():
+    text = plot_attention_pattern(stripe_pattern(), tokens=torch.arange(1000, 1012))
+    assert "1003" in text and "tensor" not in text
+    bars = plot_head_scores([{"layer": 0, "head": 0, "overall_score": 0.5}], threshold=1.0, charset="ascii")
+    assert bars.splitlines()[1].endswith("|")
+
+
+def test_stripe_with_bos_offset_skips_the_first_block_end():
+    A = stripe_pattern(n=9, period=4)  # stripe for q >= 4; with a BOS the repeat starts at q = 5
+    text = plot_induction_stripe(A, period=4, offset=1)
+    assert "queries 5..8" in text

@@ -76,6 +76,11 @@ def test_show_one_head(folder, capsys):
         (["report", "{tmp}/broken.json"], "not valid JSON"),
         (["report", "{tmp}/absent.json"], "cannot read"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["scan", "{folder}", "--patterns", ","], "--patterns is empty"),
+        (["scan", "{folder}", "--device", "foo"], "is not a torch device"),
+        (["scan", "{folder}", "--json", "{tmp}"], "it is a folder"),
+        (["report", "{tmp}/foreign.json", "--top", "0"], "--top must be >= 1"),
+        (["scan", "{folder}", "--remote", "--device", "cuda"], "--device and --remote conflict"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(folder, tmp_path, capsys, argv, match):

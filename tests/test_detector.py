@@ -127,7 +127,10 @@ def test_several_patterns_pool_their_sequences(toy):
         ({}, {"patterns": ["random"]}, "has no period"),
         ({}, {"sequence_length": 3}, "too short for pattern 'repeated'"),
         ({}, {"n_repeats": 1}, "n_repeats must be an integer >= 2"),
-        ({}, {"sequence_length": 64}, "exceeds the model's 48 positions"),
+        ({}, {"sequence_length": 64}, r"control of 'repeated' needs 32 ids unused .* only 36 are usable"),
+        ({}, {"sequence_length": 100}, "needs 50 distinct token ids, but only 36 are usable"),
+        ({}, {"patterns": []}, "no patterns"),
+        ({}, {"sequence_length": 32.0}, "seq_len must be an integer"),
         ({"batch_size": 0}, {}, "batch_size must be a positive integer"),
     ],
 )
@@ -138,6 +141,13 @@ def test_bad_input(toy, kwargs, detect_kwargs, match):
         InductionHeadDetector(toy, **kwargs).detect(**detect_kwargs)
 
 
+def test_sequence_longer_than_the_model_positions():
+    from induction_nb import InductionHeadDetector
+
+    with pytest.raises(InputError, match="exceeds the model's 64 positions"):
+        InductionHeadDetector(make_hf("gpt2")).detect(sequence_length=70)
+
+
 @pytest.mark.parametrize(
     "attention,tokens,period,match",
     [
@@ -146,6 +156,8 @@ def test_bad_input(toy, kwargs, detect_kwargs, match):
         (torch.eye(4), torch.arange(4), 4, "period must be an integer in"),
         (torch.eye(4), torch.arange(4), 0, "period must be an integer in"),
         (torch.eye(4) * float("nan"), torch.arange(4), None, "NaN"),
+        (torch.eye(4), torch.tensor([1.5, 2.5, 1.7, 2.2]), None, "integer token ids"),
+        (torch.ones(1, 1), torch.arange(1), None, "at least 2 positions"),
     ],
 )
 def test_analyze_head_attention_bad_input(attention, tokens, period, match):

@@ -143,6 +143,14 @@ def test_connection_lost_mid_job_returns_nothing(folder, monkeypatch):
         assert e.value.kind == "lost"
 
 
+def test_non_blocking_is_refused_clearly(remote):
+    from induction_nb import InputError
+
+    model, config = remote
+    with pytest.raises(InputError, match=r"blocking=False\) is not supported"):
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=RemoteConfig(host=config.host, blocking=False))
+
+
 def test_remote_needs_a_remotable_model():
     from induction_nb import InputError
 

@@ -87,3 +87,19 @@ def test_wrong_number_of_heads():
     d["head_scores"] = d["head_scores"][:-1]
     with pytest.raises(InputError, match="5 head scores for 2 x 3 heads"):
         DetectionResult.from_dict(d)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda d: d["head_scores"][0].update(overall_score="abc"), "'overall_score' of L0H0 must be a number"),
+        (lambda d: d["head_scores"][1].update(layer=7), "entry 1 is L7H1, expected L0H1"),
+        (lambda d: d.update(threshold=7), "threshold 7.0 is outside"),
+        (lambda d: d["head_scores"][2].update(head="x"), "'head' must be an integer"),
+    ],
+)
+def test_damaged_values_are_caught(edit, match):
+    d = _result().to_dict()
+    edit(d)
+    with pytest.raises(InputError, match=match):
+        DetectionResult.from_dict(d)
