@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: scan test bench clean
+.PHONY: scan test bench notebooks clean
 
 scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads and print the report
 	$(BIN)/python -m induction_nb scan
 
-test: $(STAMP)  ## the whole test suite, real-model (slow) tests included
-	$(BIN)/python -m pytest tests/ -v
+test: $(STAMP)  ## the whole test suite, real-model (slow) tests and the notebooks (nbval) included
+	$(BIN)/python -m pytest tests/ notebooks/ -v --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg
+
+notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their outputs are committed)
+	$(BIN)/python notebooks/build_notebooks.py
 
 bench: $(STAMP)  ## capture cost against a bare forward pass
 	$(BIN)/python bench/bench_capture.py

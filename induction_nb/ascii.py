@@ -269,12 +269,15 @@ def _bar10(value: float) -> str:
 
 
 def create_analysis_report(result: Any, detailed: bool = False, width: int = 80, *, top: int = 10,
-                           charset: Charset = "ascii") -> TextPlot:
+                           charset: Charset = "ascii", decimals: int = 3) -> TextPlot:
     """The analysis report in the original format; ``detailed=True`` adds the per-metric table, the
-    layer x head map, previous-token heads, the settings and the seed."""
+    layer x head map, previous-token heads, the settings and the seed. ``decimals``: of the top-head
+    scores (2 gives text that is identical across CPUs and BLAS builds, e.g. for checked notebooks)."""
     check_view_options(width, charset)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise InputError(f"top must be a positive integer, got {top!r}")
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
+        raise InputError(f"decimals must be an integer in [0, 6], got {decimals!r}")
     title = "INDUCTION HEAD ANALYSIS REPORT"
     lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
              f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",
@@ -283,7 +286,7 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
         lines.append("Induction heads: " + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))
     lines.append("Top Heads by Score:")
     for s in result.get_top_heads(top):
-        lines.append(f"L{s.layer:02d}H{s.head:02d}: {s.overall_score:.3f} [{_bar10(s.overall_score)}]")
+        lines.append(f"L{s.layer:02d}H{s.head:02d}: {s.overall_score:.{decimals}f} [{_bar10(s.overall_score)}]")
     if detailed:
         lines += ["", "Per-Head Metrics (top heads):",
                   "head    overall  95% CI         prefix  contrast copying prev   dup"]
