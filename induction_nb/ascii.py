@@ -23,6 +23,7 @@ __all__ = [
     "plot_induction_stripe",
     "plot_score_map",
     "create_analysis_report",
+    "plot_circuit",
     "MIN_WIDTH",
 ]
 
@@ -288,18 +289,39 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
     for s in result.get_top_heads(top):
         lines.append(f"L{s.layer:02d}H{s.head:02d}: {s.overall_score:.{decimals}f} [{_bar10(s.overall_score)}]")
     if detailed:
+        causal = any(s.causal_effect is not None for s in result.head_scores)
         lines += ["", "Per-Head Metrics (top heads):",
-                  "head    overall  95% CI         prefix  contrast copying prev   dup"]
+                  "head    overall  95% CI         prefix  contrast copying prev   dup" + ("    ablation" if causal else "")]
         for s in result.get_top_heads(top):
             dup = "  -  " if s.duplicate_token is None else f"{s.duplicate_token:.3f}"
+            effect = "" if not causal else ("       -" if s.causal_effect is None else f"  {s.causal_effect:+.3f}")
             lines.append(f"L{s.layer:02d}H{s.head:02d}  {s.overall_score:.3f}    [{s.ci_low:.3f},{s.ci_high:.3f}]  "
-                         f"{s.prefix_matching:.3f}  {s.contrast:.3f}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}")
+                         f"{s.prefix_matching:.3f}  {s.contrast:.3f}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}"
+                         + effect)
         lines += ["", "Layer x Head Map:"] + plot_score_map(result, width=width, charset=charset).splitlines()
         prev = result.previous_token_heads(0.4)
         lines += ["", "Previous-Token Heads (>= 0.40):",
                   " ".join(f"L{l:02d}H{h:02d} {result.score(l, h).previous_token:.2f}" for l, h in prev[:8]) or "none"]
         lines += ["", "Settings:"] + [f"{k}: {v}" for k, v in sorted(result.settings.items())]
         lines.append(f"Seed: {result.seed}")
+    return _done(lines, width)
+
+
+def plot_circuit(circuit: Any, n: int = 10, width: int = 80, *, charset: Charset = "unicode") -> TextPlot:
+    """The ``n`` strongest edges of a ``causal.CircuitResult``: earlier head -> induction head, with the
+    drop of the induction head's prefix matching when the earlier head is ablated."""
+    check_view_options(width, charset)
+    edges = circuit.top(n)
+    if not edges:
+        raise InputError("the circuit has no edges (no earlier head was ablated)")
+    full = _BAR[charset][0]
+    bar_w = max(5, width - 34)
+    peak = max(max(e[2] for e in edges), 1e-9)
+    lines = [f"previous-token -> induction circuit: prefix-matching drop when the earlier head is ablated",
+             "baseline: " + "  ".join(f"L{l}H{h} {v:.2f}" for (l, h), v in sorted(circuit.baseline.items()))]
+    for (sl, sh), (tl, th), drop in edges:
+        bar = full * max(0, round(max(0.0, drop) / peak * bar_w))
+        lines.append(f"L{sl:02d}H{sh:02d} -> L{tl:02d}H{th:02d} {drop:+.3f} {bar}")
     return _done(lines, width)
 
 

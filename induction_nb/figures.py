@@ -29,6 +29,7 @@ __all__ = [
     "plot_metric_scatter",
     "plot_stripe_profile",
     "plot_mosaic",
+    "plot_circuit_graph",
     "save_figure",
 ]
 
@@ -97,8 +98,10 @@ def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = Non
     """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined."""
     M = _matrix(result, metric)
     ax = _axes(ax, ONE_COLUMN)
+    # scores live in [0, 1]; an ablation effect is a loss difference, scaled to its own largest value
+    vmax = 1.0 if metric != "causal_effect" else max(1e-6, float(torch.nan_to_num(M, nan=0.0).max()))
     with style():
-        image = ax.imshow(M.numpy(), cmap=CMAP, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+        image = ax.imshow(M.numpy(), cmap=CMAP, vmin=0, vmax=vmax, aspect="auto", interpolation="nearest")
         if outline_detected:
             from matplotlib.patches import Rectangle
 
@@ -242,6 +245,35 @@ def plot_mosaic(results: Mapping[str, Any] | Iterable[Any], metric: str = "overa
             ax.set_visible(False)
         fig.colorbar(image, ax=axes, label=metric.replace("_", " "), shrink=0.8)
     return fig
+
+
+def plot_circuit_graph(circuit: Any, ax: Any = None, *, n: int = 12, n_heads: int | None = None) -> Any:
+    """The circuit as a graph: heads placed by layer (y) and head index (x), an arrow from each earlier
+    head to the induction head it feeds, width and colour by the prefix-matching drop."""
+    edges = [e for e in circuit.top(n) if e[2] > 0]
+    if not edges:
+        raise InputError("the circuit has no edge with a positive effect to draw")
+    ax = _axes(ax, ONE_COLUMN)
+    peak = max(e[2] for e in edges)
+    nodes = {e[0] for e in edges} | {e[1] for e in edges}
+    with style():
+        import matplotlib
+
+        cmap = matplotlib.colormaps[CMAP]
+        for (sl, sh), (tl, th), drop in sorted(edges, key=lambda e: e[2]):
+            ax.annotate("", xy=(th, tl), xytext=(sh, sl), arrowprops=dict(
+                arrowstyle="-|>", color=cmap(0.25 + 0.75 * drop / peak), lw=0.5 + 2.5 * drop / peak, shrinkA=5, shrinkB=5))
+        targets = {e[1] for e in edges}
+        for l, h in nodes:
+            ax.scatter([h], [l], s=40, zorder=3, color=HIGHLIGHT if (l, h) in targets else "#3b528b")
+            ax.annotate(f"L{l}H{h}", (h, l), xytext=(4, 3), textcoords="offset points", fontsize=6)
+        layers = [l for l, _ in nodes]
+        ax.set_ylim(max(layers) + 0.8, min(layers) - 0.8)
+        ax.set_xlim(-0.8, (n_heads or max(h for _, h in nodes) + 1) - 0.2)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_title("previous-token -> induction heads (arrow: prefix-matching drop)")
+    return ax
 
 
 def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:

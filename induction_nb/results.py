@@ -46,6 +46,7 @@ class HeadScore:
     overall_score: float
     ci_low: float
     ci_high: float
+    causal_effect: float | None = None  # loss increase on repeated tokens when the head is ablated (causal.py)
 
     @property
     def induction_score(self) -> float:
@@ -64,6 +65,7 @@ class HeadScore:
         if not isinstance(d, dict):
             raise InputError(f"a head score must be an object, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
+        d = {"causal_effect": None, **d}  # optional: results written before causal effects existed
         missing = names - set(d)
         if missing:
             raise InputError(f"head score is missing {sorted(missing)}")
@@ -74,7 +76,7 @@ class HeadScore:
         for k in names - {"layer", "head"}:
             v = values[k]
             if v is None:
-                values[k] = None if k == "duplicate_token" else float("nan")
+                values[k] = None if k in ("duplicate_token", "causal_effect") else float("nan")
             elif isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise InputError(f"head score field {k!r} of L{values['layer']}H{values['head']} must be a number, got {v!r}")
             else:
@@ -142,6 +144,18 @@ class DetectionResult:
     def score_matrix(self, metric: str = "overall_score") -> list[list[float]]:
         """``[layer][head]`` values of ``metric``."""
         return [[getattr(self.score(l, h), metric) for h in range(self.n_heads)] for l in range(self.n_layers)]
+
+    def with_causal_effects(self, effects: Any, method: str = "zero") -> "DetectionResult":
+        """A copy whose head scores carry ``effects[layer][head]`` (e.g. ``causal.head_effects(model)[0]``)."""
+        from dataclasses import replace
+
+        try:
+            values = [[float(effects[l][h]) for h in range(self.n_heads)] for l in range(self.n_layers)]
+        except (IndexError, TypeError, ValueError):
+            raise InputError(f"effects must be indexable as [layer][head] over {self.n_layers} x {self.n_heads}") from None
+        scores = tuple(replace(s, causal_effect=values[s.layer][s.head]) for s in self.head_scores)
+        settings = {**self.settings, "causal_effect": f"loss increase on repeated tokens, {method} ablation"}
+        return replace(self, head_scores=scores, settings=settings)
 
     def previous_token_heads(self, threshold: float = 0.4) -> list[tuple[int, int]]:
         return [(s.layer, s.head) for s in self.get_top_heads(metric="previous_token") if s.previous_token >= threshold]

@@ -23,21 +23,39 @@ V, T_MAX, BETA = 40, 48, 30.0  # vocabulary, positions, attention sharpness
 
 
 class ToyAttention(torch.nn.Module):
+    """Per-head query/key/value weights ``[head, d_model, d_head]``; the heads' outputs are concatenated
+    ``[batch, seq, head * d_head]`` and mixed by ``o_proj`` (so heads can be ablated at its input)."""
+
     def __init__(self, d_model: int, n_heads: int, d_head: int):
         super().__init__()
+        self.n_heads, self.d_head = n_heads, d_head
         self.W_Q = torch.nn.Parameter(torch.zeros(n_heads, d_model, d_head))
         self.W_K = torch.nn.Parameter(torch.zeros(n_heads, d_model, d_head))
         self.W_V = torch.nn.Parameter(torch.zeros(n_heads, d_model, d_head))
-        self.W_O = torch.nn.Parameter(torch.zeros(n_heads, d_head, d_model))
+        self.o_proj = torch.nn.Linear(n_heads * d_head, d_model, bias=False)
+
+    def set_output(self, head: int, block: torch.Tensor) -> None:
+        """Write head ``head``'s output map ``[d_head, d_model]`` into ``o_proj``."""
+        with torch.no_grad():
+            self.o_proj.weight[:, head * self.d_head : (head + 1) * self.d_head] = block.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = torch.einsum("btd,hde->bhte", x, self.W_Q)
         k = torch.einsum("btd,hde->bhte", x, self.W_K)
         v = torch.einsum("btd,hde->bhte", x, self.W_V)
         n = x.shape[1]
-        scores = (q @ k.transpose(-1, -2)).masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        scores = (q @ k.transpose(-1, -2)).masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1),
+                                                       float("-inf"))
         pattern = F.softmax(scores, dim=-1)
-        return torch.einsum("bhte,hed->btd", pattern @ v, self.W_O)
+        z = (pattern @ v).transpose(1, 2).reshape(x.shape[0], n, -1)  # [batch, seq, head * d_head]
+        return self.o_proj(z)
+
+
+def _block(d_model: int, rows: slice, cols: slice) -> torch.Tensor:
+    """A ``[T_MAX, d_model]`` head output map copying head dims ``rows`` onto residual dims ``cols``."""
+    block = torch.zeros(T_MAX, d_model)
+    block[rows, cols] = torch.eye(rows.stop - rows.start)
+    return block
 
 
 class HandBuiltInduction(torch.nn.Module):
@@ -62,11 +80,11 @@ class HandBuiltInduction(torch.nn.Module):
                 if p_ + 1 < T_MAX:
                     l0.W_K[0, pos + p_, p_ + 1] = 1.0
             l0.W_V[0, tok : tok + V, :V] = torch.eye(V)
-            l0.W_O[0, :V, prev : prev + V] = torch.eye(V)
+            l0.set_output(0, _block(d, slice(0, V), slice(prev, prev + V)))
             l1.W_Q[0, tok : tok + V, :V] = BETA * torch.eye(V)  # induction head: t[q] against t[k-1]
             l1.W_K[0, prev : prev + V, :V] = torch.eye(V)
             l1.W_V[0, tok : tok + V, :V] = torch.eye(V)
-            l1.W_O[0, :V, out : out + V] = torch.eye(V)
+            l1.set_output(0, _block(d, slice(0, V), slice(out, out + V)))
             for p_ in range(T_MAX):  # positional-only head: q at p attends k at p - period + 1
                 l1.W_Q[1, pos + p_, p_] = BETA
                 if p_ + period - 1 < T_MAX:

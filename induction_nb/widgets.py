@@ -258,7 +258,7 @@ class HeadExplorer:
 def _metrics_html(s: Any, threshold: float) -> str:
     rows = [("overall", s.overall_score), ("prefix matching", s.prefix_matching), ("contrast", s.contrast),
             ("copying", s.copying), ("previous token", s.previous_token), ("duplicate token", s.duplicate_token),
-            ("diagonal", s.diagonal)]
+            ("diagonal", s.diagonal), ("ablation effect", s.causal_effect)]
     body = "".join(f"<tr><td>{name}</td><td>{'-' if v is None else f'{v:.3f}'}</td></tr>" for name, v in rows)
     return (f"<table class='inb-metric-table'>{body}</table>"
             f"<small>95% CI [{s.ci_low:.3f}, {s.ci_high:.3f}]; threshold {threshold:.2f}</small>")

@@ -1,0 +1,145 @@
+"""Copying by direct logit attribution: does a head's own output raise the logit of the token it attends to?
+
+A weight-aware copying measure beside the attention-only one. For each scored query (one with an
+earlier copy of its token), the head's output, its slice of the output projection's input through
+that slice of the projection, is passed through the final norm (with the norm's scale frozen at the
+value the full residual stream had there, the usual DLA convention) and the unembedding. The head
+copies when the token it attends to most ranks among the ``top_k`` logits of that contribution.
+Limits: a final LayerNorm's centring is applied to the head's contribution too; biases are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .capture import _read_layer
+from .causal import _Ablator, _probes
+from .errors import InputError
+from .scores import match_mask
+from .sites import envoy_at
+
+__all__ = ["DLAScore", "copying_dla"]
+
+_FINAL_NORMS = ("model.norm", "transformer.ln_f", "gpt_neox.final_layer_norm", "model.decoder.final_layer_norm",
+                "ln_f", "norm", "final_layer_norm")
+
+
+@dataclass(frozen=True)
+class DLAScore:
+    """``top_k_rate``: fraction of scored queries whose attended token ranks in the head's top-k direct
+    logits (a head writing nothing ranks nothing). ``mean_z``: mean z-score of that token's direct logit
+    among all logits (0: no preference). ``median_rank``: median rank of that token (0 = the top)."""
+
+    layer: int
+    head: int
+    top_k_rate: float
+    mean_z: float
+    median_rank: float
+    top_k: int
+
+
+class _ArgmaxReducer:
+    def __init__(self, heads: list[int]):
+        self.heads = heads
+
+    def __call__(self, layer: int, pattern: torch.Tensor) -> torch.Tensor:
+        return pattern[:, self.heads].argmax(-1).cpu()  # [batch, heads, q]
+
+
+def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5, sequence_length: int = 64,
+                batch_size: int = 4, seed: int = 0, projections: Sequence[str] | None = None) -> list[DLAScore]:
+    """Direct-logit-attribution copying of ``heads`` on repeated random sequences."""
+    import nnsight
+
+    if not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+    ab = _Ablator(model, projections)
+    heads = ab.check_heads(heads)
+    module = ab.module
+    unembed = _unembedding(module)
+    norm_path = next((p for p in _FINAL_NORMS if _has(module, p)), None)
+    tokens, _, _ = _probes(ab, sequence_length, batch_size, seed)
+    by_layer: dict[int, list[int]] = {}
+    for l, h in heads:
+        by_layer.setdefault(l, []).append(h)
+    model_nn, sites, paths, d = ab.model, ab.sites, ab.paths, ab.d_head
+    with torch.no_grad(), model_nn.trace(tokens) as tracer:
+        got = nnsight.save({})
+        for layer in sorted(by_layer):
+            got[("argmax", layer)] = _read_layer(model_nn, sites[layer], 1e-3, _ArgmaxReducer(by_layer[layer]))[1]
+            got[("z", layer)] = envoy_at(model_nn, paths[layer]).input.float().clone()
+        if norm_path is not None:
+            got["final"] = envoy_at(model_nn, norm_path).input.float().clone()
+        else:
+            tracer.stop()
+    got = dict(got)
+    scale, weight, centre = _norm_terms(module, norm_path, got.get("final"))
+    match = match_mask(tokens)
+    scored = match.any(-1)
+    scored[:, -1] = False
+    b_idx, q_idx = scored.nonzero(as_tuple=True)
+    out = []
+    for layer, hs in sorted(by_layer.items()):
+        proj = module.get_submodule(paths[layer])
+        for j, h in enumerate(hs):
+            w = _head_block(proj, h, d)  # [d_model, d_head]
+            z = got[("z", layer)][b_idx, q_idx, h * d : (h + 1) * d]  # [n, d_head]
+            contribution = z @ w.T.float()
+            if centre:
+                contribution = contribution - contribution.mean(-1, keepdim=True)
+            if scale is not None:
+                contribution = contribution * scale[b_idx, q_idx, None]
+            if weight is not None:
+                contribution = contribution * weight
+            logits = contribution @ unembed.T  # [n, vocab]
+            attended = tokens[b_idx, got[("argmax", layer)][b_idx, j, q_idx]]
+            target = logits.gather(-1, attended[:, None])[:, 0]
+            rank = (logits > target[:, None]).sum(-1)
+            spread = logits.std(-1)
+            z_score = torch.where(spread > 0, (target - logits.mean(-1)) / spread.clamp_min(1e-12), 0.0)
+            copies = (rank < top_k) & (z_score > 0)  # ties at zero spread (an empty output) do not copy
+            out.append(DLAScore(layer, h, float(copies.float().mean()), float(z_score.mean()),
+                                float(rank.float().median()), top_k))
+    return out
+
+
+def _has(module: torch.nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+        return True
+    except AttributeError:
+        return False
+
+
+def _unembedding(module: torch.nn.Module) -> torch.Tensor:
+    get = getattr(module, "get_output_embeddings", None)
+    emb = get() if callable(get) else None
+    if emb is None:
+        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        emb = linears[-1] if linears else None
+    if emb is None or not hasattr(emb, "weight"):
+        raise InputError(f"cannot find the unembedding of {type(module).__name__} (no output embeddings)")
+    return emb.weight.detach().float()  # [vocab, d_model]
+
+
+def _head_block(proj: torch.nn.Module, head: int, d: int) -> torch.Tensor:
+    """The ``[d_model, d_head]`` block of the output projection that maps head ``head``'s output."""
+    if isinstance(proj, torch.nn.Linear):
+        return proj.weight.detach()[:, head * d : (head + 1) * d]
+    return proj.weight.detach()[head * d : (head + 1) * d, :].T  # GPT-2's Conv1D stores [in, out]
+
+
+def _norm_terms(module: torch.nn.Module, path: str | None, final: torch.Tensor | None):
+    """Frozen scale ``[batch, seq]``, the norm's weight ``[d_model]`` and whether it centres (LayerNorm)."""
+    if path is None or final is None:
+        return None, None, False
+    norm = module.get_submodule(path)
+    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-5)
+    centre = isinstance(norm, torch.nn.LayerNorm)
+    x = final - final.mean(-1, keepdim=True) if centre else final
+    scale = torch.rsqrt(x.pow(2).mean(-1) + eps)
+    weight = getattr(norm, "weight", None)
+    return scale, None if weight is None else weight.detach().float(), centre

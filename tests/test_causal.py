@@ -1,0 +1,131 @@
+"""Causal evidence on models whose answer is known: the hand-built transformer (its induction head and the
+previous-token head feeding it), and the real SmolLM2 (top heads against random heads of the same layers)."""
+
+import random
+
+import pytest
+import torch
+
+from induction_nb import (InputError, ablate_heads, create_analysis_report, detect_induction_heads, find_circuit,
+                          head_effects, icl_score, plot_circuit)
+from induction_nb.toy import HandBuiltInduction
+from tiny_models import EncoderStack, NanoGPT
+
+PERIOD = 16
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return HandBuiltInduction(period=PERIOD)
+
+
+@pytest.mark.parametrize("method", ["zero", "mean"])
+def test_ablating_the_induction_head_destroys_repeated_accuracy(toy, method):
+    hit = ablate_heads(toy, [(1, 0)], method, sequence_length=2 * PERIOD)
+    assert hit.baseline_accuracy > 0.9 and hit.ablated_accuracy < 0.2
+    assert hit.effect > 0.5 and hit.natural_effect is None  # no tokenizer, no natural text
+    miss = ablate_heads(toy, [(1, 2)], method, sequence_length=2 * PERIOD)
+    assert abs(miss.effect) < 1e-4 and miss.ablated_accuracy == miss.baseline_accuracy
+
+
+def test_every_head_in_few_forwards(toy):
+    effects, n_forward = head_effects(toy, sequence_length=2 * PERIOD, batch_size=4, chunk=16)
+    assert effects.shape == (2, 4) and n_forward == 3  # 8 heads, 3 per forward (plus a clean copy each)
+    assert effects[1, 0] > 0.5 and effects[0, 0] > 0.5, "the induction head and the head it depends on"
+    others = effects.clone()
+    others[1, 0] = others[0, 0] = 0
+    assert others.abs().max() < 1e-4
+
+
+def test_individual_effects_match_the_joint_call(toy):
+    r = ablate_heads(toy, [(0, 0), (1, 0)], individually=True, sequence_length=2 * PERIOD)
+    effects, _ = head_effects(toy, sequence_length=2 * PERIOD, batch_size=8)
+    assert r.per_head[(1, 0)] == pytest.approx(float(effects[1, 0]), abs=1e-5)
+    assert r.per_head[(0, 0)] == pytest.approx(float(effects[0, 0]), abs=1e-5)
+
+
+def test_in_context_learning_score(toy):
+    intact = icl_score(toy, sequence_length=2 * PERIOD)
+    ablated = icl_score(toy, ablate=[(1, 0)], sequence_length=2 * PERIOD)
+    assert intact["repeated"] < -0.5, "later tokens are predicted better: the model uses its context"
+    assert abs(ablated["repeated"]) < 0.05
+
+
+def test_circuit_finds_the_previous_token_head(toy):
+    circuit = find_circuit(toy, sequence_length=2 * PERIOD)
+    (src, dst, drop) = circuit.top(1)[0]
+    assert (src, dst) == ((0, 0), (1, 0)) and drop > 0.5
+    assert circuit.baseline[(1, 0)] > 0.9 and circuit.feeding((1, 0))[0][0] == (0, 0)
+    assert all(d < 1e-4 for s, _, d in circuit.edges if s != (0, 0))
+    text = plot_circuit(circuit, width=60)
+    assert "L00H00 -> L01H00 +0.9" in text and max(map(len, text.splitlines())) <= 60
+
+
+def test_result_carries_causal_effects(toy):
+    effects, _ = head_effects(toy, sequence_length=2 * PERIOD)
+    result = detect_induction_heads(toy, sequence_length=2 * PERIOD).with_causal_effects(effects)
+    assert result.score(1, 0).causal_effect == pytest.approx(float(effects[1, 0]))
+    assert "ablation" in create_analysis_report(result, detailed=True)
+    again = type(result).from_dict(result.to_dict())
+    assert again.score(1, 0).causal_effect == pytest.approx(float(effects[1, 0]))
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda m: ablate_heads(m, [(2, 0)]), r"heads \[\(2, 0\)\] out of range: the model has 2 layers x 4 heads"),
+        (lambda m: ablate_heads(m, []), "the head list is empty"),
+        (lambda m: ablate_heads(m, [(1, 0)], "shuffle"), "unknown ablation method 'shuffle'; use one of zero, mean"),
+        (lambda m: head_effects(m, "noise"), "unknown ablation method"),
+        (lambda m: icl_score(m, ablate=[(0, 9)]), "out of range"),
+    ],
+)
+def test_bad_input(toy, call, match):
+    with pytest.raises(InputError, match=match):
+        call(toy)
+
+
+def test_unsliceable_output_projection_says_what_to_do():
+    with pytest.raises(InputError, match="nn.MultiheadAttention applies its out_proj functionally.*projections="):
+        ablate_heads(EncoderStack(causal=True).eval(), [(0, 0)], sequence_length=16)
+    model = NanoGPT(flash=True, block_size=64).eval()
+    for block in model.h:  # rename the projection: nothing we know to look for
+        block.attn.mix = block.attn.c_proj
+        del block.attn.c_proj
+        block.attn.forward = _forward_with_mix(block.attn)
+    with pytest.raises(InputError, match="cannot find the output projection .*pass projections="):
+        ablate_heads(model, [(0, 0)], sequence_length=16)
+    paths = [f"h.{i}.attn.mix" for i in range(3)]
+    assert ablate_heads(model, [(0, 0)], sequence_length=16, projections=paths).n_forward == 1
+
+
+def _forward_with_mix(attn):
+    original = type(attn).forward
+
+    def forward(x):
+        attn.c_proj = attn.mix
+        try:
+            return original(attn, x)
+        finally:
+            del attn.c_proj
+
+    return forward
+
+
+@pytest.mark.slow
+def test_smollm2_top_heads_matter_more_than_random_heads_of_the_same_layers(smollm2):
+    result = detect_induction_heads(smollm2)
+    top = result.induction_heads[:5]
+    rng = random.Random(0)
+    layers = [l for l, _ in top]
+    pool = [(l, h) for l in sorted(set(layers)) for h in range(9) if (l, h) not in top]
+    control = rng.sample(pool, 5)
+    hit = ablate_heads(smollm2, top, sequence_length=64, batch_size=8, seed=0)
+    miss = ablate_heads(smollm2, control, sequence_length=64, batch_size=8, seed=0)
+    print(f"top 5 {top}: +{hit.effect:.3f} nats (natural {hit.natural_effect:+.3f}); "
+          f"random 5 {control}: +{miss.effect:.3f} (natural {miss.natural_effect:+.3f})")
+    assert hit.effect > 0.5 and hit.effect > 5 * max(miss.effect, 0.01)
+    assert hit.ablated_accuracy < hit.baseline_accuracy - 0.2
+    icl = icl_score(smollm2, sequence_length=64, batch_size=8)
+    icl_ablated = icl_score(smollm2, ablate=top, sequence_length=64, batch_size=8)
+    assert icl["repeated"] < icl_ablated["repeated"] and icl["natural"] is not None
