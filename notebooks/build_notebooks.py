@@ -382,6 +382,109 @@ except RemoteExecutionError as e:
     print(e.kind, "|", str(e).split(" (")[0])"""),
 ]
 
+NOTEBOOKS["07_causal_validation"] = [
+    ("md", """# Causal validation: do the detected heads do the work?
+
+Attention scores are correlational. Here we remove heads and watch the model fail. A head is removed
+at the *input* of the attention output projection, sliced by head (that input is the concatenation of
+the heads' outputs; slicing the projection's output would not isolate a head). The loss is measured on
+the repeated half of repeated random sequences, where only in-context copying helps."""),
+    ("code", """import random
+from induction_nb import load_model, detect_induction_heads, ablate_heads, icl_score
+
+model = load_model()
+result = detect_induction_heads(model)
+top = result.induction_heads[:5]
+pool = [(l, h) for l in sorted({l for l, _ in top}) for h in range(9) if (l, h) not in top]
+control = random.Random(0).sample(pool, 5)  # 5 random heads from the same layers, seed 0
+hit = ablate_heads(model, top, sequence_length=64, batch_size=8, seed=0)
+miss = ablate_heads(model, control, sequence_length=64, batch_size=8, seed=0)"""),
+    ("code", CHECK + """print("top 5 detected heads:", top)
+print("5 random heads, same layers:", control)
+print(f"loss on repeated tokens: intact {hit.baseline_loss:.1f}, top 5 removed {hit.ablated_loss:.1f}, "
+      f"random 5 removed {miss.ablated_loss:.1f}")
+print(f"accuracy on repeated tokens: intact {hit.baseline_accuracy:.1f}, top 5 removed {hit.ablated_accuracy:.1f}, "
+      f"random 5 removed {miss.ablated_accuracy:.1f}")"""),
+    ("md", """## The in-context-learning score
+
+Olsson et al.: loss late in the context minus loss early in it. Negative means the model gets better
+as it reads; removing the induction heads should take most of that away on repeated tokens."""),
+    ("code", CHECK + """intact = icl_score(model, sequence_length=64, batch_size=8)
+ablated = icl_score(model, ablate=top, sequence_length=64, batch_size=8)
+print(f"ICL score, repeated random tokens: intact {intact['repeated']:.1f}, induction heads removed {ablated['repeated']:.1f}")
+print(f"ICL score, natural text: intact {intact['natural']:.1f}, induction heads removed {ablated['natural']:.1f}")"""),
+    ("md", """## The circuit: which earlier heads feed the induction heads?
+
+Induction heads find `[B]` through K-composition with a previous-token head: its output at `[B]` says
+"the token before me was `[A]`". Removing such a head should break the induction head's attention.
+We remove each head of layers 10-17, one at a time (packed several per forward pass), and measure the
+drop of the two best induction heads' prefix matching."""),
+    ("code", """from induction_nb import find_circuit, plot_circuit, plot_circuit_graph
+
+candidates = [(l, h) for l in range(10, 18) for h in range(9)]
+circuit = find_circuit(model, [(18, 6), (17, 3)], candidates=candidates, sequence_length=64, batch_size=4)
+print(plot_circuit(circuit, n=8, charset="unicode"))"""),
+    ("code", CHECK + """for target in [(18, 6), (17, 3)]:
+    print(f"L{target[0]}H{target[1]} is fed most by:",
+          ", ".join(f"L{l}H{h}" for (l, h), _ in circuit.feeding(target, n=2)))
+print("previous-token score of the strongest feeder:",
+      f"{result.score(*circuit.top(1)[0][0]).previous_token:.1f}")"""),
+    ("code", "import matplotlib.pyplot as plt\nplot_circuit_graph(circuit, n=10, n_heads=9)\nplt.show()"),
+    ("md", """## Copying, weight-aware
+
+Direct logit attribution: the head's own output, through the unembedding, should raise the logit of
+the token it attends to. A median rank of the attended token far above chance for the induction head,
+not for the previous-token head."""),
+    ("code", CHECK + """from induction_nb import copying_dla
+
+for s in copying_dla(model, [(18, 6), (16, 0)]):
+    print(f"L{s.layer}H{s.head}: attended token's direct logit z-score {s.mean_z:.1f}, "
+          f"better than {100 * (1 - s.median_rank / 49152):.0f}% of the vocabulary (median)")"""),
+]
+
+NOTEBOOKS["08_watch_induction_heads_form"] = [
+    ("md", """# Watch induction heads form
+
+A 2-layer attention-only transformer trained from scratch on sequences that contain a randomly placed
+repeat of random length (so that attending by position cannot help, only induction can), scored by
+the detector every 200 steps. The loss on the repeated tokens drops sharply at the same point where an
+induction head appears: the phase change of Olsson et al. (2022). About 20 s per run on 2 CPU cores."""),
+    ("code", """from induction_nb import train_induction_model
+
+run = train_induction_model(seed=0, every=200)"""),
+    ("code", """print("step   repeated-token loss   best head   overall   detected")
+for c in run.checkpoints:
+    print(f"{c.step:5d}   {c.repeat_loss:10.2f}          L{c.best_head[0]}H{c.best_head[1]}       {c.best_overall:.2f}      {len(c.induction_heads)}")
+print("phase change at step", run.phase_change_step)"""),
+    ("md", "The facts the table shows (checked on every run; the exact step can move by a checkpoint between CPUs):"),
+    ("code", CHECK + """first, last = run.checkpoints[0], run.checkpoints[-1]
+print("an induction head formed during training:", run.phase_change_step is not None)
+print("loss on repeated tokens more than halved:", last.repeat_loss < first.repeat_loss / 2)
+print("best induction score rose from below to above the 0.4 threshold:", first.best_overall < 0.4 < last.best_overall)"""),
+    ("code", """import matplotlib.pyplot as plt
+
+steps = [c.step for c in run.checkpoints]
+fig, ax = plt.subplots(figsize=(6.8, 2.8), layout="constrained")
+ax.plot(steps, [c.repeat_loss for c in run.checkpoints], color="#3b528b", label="loss on repeated tokens")
+ax.set_xlabel("training step")
+ax.set_ylabel("loss (nats)")
+right = ax.twinx()
+right.plot(steps, [c.best_overall for c in run.checkpoints], color="#e66100", label="best induction score")
+right.set_ylabel("best overall score")
+right.set_ylim(0, 1)
+fig.legend(loc="upper right", frameon=False)
+plt.show()"""),
+    ("md", "The circuit the model learned: layer 0's previous-token head feeding the layer-1 induction heads."),
+    ("code", CHECK + """from induction_nb import detect_induction_heads, find_circuit
+
+final = detect_induction_heads(run.model, sequence_length=32)
+circuit = find_circuit(run.model, final.induction_heads, sequence_length=32)
+feeder = circuit.top(1)[0][0]
+print("induction heads in layer 1:", all(l == 1 for l, _ in final.induction_heads))
+print("strongest feeder is in layer 0:", feeder[0] == 0,
+      "| its previous-token score >= 0.5:", final.score(*feeder).previous_token >= 0.5)"""),
+]
+
 
 def build(name: str, cells: list[tuple[str, str]], execute: bool = True) -> float:
     nb = nbformat.v4.new_notebook()
