@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["as_nnsight", "torch_module", "vocab_size", "max_positions", "model_device", "model_name"]
+__all__ = ["as_nnsight", "torch_module", "vocab_size", "max_positions", "model_device", "model_name", "token_labels"]
 
 
 def torch_module(model: Any) -> torch.nn.Module:
@@ -105,3 +105,9 @@ def model_name(model: Any) -> str:
     config = getattr(module, "config", None)
     name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
     return str(name) if name else type(module).__name__
+
+
+def token_labels(model: Any, ids: list[int]) -> list[str]:
+    """Each id decoded on its own by the model's tokenizer, or the id itself where there is none."""
+    tok = getattr(model, "tokenizer", None) if model is not None else None
+    return [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]

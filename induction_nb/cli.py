@@ -228,7 +228,9 @@ def _show(args: argparse.Namespace) -> str:
         raise InputError(f"--layer {args.layer} out of range: the model has {n_layers} layers (0..{n_layers - 1})")
     captured = capture_attention(model, probe.tokens, layers=[args.layer], remote=_remote(args))
     attention = captured.head(args.layer, args.head)
-    labels = _labels(model, probe.tokens[0].tolist())
+    from ._model_info import token_labels
+
+    labels = token_labels(model, probe.tokens[0].tolist())
     title = f"L{args.layer}H{args.head} on '{args.pattern}' ({probe.tokens.shape[1]} tokens, seed {args.seed})"
     parts = [plot_attention_pattern(attention, labels, args.width, window=window, charset=args.charset, title=title)]
     if probe.period is not None:
@@ -251,10 +253,3 @@ def _n_layers(model: Any) -> int | None:
     config = getattr(torch_module(model), "config", None)
     value = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
     return value if isinstance(value, int) else None
-
-
-def _labels(model: Any, ids: list[int]) -> list[str]:
-    tok = getattr(model, "tokenizer", None)
-    if tok is None:
-        return [str(i) for i in ids]
-    return [tok.decode([i]) for i in ids]

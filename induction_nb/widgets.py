@@ -245,9 +245,7 @@ class HeadExplorer:
         return self._cache[key]
 
     def _labels(self, tokens: torch.Tensor) -> list[str]:
-        tok = getattr(self.model, "tokenizer", None) if self.model is not None else None
-        ids = tokens.tolist()
-        return [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]
+        return info.token_labels(self.model, tokens.tolist())
 
     def _title_text(self) -> str:
         s = self.result.score(self.layer, self.head)
