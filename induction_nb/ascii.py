@@ -14,7 +14,9 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from ._checks import check_period, square_attention
 from .errors import InputError
+from .scores import stripe_profile
 
 __all__ = [
     "TextPlot",
@@ -70,15 +72,6 @@ def _label(token: Any, size: int) -> str:
     return text if len(text) <= size else text[: size - 1] + "~"
 
 
-def _as_matrix(attention: Any) -> torch.Tensor:
-    A = torch.as_tensor(attention).detach().float().cpu()
-    if A.dim() != 2 or A.shape[0] != A.shape[1]:
-        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
-    if A.shape[0] < 2:
-        raise InputError("attention must cover at least 2 positions")
-    return A
-
-
 def _window(n: int, window: tuple[int, int] | None) -> tuple[int, int]:
     if window is None:
         return 0, n
@@ -113,7 +106,7 @@ def plot_attention_pattern(
     """One head's attention ``[seq, seq]`` as a shaded grid: rows are queries, columns keys.
     ``tokens`` (ids or strings, ``[seq]``) label the rows."""
     check_view_options(width, charset)
-    A = _as_matrix(attention)
+    A = square_attention(attention)
     n = A.shape[0]
     if isinstance(tokens, torch.Tensor):
         tokens = tokens.tolist()
@@ -190,20 +183,12 @@ def plot_induction_stripe(
     else in the row, for each query of the repeat, ``q >= offset + period`` (``offset``: tokens before the
     pattern, 1 with BOS): the stripe stands out as the upper sparkline."""
     check_view_options(width, charset)
-    A = _as_matrix(attention)
+    A = square_attention(attention)
     n = A.shape[0]
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < n - 1:
-        raise InputError(f"offset must be an integer in [0, {n - 2}], got {offset!r}")
-    if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n - offset:
-        raise InputError(f"period must be an integer in [1, {n - offset - 1}], got {period!r}")
+    check_period(period, offset, n)
     if isinstance(tokens, torch.Tensor):
         tokens = tokens.tolist()
-    q = torch.arange(offset + period, n)
-    k = q - period + 1
-    stripe = A[q, k]
-    rest = A[q].clone()
-    rest[torch.arange(len(q)), k] = float("-inf")
-    rest = rest.amax(-1).clamp_min(0)
+    q, stripe, rest, _ = stripe_profile(A, period, offset)
     room = width - 12
     factor = max(1, math.ceil(len(q) / room))
     spark = _SPARK[charset]

@@ -197,7 +197,8 @@ def _figures(model: Any, detector: Any, result: Any, folder: Path, remote: Any) 
     plots["scatter_prefix_vs_copying"] = lambda ax: F.plot_metric_scatter(result, ax=ax)
     plots[f"pattern_L{top.layer}H{top.head}"] = lambda ax: F.plot_attention_heatmap(
         attention, labels, ax=ax, period=probe.period, title=f"L{top.layer}H{top.head}")
-    plots[f"stripe_L{top.layer}H{top.head}"] = lambda ax: F.plot_stripe_profile(attention, probe.period, ax=ax)
+    plots[f"stripe_L{top.layer}H{top.head}"] = lambda ax: F.plot_stripe_profile(attention, probe.period, ax=ax,
+                                                                                offset=probe.offset)
     written = []
     for name, draw in plots.items():
         with F.style():

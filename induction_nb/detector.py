@@ -19,6 +19,7 @@ import torch
 from . import _model_info as info
 from . import scores as S
 from ._stats import bootstrap_overall
+from ._checks import square_attention
 from .capture import capture_attention, stream_attention
 from .errors import InputError
 from .patterns import Pattern, PatternGenerator
@@ -264,18 +265,15 @@ def analyze_head_attention(attention_pattern: Any, tokens: Any, period: int | No
     over the repeat's queries ``q >= offset + period`` (the induction stripe, offset ``-(period-1)``);
     ``offset``: tokens before the pattern starts (1 with a BOS token), also skipped by the
     previous-token score. The other metrics use the match set of ``tokens`` and need no period."""
-    A = torch.as_tensor(attention_pattern)
+    raw = torch.as_tensor(attention_pattern)
+    if not raw.is_floating_point():
+        raise InputError(f"attention_pattern must hold floats, got {raw.dtype}")
+    A = square_attention(raw)
     t = torch.as_tensor(tokens)
-    if A.dim() != 2 or A.shape[0] != A.shape[1]:
-        raise InputError(f"attention_pattern must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
     if t.dim() != 1 or t.shape[0] != A.shape[0]:
         raise InputError(f"tokens must be [seq] with seq = {A.shape[0]} (the pattern's size), got shape {tuple(t.shape)}")
-    if not A.is_floating_point():
-        raise InputError(f"attention_pattern must hold floats, got {A.dtype}")
     if t.dtype == torch.bool or t.is_floating_point():
         raise InputError(f"tokens must be integer token ids, got dtype {t.dtype}")
-    if A.shape[0] < 2:
-        raise InputError("attention_pattern must cover at least 2 positions")
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < A.shape[0] - 1:
         raise InputError(f"offset must be an integer in [0, {A.shape[0] - 2}], got {offset!r}")
     if not torch.isfinite(A).all():

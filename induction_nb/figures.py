@@ -17,7 +17,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from ._checks import check_period, square_attention
 from .errors import InputError
+from .scores import stripe_profile
 
 __all__ = [
     "style",
@@ -127,9 +129,7 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
                            highlight_stripe: bool = True, title: str | None = None) -> Any:
     """One head's pattern ``[seq, seq]`` (rows: queries, columns: keys), token labels when given and the
     window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined."""
-    A = torch.as_tensor(attention).detach().float().cpu()
-    if A.dim() != 2 or A.shape[0] != A.shape[1]:
-        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
+    A = square_attention(attention)
     n = A.shape[0]
     if tokens is not None and len(tokens) != n:
         raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
@@ -194,28 +194,19 @@ def plot_metric_scatter(result: Any, x: str = "prefix_matching", y: str = "copyi
     return ax
 
 
-def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, title: str | None = None) -> Any:
-    """Attention on the induction stripe ``A[q, q - period + 1]`` across query positions, against the
-    largest and the mean weight elsewhere in each row."""
-    A = torch.as_tensor(attention).detach().float().cpu()
-    if A.dim() != 2 or A.shape[0] != A.shape[1]:
-        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
-    n = A.shape[0]
-    if not isinstance(period, int) or not 1 <= period < n:
-        raise InputError(f"period must be an integer in [1, {n - 1}], got {period!r}")
-    q = torch.arange(period, n)
-    k = q - period + 1
-    stripe = A[q, k]
-    rest = A[q].clone()
-    rest[torch.arange(len(q)), k] = float("nan")
-    causal_count = q.clamp_min(1).float()  # the q + 1 keys up to q, less the stripe key
+def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, offset: int = 0,
+                        title: str | None = None) -> Any:
+    """Attention on the induction stripe ``A[q, q - period + 1]`` across the repeat's query positions
+    (``q >= offset + period``; ``offset`` 1 with a BOS token), against the largest and the mean weight
+    elsewhere in each row."""
+    A = square_attention(attention)
+    check_period(period, offset, A.shape[0])
+    q, stripe, rest_max, rest_mean = stripe_profile(A, period, offset)
     ax = _axes(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
     with style():
         ax.plot(q.numpy(), stripe.numpy(), color=HIGHLIGHT, linewidth=1.2, label="on the stripe")
-        ax.plot(q.numpy(), torch.nan_to_num(rest, nan=-1).amax(-1).numpy(), color="#3b528b", linewidth=0.9,
-                label="largest elsewhere")
-        ax.plot(q.numpy(), (torch.nansum(rest, -1) / causal_count).numpy(), color="#5d6d7e", linewidth=0.9,
-                linestyle=":", label="mean elsewhere")
+        ax.plot(q.numpy(), rest_max.numpy(), color="#3b528b", linewidth=0.9, label="largest elsewhere")
+        ax.plot(q.numpy(), rest_mean.numpy(), color="#5d6d7e", linewidth=0.9, linestyle=":", label="mean elsewhere")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("query position")
         ax.set_ylabel("attention")

@@ -30,6 +30,7 @@ __all__ = [
     "duplicate_token",
     "diagonal",
     "combine",
+    "stripe_profile",
     "METRICS",
 ]
 
@@ -123,3 +124,16 @@ def combine(prefix: torch.Tensor, control: torch.Tensor, copy: torch.Tensor) -> 
     p, c, y = (torch.nanmean(t, dim=0) for t in (prefix, control, copy))
     contrast = (p - c).clamp(0, 1)
     return {"prefix_matching": p, "control": c, "contrast": contrast, "copying": y, "overall": contrast * y}
+
+
+def stripe_profile(A: torch.Tensor, period: int, offset: int = 0) -> tuple[torch.Tensor, ...]:
+    """One head ``A[seq, seq]`` along the induction stripe: for the repeat's queries ``q >= offset + period``,
+    ``(q, A[q, q - period + 1], the largest weight elsewhere in the row, the mean weight elsewhere)``."""
+    q = torch.arange(offset + period, A.shape[0])
+    k = q - period + 1
+    stripe = A[q, k]
+    rest = A[q].clone()
+    rest[torch.arange(len(q)), k] = float("nan")
+    rest_max = torch.nan_to_num(rest, nan=-1.0).amax(-1).clamp_min(0)
+    rest_mean = torch.nansum(rest, -1) / q.clamp_min(1).float()  # the q + 1 keys up to q, less the stripe key
+    return q, stripe, rest_max, rest_mean

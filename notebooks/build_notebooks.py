@@ -211,7 +211,8 @@ attention = capture_attention(model, probe.tokens, layers=[top.layer]).head(top.
 labels = [model.tokenizer.decode([i]) for i in probe.tokens[0].tolist()]
 ax = plot_attention_heatmap(attention, labels, period=probe.period, title=f"SmolLM2 L{top.layer}H{top.head}")
 save_figure(ax, out / "pattern_top_head", formats=("pdf", "png"))
-ax = plot_stripe_profile(attention, probe.period, title=f"L{top.layer}H{top.head}: on the stripe vs elsewhere")
+ax = plot_stripe_profile(attention, probe.period, offset=probe.offset,
+                         title=f"L{top.layer}H{top.head}: on the stripe vs elsewhere")
 save_figure(ax, out / "stripe_profile", formats=("pdf", "png"))
 plt.show()"""),
     ("code", """fig = plot_mosaic({"SmolLM2-135M": result, **controls})
