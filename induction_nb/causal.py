@@ -7,7 +7,8 @@ one slice is exactly one head (slicing the projection's *output* would not isola
 Many ablations share one forward pass: the batch is repeated, and each copy ablates its own heads.
 Losses are measured on the repeated half of repeated random sequences (the tokens an induction head
 can predict) and on the shipped natural-text passages.
-Limits: models whose output projection is not a module called on the concatenated head outputs
+All of it runs locally or with ``remote=`` (NDIF): the losses are computed inside the trace, so only
+per-sequence numbers come back. Limits: models whose output projection is not a module called on the concatenated head outputs
 (``nn.MultiheadAttention``, fused kernels) need ``projections=`` naming such a module per layer.
 """
 
@@ -66,13 +67,18 @@ class AblationResult:
 class _Ablator:
     """Where each layer's heads can be cut: the output projection's path and the head width."""
 
-    def __init__(self, model: Any, projections: Sequence[str] | None = None):
+    def __init__(self, model: Any, projections: Sequence[str] | None = None, remote: Any = False):
         from .models import load_model
 
         self.model = info.as_nnsight(model) if _loaded(model) else load_model(model)
         self.module = info.torch_module(self.model)
+        self.remote = None
+        if remote:
+            from .remote import resolve
+
+            self.remote = resolve(self.model, remote)
         probe = torch.arange(2, 6)[None] % max(2, info.vocab_size(self.module) or 2)
-        self.sites = find_sites(self.model, self.module, check_tokens(probe, self.module))
+        self.sites = find_sites(self.model, self.module, check_tokens(probe, self.module), remote=self.remote)
         self.n_layers = len(self.sites)
         self.n_heads = _n_heads(self.module)
         if projections is not None:
@@ -124,11 +130,20 @@ class _Ablator:
             raise InputError(f"heads {bad} out of range: the model has {self.n_layers} layers x {self.n_heads} heads")
         return pairs
 
+    def trace(self, tokens: torch.Tensor) -> Any:
+        if self.remote is None:
+            return self.model.trace(tokens)
+        from .remote import remote_trace
+
+        return remote_trace(self.model, tokens, self.remote)
+
     def run(self, tokens: torch.Tensor, plans: list[list[tuple[int, int]]], method: str, means: dict | None,
-            read: dict[int, Any] | None = None) -> tuple[torch.Tensor | None, list]:
+            positions: torch.Tensor | None = None, read: dict[int, Any] | None = None) -> tuple[Any, list]:
         """One forward over ``len(plans)`` copies of ``tokens``: copy ``i`` has the heads of ``plans[i]``
-        removed. ``read``: ``{layer: reducer}`` of attention patterns to reduce inside the same trace.
-        Returns the logits ``[copies * batch, seq, vocab]`` (``None`` when only reading) and the reductions."""
+        removed. ``positions``: queries whose next-token log-probability and top-1 hit are computed inside
+        the trace (``([copies * batch, len(positions)], same)``; only these numbers leave the model, so a
+        remote run ships no logits). ``read``: ``{layer: reducer}`` of attention patterns to reduce in the
+        same trace. Returns the next-token numbers (``None`` without ``positions``) and the reductions."""
         import nnsight
 
         b = tokens.shape[0]
@@ -141,31 +156,54 @@ class _Ablator:
         last = max([*cuts, *read], default=-1)
         sites, tolerance = self.sites, 1e-3
         big = tokens.repeat(len(plans), 1)
-        logits = None  # only values saved inside the trace come back out of it
-        with torch.no_grad(), model.trace(big) as tracer:
-            reduced = nnsight.save([])
-            for layer in range(last + 1):
-                if layer in read:
-                    reduced.append(_read_layer(model, sites[layer], tolerance, read[layer]))
-                if layer in cuts:
-                    z = envoy_at(model, paths[layer]).input
-                    for rows, cols in cuts[layer]:
-                        z[rows, :, cols] = 0 if method == "zero" else means[layer][cols]
-            if read:
-                tracer.stop()
-            else:
-                logits = nnsight.save(_logits(model.output))
-        return logits, list(reduced)
+        scores = None  # only values saved inside the trace come back out of it
+        try:
+            with torch.no_grad(), self.trace(big) as tracer:
+                reduced = nnsight.save([])
+                for layer in range(last + 1):
+                    if layer in read:
+                        reduced.append(_read_layer(model, sites[layer], tolerance, read[layer]))
+                    if layer in cuts:
+                        z = envoy_at(model, paths[layer]).input
+                        for rows, cols in cuts[layer]:
+                            z[rows, :, cols] = 0 if method == "zero" else means[layer][cols]
+                if positions is None:
+                    tracer.stop()
+                else:
+                    scores = nnsight.save(_next_token(_logits(model.output), big, positions))
+        except Exception as e:
+            raise self._translate(e) from e
+        return scores, list(reduced)
+
+    def _translate(self, e: Exception) -> Exception:
+        if self.remote is None:
+            return e
+        from .remote import translate_error
+
+        return translate_error(e, self.remote)
 
     def means(self, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
         """Mean of each layer's projection input over batch and positions (for mean ablation)."""
         import nnsight
 
-        with torch.no_grad(), self.model.trace(tokens):
-            out = nnsight.save({})
-            for layer, path in enumerate(self.paths):
-                out[layer] = envoy_at(self.model, path).input.float().mean(dim=(0, 1))
+        model, paths = self.model, self.paths
+        try:
+            with torch.no_grad(), self.trace(tokens):
+                out = nnsight.save({})
+                for layer, path in enumerate(paths):
+                    out[layer] = envoy_at(model, path).input.float().mean(dim=(0, 1))
+        except Exception as e:
+            raise self._translate(e) from e
         return dict(out)
+
+
+def _next_token(logits: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inside the trace: log-probability of the true next token and whether it is the top prediction, at
+    query ``positions``: ``([batch, len(positions)], [batch, len(positions)])``."""
+    picked = logits[:, positions.to(logits.device)].float()
+    target = tokens.to(logits.device)[:, positions.to(logits.device) + 1]
+    lp = torch.log_softmax(picked, dim=-1).gather(-1, target[..., None])[..., 0]
+    return lp.cpu(), (picked.argmax(-1) == target).cpu()
 
 
 def _logits(output: Any) -> torch.Tensor:
@@ -198,11 +236,9 @@ def _n_heads(module: torch.nn.Module) -> int:
     raise InputError(f"cannot tell how many heads {type(module).__name__} has (no config, no n_heads attribute)")
 
 
-def _loss(logits: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Mean next-token loss per sequence at query ``positions`` (predicting ``t[q + 1]``): ``[batch]``."""
-    lp = torch.log_softmax(logits[:, positions].float(), dim=-1)
-    target = tokens[:, positions + 1]
-    return -lp.gather(-1, target[..., None])[..., 0].mean(-1)
+def _per_plan(values: torch.Tensor, n_plans: int) -> torch.Tensor:
+    """``[plans * batch, positions]`` -> mean per plan ``[plans]``."""
+    return values.float().reshape(n_plans, -1).mean(-1)
 
 
 def _probes(ab: _Ablator, sequence_length: int, batch_size: int, seed: int):
@@ -219,26 +255,23 @@ def _probes(ab: _Ablator, sequence_length: int, batch_size: int, seed: int):
 
 def ablate_heads(model: Any, heads: Sequence[tuple[int, int]], method: AblationMethod = "zero", *,
                  individually: bool = False, sequence_length: int = 64, batch_size: int = 8, seed: int = 0,
-                 projections: Sequence[str] | None = None) -> AblationResult:
+                 projections: Sequence[str] | None = None, remote: Any = False) -> AblationResult:
     """Remove ``heads`` together (and, with ``individually``, each alone) and measure the loss increase on
     the repeated half of repeated random sequences and on natural text (first passage half)."""
     if method not in ABLATION_METHODS:
         raise InputError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
-    ab = _Ablator(model, projections)
+    ab = _Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     tokens, positions, natural = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
     plans = [[], heads] + ([[h] for h in heads] if individually else [])
-    logits, _ = ab.run(tokens, plans, method, means)
-    losses = _loss(logits, tokens.repeat(len(plans), 1), positions).view(len(plans), -1).mean(-1)
-    hits = (logits[:, positions].argmax(-1) == tokens.repeat(len(plans), 1)[:, positions + 1]).float()
-    accuracy = hits.view(len(plans), -1).mean(-1)
+    (lp, hit), _ = ab.run(tokens, plans, method, means, positions)
+    losses, accuracy = -_per_plan(lp, len(plans)), _per_plan(hit, len(plans))
     nat_base = nat_abl = None
     n_forward = 1 + (method == "mean")
     if natural is not None:
-        logits, _ = ab.run(natural, [[], heads], method, means)
-        nat_pos = torch.arange(1, natural.shape[1] // 2 - 1)
-        nat = _loss(logits, natural.repeat(2, 1), nat_pos).view(2, -1).mean(-1)
+        (lp, _), _ = ab.run(natural, [[], heads], method, means, torch.arange(1, natural.shape[1] // 2 - 1))
+        nat = -_per_plan(lp, 2)
         nat_base, nat_abl = float(nat[0]), float(nat[1])
         n_forward += 1
     per_head = {h: float(losses[2 + i] - losses[0]) for i, h in enumerate(heads)} if individually else None
@@ -248,14 +281,14 @@ def ablate_heads(model: Any, heads: Sequence[tuple[int, int]], method: AblationM
 
 def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length: int = 64, batch_size: int = 4,
                  seed: int = 0, chunk: int = 32, projections: Sequence[str] | None = None,
-                 progress: bool | None = None) -> tuple[torch.Tensor, int]:
+                 progress: bool | None = None, remote: Any = False) -> tuple[torch.Tensor, int]:
     """Loss increase on the repeated half when each head alone is removed: ``([layer, head], forwards)``.
     Heads are packed ``chunk // batch_size`` per forward pass (each copy of the batch removes one; the
     clean copy rides in the first). Fewer, larger forwards pay off on a GPU; on a CPU the cost is
     about the same as one forward per head."""
     if method not in ABLATION_METHODS:
         raise InputError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
-    ab = _Ablator(model, projections)
+    ab = _Ablator(model, projections, remote)
     tokens, positions, _ = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
     heads = [(l, h) for l in range(ab.n_layers) for h in range(ab.n_heads)]
@@ -270,8 +303,8 @@ def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length
     baseline = None
     for group in groups:
         plans = ([[]] if baseline is None else []) + [[h] for h in group]  # the clean copy rides in the first
-        logits, _ = ab.run(tokens, plans, method, means)
-        losses = _loss(logits, tokens.repeat(len(plans), 1), positions).view(len(plans), -1).mean(-1)
+        (lp, _), _ = ab.run(tokens, plans, method, means, positions)
+        losses = -_per_plan(lp, len(plans))
         if baseline is None:
             baseline, losses = losses[0], losses[1:]
         for i, (l, h) in enumerate(group):
@@ -282,25 +315,29 @@ def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length
 
 def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: AblationMethod = "zero",
               sequence_length: int = 64, batch_size: int = 8, seed: int = 0,
-              projections: Sequence[str] | None = None) -> dict[str, float | None]:
+              projections: Sequence[str] | None = None, remote: Any = False) -> dict[str, float | None]:
     """In-context-learning score (Olsson et al. 2022): mean loss at late tokens minus mean loss at early
     tokens (negative: the model uses its context). On repeated random tokens early = the first block,
     late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half.
     ``ablate``: heads removed while measuring."""
-    ab = _Ablator(model, projections)
+    ab = _Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
     tokens, late, natural = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" and plan else None
-    logits, _ = ab.run(tokens, [plan] if plan else [[]], method, means)
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
-    out = {"repeated": float(_loss(logits, tokens, late).mean() - _loss(logits, tokens, early).mean()), "natural": None}
+    out = {"repeated": _late_minus_early(ab, tokens, early, late, plan, method, means), "natural": None}
     if natural is not None:
-        logits, _ = ab.run(natural, [plan] if plan else [[]], method, means)
         half = natural.shape[1] // 2
-        out["natural"] = float(_loss(logits, natural, torch.arange(half - 11, half - 1)).mean()
-                               - _loss(logits, natural, torch.arange(1, 11)).mean())
+        out["natural"] = _late_minus_early(ab, natural, torch.arange(1, 11), torch.arange(half - 11, half - 1), plan,
+                                           method, means)
     return out
+
+
+def _late_minus_early(ab: _Ablator, tokens: torch.Tensor, early: torch.Tensor, late: torch.Tensor,
+                      plan: list, method: str, means: dict | None) -> float:
+    (lp, _), _ = ab.run(tokens, [plan], method, means, torch.cat([early, late]))
+    return float(-lp[:, len(early):].mean() + lp[:, : len(early)].mean())
 
 
 @dataclass(frozen=True)
@@ -321,13 +358,13 @@ class CircuitResult:
 def find_circuit(model: Any, induction_heads: Sequence[tuple[int, int]] | None = None, *,
                  candidates: Sequence[tuple[int, int]] | None = None, method: AblationMethod = "zero",
                  sequence_length: int = 64, batch_size: int = 4, seed: int = 0, chunk: int = 32,
-                 projections: Sequence[str] | None = None) -> CircuitResult:
+                 projections: Sequence[str] | None = None, remote: Any = False) -> CircuitResult:
     """For each earlier-layer head (``candidates``, default all), remove it and measure how much each
     induction head's prefix-matching score drops (K-composition: previous-token heads feed induction
     heads). Default induction heads: the detector's."""
-    ab = _Ablator(model, projections)
+    ab = _Ablator(model, projections, remote)
     if induction_heads is None:
-        detector = InductionHeadDetector(ab.model, seed=seed, batch_size=batch_size)
+        detector = InductionHeadDetector(ab.model, seed=seed, batch_size=batch_size, remote=remote)
         induction_heads = detector.detect(sequence_length=sequence_length).induction_heads
         if not induction_heads:
             raise InputError("the detector finds no induction head in this model; pass induction_heads=[...]")

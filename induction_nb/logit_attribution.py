@@ -50,15 +50,22 @@ class _ArgmaxReducer:
 
 
 def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5, sequence_length: int = 64,
-                batch_size: int = 4, seed: int = 0, projections: Sequence[str] | None = None) -> list[DLAScore]:
-    """Direct-logit-attribution copying of ``heads`` on repeated random sequences."""
+                batch_size: int = 4, seed: int = 0, projections: Sequence[str] | None = None,
+                remote: Any = False) -> list[DLAScore]:
+    """Direct-logit-attribution copying of ``heads`` on repeated random sequences. ``remote``: the
+    trace runs on NDIF; the weights are still needed locally, so a meta (remote-only) model is refused."""
     import nnsight
 
     if not isinstance(top_k, int) or top_k < 1:
         raise InputError(f"top_k must be a positive integer, got {top_k!r}")
-    ab = _Ablator(model, projections)
+    ab = _Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     module = ab.module
+    if next(module.parameters()).device.type == "meta":
+        raise InputError(
+            "copying_dla needs the model's weights (output projection, final norm, unembedding), which a remote "
+            "model does not hold locally; run it on a local copy of the model (load_model(name))"
+        )
     unembed = _unembedding(module)
     norm_path = next((p for p in _FINAL_NORMS if _has(module, p)), None)
     tokens, _, _ = _probes(ab, sequence_length, batch_size, seed)
@@ -66,15 +73,18 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
     model_nn, sites, paths, d = ab.model, ab.sites, ab.paths, ab.d_head
-    with torch.no_grad(), model_nn.trace(tokens) as tracer:
-        got = nnsight.save({})
-        for layer in sorted(by_layer):
-            got[("argmax", layer)] = _read_layer(model_nn, sites[layer], 1e-3, _ArgmaxReducer(by_layer[layer]))[1]
-            got[("z", layer)] = envoy_at(model_nn, paths[layer]).input.float().clone()
-        if norm_path is not None:
-            got["final"] = envoy_at(model_nn, norm_path).input.float().clone()
-        else:
-            tracer.stop()
+    try:
+        with torch.no_grad(), ab.trace(tokens) as tracer:
+            got = nnsight.save({})
+            for layer in sorted(by_layer):
+                got[("argmax", layer)] = _read_layer(model_nn, sites[layer], 1e-3, _ArgmaxReducer(by_layer[layer]))[1]
+                got[("z", layer)] = envoy_at(model_nn, paths[layer]).input.float().clone()
+            if norm_path is not None:
+                got["final"] = envoy_at(model_nn, norm_path).input.float().clone()
+            else:
+                tracer.stop()
+    except Exception as e:
+        raise ab._translate(e) from e
     got = dict(got)
     scale, weight, centre = _norm_terms(module, norm_path, got.get("final"))
     match = match_mask(tokens)

@@ -143,6 +143,28 @@ def test_connection_lost_mid_job_returns_nothing(folder, monkeypatch):
         assert e.value.kind == "lost"
 
 
+def test_causal_tools_run_remotely_and_match_local(folder, remote):
+    from induction_nb import ablate_heads, copying_dla, find_circuit, icl_score
+
+    model, config = remote
+    local = load_model(folder)
+    kwargs = dict(sequence_length=24, batch_size=2)
+    r, l = ablate_heads(model, [(1, 0), (1, 3)], remote=config, **kwargs), ablate_heads(local, [(1, 0), (1, 3)], **kwargs)
+    assert r.effect == pytest.approx(l.effect, abs=1e-5) and r.baseline_loss == pytest.approx(l.baseline_loss, abs=1e-5)
+    assert icl_score(model, remote=config, **kwargs)["repeated"] == pytest.approx(icl_score(local, **kwargs)["repeated"],
+                                                                                   abs=1e-5)
+    rc = find_circuit(model, [(1, 0)], remote=config, **kwargs)
+    lc = find_circuit(local, [(1, 0)], **kwargs)
+    assert [e[:2] for e in rc.top(4)] == [e[:2] for e in lc.top(4)]
+    assert [e[2] for e in rc.top(4)] == pytest.approx([e[2] for e in lc.top(4)], abs=1e-5)
+    (rd,), (ld,) = copying_dla(local, [(1, 0)], remote=config, **kwargs), copying_dla(local, [(1, 0)], **kwargs)
+    assert rd.mean_z == pytest.approx(ld.mean_z, abs=1e-4), "trace on the server, weights local"
+    from induction_nb import InputError
+
+    with pytest.raises(InputError, match="copying_dla needs the model's weights"):
+        copying_dla(model, [(1, 0)], remote=config, **kwargs)
+
+
 def test_non_blocking_is_refused_clearly(remote):
     from induction_nb import InputError
 
