@@ -1,7 +1,7 @@
 """Cost of ablating every head of the embedded SmolLM2, in forward passes and seconds.
 
 ``head_effects`` packs several single-head ablations into one forward (the batch is repeated, each copy
-removes its own head, one clean copy per forward). Prints the number of forwards it ran against the
+removes its own head; the clean copy rides in the first forward). Prints the number of forwards it ran against the
 naive count (one forward per head plus a baseline), and its time against one bare forward of the base
 batch in the same run. Not a test: ``python bench/bench_ablation.py``.
 """

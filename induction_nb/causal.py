@@ -14,6 +14,7 @@ per-sequence numbers come back. Limits: models whose output projection is not a 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -124,8 +125,10 @@ class _Ablator:
             raise InputError("heads must be a list of (layer, head) pairs") from None
         if not pairs:
             raise InputError("the head list is empty; name at least one (layer, head) to ablate")
-        bad = [p for p in pairs if not all(isinstance(x, int) and not isinstance(x, bool) for x in p)
-               or not (0 <= p[0] < self.n_layers and 0 <= p[1] < self.n_heads)]
+        if not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for p in pairs for x in p):
+            raise InputError(f"heads must be integer (layer, head) pairs, got {pairs!r}")
+        pairs = [(int(l), int(h)) for l, h in pairs]
+        bad = [p for p in pairs if not (0 <= p[0] < self.n_layers and 0 <= p[1] < self.n_heads)]
         if bad:
             raise InputError(f"heads {bad} out of range: the model has {self.n_layers} layers x {self.n_heads} heads")
         return pairs
@@ -197,6 +200,11 @@ class _Ablator:
         return dict(out)
 
 
+def _check_method(method: Any) -> None:
+    if method not in ABLATION_METHODS:
+        raise InputError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
+
+
 def _next_token(logits: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Inside the trace: log-probability of the true next token and whether it is the top prediction, at
     query ``positions``: ``([batch, len(positions)], [batch, len(positions)])``."""
@@ -245,11 +253,12 @@ def _probes(ab: _Ablator, sequence_length: int, batch_size: int, seed: int):
     det = InductionHeadDetector(ab.model, batch_size=batch_size, seed=seed)
     probe = det.generator().generate("repeated", sequence_length, batch_size)
     tokens = check_tokens(probe.tokens, ab.module)
-    repeat_half = torch.arange(probe.offset + probe.period - 1, tokens.shape[1] - 1)  # predicting the repeat
+    # queries predicting the repeat's 2nd..last token (its first token follows nothing that repeats)
+    repeat_half = torch.arange(probe.offset + probe.period, tokens.shape[1] - 1)
     natural = None
     if getattr(ab.model, "tokenizer", None) is not None:
         text = det.generator().generate("natural", sequence_length, min(batch_size, 5), n_repeats=2)
-        natural = check_tokens(text.tokens, ab.module)
+        natural = (check_tokens(text.tokens, ab.module), torch.arange(text.offset + text.period, text.tokens.shape[1] - 1))
     return tokens, repeat_half, natural
 
 
@@ -258,8 +267,7 @@ def ablate_heads(model: Any, heads: Sequence[tuple[int, int]], method: AblationM
                  projections: Sequence[str] | None = None, remote: Any = False) -> AblationResult:
     """Remove ``heads`` together (and, with ``individually``, each alone) and measure the loss increase on
     the repeated half of repeated random sequences and on natural text (first passage half)."""
-    if method not in ABLATION_METHODS:
-        raise InputError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
+    _check_method(method)
     ab = _Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     tokens, positions, natural = _probes(ab, sequence_length, batch_size, seed)
@@ -269,11 +277,13 @@ def ablate_heads(model: Any, heads: Sequence[tuple[int, int]], method: AblationM
     losses, accuracy = -_per_plan(lp, len(plans)), _per_plan(hit, len(plans))
     nat_base = nat_abl = None
     n_forward = 1 + (method == "mean")
-    if natural is not None:
-        (lp, _), _ = ab.run(natural, [[], heads], method, means, torch.arange(1, natural.shape[1] // 2 - 1))
+    if natural is not None:  # the repeated half of natural passages; mean ablation with their own means
+        text, text_positions = natural
+        text_means = ab.means(text) if method == "mean" else None
+        (lp, _), _ = ab.run(text, [[], heads], method, text_means, text_positions)
         nat = -_per_plan(lp, 2)
         nat_base, nat_abl = float(nat[0]), float(nat[1])
-        n_forward += 1
+        n_forward += 1 + (method == "mean")
     per_head = {h: float(losses[2 + i] - losses[0]) for i, h in enumerate(heads)} if individually else None
     return AblationResult(tuple(heads), method, float(losses[0]), float(losses[1]), nat_base, nat_abl, per_head,
                           n_forward, seed, float(accuracy[0]), float(accuracy[1]))
@@ -286,8 +296,7 @@ def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length
     Heads are packed ``chunk // batch_size`` per forward pass (each copy of the batch removes one; the
     clean copy rides in the first). Fewer, larger forwards pay off on a GPU; on a CPU the cost is
     about the same as one forward per head."""
-    if method not in ABLATION_METHODS:
-        raise InputError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
+    _check_method(method)
     ab = _Ablator(model, projections, remote)
     tokens, positions, _ = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
@@ -320,17 +329,22 @@ def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: Abl
     tokens (negative: the model uses its context). On repeated random tokens early = the first block,
     late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half.
     ``ablate``: heads removed while measuring."""
+    _check_method(method)
     ab = _Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
+    if sequence_length < 24:
+        raise InputError(f"icl_score needs sequence_length >= 24 to have early and late windows, got {sequence_length}")
     tokens, late, natural = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" and plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
     out = {"repeated": _late_minus_early(ab, tokens, early, late, plan, method, means), "natural": None}
-    if natural is not None:
-        half = natural.shape[1] // 2
-        out["natural"] = _late_minus_early(ab, natural, torch.arange(1, 11), torch.arange(half - 11, half - 1), plan,
-                                           method, means)
+    if natural is not None:  # a passage's first 10 predictions against the last 10 of its first copy
+        text, repeat = natural
+        end = int(repeat[0]) - 1
+        text_means = ab.means(text) if method == "mean" and plan else None
+        out["natural"] = _late_minus_early(ab, text, torch.arange(1, 11), torch.arange(end - 10, end), plan,
+                                           method, text_means)
     return out
 
 
@@ -362,6 +376,7 @@ def find_circuit(model: Any, induction_heads: Sequence[tuple[int, int]] | None =
     """For each earlier-layer head (``candidates``, default all), remove it and measure how much each
     induction head's prefix-matching score drops (K-composition: previous-token heads feed induction
     heads). Default induction heads: the detector's."""
+    _check_method(method)
     ab = _Ablator(model, projections, remote)
     if induction_heads is None:
         detector = InductionHeadDetector(ab.model, seed=seed, batch_size=batch_size, remote=remote)

@@ -100,10 +100,14 @@ def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = Non
     """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined."""
     M = _matrix(result, metric)
     ax = _axes(ax, ONE_COLUMN)
-    # scores live in [0, 1]; an ablation effect is a loss difference, scaled to its own largest value
-    vmax = 1.0 if metric != "causal_effect" else max(1e-6, float(torch.nan_to_num(M, nan=0.0).max()))
+    vmin, vmax, cmap = 0.0, 1.0, CMAP
+    if metric == "causal_effect":  # a loss difference, either sign: a diverging map centred on 0
+        if torch.isnan(M).all():
+            raise InputError("this result carries no causal effects: add them with result.with_causal_effects(...)")
+        vmax = max(1e-6, float(torch.nan_to_num(M, nan=0.0).abs().max()))
+        vmin, cmap = -vmax, "PuOr_r"
     with style():
-        image = ax.imshow(M.numpy(), cmap=CMAP, vmin=0, vmax=vmax, aspect="auto", interpolation="nearest")
+        image = ax.imshow(M.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
         if outline_detected:
             from matplotlib.patches import Rectangle
 

@@ -143,12 +143,17 @@ class DetectionResult:
 
     def score_matrix(self, metric: str = "overall_score") -> list[list[float]]:
         """``[layer][head]`` values of ``metric``."""
+        if metric not in {f.name for f in fields(HeadScore)} - {"layer", "head"}:
+            raise InputError(f"unknown metric {metric!r}; use one of the HeadScore fields, e.g. 'overall_score'")
         return [[getattr(self.score(l, h), metric) for h in range(self.n_heads)] for l in range(self.n_layers)]
 
     def with_causal_effects(self, effects: Any, method: str = "zero") -> "DetectionResult":
         """A copy whose head scores carry ``effects[layer][head]`` (e.g. ``causal.head_effects(model)[0]``)."""
         from dataclasses import replace
 
+        shape = tuple(getattr(effects, "shape", ())) or (len(effects), len(effects[0]) if len(effects) else 0)
+        if shape != (self.n_layers, self.n_heads):
+            raise InputError(f"effects has shape {shape}, expected [layer, head] = ({self.n_layers}, {self.n_heads})")
         try:
             values = [[float(effects[l][h]) for h in range(self.n_heads)] for l in range(self.n_layers)]
         except (IndexError, TypeError, ValueError):
@@ -244,10 +249,13 @@ class DetectionResult:
 
         from ._colors import cividis_hex, text_color
 
+        causal = any(s.causal_effect is not None for s in self.head_scores)
         rows = "".join(
             f"<tr><td><b>{s.name}</b></td>" + "".join(
                 f"<td>{v:.3f}</td>" for v in (s.overall_score, s.prefix_matching, s.contrast, s.copying, s.previous_token)
-            ) + f"<td>[{s.ci_low:.3f}, {s.ci_high:.3f}]</td></tr>"
+            ) + f"<td>[{s.ci_low:.3f}, {s.ci_high:.3f}]</td>"
+            + ((f"<td>{s.causal_effect:+.3f}</td>" if s.causal_effect is not None else "<td>-</td>") if causal else "")
+            + "</tr>"
             for s in self.get_top_heads(8)
         )
         cells = []
@@ -268,7 +276,7 @@ class DetectionResult:
             f"at threshold {self.threshold:.2f} ({self.n_layers} layers x {self.n_heads} heads): {escape(detected)}</p>"
             '<div style="display:flex;gap:24px;align-items:flex-start">'
             "<table><tr><th>head</th><th>overall</th><th>prefix</th><th>contrast</th><th>copying</th>"
-            f"<th>prev-tok</th><th>95% CI</th></tr>{rows}</table>"
+            f"<th>prev-tok</th><th>95% CI</th>{'<th>ablation effect</th>' if causal else ''}</tr>{rows}</table>"
             f'<table style="border-collapse:collapse">{"".join(cells)}</table></div>'
             f"<p style=\"font-size:8px\">heatmap: overall score (cividis, 0 to 1); outlined: detected; "
             f"seed {self.seed}</p></div>"

@@ -77,8 +77,10 @@ def train_induction_model(seed: int = 0, *, steps: int = 2000, batch_size: int =
     """Train ``AttentionOnly`` from ``seed`` and score it every ``every`` steps with the detector."""
     from .detector import InductionHeadDetector
 
-    if steps < 1 or every < 1 or seq_len < 12 or vocab < seq_len:
-        raise InputError("need steps >= 1, every >= 1, seq_len >= 12 and vocab >= seq_len")
+    if steps < 1 or every < 1 or seq_len < 12:
+        raise InputError("need steps >= 1, every >= 1 and seq_len >= 12")
+    if vocab - vocab // 10 < seq_len:  # the detector's probes and controls need seq_len distinct usable ids
+        raise InputError(f"vocab {vocab} is too small for seq_len {seq_len}: use vocab >= {seq_len * 10 // 9 + 1}")
     torch.manual_seed(seed)
     model = AttentionOnly(vocab=vocab, max_len=seq_len + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)

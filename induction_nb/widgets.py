@@ -67,7 +67,7 @@ class HeadExplorer:
     def select(self, layer: int, head: int) -> None:
         """Show ``(layer, head)``; raises ``InputError`` when out of range or without patterns."""
         self._check_head(layer, head)
-        self._pattern_for(self._pattern.value, layer)  # raise here, not inside a widget callback
+        self._pattern_for(self._pattern.value, layer, head)  # raise here, not inside a widget callback
         self._quiet = True
         self._layer.value, self._head.value = layer, head
         self._quiet = False
@@ -75,7 +75,7 @@ class HeadExplorer:
 
     def attention(self) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """The shown pattern ``[seq, seq]``, its tokens ``[seq]`` and the pattern's period."""
-        patterns, tokens, period = self._pattern_for(self._pattern.value, self.layer)
+        patterns, tokens, period = self._pattern_for(self._pattern.value, self.layer, self.head)
         i = min(self._example.value, patterns.shape[0] - 1)
         return patterns[i, self.head], tokens[i], period
 
@@ -218,20 +218,21 @@ class HeadExplorer:
         if not (isinstance(layer, int) and isinstance(head, int) and 0 <= layer < r.n_layers and 0 <= head < r.n_heads):
             raise InputError(f"L{layer}H{head} is out of range: the model has {r.n_layers} layers x {r.n_heads} heads")
 
-    def _pattern_for(self, name: str, layer: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-        """``[example, head, q, k]`` patterns of ``layer`` on pattern ``name``, their tokens and period."""
+    def _pattern_for(self, name: str, layer: int, head: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """``[example, head, q, k]`` patterns of ``layer`` on pattern ``name``, their tokens and period
+        (without a model: only the heads the result kept; asking for another ``head`` raises)."""
         key = (name, layer)
         if key in self._cache:
             return self._cache[key]
         if self.model is None:
             heads = {h for (l, h) in self.result.kept_patterns if l == layer}
-            if self.head not in heads or self.result.kept_tokens is None:
+            if head not in heads or self.result.kept_tokens is None:
                 raise InputError(
-                    f"this result holds no attention patterns for L{layer}H{self.head}: pass the model, "
-                    f"HeadExplorer(result, model=model), or detect with keep_patterns=[({layer}, {self.head})]"
+                    f"this result holds no attention patterns for L{layer}H{head}: pass the model, "
+                    f"HeadExplorer(result, model=model), or detect with keep_patterns=[({layer}, {head})]"
                 )
             n_heads = self.result.n_heads
-            stacked = torch.zeros(self.result.kept_tokens.shape[0], n_heads, *self.result.kept_patterns[(layer, self.head)].shape[1:])
+            stacked = torch.zeros(self.result.kept_tokens.shape[0], n_heads, *self.result.kept_patterns[(layer, head)].shape[1:])
             for h in heads:
                 stacked[:, h] = self.result.kept_patterns[(layer, h)]
             period = int(self.result.settings.get("sequence_length", 2)) // int(self.result.settings.get("n_repeats", 2))

@@ -195,7 +195,8 @@ for seed in (0, 1):
     controls[f"random init {seed}"] = InductionHeadDetector(random_init, batch_size=4).detect(sequence_length=64)
 out = Path("figures")
 out.mkdir(exist_ok=True)"""),
-    ("code", CHECK + """print("SmolLM2:", sorted(result.induction_heads))
+    ("code", CHECK + """print("SmolLM2, heads with overall > 0.45:", sorted(h for h in result.induction_heads
+                                                  if result.score(*h).overall_score > 0.45))
 for name, r in controls.items():
     print(f"{name}: {r.num_heads_detected} heads, best overall {r.get_top_heads(1)[0].overall_score:.2f}")"""),
     ("code", """for metric in ("overall_score", "prefix_matching", "contrast", "copying", "previous_token"):
@@ -400,20 +401,26 @@ pool = [(l, h) for l in sorted({l for l, _ in top}) for h in range(9) if (l, h) 
 control = random.Random(0).sample(pool, 5)  # 5 random heads from the same layers, seed 0
 hit = ablate_heads(model, top, sequence_length=64, batch_size=8, seed=0)
 miss = ablate_heads(model, control, sequence_length=64, batch_size=8, seed=0)"""),
+    ("code", """print(f"loss on repeated tokens: intact {hit.baseline_loss:.2f}, top 5 removed {hit.ablated_loss:.2f}, "
+      f"random 5 removed {miss.ablated_loss:.2f}")
+print(f"accuracy on repeated tokens: intact {hit.baseline_accuracy:.2f}, top 5 removed {hit.ablated_accuracy:.2f}, "
+      f"random 5 removed {miss.ablated_accuracy:.2f}")"""),
     ("code", CHECK + """print("top 5 detected heads:", top)
 print("5 random heads, same layers:", control)
-print(f"loss on repeated tokens: intact {hit.baseline_loss:.1f}, top 5 removed {hit.ablated_loss:.1f}, "
-      f"random 5 removed {miss.ablated_loss:.1f}")
-print(f"accuracy on repeated tokens: intact {hit.baseline_accuracy:.1f}, top 5 removed {hit.ablated_accuracy:.1f}, "
-      f"random 5 removed {miss.ablated_accuracy:.1f}")"""),
+print("removing the top 5 raises the loss more than 5x as much as removing 5 random heads:",
+      hit.effect > 5 * miss.effect)
+print("removing the top 5 costs more than half of the repeated-token accuracy:",
+      hit.ablated_accuracy < hit.baseline_accuracy / 2)"""),
     ("md", """## The in-context-learning score
 
 Olsson et al.: loss late in the context minus loss early in it. Negative means the model gets better
 as it reads; removing the induction heads should take most of that away on repeated tokens."""),
-    ("code", CHECK + """intact = icl_score(model, sequence_length=64, batch_size=8)
+    ("code", """intact = icl_score(model, sequence_length=64, batch_size=8)
 ablated = icl_score(model, ablate=top, sequence_length=64, batch_size=8)
-print(f"ICL score, repeated random tokens: intact {intact['repeated']:.1f}, induction heads removed {ablated['repeated']:.1f}")
-print(f"ICL score, natural text: intact {intact['natural']:.1f}, induction heads removed {ablated['natural']:.1f}")"""),
+print(f"ICL score, repeated random tokens: intact {intact['repeated']:.2f}, induction heads removed {ablated['repeated']:.2f}")
+print(f"ICL score, natural text: intact {intact['natural']:.2f}, induction heads removed {ablated['natural']:.2f}")"""),
+    ("code", CHECK + """print("the induction heads carry most of the in-context learning on repeated tokens:",
+      ablated["repeated"] - intact["repeated"] > abs(intact["repeated"]) / 2)"""),
     ("md", """## The circuit: which earlier heads feed the induction heads?
 
 Induction heads find `[B]` through K-composition with a previous-token head: its output at `[B]` says

@@ -129,3 +129,55 @@ def test_smollm2_top_heads_matter_more_than_random_heads_of_the_same_layers(smol
     icl = icl_score(smollm2, sequence_length=64, batch_size=8)
     icl_ablated = icl_score(smollm2, ablate=top, sequence_length=64, batch_size=8)
     assert icl["repeated"] < icl_ablated["repeated"] and icl["natural"] is not None
+
+
+@pytest.mark.parametrize("method", ["zero", "mean"])
+def test_ablation_matches_an_independent_hook_on_a_model_where_every_head_writes(method):
+    """A random tiny llama (all heads write everywhere): the loss with head (1, 2) removed equals the loss
+    computed with a plain torch pre-hook that edits o_proj's input slice itself."""
+    from tiny_models import make_hf
+    from induction_nb import InductionHeadDetector
+
+    model = make_hf("llama_gqa", "eager")
+    got = ablate_heads(model, [(1, 2)], method, sequence_length=24, batch_size=4)
+    probe = InductionHeadDetector(model, batch_size=4).generator().generate("repeated", 24, 4)
+    tokens, d = probe.tokens, 48 // 6
+    positions = torch.arange(probe.offset + probe.period, tokens.shape[1] - 1)
+    proj = model.model.layers[1].self_attn.o_proj
+    seen = []
+    grab = proj.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    with torch.no_grad():
+        model(tokens)
+    grab.remove()
+    mean = seen[0].mean(dim=(0, 1))[2 * d : 3 * d]
+
+    def cut(module, args):
+        z = args[0].clone()
+        z[:, :, 2 * d : 3 * d] = 0 if method == "zero" else mean
+        return (z,)
+
+    def loss() -> float:
+        with torch.no_grad():
+            lp = torch.log_softmax(model(tokens).logits[:, positions], -1)
+        return float(-lp.gather(-1, tokens[:, positions + 1, None]).mean())
+
+    clean = loss()
+    hook = proj.register_forward_pre_hook(cut)
+    ablated = loss()
+    hook.remove()
+    assert got.baseline_loss == pytest.approx(clean, abs=1e-5)
+    assert got.ablated_loss == pytest.approx(ablated, abs=1e-5) and abs(got.effect) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda m: icl_score(m, ablate=[(1, 0)], method="shuffle"), "unknown ablation method"),
+        (lambda m: find_circuit(m, [(1, 0)], method="shuffle"), "unknown ablation method"),
+        (lambda m: icl_score(m, sequence_length=8), "sequence_length >= 24"),
+        (lambda m: ablate_heads(m, [(1.0, 0)]), "integer"),
+    ],
+)
+def test_more_bad_input(toy, call, match):
+    with pytest.raises(InputError, match=match):
+        call(toy)

@@ -98,6 +98,15 @@ def test_result_without_patterns_says_how_to_get_them():
     assert bytes(with_model.image.value).startswith(b"\x89PNG")
 
 
+def test_result_keeping_another_head_than_zero():
+    result = InductionHeadDetector(HandBuiltInduction(period=PERIOD), batch_size=2).detect(
+        sequence_length=2 * PERIOD, keep_patterns=[(1, 1)])
+    ex = HeadExplorer(result, layer=1, head=1)
+    assert (ex.layer, ex.head) == (1, 1) and bytes(ex.image.value).startswith(b"\x89PNG")
+    with pytest.raises(InputError, match=r"no attention patterns for L1H2.*keep_patterns=\[\(1, 2\)\]"):
+        ex.select(1, 2)
+
+
 def test_empty_result():
     from induction_nb import DetectionResult
 
