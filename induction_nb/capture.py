@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 import torch
 
 from . import _model_info as info
-from ._readers import read_site
+from ._readers import _blocks_future, read_site
 from .errors import CaptureCheckError, InputError
 from .sites import CustomSites, Site, envoy_at, find_sites
 
@@ -211,7 +211,7 @@ def _read_layer(model: Any, site: Site, tolerance: float, reduce: Callable) -> t
     output = node.output if site.needs_output else None
     if site.kind == "custom":
         pattern = _as_pattern(site.reader(args, kwargs, output), site)
-        causal = site.causal if site.causal is not None else _upper_is_zero(pattern)
+        causal = site.causal if site.causal is not None else _blocks_future(pattern)
     else:
         target = envoy._module if site.kind == "mha" else None
         pattern, causal = read_site(site.kind, args, kwargs, output, target)
@@ -227,11 +227,6 @@ def _as_pattern(pattern: Any, site: Site) -> torch.Tensor:
             "it must return a pattern tensor [batch, head, q, k]"
         )
     return pattern.float()
-
-
-def _upper_is_zero(pattern: torch.Tensor) -> bool:
-    n_q, n_k = pattern.shape[-2:]
-    return n_q == n_k and n_q > 1 and bool((pattern.triu(1) == 0).all())
 
 
 def check_pattern(pattern: torch.Tensor, causal: bool, layer: int, tolerance: float = 1e-4) -> None:

@@ -71,7 +71,7 @@ class _Ablator:
     def __init__(self, model: Any, projections: Sequence[str] | None = None, remote: Any = False):
         from .models import load_model
 
-        self.model = info.as_nnsight(model) if _loaded(model) else load_model(model)
+        self.model = load_model(model)  # wraps a model you already have, loads a name or path
         self.module = info.torch_module(self.model)
         self.remote = None
         if remote:
@@ -216,10 +216,6 @@ def _next_token(logits: torch.Tensor, tokens: torch.Tensor, positions: torch.Ten
 
 def _logits(output: Any) -> torch.Tensor:
     return output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-
-
-def _loaded(model: Any) -> bool:
-    return isinstance(model, torch.nn.Module) or isinstance(getattr(model, "_module", None), torch.nn.Module)
 
 
 def _in_features(module: torch.nn.Module) -> int | None:

@@ -64,7 +64,7 @@ class InductionHeadDetector:
         for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("n_bootstrap", n_bootstrap)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        self.model = model if _is_loaded(model) else load_model(model)
+        self.model = load_model(model)  # wraps a model you already have, loads a name or path
         self.module = info.torch_module(self.model)
         self.tokenizer = getattr(self.model, "tokenizer", None)
         model_vocab = info.vocab_size(self.module)
@@ -186,10 +186,6 @@ class _LayerReducer:
 
 def _f(x: torch.Tensor) -> float:
     return float(x)
-
-
-def _is_loaded(model: Any) -> bool:
-    return isinstance(model, torch.nn.Module) or isinstance(getattr(model, "_module", None), torch.nn.Module)
 
 
 def _bos_id(module: torch.nn.Module, tokenizer: Any) -> int | None:
