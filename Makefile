@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: scan test bench notebooks clean
+.PHONY: scan test bench sweep notebooks clean
 
 scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads and print the report
 	$(BIN)/python -m induction_nb scan
@@ -12,6 +12,9 @@ scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads a
 test: $(STAMP)  ## the whole test suite, real-model (slow) tests and the notebooks (nbval) included
 	$(BIN)/python -m pytest tests/ notebooks/ -v --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with notebooks/sanitize.cfg
+
+sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships (~9 min on 2 cores); fails on a mismatch
+	$(BIN)/python bench/arch_sweep.py --check --json sweep.json
 
 notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their outputs are committed)
 	$(BIN)/python notebooks/build_notebooks.py

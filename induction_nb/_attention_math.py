@@ -39,12 +39,16 @@ def attention_from_qk(
     sliding_window: int | None = None,
     position_bias: torch.Tensor | None = None,
     sinks: torch.Tensor | None = None,
-) -> torch.Tensor:
+    return_sink: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax attention weights ``[batch, head, q, k]`` (float32) from ``query [batch, head, q, d]``
     and ``key [batch, kv_head, k, d]``.
 
     ``is_causal`` applies a causal mask aligned top-left, as ``F.scaled_dot_product_attention`` does, and is
     ignored when ``mask`` is given (the mask then already encodes causality, as in HF's eager path).
+    ``sinks``: learned sink logits, one per head ``[head]`` (gpt-oss) or per query ``[batch, head, q, 1]``;
+    they join each row's softmax but belong to no key, so the rows sum to less than 1.
+    ``return_sink``: also return the sink's share of each row ``[batch, head, q]`` (``None`` without sinks).
     """
     q = query.float()
     k = repeat_kv_heads(key.float(), q.shape[1])
@@ -62,19 +66,27 @@ def attention_from_qk(
             scores = scores.masked_fill(~mask, float("-inf"))
         else:
             scores = scores + mask.float()
-    else:
-        allowed = None
-        if is_causal:
-            qi = torch.arange(n_q, device=scores.device)[:, None]
-            ki = torch.arange(n_k, device=scores.device)[None, :]
-            allowed = ki <= qi
-            if sliding_window is not None:
-                allowed = allowed & (qi - ki < sliding_window)
-        if allowed is not None:
-            scores = scores.masked_fill(~allowed, float("-inf"))
-    if sinks is not None:
-        sink = sinks.float().reshape(1, -1, 1, 1).expand(scores.shape[0], -1, n_q, 1)
-        both = torch.cat([scores, sink], dim=-1)
-        both = both - both.amax(dim=-1, keepdim=True)
-        return torch.softmax(both, dim=-1)[..., :-1]
-    return torch.softmax(scores, dim=-1)
+    elif is_causal:
+        qi = torch.arange(n_q, device=scores.device)[:, None]
+        ki = torch.arange(n_k, device=scores.device)[None, :]
+        allowed = ki <= qi
+        if sliding_window is not None:
+            allowed = allowed & (qi - ki < sliding_window)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if sinks is None:
+        pattern = torch.softmax(scores, dim=-1)
+        return (pattern, None) if return_sink else pattern
+    both = torch.softmax(torch.cat([scores, sink_logits(sinks, scores)], dim=-1), dim=-1)
+    pattern, sink = both[..., :-1], both[..., -1]
+    return (pattern, sink) if return_sink else pattern
+
+
+def sink_logits(sinks: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Sink logits broadcast to one extra key column ``[batch, head, q, 1]`` of ``scores``."""
+    b, h, n_q, _ = scores.shape
+    s = sinks.float()
+    if s.dim() == 1:  # one learned logit per head
+        s = s.reshape(1, -1, 1, 1)
+    elif s.dim() == 3:  # [batch, head, q]
+        s = s[..., None]
+    return s.expand(b, h, n_q, 1)

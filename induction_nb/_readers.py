@@ -1,22 +1,37 @@
 """Turn what an attention site received and returned into a pattern ``[batch, head, q, k]``.
 
 One reader per kind of site (a closed set, see ``READERS``). Readers are pure: they never modify the
-tensors they are given (they run inside the nnsight trace on the live activations). Each returns
-``(pattern, causal)`` with ``pattern`` in float32; ``causal`` says whether the site masks future keys.
+tensors they are given (they run inside the nnsight trace on the live activations). Each returns a
+``Read``: ``pattern`` in float32, ``causal`` (whether the site masks future keys) and ``sink``, the share of
+each row ``[batch, head, q]`` that a learned attention sink takes (``None`` where the site has none).
+
+Kinds: ``hf_interface`` (HF's ``attention_interface(module, q, k, v, mask, ...)``), ``sdpa_call``
+(``F.scaled_dot_product_attention``), ``softmax`` (an operation whose output is the pattern: a manual
+softmax, ``[batch, head, q, k]`` or ``[batch * head, q, k]``), ``returned_weights`` (a helper method that
+returns ``(output, weights)``, e.g. GPT-Neo's ``_attn``), ``mha`` (``nn.MultiheadAttention``) and ``custom``.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, NamedTuple
 
 import torch
 
 from ._attention_math import attention_from_qk, repeat_kv_heads
 
-__all__ = ["READERS", "SiteKind", "read_site", "check_reproduces_output"]
+__all__ = ["READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future"]
 
-SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "mha", "custom"]
+SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "returned_weights", "mha", "custom"]
+
+
+class Read(NamedTuple):
+    """A site's pattern ``[batch, head, q, k]`` (float32), whether it is causal, and the sink's share of
+    each row ``[batch, head, q]`` (``None`` without a sink)."""
+
+    pattern: torch.Tensor
+    causal: bool
+    sink: torch.Tensor | None = None
 
 
 def _is_4d(x: Any) -> bool:
@@ -37,27 +52,31 @@ def _padding_to_bool(mask: torch.Tensor) -> torch.Tensor:
     return mask.bool()[:, None, None, :]
 
 
-def _hf_interface(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor, bool]:
-    """HF ``attention_interface(module, query, key, value, attention_mask, *, scaling, ...)``."""
+def _hf_interface(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+    """HF ``attention_interface(module, query, key, value, attention_mask, *, scaling, ...)``. Where the
+    kernel returns float32 weights they are taken as they are (eager parity); otherwise, and for the
+    sink's share, they are recomputed from the query, key, mask and scaling the kernel received."""
     module, query, key = args[0], args[1], args[2]
-    causal = bool(getattr(module, "is_causal", True))
+    declared = getattr(module, "is_causal", None)
+    sinks = kwargs.get("s_aux", kwargs.get("sinks"))
     weights = output[1] if isinstance(output, (tuple, list)) and len(output) > 1 else None
-    if isinstance(weights, torch.Tensor) and weights.dtype == torch.float32 and weights.dim() == 4:
-        return weights, causal
+    returned = isinstance(weights, torch.Tensor) and weights.dtype == torch.float32 and weights.dim() == 4
+    if returned and sinks is None:
+        return Read(weights, bool(declared) if declared is not None else blocks_future(weights))
     mask = _arg(args, kwargs, 4, "attention_mask")
     is_causal = kwargs.get("is_causal")
-    is_causal = causal if is_causal is None else bool(is_causal)
+    is_causal = (declared is None or bool(declared)) if is_causal is None else bool(is_causal)
     if mask is not None and mask.dim() == 2:
         # flash-attention style: padding keep-mask plus an implicit causal mask
         mask = _padding_to_bool(mask)
         if is_causal:
             n_q, n_k = query.shape[2], key.shape[2]
-            tri = torch.ones(n_q, n_k, dtype=torch.bool, device=mask.device).tril()
+            tri = torch.ones(n_q, n_k, dtype=torch.bool, device=mask.device).tril(n_k - n_q)
             window = kwargs.get("sliding_window")
             if window is not None:
-                tri = tri & ~torch.ones_like(tri).tril(-int(window))
+                tri = tri & ~torch.ones_like(tri).tril(n_k - n_q - int(window))
             mask = mask & tri
-    pattern = attention_from_qk(
+    pattern, sink = attention_from_qk(
         query,
         key,
         mask=mask,
@@ -66,30 +85,49 @@ def _hf_interface(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor,
         softcap=kwargs.get("softcap"),
         sliding_window=kwargs.get("sliding_window"),
         position_bias=kwargs.get("position_bias"),
-        sinks=kwargs.get("s_aux", kwargs.get("sinks")),
+        sinks=sinks,
+        return_sink=True,
     )
-    return pattern, causal
+    pattern = weights if returned else pattern
+    causal = bool(declared) if declared is not None else blocks_future(pattern)
+    return Read(pattern, causal, sink)
 
 
-def _sdpa_call(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor, bool]:
+def _sdpa_call(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
     """``F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0, is_causal=False, scale=None)``."""
     query, key = args[0], args[1]
     mask = _arg(args, kwargs, 3, "attn_mask")
     is_causal = bool(_arg(args, kwargs, 5, "is_causal") or False)
     pattern = attention_from_qk(query, key, mask=mask, scaling=_arg(args, kwargs, 6, "scale"), is_causal=is_causal)
-    return pattern, is_causal or _mask_blocks_future(mask)
+    return Read(pattern, is_causal or _mask_blocks_future(mask))
 
 
-def _softmax(args: tuple, kwargs: dict, output: Any) -> tuple[torch.Tensor, bool]:
-    """A manual ``softmax(q @ k.T)``: the output already is the pattern. Causality is read off it."""
-    pattern = output.float()
-    return pattern, _blocks_future(pattern)
+def _softmax(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+    """A manual ``softmax(q @ k.T)``: the output already is the pattern. Causality is read off it.
+    ``[batch * head, q, k]`` (BART-style ``bmm`` attention) is split into heads by ``batch``."""
+    pattern = _as_4d(output, batch).float()
+    return Read(pattern, blocks_future(pattern))
+
+
+def _returned_weights(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+    """A helper that returns ``(attention output, weights)`` (GPT-Neo's ``_attn``, GPT-2's
+    ``_upcast_and_reordered_attn``): the weights are the pattern."""
+    pattern = _as_4d(output[1], batch).float()
+    return Read(pattern, blocks_future(pattern))
+
+
+def _as_4d(x: torch.Tensor, batch: int | None) -> torch.Tensor:
+    if x.dim() == 3:
+        if not batch or x.shape[0] % batch:
+            raise ValueError(f"cannot split {x.shape[0]} rows into a batch of {batch}")
+        return x.reshape(batch, -1, *x.shape[1:])
+    return x
 
 
 _MHA_SIGNATURE = inspect.signature(torch.nn.MultiheadAttention.forward)
 
 
-def _mha(args: tuple, kwargs: dict, output: Any, module: torch.nn.MultiheadAttention) -> tuple[torch.Tensor, bool]:
+def _mha(args: tuple, kwargs: dict, output: Any, module: torch.nn.MultiheadAttention) -> Read:
     """``nn.MultiheadAttention`` called as a module: recompute from its in-projection weights."""
     bound = _MHA_SIGNATURE.bind(module, *args, **kwargs)
     bound.apply_defaults()
@@ -135,7 +173,7 @@ def _mha(args: tuple, kwargs: dict, output: Any, module: torch.nn.MultiheadAtten
     if bias is not None:
         float_mask = float_mask + bias
     pattern = attention_from_qk(q, k, mask=float_mask)
-    return pattern, _mask_blocks_future(float_mask)
+    return Read(pattern, _mask_blocks_future(float_mask))
 
 
 def _mask_blocks_future(mask: torch.Tensor | None) -> bool:
@@ -150,25 +188,38 @@ def _mask_blocks_future(mask: torch.Tensor | None) -> bool:
     return bool(blocked[..., future].all())
 
 
-def _blocks_future(pattern: torch.Tensor) -> bool:
+def blocks_future(pattern: torch.Tensor) -> bool:
+    """Whether a square pattern ``[..., q, q]`` is zero above its diagonal."""
     n_q, n_k = pattern.shape[-2:]
     if n_q < 2 or n_q != n_k:
         return False
     return bool((pattern.triu(1) == 0).all())
 
 
-READERS: dict[str, Callable[..., tuple[torch.Tensor, bool]]] = {
+READERS: dict[str, Callable[..., Read]] = {
     "hf_interface": _hf_interface,
     "sdpa_call": _sdpa_call,
     "softmax": _softmax,
+    "returned_weights": _returned_weights,
 }
 
 
-def read_site(kind: str, args: tuple, kwargs: dict, output: Any, module: torch.nn.Module | None):
-    """Dispatch to the reader of ``kind``; returns ``(pattern [batch, head, q, k] float32, causal)``."""
+def read_site(kind: str, args: tuple, kwargs: dict, output: Any, module: torch.nn.Module | None,
+              batch: int | None = None) -> Read:
+    """Dispatch to the reader of ``kind``. ``batch``: the number of sequences, to split ``[batch * head, q, k]``."""
     if kind == "mha":
         return _mha(args, kwargs, output, module)
-    return READERS[kind](args, kwargs, output)
+    return READERS[kind](args, kwargs, output, batch)
+
+
+def _stochastic(x: Any) -> bool:
+    """A float ``[..., q, k]`` tensor of 3 or 4 dims, square, non-negative, whose rows sum to 1."""
+    if not (isinstance(x, torch.Tensor) and x.dim() in (3, 4) and x.is_floating_point()):
+        return False
+    if x.shape[-1] != x.shape[-2] or x.shape[-1] < 2:
+        return False
+    o = x.float()
+    return bool((o >= 0).all()) and bool(torch.allclose(o.sum(-1), torch.ones_like(o[..., 0]), atol=1e-4))
 
 
 def looks_like(kind: str, args: tuple, kwargs: dict, output: Any) -> bool:
@@ -178,18 +229,20 @@ def looks_like(kind: str, args: tuple, kwargs: dict, output: Any) -> bool:
     if kind == "sdpa_call":
         return len(args) >= 3 and _is_4d(args[0]) and _is_4d(args[1]) and _is_4d(args[2])
     if kind == "softmax":
-        if not (_is_4d(output) and output.shape[-1] == output.shape[-2] and output.shape[-1] > 1):
-            return False
-        o = output.float()
-        return bool((o >= 0).all()) and bool(torch.allclose(o.sum(-1), torch.ones_like(o[..., 0]), atol=1e-4))
+        return _stochastic(output)
+    if kind == "returned_weights":
+        return isinstance(output, (tuple, list)) and len(output) == 2 and _stochastic(output[1])
     return False
 
 
-def check_reproduces_output(kind: str, args: tuple, kwargs: dict, output: Any, pattern: torch.Tensor) -> bool:
+def check_reproduces_output(kind: str, args: tuple, kwargs: dict, output: Any, read: Read) -> bool:
     """Whether ``pattern @ value`` reproduces what the call returned: proof that the call is attention and
     that the recomputed pattern is the one the model used. HF kernels return ``[batch, q, head, d]``,
-    SDPA ``[batch, head, q, d]``; both layouts are tried (they coincide in shape when q == heads)."""
-    if kind == "softmax":
+    SDPA ``[batch, head, q, d]``; both layouts are tried (they coincide in shape when q == heads).
+    A row-stochastic output (``softmax``, ``returned_weights``) is its own proof. Where a sink takes part
+    of the row, kernels either return ``pattern @ value`` (gpt-oss) or renormalise the pattern and scale
+    the output by the tokens' share (granite): both are accepted."""
+    if kind in ("softmax", "returned_weights"):
         return True
     if kind == "hf_interface":
         value, out = args[3], output[0] if isinstance(output, (tuple, list)) else output
@@ -197,11 +250,16 @@ def check_reproduces_output(kind: str, args: tuple, kwargs: dict, output: Any, p
         value, out = args[2], output
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
         return False
-    expected = torch.matmul(pattern, repeat_kv_heads(value.float(), pattern.shape[1]))
+    expected = torch.matmul(read.pattern, repeat_kv_heads(value.float(), read.pattern.shape[1]))
+    candidates = [expected]
+    if read.sink is not None:
+        rows = read.pattern.sum(-1, keepdim=True)
+        candidates.append(expected / rows.clamp_min(1e-30) * (1 - read.sink[..., None]))
     got = out.float()
     scale = float(got.abs().max().clamp_min(1e-6))
     rel = 1e-3 if out.dtype in (torch.float32, torch.float64) else 5e-2  # half types round at ~1e-2
-    for layout in (expected, expected.transpose(1, 2)):
-        if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
-            return True
+    for candidate in candidates:
+        for layout in (candidate, candidate.transpose(1, 2)):
+            if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
+                return True
     return False

@@ -232,6 +232,7 @@ def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, 
     per_row = max(1, (width - 5) // cell)
     lines = [f"{metric} by layer (rows) x head (columns); "
              + ("[x] = detected" if cell == 3 else "detected listed below")]
+    absent = False
     for first in range(0, n_heads, per_row):
         heads = range(first, min(n_heads, first + per_row))
         if cell == 3:
@@ -239,13 +240,17 @@ def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, 
         for layer in range(n_layers):
             cells = []
             for h in heads:
+                if not result.has_head(layer, h):
+                    absent = True
+                    cells.append(" - " if cell == 3 else "-")
+                    continue
                 c = _shade(float(matrix[layer][h]), charset)
                 cells.append((f"[{c}]" if (layer, h) in detected else f" {c} ") if cell == 3 else c)
             lines.append(f"L{layer:02d} {_BAR[charset][2]}" + "".join(cells))
     if cell == 1 and detected:
         lines.append("detected: " + " ".join(f"L{l}H{h}" for l, h in sorted(detected)))
     ramp = _SHADES[charset]
-    lines.append(f"scale: '{ramp[0]}' 0 .. '{ramp[-1]}' 1")
+    lines.append(f"scale: '{ramp[0]}' 0 .. '{ramp[-1]}' 1" + ("; '-' no such head (no attention there)" if absent else ""))
     return _done(lines, width)
 
 

@@ -5,23 +5,23 @@ pattern ``[batch, head, q, k]`` to a reducer *inside the trace* and keeps only w
 so callers (the scorer, remote execution) never hold all layers at once.
 
 Every pattern is float32 (fp16/bf16 models are recomputed in float32 from their query and key) and is
-self-checked before anyone sees it: finite, rows summing to 1, zeros above the diagonal where the site
-is causal. A failure raises ``CaptureCheckError`` naming the layer.
+self-checked before anyone sees it: finite, rows summing to 1 (with the sink's share, where a learned
+attention sink takes part of each row), zeros above the diagonal where the site is causal. A failure
+raises ``CaptureCheckError`` naming the layer. Layers are the model's own layer indices.
 Limits: no padding masks (every row of ``tokens`` is a full sequence); self-attention only.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 import torch
 
 from . import _model_info as info
-from ._readers import _blocks_future, read_site
-from .errors import CaptureCheckError, InputError
-from .sites import CustomSites, Site, envoy_at, find_sites
+from ._engine import ROW_TOLERANCE, mha_fastpath_off, read_layer, trace
+from .errors import CaptureCheckError, InductionNBError, InputError
+from .sites import CustomSites, Site, find_sites
 
 if TYPE_CHECKING:
     from .remote import RemoteConfig
@@ -31,16 +31,19 @@ __all__ = ["AttentionPatterns", "capture_attention", "stream_attention", "check_
 T = TypeVar("T")
 Reducer = Callable[[int, torch.Tensor], T]
 
-# Row-sum tolerance by the dtype the model computes in (its softmax rounds at that precision).
-_ROW_TOL = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-
-
 @dataclass(frozen=True)
 class AttentionPatterns:
     """Attention patterns of several layers.
 
-    ``pattern``: ``[batch, layer, head, q, k]`` float32, rows sum to 1. ``layers``: the model layer index
-    of each entry along dim 1. ``causal``: keys after the query are masked. ``tokens``: ``[batch, seq]``.
+    ``pattern``: ``[batch, layer, head, q, k]`` float32, rows sum to 1, exactly the weights eager
+    ``output_attentions`` gives. ``layers``: the model's layer index of each entry along dim 1 (layers
+    without attention are absent, not renumbered). ``causal``: keys after the query are masked.
+    ``tokens``: ``[batch, seq]``. ``sink_mass``: ``[batch, layer, head, q]``, the share of each row that
+    goes to no token: a learned attention sink (gpt-oss, deepseek-v4: rows then sum to ``1 - sink_mass``)
+    or positions the model puts before the tokens (CPM-Ant's prompt); ``None`` where no layer has one
+    (zeros for the layers without one otherwise). ``heads``: the number of heads of each layer where
+    layers differ in it (``None`` where they all have ``n_heads``); the missing heads of a smaller layer
+    are NaN in ``pattern``.
     """
 
     pattern: torch.Tensor
@@ -48,6 +51,8 @@ class AttentionPatterns:
     causal: bool
     tokens: torch.Tensor
     sites: tuple[Site, ...]
+    sink_mass: torch.Tensor | None = None
+    heads: tuple[int, ...] | None = None
 
     @property
     def n_heads(self) -> int:
@@ -61,8 +66,9 @@ class AttentionPatterns:
         """One head's pattern ``[q, k]`` by *model* layer index."""
         if layer not in self.layers:
             raise InputError(f"layer {layer} was not captured; captured layers: {list(self.layers)}")
-        if not 0 <= head < self.n_heads:
-            raise InputError(f"head {head} out of range: the model has {self.n_heads} heads (0..{self.n_heads - 1})")
+        n = self.n_heads if self.heads is None else self.heads[self.layers.index(layer)]
+        if not 0 <= head < n:
+            raise InputError(f"head {head} out of range: layer {layer} has {n} heads (0..{n - 1})")
         return self.pattern[batch, self.layers.index(layer), head]
 
     def __repr__(self) -> str:
@@ -89,23 +95,46 @@ def capture_attention(
     model must then be an nnsight model that names a served model, e.g. ``LanguageModel(repo_id)``.
     """
     ctx = _prepare(model, tokens, layers, sites, remote)
-    per_layer = _run(ctx, _keep)
-    try:
-        stacked = torch.stack([p for _, p, _ in per_layer], dim=1)
-    except RuntimeError as e:
-        shapes = {layer: tuple(p.shape) for layer, p, _ in per_layer}
-        raise CaptureCheckError(f"layers have different pattern shapes and cannot be stacked: {shapes}") from e
+    per_layer = _run(ctx, _Keep())
+    heads = tuple(p.shape[1] for _, (p, _), _ in per_layer)
+    shapes = {(p.shape[0], *p.shape[2:]) for _, (p, _), _ in per_layer}
+    if len(shapes) > 1:
+        found = {layer: tuple(p.shape) for layer, (p, _), _ in per_layer}
+        raise CaptureCheckError(f"layers have different pattern shapes and cannot be stacked: {found}; capture "
+                                "them separately with layers=[...]")
+    stacked = torch.stack([_pad_heads(p, max(heads)) for _, (p, _), _ in per_layer], dim=1)
+    sinks = [s for _, (_, s), _ in per_layer]
+    sink_mass = None
+    if any(s is not None for s in sinks):
+        zeros = torch.zeros(stacked.shape[0], max(heads), stacked.shape[3], device=stacked.device)
+        sink_mass = torch.stack([zeros if s is None else _pad_heads(s.to(stacked.device), max(heads)) for s in sinks],
+                                dim=1)
     return AttentionPatterns(
         pattern=stacked,
         layers=tuple(layer for layer, _, _ in per_layer),
         causal=all(c for _, _, c in per_layer),
         tokens=ctx.tokens,
         sites=ctx.sites,
+        sink_mass=sink_mass,
+        heads=heads if len(set(heads)) > 1 else None,
     )
 
 
-def _keep(layer: int, pattern: torch.Tensor) -> torch.Tensor:
-    return pattern
+def _pad_heads(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``[batch, head, ...]`` padded with NaN to ``n`` heads (a layer with fewer heads than others)."""
+    if x.shape[1] == n:
+        return x
+    pad = torch.full((x.shape[0], n - x.shape[1], *x.shape[2:]), float("nan"), dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad], dim=1)
+
+
+class _Keep:
+    """The identity reducer: the pattern and the sink's share, as they are."""
+
+    accepts_sink = True  # a class attribute: a remote request ships the class by value, attributes included
+
+    def __call__(self, layer: int, pattern: torch.Tensor, sink: torch.Tensor | None):
+        return pattern, sink
 
 
 def stream_attention(
@@ -121,7 +150,9 @@ def stream_attention(
     ``[batch, head, q, k]`` (float32) and return the reducer's results in layer order.
 
     Only what the reducer returns leaves the trace; the pattern itself is dropped after each layer.
-    The reducer must not modify the pattern (it may be the model's own tensor).
+    The reducer must not modify the pattern (it may be the model's own tensor). A reducer with the
+    attribute ``accepts_sink = True`` is called as ``reducer(layer, pattern, sink_mass)``, ``sink_mass``
+    ``[batch, head, q]`` or ``None`` (see ``AttentionPatterns``).
     """
     ctx = _prepare(model, tokens, layers, sites, remote)
     return [value for _, value, _ in _run(ctx, reducer)]
@@ -155,12 +186,13 @@ def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None, re
         all_sites = sites.expand()
     else:
         all_sites = find_sites(nn_model, module, tokens[:1, : min(tokens.shape[1], 8)], remote=remote or None)
-    chosen = _select_layers(layers, len(all_sites))
-    tolerance = _ROW_TOL.get(info.model_dtype(module), 1e-3)
-    return _Context(nn_model, module, tokens, tuple(all_sites[i] for i in chosen), tolerance, remote or None)
+    chosen = _select_layers(layers, [s.layer for s in all_sites])
+    tolerance = ROW_TOLERANCE.get(info.model_dtype(module), 1e-3)
+    return _Context(nn_model, module, tokens, tuple(s for s in all_sites if s.layer in chosen), tolerance,
+                    remote or None)
 
 
-def _run(ctx: _Context, reduce: Callable[[int, torch.Tensor], Any]) -> list[tuple[int, Any, bool]]:
+def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool]]:
     """One trace over ``ctx.tokens``: each site's pattern is read, checked and reduced *inside* the trace;
     returns ``(layer, reduce(layer, pattern), causal)`` per site. Everything the trace body calls lives at
     module level in induction_nb, so that a remote request ships it by value."""
@@ -168,25 +200,23 @@ def _run(ctx: _Context, reduce: Callable[[int, torch.Tensor], Any]) -> list[tupl
 
     # plain locals: a remote request serialises what the body references, and ctx holds the model
     model, sites, tolerance = ctx.model, ctx.sites, ctx.tolerance
+    batch, n_tokens = ctx.tokens.shape
     out = None
     try:
-        with torch.no_grad(), _mha_fastpath_off(), _trace(ctx) as tracer:
+        with torch.no_grad(), mha_fastpath_off(), trace(model, ctx.tokens, ctx.remote) as tracer:
             out = nnsight.save([])
             for site in sites:
-                out.append(_read_layer(model, site, tolerance, reduce))
+                out.append(read_layer(model, tracer, site, tolerance, reduce, n_tokens, batch))
             tracer.stop()
     except Exception as e:
-        if ctx.remote is None:
-            raise
-        from .remote import translate_error
-
-        err = translate_error(e, ctx.remote)
-        if err is e:
-            raise
-        raise err from e
+        raise _translate(e, ctx) from e
     out = list(out or [])
     done = {layer for layer, _, _ in out}
     missing = [s.layer for s in ctx.sites if s.layer not in done]
+    out = [x for x in out if x[2] is not None]  # causal None: not attention among the tokens (pooled)
+    if not out:
+        raise CaptureCheckError("no attention layer covers the tokens (every site attends over other positions); "
+                                "name the sites with sites=CustomSites(...)")
     if missing:
         raise CaptureCheckError(
             f"the attention of layer(s) {missing} never ran during the forward pass "
@@ -195,84 +225,49 @@ def _run(ctx: _Context, reduce: Callable[[int, torch.Tensor], Any]) -> list[tupl
     return out
 
 
-def _trace(ctx: _Context) -> Any:
-    if not ctx.remote:
-        return ctx.model.trace(ctx.tokens)
-    from . import remote
+def _translate(e: Exception, ctx: _Context) -> Exception:
+    """Our own error for a failure inside the trace: remote failures by kind; nnsight's bookkeeping errors
+    (an operation that did not run, or ran in another order) as a ``CaptureCheckError`` naming the sites."""
+    if ctx.remote is not None:
+        from .remote import translate_error
 
-    return remote.remote_trace(ctx.model, ctx.tokens, ctx.remote)
-
-
-def _read_layer(model: Any, site: Site, tolerance: float, reduce: Callable) -> tuple[int, Any, bool]:
-    """Inside the trace: one site's pattern ``[batch, head, q, k]``, checked, then reduced."""
-    envoy = envoy_at(model, site.path)
-    node = getattr(envoy.source, site.op) if site.op else envoy
-    args, kwargs = node.inputs
-    output = node.output if site.needs_output else None
-    if site.kind == "custom":
-        pattern = _as_pattern(site.reader(args, kwargs, output), site)
-        causal = site.causal if site.causal is not None else _blocks_future(pattern)
-    else:
-        target = envoy._module if site.kind == "mha" else None
-        pattern, causal = read_site(site.kind, args, kwargs, output, target)
-    check_pattern(pattern, causal, site.layer, tolerance)
-    return site.layer, reduce(site.layer, pattern), causal
+        err = translate_error(e, ctx.remote)
+        if err is not e:
+            return err
+    if isinstance(e, InductionNBError) or not type(e).__module__.startswith("nnsight"):
+        return e
+    where = ", ".join(f"L{s.layer} {s.path}{'.' + s.op if s.op else ''}" for s in ctx.sites[:3])
+    return CaptureCheckError(
+        f"reading the attention sites failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        f"sites: {where}{'...' if len(ctx.sites) > 3 else ''}. The forward may take another branch for these "
+        "tokens than for the discovery probe; name the sites with sites=CustomSites(...)"
+    )
 
 
-def _as_pattern(pattern: Any, site: Site) -> torch.Tensor:
-    if not isinstance(pattern, torch.Tensor) or pattern.dim() != 4:
-        shape = tuple(pattern.shape) if isinstance(pattern, torch.Tensor) else type(pattern).__name__
-        raise CaptureCheckError(
-            f"layer {site.layer}: the custom reader for {site.path!r} returned {shape}; "
-            "it must return a pattern tensor [batch, head, q, k]"
-        )
-    return pattern.float()
-
-
-def check_pattern(pattern: torch.Tensor, causal: bool, layer: int, tolerance: float = 1e-4) -> None:
-    """Self-check of one layer's pattern ``[batch, head, q, k]``; raises ``CaptureCheckError``.
-
-    Runs in chunks of about 32 MB so that the check never allocates a temporary as large as the
-    pattern (it runs inside the trace on every layer). A NaN or inf anywhere makes its row sum non-finite.
-    """
-    n_q, n_k = pattern.shape[-2:]
-    flat = pattern.reshape(-1, n_q, n_k)
-    step = max(1, (8 << 20) // max(1, n_q * n_k))
-    err = leak = 0.0
-    for start in range(0, flat.shape[0], step):
-        chunk = flat[start : start + step]
-        rows = chunk.sum(-1)
-        if not torch.isfinite(rows).all():
-            raise CaptureCheckError(f"layer {layer}: the attention pattern contains NaN or inf")
-        err = max(err, (rows - 1).abs().max().item())
-        if causal and n_k > 1:
-            leak = max(leak, chunk.triu(1).abs().amax().item())
-    if err > tolerance:
-        raise CaptureCheckError(
-            f"layer {layer}: attention rows do not sum to 1 (worst row off by {err:.2e}, tolerance {tolerance:.0e}); "
-            "the site may not be a softmax attention pattern (attention sinks, a wrong custom reader)"
-        )
-    if leak > 1e-6:
-        raise CaptureCheckError(
-            f"layer {layer}: a causal layer attends to future positions (weight {leak:.2e} above the diagonal)"
-        )
-
-
-def _select_layers(layers: Any, n_layers: int) -> list[int]:
+def _select_layers(layers: Any, labels: list[int]) -> set[int]:
+    """The requested model layer indices, each one the model has attention in."""
     if layers is None:
-        return list(range(n_layers))
+        return set(labels)
     if isinstance(layers, int) and not isinstance(layers, bool):
         layers = [layers]
     try:
-        chosen = sorted({int(i) for i in layers})
+        chosen = {int(i) for i in layers}
     except (TypeError, ValueError):
         raise InputError(f"layers must be an int or a list of ints, got {layers!r}") from None
     if not chosen:
         raise InputError("layers is empty; pass None for all layers")
-    bad = [i for i in chosen if not 0 <= i < n_layers]
+    bad = sorted(chosen - set(labels))
     if bad:
-        raise InputError(f"layer(s) {bad} out of range: the model has {n_layers} layers (0..{n_layers - 1})")
+        raise InputError(f"layer(s) {bad} out of range: the model has {len(set(labels))} layers with attention "
+                         f"(layer indices {_ranges(labels)})")
     return chosen
+
+
+def _ranges(labels: list[int]) -> str:
+    labels = sorted(set(labels))
+    if labels == list(range(labels[0], labels[-1] + 1)) and len(labels) > 3:
+        return f"{labels[0]}..{labels[-1]}"
+    return ", ".join(map(str, labels))
 
 
 def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
@@ -318,19 +313,3 @@ def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
             f"sequence length {seq} exceeds the model's {limit} positions; use sequences of at most {limit} tokens"
         )
     return tokens
-
-
-@contextlib.contextmanager
-def _mha_fastpath_off():
-    """``nn.TransformerEncoderLayer`` skips its ``self_attn`` module in eval mode (a fused fast path), which
-    would hide the attention from the trace: switch that path off for the duration of the capture."""
-    mha = getattr(torch.backends, "mha", None)
-    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
-        yield
-        return
-    before = mha.get_fastpath_enabled()
-    mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        mha.set_fastpath_enabled(before)

@@ -21,8 +21,11 @@ from typing import Any, Literal, Sequence
 import torch
 
 from . import _model_info as info
-from .capture import _read_layer, check_tokens
+from ._engine import read_layer
+from ._engine import trace as _engine_trace
+from .capture import check_tokens
 from .detector import InductionHeadDetector
+from ._validate import check_heads
 from .errors import InputError
 from .scores import match_mask, stripe_attention
 from .sites import envoy_at, find_sites
@@ -80,19 +83,26 @@ class _Ablator:
             self.remote = resolve(self.model, remote)
         probe = torch.arange(2, 6)[None] % max(2, info.vocab_size(self.module) or 2)
         self.sites = find_sites(self.model, self.module, check_tokens(probe, self.module), remote=self.remote)
-        self.n_layers = len(self.sites)
+        self.layers = [s.layer for s in self.sites]  # the model's layer indices, in run order
+        self.n_layers = max(max(self.layers) + 1, _config_layers(self.module))
         self.n_heads = _n_heads(self.module)
         if projections is not None:
-            if len(projections) != self.n_layers:
-                raise InputError(f"projections names {len(projections)} modules for {self.n_layers} layers")
-            self.paths = list(projections)
+            if len(projections) != len(self.sites):
+                raise InputError(f"projections names {len(projections)} modules for {len(self.sites)} attention layers")
+            paths = list(projections)
         else:
-            self.paths = [self._projection(site.path) for site in self.sites]
-        width = _in_features(self.module.get_submodule(self.paths[0]))
+            paths = [self._projection(site.path) for site in self.sites]
+        self.paths = dict(zip(self.layers, paths))
+        width = _in_features(self.module.get_submodule(paths[0]))
         if width is None or width % self.n_heads:
-            raise InputError(f"the output projection {self.paths[0]!r} takes {width} features, which do not split "
+            raise InputError(f"the output projection {paths[0]!r} takes {width} features, which do not split "
                              f"into {self.n_heads} heads; pass projections=[...] naming the right module per layer")
         self.d_head = width // self.n_heads
+        uneven = {p: _in_features(self.module.get_submodule(p)) for p in paths}
+        uneven = {p: w for p, w in uneven.items() if w != width}
+        if uneven:
+            raise InputError(f"the output projections differ in width ({paths[0]!r}: {width}, then {uneven}): the "
+                             "layers have different head counts or sizes, which the ablation tools do not support")
 
     def _projection(self, site_path: str) -> str:
         attn = self.module.get_submodule(site_path)
@@ -118,27 +128,16 @@ class _Ablator:
             "concatenated head outputs"
         )
 
-    def check_heads(self, heads: Any) -> list[tuple[int, int]]:
-        try:
-            pairs = [(l, h) for l, h in heads]
-        except (TypeError, ValueError):
-            raise InputError("heads must be a list of (layer, head) pairs") from None
-        if not pairs:
-            raise InputError("the head list is empty; name at least one (layer, head) to ablate")
-        if not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for p in pairs for x in p):
-            raise InputError(f"heads must be integer (layer, head) pairs, got {pairs!r}")
-        pairs = [(int(l), int(h)) for l, h in pairs]
-        bad = [p for p in pairs if not (0 <= p[0] < self.n_layers and 0 <= p[1] < self.n_heads)]
-        if bad:
-            raise InputError(f"heads {bad} out of range: the model has {self.n_layers} layers x {self.n_heads} heads")
-        return pairs
+    def check_heads(self, heads: Any, name: str = "heads") -> list[tuple[int, int]]:
+        return check_heads(name, heads, {l: self.n_heads for l in self.layers})
+
+    @property
+    def heads(self) -> list[tuple[int, int]]:
+        """Every head, in run order."""
+        return [(l, h) for l in self.layers for h in range(self.n_heads)]
 
     def trace(self, tokens: torch.Tensor) -> Any:
-        if self.remote is None:
-            return self.model.trace(tokens)
-        from .remote import remote_trace
-
-        return remote_trace(self.model, tokens, self.remote)
+        return _engine_trace(self.model, tokens, self.remote)
 
     def run(self, tokens: torch.Tensor, plans: list[list[tuple[int, int]]], method: str, means: dict | None,
             positions: torch.Tensor | None = None, read: dict[int, Any] | None = None) -> tuple[Any, list]:
@@ -156,20 +155,20 @@ class _Ablator:
             for l, h in plan:
                 cuts.setdefault(l, []).append((slice(i * b, (i + 1) * b), slice(h * d, (h + 1) * d)))
         read = read or {}
-        last = max([*cuts, *read], default=-1)
-        sites, tolerance = self.sites, 1e-3
+        todo = set(cuts) | set(read)
+        order = [s for s in self.sites if s.layer in todo]
+        tolerance = 1e-3
         big = tokens.repeat(len(plans), 1)
+        batch, n_tokens = big.shape
         scores = None  # only values saved inside the trace come back out of it
         try:
             with torch.no_grad(), self.trace(big) as tracer:
                 reduced = nnsight.save([])
-                for layer in range(last + 1):
-                    if layer in read:
-                        reduced.append(_read_layer(model, sites[layer], tolerance, read[layer]))
-                    if layer in cuts:
-                        z = envoy_at(model, paths[layer]).input
-                        for rows, cols in cuts[layer]:
-                            z[rows, :, cols] = 0 if method == "zero" else means[layer][cols]
+                for site in order:
+                    if site.layer in read:
+                        reduced.append(read_layer(model, tracer, site, tolerance, read[site.layer], n_tokens, batch))
+                    if site.layer in cuts:
+                        _cut(model, tracer, paths[site.layer], site.call, cuts[site.layer], method, means, site.layer)
                 if positions is None:
                     tracer.stop()
                 else:
@@ -189,15 +188,37 @@ class _Ablator:
         """Mean of each layer's projection input over batch and positions (for mean ablation)."""
         import nnsight
 
-        model, paths = self.model, self.paths
+        model, paths, sites = self.model, self.paths, self.sites
         try:
-            with torch.no_grad(), self.trace(tokens):
+            with torch.no_grad(), self.trace(tokens) as tracer:
                 out = nnsight.save({})
-                for layer, path in enumerate(paths):
-                    out[layer] = envoy_at(model, path).input.float().mean(dim=(0, 1))
+                for site in sites:
+                    out[site.layer] = _projection_input(model, tracer, paths[site.layer], site.call).float().mean(
+                        dim=(0, 1))
         except Exception as e:
             raise self._translate(e) from e
         return dict(out)
+
+
+def _projection_input(model: Any, tracer: Any, path: str, call: int) -> Any:
+    """Inside a trace: the input of the output projection at ``path`` on its ``call``-th application."""
+    if call == 0:
+        return envoy_at(model, path).input
+    box = []
+    for _ in tracer.iter[call]:
+        box.append(envoy_at(model, path).input)
+    return box[0]
+
+
+def _cut(model: Any, tracer: Any, path: str, call: int, cuts: list, method: str, means: dict | None, layer: int):
+    """Inside a trace: zero (or set to its mean) each ``(rows, cols)`` block of the projection's input."""
+    if call:
+        for _ in tracer.iter[call]:
+            _cut(model, tracer, path, 0, cuts, method, means, layer)
+        return
+    z = envoy_at(model, path).input
+    for rows, cols in cuts:
+        z[rows, :, cols] = 0 if method == "zero" else means[layer][cols]
 
 
 def _check_method(method: Any) -> None:
@@ -224,6 +245,13 @@ def _in_features(module: torch.nn.Module) -> int | None:
     if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2's transposed linear
         return module.weight.shape[0]
     return None
+
+
+def _config_layers(module: torch.nn.Module) -> int:
+    config = getattr(module, "config", None)
+    value = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
+                                                                  "num_hidden_layers", None)
+    return value if isinstance(value, int) else 0
 
 
 def _n_heads(module: torch.nn.Module) -> int:
@@ -296,14 +324,14 @@ def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length
     ab = _Ablator(model, projections, remote)
     tokens, positions, _ = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
-    heads = [(l, h) for l in range(ab.n_layers) for h in range(ab.n_heads)]
+    heads = ab.heads
     per_forward = max(1, chunk // batch_size)
     groups = [heads[i : i + per_forward] for i in range(0, len(heads), per_forward)]
     if progress or (progress is None and len(groups) > 4):
         from tqdm.auto import tqdm
 
         groups = tqdm(groups, desc="ablating heads", unit="forward")
-    effects = torch.zeros(ab.n_layers, ab.n_heads)
+    effects = torch.full((ab.n_layers, ab.n_heads), float("nan"))  # NaN: a layer without attention
     n_forward = int(method == "mean")
     baseline = None
     for group in groups:
@@ -381,8 +409,7 @@ def find_circuit(model: Any, induction_heads: Sequence[tuple[int, int]] | None =
             raise InputError("the detector finds no induction head in this model; pass induction_heads=[...]")
     targets = ab.check_heads(induction_heads)
     top_layer = max(l for l, _ in targets)
-    pool = ab.check_heads(candidates) if candidates is not None else [
-        (l, h) for l in range(top_layer) for h in range(ab.n_heads)]
+    pool = ab.check_heads(candidates) if candidates is not None else [(l, h) for l, h in ab.heads if l < top_layer]
     pool = [(l, h) for l, h in pool if l < top_layer]
     tokens, _, _ = _probes(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None

@@ -19,6 +19,7 @@ import torch
 from . import _model_info as info
 from . import scores as S
 from ._stats import bootstrap_overall
+from ._validate import check_heads, describe_heads
 from ._checks import square_attention
 from .capture import capture_attention, stream_attention
 from .errors import InputError
@@ -108,11 +109,11 @@ class InductionHeadDetector:
         controls = [gen.control_for(p) for p in probes]
         repeated = torch.cat([p.tokens for p in probes])
         control = torch.cat(controls)
-        per_seq, kept = self._run(repeated, control, first_query=1 + probes[0].offset, keep=keep)
-        n_layers, n_heads = per_seq["prefix"].shape[1:]
-        bad = [(l, h) for l, h in keep if not (0 <= l < n_layers and 0 <= h < n_heads)]
+        per_seq, kept, layers, heads = self._run(repeated, control, first_query=1 + probes[0].offset, keep=keep)
+        present = {(l, h) for l, n in zip(layers, heads) for h in range(n)}
+        bad = [(l, h) for l, h in keep if (l, h) not in present]
         if bad:
-            raise InputError(f"keep_patterns {bad} out of range: the model has {n_layers} layers x {n_heads} heads")
+            raise InputError(f"keep_patterns {bad} out of range: {describe_heads(dict(zip(layers, heads)))}")
         head = S.combine(per_seq["prefix"], per_seq["control"], per_seq["copying"])
         low, high = bootstrap_overall(per_seq["prefix"], per_seq["control"], per_seq["copying"],
                                       n=self.n_bootstrap, seed=self.seed)
@@ -120,13 +121,14 @@ class InductionHeadDetector:
         scores = tuple(
             HeadScore(
                 layer=l, head=h,
-                prefix_matching=_f(head["prefix_matching"][l, h]), contrast=_f(head["contrast"][l, h]),
-                copying=_f(head["copying"][l, h]), previous_token=_f(means["previous"][l, h]),
-                duplicate_token=_f(means["duplicate"][l, h]), diagonal=_f(means["diagonal"][l, h]),
-                overall_score=_f(head["overall"][l, h]), ci_low=_f(low[l, h]), ci_high=_f(high[l, h]),
+                prefix_matching=_f(head["prefix_matching"][i, h]), contrast=_f(head["contrast"][i, h]),
+                copying=_f(head["copying"][i, h]), previous_token=_f(means["previous"][i, h]),
+                duplicate_token=_f(means["duplicate"][i, h]), diagonal=_f(means["diagonal"][i, h]),
+                overall_score=_f(head["overall"][i, h]), ci_low=_f(low[i, h]), ci_high=_f(high[i, h]),
             )
-            for l in range(n_layers) for h in range(n_heads)
+            for i, (l, n) in sorted(enumerate(zip(layers, heads)), key=lambda x: x[1][0]) for h in range(n)
         )
+        n_layers = max(max(layers) + 1, _config_layers(self.module))
         settings = {
             "sequence_length": sequence_length, "n_repeats": n_repeats, "batch_size": self.batch_size,
             "patterns": list(patterns), "bos_token_id": self.bos_token_id, "token_range": [gen.low, gen.high],
@@ -134,11 +136,12 @@ class InductionHeadDetector:
             "attn_implementation": getattr(getattr(self.module, "config", None), "_attn_implementation", None),
             "remote": bool(self.remote),
         }
-        return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, n_heads,
+        return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, max(heads),
                                settings, self.seed, kept, repeated.cpu() if kept else None)
 
     def _run(self, repeated: torch.Tensor, control: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
-        """Per-sequence metrics ``{name: [n_sequences, layer, head]}`` and kept patterns, chunk by chunk."""
+        """Per-sequence metrics ``{name: [n_sequences, site, head]}`` (NaN past a layer's own head count), the
+        kept patterns, and each site's layer index and head count, chunk by chunk."""
         chunks = range(0, repeated.shape[0], self.chunk_size)
         show = self.progress if self.progress is not None else len(chunks) > 1
         if show:
@@ -147,30 +150,44 @@ class InductionHeadDetector:
             chunks = tqdm(chunks, desc="detect", unit="chunk")
         collected: dict[str, list[torch.Tensor]] = {}
         kept: dict[tuple[int, int], list[torch.Tensor]] = {}
+        layers = heads = None
         for start in chunks:
             r = repeated[start : start + self.chunk_size]
             c = control[start : start + self.chunk_size]
-            layers = stream_attention(self.model, torch.cat([r, c]), _LayerReducer(r, first_query, keep),
-                                      remote=self.remote)
-            for name in layers[0]["metrics"]:
-                collected.setdefault(name, []).append(torch.stack([x["metrics"][name] for x in layers], 1))
-            for x in layers:
+            out = stream_attention(self.model, torch.cat([r, c]), _LayerReducer(r, first_query, keep),
+                                   remote=self.remote)
+            layers = [x["layer"] for x in out]
+            heads = [x["metrics"]["prefix"].shape[1] for x in out]
+            for name in out[0]["metrics"]:
+                collected.setdefault(name, []).append(torch.stack([_pad(x["metrics"][name], max(heads)) for x in out], 1))
+            for x in out:
                 for key, pattern in x["kept"].items():
                     kept.setdefault(key, []).append(pattern)
-        return {k: torch.cat(v) for k, v in collected.items()}, {k: torch.cat(v) for k, v in kept.items()}
+        return ({k: torch.cat(v) for k, v in collected.items()}, {k: torch.cat(v) for k, v in kept.items()},
+                layers, heads)
 
 
 class _LayerReducer:
-    """Runs inside the trace on one layer's pattern ``[2n, head, q, k]`` (n probes, then n controls)."""
+    """Runs inside the trace on one layer's pattern ``[2n, head, q, k]`` (n probes, then n controls).
+
+    Where a learned sink takes part of each row, the metrics are taken over *all* the row's mass: the
+    pattern is rescaled to each key's share of the full softmax (sink included), so attention parked on
+    the sink counts against the prefix-matching score as attention on a BOS token would. Copying's arg-max
+    runs over the tokens."""
+
+    accepts_sink = True
 
     def __init__(self, tokens: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
         self.tokens, self.first_query, self.keep = tokens, first_query, keep
         self.match = S.match_mask(tokens)
         self.dup = S.duplicate_mask(tokens)
 
-    def __call__(self, layer: int, pattern: torch.Tensor) -> dict:
+    def __call__(self, layer: int, pattern: torch.Tensor, sink: torch.Tensor | None = None) -> dict:
         n = self.tokens.shape[0]
         tokens, match = self.tokens.to(pattern.device), self.match.to(pattern.device)
+        kept = {(l, h): pattern[:n, h].detach().clone().cpu() for l, h in self.keep if l == layer and h < pattern.shape[1]}
+        if sink is not None:
+            pattern = S.all_mass(pattern, sink)
         probe, ctrl = pattern[:n], pattern[n:]
         metrics = {
             "prefix": S.stripe_attention(probe, match),
@@ -180,8 +197,21 @@ class _LayerReducer:
             "duplicate": S.stripe_attention(probe, self.dup.to(pattern.device)),
             "diagonal": S.diagonal(probe),
         }
-        kept = {(l, h): probe[:, h].detach().clone().cpu() for l, h in self.keep if l == layer and h < probe.shape[1]}
-        return {"metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": kept}
+        return {"layer": layer, "metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": kept}
+
+
+def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``[batch, head]`` padded with NaN to ``n`` heads (a layer with fewer heads than others)."""
+    if x.shape[1] == n:
+        return x
+    return torch.cat([x, torch.full((x.shape[0], n - x.shape[1]), float("nan"))], dim=1)
+
+
+def _config_layers(module: torch.nn.Module) -> int:
+    config = getattr(module, "config", None)
+    value = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
+                                                                  "num_hidden_layers", None)
+    return value if isinstance(value, int) else 0
 
 
 def _f(x: torch.Tensor) -> float:
@@ -198,13 +228,9 @@ def _bos_id(module: torch.nn.Module, tokenizer: Any) -> int | None:
 
 def _check_keep(keep: Iterable[tuple[int, int]], module: torch.nn.Module) -> list[tuple[int, int]]:
     """(layer, head) integer pairs, checked against the config up front where it says the model's size
-    (a remote scan would otherwise pay for a whole job before the error)."""
-    try:
-        pairs = [(l, h) for l, h in keep]
-    except (TypeError, ValueError):
-        raise InputError("keep_patterns must be a list of (layer, head) pairs") from None
-    if not all(isinstance(x, int) and not isinstance(x, bool) for pair in pairs for x in pair):
-        raise InputError(f"keep_patterns must hold integer (layer, head) pairs, got {pairs!r}")
+    (a remote scan would otherwise pay for a whole job before the error); against the attention layers
+    the scan finds after it."""
+    pairs = check_heads("keep_patterns", keep, allow_empty=True)
     config = getattr(module, "config", None)
     n_layers = getattr(config, "num_hidden_layers", None)
     n_heads = getattr(config, "num_attention_heads", None)

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .capture import _read_layer
-from .causal import _Ablator, _probes
+from ._engine import read_layer
+from .causal import _Ablator, _probes, _projection_input
 from .errors import InputError
 from .scores import match_mask
 from .sites import envoy_at
@@ -72,13 +72,17 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
-    model_nn, sites, paths, d = ab.model, ab.sites, ab.paths, ab.d_head
+    model_nn, paths, d = ab.model, ab.paths, ab.d_head
+    order = [s for s in ab.sites if s.layer in by_layer]
+    batch, n_tokens = tokens.shape
     try:
         with torch.no_grad(), ab.trace(tokens) as tracer:
             got = nnsight.save({})
-            for layer in sorted(by_layer):
-                got[("argmax", layer)] = _read_layer(model_nn, sites[layer], 1e-3, _ArgmaxReducer(by_layer[layer]))[1]
-                got[("z", layer)] = envoy_at(model_nn, paths[layer]).input.float().clone()
+            for site in order:
+                layer = site.layer
+                got[("argmax", layer)] = read_layer(model_nn, tracer, site, 1e-3, _ArgmaxReducer(by_layer[layer]),
+                                                    n_tokens, batch)[1]
+                got[("z", layer)] = _projection_input(model_nn, tracer, paths[layer], site.call).float().clone()
             if norm_path is not None:
                 got["final"] = envoy_at(model_nn, norm_path).input.float().clone()
             else:

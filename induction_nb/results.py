@@ -3,6 +3,10 @@
 ``DetectionResult.to_dict()`` holds plain numbers and strings only (JSON-safe; patterns a caller asked
 to keep travel in ``kept_patterns`` and are not serialised). ``from_dict`` checks the format tag and
 says what is wrong with a foreign or damaged file.
+
+Heads are named by the model's own layer index: a hybrid model's attention layers keep their indices
+(``L1``, ``L3``) and its other layers have no scores; a layer with fewer heads than others has scores for
+the heads it has. ``n_layers x n_heads`` is the grid the heads live in.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ._validate import describe_heads
 from .errors import InputError
 
 __all__ = ["HeadScore", "HeadBehavior", "DetectionResult", "FORMAT"]
 
 FORMAT = "induction_nb.DetectionResult"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: head scores may skip layers or heads the model does not have; 1 is still read
+_READABLE = (1, 2)
 
 
 def _num(x: float | None) -> float | None:
@@ -113,6 +119,18 @@ class DetectionResult:
     kept_patterns: dict = field(default_factory=dict, compare=False, repr=False)
     kept_tokens: Any = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self):
+        index = {(s.layer, s.head): i for i, s in enumerate(self.head_scores)}
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def layers(self) -> list[int]:
+        """The model's layer indices that have attention heads (and so scores)."""
+        return sorted({s.layer for s in self.head_scores})
+
+    def has_head(self, layer: int, head: int) -> bool:
+        return (layer, head) in self._index
+
     @property
     def induction_heads(self) -> list[tuple[int, int]]:
         """``(layer, head)`` of the heads whose overall score reaches the threshold, best first."""
@@ -135,17 +153,27 @@ class DetectionResult:
         return ranked if n is None else ranked[:n]
 
     def score(self, layer: int, head: int) -> HeadScore:
-        if not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
-            raise InputError(
-                f"L{layer}H{head} is out of range: the model has {self.n_layers} layers x {self.n_heads} heads"
-            )
-        return self.head_scores[layer * self.n_heads + head]
+        i = self._index.get((layer, head))
+        if i is None:
+            raise InputError(f"L{layer}H{head} is out of range: {describe_heads(self.heads_per_layer)}")
+        return self.head_scores[i]
+
+    @property
+    def heads_per_layer(self) -> dict[int, int]:
+        """``{layer: number of heads}`` of the layers that have attention."""
+        out: dict[int, int] = {}
+        for s in self.head_scores:
+            out[s.layer] = max(out.get(s.layer, 0), s.head + 1)
+        return out
 
     def score_matrix(self, metric: str = "overall_score") -> list[list[float]]:
-        """``[layer][head]`` values of ``metric``."""
+        """``[layer][head]`` values of ``metric`` over the ``n_layers x n_heads`` grid; NaN where the model has
+        no such head (a layer without attention, a layer with fewer heads)."""
         if metric not in {f.name for f in fields(HeadScore)} - {"layer", "head"}:
             raise InputError(f"unknown metric {metric!r}; use one of the HeadScore fields, e.g. 'overall_score'")
-        return [[getattr(self.score(l, h), metric) for h in range(self.n_heads)] for l in range(self.n_layers)]
+        nan = float("nan")
+        return [[getattr(self.score(l, h), metric) if (l, h) in self._index else nan for h in range(self.n_heads)]
+                for l in range(self.n_layers)]
 
     def with_causal_effects(self, effects: Any, method: str = "zero") -> "DetectionResult":
         """A copy whose head scores carry ``effects[layer][head]`` (e.g. ``causal.head_effects(model)[0]``)."""
@@ -158,6 +186,9 @@ class DetectionResult:
             values = [[float(effects[l][h]) for h in range(self.n_heads)] for l in range(self.n_layers)]
         except (IndexError, TypeError, ValueError):
             raise InputError(f"effects must be indexable as [layer][head] over {self.n_layers} x {self.n_heads}") from None
+        missing = [s.name for s in self.head_scores if math.isnan(values[s.layer][s.head])]
+        if missing:
+            raise InputError(f"effects has no value (NaN) for heads the result scores: {', '.join(missing[:6])}")
         scores = tuple(replace(s, causal_effect=values[s.layer][s.head]) for s in self.head_scores)
         settings = {**self.settings, "causal_effect": f"loss increase on repeated tokens, {method} ablation"}
         return replace(self, head_scores=scores, settings=settings)
@@ -171,7 +202,8 @@ class DetectionResult:
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "model": {"name": self.model_name, "n_layers": self.n_layers, "n_heads": self.n_heads},
+            "model": {"name": self.model_name, "n_layers": self.n_layers, "n_heads": self.n_heads,
+                      "heads_per_layer": {str(l): n for l, n in self.heads_per_layer.items()}},
             "threshold": self.threshold,
             "seed": self.seed,
             "settings": dict(self.settings),
@@ -183,8 +215,9 @@ class DetectionResult:
     def from_dict(cls, d: Any) -> "DetectionResult":
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise InputError(f"not an induction_nb detection result (expected \"format\": \"{FORMAT}\")")
-        if d.get("version") != FORMAT_VERSION:
-            raise InputError(f"result format version {d.get('version')!r} is not supported (expected {FORMAT_VERSION})")
+        if d.get("version") not in _READABLE:
+            raise InputError(f"result format version {d.get('version')!r} is not supported (readable: "
+                             f"{', '.join(map(str, _READABLE))})")
         try:
             model = d["model"]
             scores = tuple(HeadScore.from_dict(s) for s in d["head_scores"])
@@ -192,13 +225,15 @@ class DetectionResult:
                          int(model["n_heads"]), dict(d.get("settings", {})), int(d.get("seed", 0)))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"damaged detection result: {type(e).__name__}: {e}") from None
-        if len(scores) != result.n_layers * result.n_heads:
-            raise InputError(f"damaged detection result: {len(scores)} head scores for "
-                             f"{result.n_layers} x {result.n_heads} heads")
-        for i, s in enumerate(scores):  # score(layer, head) indexes by position
-            if (s.layer, s.head) != divmod(i, result.n_heads):
+        expected = _expected_heads(d, result)
+        if len(scores) != len(expected):
+            where = (f"{result.n_layers} x {result.n_heads} heads" if len(expected) == result.n_layers * result.n_heads
+                     else f"the {len(expected)} heads of its layers")
+            raise InputError(f"damaged detection result: {len(scores)} head scores for {where}")
+        for i, (s, key) in enumerate(zip(scores, expected)):
+            if (s.layer, s.head) != key:
                 raise InputError(f"damaged detection result: entry {i} is L{s.layer}H{s.head}, expected "
-                                 f"L{i // result.n_heads}H{i % result.n_heads} (scores are stored layer by layer)")
+                                 f"L{key[0]}H{key[1]} (scores are stored layer by layer)")
         if not 0 <= result.threshold <= 1:
             raise InputError(f"damaged detection result: threshold {result.threshold} is outside [0, 1]")
         return result
@@ -281,3 +316,20 @@ class DetectionResult:
             f"<p style=\"font-size:8px\">heatmap: overall score (cividis, 0 to 1); outlined: detected; "
             f"seed {self.seed}</p></div>"
         )
+
+
+def _expected_heads(d: dict, result: DetectionResult) -> list[tuple[int, int]]:
+    """The ``(layer, head)`` keys a stored result must hold, in order: the whole grid (version 1), or the
+    layers and head counts its ``heads_per_layer`` names (version 2)."""
+    per_layer = d["model"].get("heads_per_layer") if d.get("version", 1) >= 2 else None
+    if per_layer is None:
+        return [(l, h) for l in range(result.n_layers) for h in range(result.n_heads)]
+    try:
+        heads = sorted((int(l), int(n)) for l, n in per_layer.items())
+    except (AttributeError, TypeError, ValueError):
+        raise InputError("damaged detection result: model.heads_per_layer must map layer indices to head counts") from None
+    bad = [l for l, n in heads if not (0 <= l < result.n_layers and 0 < n <= result.n_heads)]
+    if bad:
+        raise InputError(f"damaged detection result: heads_per_layer names layers {bad} outside the "
+                         f"{result.n_layers} x {result.n_heads} grid")
+    return [(l, h) for l, n in heads for h in range(n)]

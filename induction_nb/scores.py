@@ -31,10 +31,20 @@ __all__ = [
     "diagonal",
     "combine",
     "stripe_profile",
+    "all_mass",
     "METRICS",
 ]
 
 METRICS = ("prefix_matching", "contrast", "copying", "previous_token", "duplicate_token", "diagonal")
+
+
+def all_mass(A: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:
+    """``A [batch, head, q, k]`` as each key's share of the whole softmax, a learned sink included:
+    ``A / rowsum(A) * (1 - sink)`` with ``sink [batch, head, q]`` (the same as ``A`` where the model's
+    weights already are such shares, as gpt-oss's; rescaled where the kernel renormalised them over the
+    tokens, as granite's). A new tensor; ``A`` is not modified."""
+    rows = A.sum(-1, keepdim=True).clamp_min(1e-30)
+    return A / rows * (1 - sink.to(A.dtype))[..., None]
 
 
 def match_mask(tokens: torch.Tensor) -> torch.Tensor:

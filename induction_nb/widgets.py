@@ -119,6 +119,9 @@ class HeadExplorer:
         for layer in range(r.n_layers):
             grid_items.append(W.Label(f"L{layer}", layout=W.Layout(width="30px")))
             for head in range(r.n_heads):
+                if not r.has_head(layer, head):  # a layer without attention, or with fewer heads
+                    grid_items.append(W.Label("", layout=W.Layout(width="26px", height="14px")))
+                    continue
                 s = r.score(layer, head)
                 b = W.Button(description="", tooltip=f"L{layer}H{head}: overall {s.overall_score:.3f}",
                              layout=W.Layout(width="26px", height="14px", padding="0", margin="0"))
@@ -215,8 +218,9 @@ class HeadExplorer:
 
     def _check_head(self, layer: int, head: int) -> None:
         r = self.result
-        if not (isinstance(layer, int) and isinstance(head, int) and 0 <= layer < r.n_layers and 0 <= head < r.n_heads):
-            raise InputError(f"L{layer}H{head} is out of range: the model has {r.n_layers} layers x {r.n_heads} heads")
+        if not (isinstance(layer, int) and isinstance(head, int) and r.has_head(layer, head)):
+            r.score(layer, head)  # raises the result's own "out of range" error
+            raise InputError(f"L{layer}H{head} is out of range: layer and head must be integers")
 
     def _pattern_for(self, name: str, layer: int, head: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """``[example, head, q, k]`` patterns of ``layer`` on pattern ``name``, their tokens and period

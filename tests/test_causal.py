@@ -181,3 +181,43 @@ def test_ablation_matches_an_independent_hook_on_a_model_where_every_head_writes
 def test_more_bad_input(toy, call, match):
     with pytest.raises(InputError, match=match):
         call(toy)
+
+
+def test_ablating_one_application_of_a_shared_layer():
+    """ALBERT runs one layer three times: layer 1 is its second application. Removing head 2 there equals a
+    torch pre-hook that edits the output projection's input on that call only (the other calls untouched)."""
+    import transformers
+
+    from induction_nb import InductionHeadDetector
+
+    config = transformers.AlbertConfig(vocab_size=128, hidden_size=64, num_attention_heads=4, intermediate_size=128,
+                                       num_hidden_layers=3, num_hidden_groups=1, embedding_size=32,
+                                       initializer_range=0.3)  # large weights: every head matters visibly
+    torch.manual_seed(0)
+    model = transformers.AlbertForMaskedLM(config).eval()
+    got = ablate_heads(model, [(1, 2)], sequence_length=24, batch_size=4)
+    probe = InductionHeadDetector(model, batch_size=4).generator().generate("repeated", 24, 4)
+    tokens, d = probe.tokens, 64 // 4
+    positions = torch.arange(probe.offset + probe.period, tokens.shape[1] - 1)
+    proj = model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention.dense
+
+    def manual(which: int) -> float:
+        calls = []
+
+        def cut(module, args):
+            calls.append(len(calls))
+            if len(calls) != which:
+                return None
+            z = args[0].clone()
+            z[:, :, 2 * d : 3 * d] = 0
+            return (z,)
+
+        hook = proj.register_forward_pre_hook(cut)
+        with torch.no_grad():
+            lp = torch.log_softmax(model(tokens).logits[:, positions], -1)
+        hook.remove()
+        assert len(calls) == 3
+        return float(-lp.gather(-1, tokens[:, positions + 1, None]).mean())
+
+    assert got.ablated_loss == pytest.approx(manual(2), abs=1e-6)
+    assert abs(got.ablated_loss - manual(1)) > 1e-5 and abs(got.ablated_loss - manual(3)) > 1e-5

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from handbuilt import HandBuiltInduction
-from induction_nb import InputError, capture_attention
+from induction_nb import InputError, capture_attention, detect_induction_heads
 from tiny_models import EncoderStack, NanoGPT, make_hf
 
 PERIOD = 16
@@ -191,3 +191,49 @@ def test_smollm2_original_snippets_and_reference_heads(smollm2, capsys):
     assert [(s.layer, s.head) for s in full.get_top_heads(5, metric="prefix_matching")] == reference
     assert set(full.induction_heads[:5]) == set(reference) and full.induction_heads[0] == (18, 6)
     assert full.score(18, 6).overall_score > 0.8 and full.score(16, 0).previous_token > 0.8
+
+
+def _jamba():
+    import transformers
+
+    config = transformers.JambaConfig(vocab_size=128, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                                      num_key_value_heads=2, intermediate_size=128, attn_layer_period=2,
+                                      attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, num_experts=2,
+                                      use_mamba_kernels=False, mamba_d_state=8, mamba_expand=2)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return transformers.JambaForCausalLM(config).eval()
+
+
+def test_hybrid_model_heads_carry_the_model_layer_index(tmp_path):
+    """Jamba has attention in layers 1 and 3 only: the result names L1/L3 heads, layers 0 and 2 have none."""
+    from induction_nb import DetectionResult, create_analysis_report
+    from induction_nb.ascii import plot_score_map
+
+    model = _jamba()
+    result = detect_induction_heads(model, sequence_length=32, batch_size=2, n_bootstrap=50,
+                                    keep_patterns=[(3, 1)])
+    assert result.layers == [1, 3] and result.n_layers == 4 and len(result.head_scores) == 8
+    assert result.has_head(3, 1) and not result.has_head(2, 0)
+    assert (3, 1) in result.kept_patterns
+    with pytest.raises(InputError, match=r"L2H0 is out of range: the model has attention in layers 1, 3"):
+        result.score(2, 0)
+    again = DetectionResult.load(result.save(tmp_path / "jamba.json"))
+    assert again == result and again.layers == [1, 3]
+    grid = plot_score_map(result, width=80)
+    assert "L02 │ -  -  -  -" in grid and "'-' no such head" in grid
+    assert "L03" in create_analysis_report(result, detailed=True)
+    with pytest.raises(InputError, match=r"keep_patterns \[\(2, 0\)\] out of range: the model has attention in "
+                                         r"layers 1, 3 \(4 heads each\)"):
+        detect_induction_heads(model, sequence_length=32, batch_size=2, keep_patterns=[(2, 0)])
+
+
+def test_sink_model_scores_over_all_the_mass():
+    """gpt-oss's sinks take part of each row: the metrics see each key's share of the whole softmax."""
+    from tiny_configs import build
+
+    model = build("gpt_oss")
+    result = detect_induction_heads(model, sequence_length=32, batch_size=2, n_bootstrap=50)
+    assert result.layers == [0, 1]
+    diag = [s.diagonal for s in result.head_scores]
+    assert all(0 <= d <= 1 for d in diag)

@@ -17,7 +17,7 @@ def _qkv(seed=0, b=2, h=4, kv=2, t=5, d=8):
 def test_flash_style_2d_padding_mask_with_implicit_causal_and_window():
     q, k, v = _qkv()
     keep = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])  # second sequence is left-padded by one
-    pattern, causal = read_site(
+    pattern, causal, _ = read_site(
         "hf_interface", (_Module(), q, k, v, keep), {"scaling": 0.25, "sliding_window": 3}, (None, None), None
     )
     assert causal
@@ -38,7 +38,7 @@ def test_mha_key_padding_and_bool_masks_match_torch():
     kpm = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])  # True = padding, ignored
     causal = torch.ones(6, 6, dtype=torch.bool).triu(1)  # True = may not attend
     want = mha(x, x, x, key_padding_mask=kpm, attn_mask=causal, need_weights=True, average_attn_weights=False)[1]
-    got, is_causal = read_site("mha", (x, x, x), {"key_padding_mask": kpm, "attn_mask": causal}, None, mha)
+    got, is_causal, _ = read_site("mha", (x, x, x), {"key_padding_mask": kpm, "attn_mask": causal}, None, mha)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     assert is_causal
 
@@ -47,8 +47,8 @@ def test_non_attention_calls_are_rejected():
     q, k, v = _qkv()
     # shaped like attention, but the output is not softmax(qk^T) v: e.g. a call returning v unchanged
     assert looks_like("sdpa_call", (q, k, v), {}, v.repeat_interleave(2, 1))
-    pattern, _ = read_site("sdpa_call", (q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)), {}, None, None)
-    assert not check_reproduces_output("sdpa_call", (q, k, v), {}, v.repeat_interleave(2, 1), pattern)
+    read = read_site("sdpa_call", (q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)), {}, None, None)
+    assert not check_reproduces_output("sdpa_call", (q, k, v), {}, v.repeat_interleave(2, 1), read)
     # a linear layer's inputs are not (module, q, k, ...)
     assert not looks_like("hf_interface", (torch.randn(2, 5, 8),), {}, torch.randn(2, 5, 8))
     # row-stochastic but not square: not a self-attention pattern
@@ -61,8 +61,8 @@ def test_sdpa_call_with_bool_mask_reports_causality_from_the_mask():
     q, k, v = _qkv(kv=4)
     tri = torch.ones(5, 5, dtype=torch.bool).tril()
     out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=tri)
-    pattern, causal = read_site("sdpa_call", (q, k, v), {"attn_mask": tri}, out, None)
-    assert causal and check_reproduces_output("sdpa_call", (q, k, v), {"attn_mask": tri}, out, pattern)
+    read = read_site("sdpa_call", (q, k, v), {"attn_mask": tri}, out, None)
+    assert read.causal and check_reproduces_output("sdpa_call", (q, k, v), {"attn_mask": tri}, out, read)
     full = torch.ones(5, 5, dtype=torch.bool)
-    _, causal = read_site("sdpa_call", (q, k, v), {"attn_mask": full}, None, None)
+    _, causal, _ = read_site("sdpa_call", (q, k, v), {"attn_mask": full}, None, None)
     assert not causal

@@ -108,3 +108,12 @@ def test_vectorised_over_layers_and_heads_and_pure():
     assert S.copying(A, tokens, S.match_mask(tokens)).shape == (2, 2, 3)
     assert S.previous_token(A).shape == S.diagonal(A).shape == (2, 2, 3)
     assert torch.equal(A, before)
+
+
+def test_all_mass_rescales_renormalised_rows_and_keeps_shares():
+    A = torch.tensor([[[[1.0, 0.0], [0.25, 0.75]]]])  # rows sum to 1: renormalised over the tokens (granite)
+    sink = torch.tensor([[[0.5, 0.2]]])
+    got = S.all_mass(A, sink)
+    torch.testing.assert_close(got, torch.tensor([[[[0.5, 0.0], [0.2, 0.6]]]]))
+    torch.testing.assert_close(S.all_mass(got, sink), got)  # already shares of the whole softmax (gpt-oss)
+    assert A[0, 0, 1, 1] == 0.75, "the input is not modified"
