@@ -4,14 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: scan test bench sweep notebooks clean
+.PHONY: scan test bench sweep snapshots notebooks clean
 
 scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads and print the report
 	$(BIN)/python -m induction_nb scan
 
+# two workers, one torch thread each (2 cores); checked claims hold under OMP_NUM_THREADS=1 and 2 alike
+test: export OMP_NUM_THREADS ?= 1
 test: $(STAMP)  ## the whole test suite, real-model (slow) tests and the notebooks (nbval) included
-	$(BIN)/python -m pytest tests/ notebooks/ -v --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with notebooks/sanitize.cfg
+	$(BIN)/python -m pytest tests/ notebooks/ -v -n 2 --dist loadfile --durations=15 --nbval-lax \
+		--nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+snapshots: $(STAMP)  ## rewrite the ASCII snapshots and baseline images (review the diff before committing)
+	$(BIN)/python -m pytest tests/test_ascii.py tests/test_figures.py -q --update-references
 
 sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships (~9 min on 2 cores); fails on a mismatch
 	$(BIN)/python bench/arch_sweep.py --check --json sweep.json

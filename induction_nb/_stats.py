@@ -1,10 +1,17 @@
-"""Seeded bootstrap confidence intervals of the overall score over sequences."""
+"""Seeded bootstrap confidence intervals of the overall score over sequences.
+
+Memory: the resampled means are computed a few heads at a time, never ``[n_boot, n_sequences, layer,
+head]`` at once (0.5 GB per metric for an 80 x 64-head model): the temporaries stay under ~16 MB whatever
+the model's size, and the result is the same as one big computation (same resampling indices).
+"""
 
 from __future__ import annotations
 
 import torch
 
 __all__ = ["bootstrap_overall"]
+
+_CHUNK_BYTES = 16 << 20
 
 
 def bootstrap_overall(
@@ -13,12 +20,18 @@ def bootstrap_overall(
     """Percentile interval of ``clamp(mean prefix - mean control, 0, 1) * mean copying`` (see
     ``scores.combine``), resampling sequences with replacement. Inputs ``[n_sequences, ...]`` are paired:
     a sequence and its control are drawn together. Returns ``(low, high)``, each ``[...]``."""
-    m = prefix.shape[0]
+    m, rest = prefix.shape[0], prefix.shape[1:]
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(m, (n, m), generator=g)
-    p, c, y = (torch.nanmean(t[idx], dim=1) for t in (prefix, control, copy))  # [n, ...]
-    overall = (p - c).clamp(0, 1) * y
+    flat = [t.reshape(m, -1) for t in (prefix, control, copy)]
+    width = flat[0].shape[1]
+    step = max(1, _CHUNK_BYTES // max(1, 4 * n * m * 2))  # the gathered [n, m, step] and its NaN mask
     alpha = (1 - level) / 2
-    q = torch.tensor([alpha, 1 - alpha], dtype=overall.dtype)
-    low, high = torch.nanquantile(overall, q, dim=0)
-    return low, high
+    low, high = torch.empty(width), torch.empty(width)
+    for start in range(0, width, step):
+        cols = slice(start, start + step)
+        p, c, y = (torch.nanmean(t[:, cols][idx], dim=1) for t in flat)  # [n, step]
+        overall = (p - c).clamp(0, 1) * y
+        q = torch.tensor([alpha, 1 - alpha], dtype=overall.dtype)
+        low[cols], high[cols] = torch.nanquantile(overall, q, dim=0)
+    return low.reshape(rest), high.reshape(rest)

@@ -15,6 +15,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ._checks import check_period, square_attention
+from ._labels import escape_controls, escape_label
 from .errors import InputError
 from .scores import stripe_profile
 
@@ -55,7 +56,8 @@ def check_view_options(width: Any, charset: Any) -> None:
 
 
 def _done(lines: list[str], width: int) -> TextPlot:
-    return TextPlot("\n".join(line.rstrip() for line in _wrap(lines, width)))
+    # labels are escaped where they are laid out; this catches a control in a model name or settings value
+    return TextPlot("\n".join(line.rstrip() for line in _wrap([escape_controls(x) for x in lines], width)))
 
 
 def _shade(value: float, charset: str) -> str:
@@ -66,9 +68,7 @@ def _shade(value: float, charset: str) -> str:
 
 
 def _label(token: Any, size: int) -> str:
-    if isinstance(token, torch.Tensor):
-        token = token.item()
-    text = str(token).replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    text = escape_label(token)
     return text if len(text) <= size else text[: size - 1] + "~"
 
 
@@ -213,8 +213,8 @@ def plot_induction_stripe(
             best = max(matched, key=lambda i: (float(stripe[i]), -i))
             qq = int(q[best])
             lines.append(
-                f"e.g. q={qq} {_label(tokens[qq], 12)!r} attends {float(stripe[best]):.2f} to k={qq - period + 1} "
-                f"{_label(tokens[qq - period + 1], 12)!r}, the token after the earlier {_label(tokens[qq], 12)!r}"
+                f"e.g. q={qq} '{_label(tokens[qq], 12)}' attends {float(stripe[best]):.2f} to k={qq - period + 1} "
+                f"'{_label(tokens[qq - period + 1], 12)}', the token after the earlier '{_label(tokens[qq], 12)}'"
             )
         else:
             lines.append(f"no query has an earlier copy {period} positions back: the tokens do not repeat with this period")

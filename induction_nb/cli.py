@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def _parser() -> _Parser:
     scan = sub.add_parser("scan", help="detect induction heads and print the report")
     _model_args(scan)
     scan.add_argument("--threshold", type=float, default=0.4, help="on the overall score (default 0.4)")
-    scan.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, BOS not counted (default 128)")
+    scan.add_argument("--seq-len", type=int, default=None,
+                      help="tokens per sequence, BOS not counted (default 128, or what the model's vocabulary and "
+                           "positions allow)")
     scan.add_argument("--batch", type=int, default=8, help="sequences per pattern (default 8)")
     scan.add_argument("--patterns", default="repeated", help="comma-separated periodic patterns (default repeated)")
     scan.add_argument("--json", type=Path, help="write the result as JSON")
@@ -156,8 +159,13 @@ def _scan(args: argparse.Namespace) -> str:
     model = _load(args)
     detector = InductionHeadDetector(model, args.threshold, batch_size=args.batch, seed=args.seed,
                                      progress=False if args.no_progress else None, remote=_remote(args))
-    _status(args, f"detecting on {args.batch} x {args.seq_len} tokens per pattern ({', '.join(patterns)}) ...")
-    result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
+    length = args.seq_len or "default-length"
+    _status(args, f"detecting on {args.batch} x {length} tokens per pattern ({', '.join(patterns)}) ...")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
+    for w in caught:  # one line each on stderr (stdout carries the report alone), even with --no-progress
+        print(f"note: {w.message}", file=sys.stderr)
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
     try:
         if args.json:

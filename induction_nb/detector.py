@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -90,7 +91,7 @@ class InductionHeadDetector:
 
     def detect(
         self,
-        sequence_length: int = 128,
+        sequence_length: int | None = None,
         *,
         n_repeats: int = 2,
         patterns: Sequence[str] = ("repeated",),
@@ -98,13 +99,19 @@ class InductionHeadDetector:
     ) -> DetectionResult:
         """Score every head on ``batch_size`` sequences of ``sequence_length`` tokens (BOS not counted)
         per pattern, each with its control. ``keep_patterns``: ``(layer, head)`` pairs whose full patterns
-        ``[batch, q, k]`` (repeated sequences only) are kept in ``result.kept_patterns``."""
+        ``[batch, q, k]`` (repeated sequences only) are kept in ``result.kept_patterns``.
+
+        ``sequence_length=None`` (the default): 128 tokens, or what the model allows: shorter where its
+        positions or its vocabulary cannot hold a 128-token probe and its control (a small model trained
+        at home with 100 token ids gets a 90-token probe). What was chosen is in ``result.settings`` and said
+        once in a warning; ``InputError`` only where no valid probe exists."""
         if isinstance(patterns, str):
             patterns = (patterns,)
         if not patterns:
             raise InputError("no patterns given; use one or more periodic patterns: repeated, abab, copy, natural")
         keep = _check_keep(keep_patterns, self.module)
         gen = self.generator()
+        sequence_length, adapted = self._probe_length(gen, sequence_length, n_repeats)
         probes = [gen.generate(name, sequence_length, self.batch_size, n_repeats=n_repeats) for name in patterns]
         controls = [gen.control_for(p) for p in probes]
         repeated = torch.cat([p.tokens for p in probes])
@@ -134,10 +141,29 @@ class InductionHeadDetector:
             "patterns": list(patterns), "bos_token_id": self.bos_token_id, "token_range": [gen.low, gen.high],
             "n_bootstrap": self.n_bootstrap, "chunk_size": self.chunk_size,
             "attn_implementation": getattr(getattr(self.module, "config", None), "_attn_implementation", None),
-            "remote": bool(self.remote),
+            "remote": bool(self.remote), "control": sorted({gen.control_kind(p) for p in probes}),
         }
+        if adapted:
+            settings["probe_adapted"] = adapted
         return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, max(heads),
                                settings, self.seed, kept, repeated.cpu() if kept else None)
+
+    def _probe_length(self, gen: PatternGenerator, requested: Any, n_repeats: int) -> tuple[int, str | None]:
+        """``(sequence_length, why it was adapted or None)``: the default fits the model's positions and
+        vocabulary (see ``detect``); the reason is warned about once."""
+        if requested is not None:
+            return requested, None
+        preferred = 128
+        limit = info.max_positions(self.module)
+        if limit is not None:
+            room = limit - (1 if self.bos_token_id is not None else 0)
+            preferred = min(preferred, room - room % n_repeats)
+        length, why = gen.probe_length(None, n_repeats, preferred)
+        if preferred < 128:
+            why = (f"the model has {limit} positions: " + (why or f"using sequence_length={length}"))
+        if why:
+            warnings.warn(f"induction_nb: {why}", stacklevel=3)
+        return length, why
 
     def _run(self, repeated: torch.Tensor, control: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
         """Per-sequence metrics ``{name: [n_sequences, site, head]}`` (NaN past a layer's own head count), the

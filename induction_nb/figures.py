@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from ._checks import check_period, square_attention
+from ._labels import escape_label
 from .errors import InputError
 from .scores import stripe_profile
 
@@ -167,7 +168,7 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
 
 
 def _token_label(token: Any) -> str:
-    text = str(token).replace("\n", "\\n").replace("$", r"\$")
+    text = escape_label(token).replace("$", r"\$")
     return text if len(text) <= 10 else text[:9] + "~"
 
 

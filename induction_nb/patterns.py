@@ -148,27 +148,64 @@ class PatternGenerator:
         names = [n for n in PATTERN_NAMES if n != "natural" or self.tokenizer is not None]
         return {n: self.generate(n, seq_len, batch_size, n_repeats=n_repeats) for n in names}
 
+    def control_kind(self, pattern: Pattern) -> str:
+        """``"fresh"`` where the pool holds enough ids for ``pattern``'s control to use new ones after the
+        first period, else ``"derangement"`` (see ``control_for``)."""
+        fresh_needed = pattern.tokens.shape[1] - pattern.offset - pattern.period
+        return "fresh" if fresh_needed + pattern.period <= len(self.pool) else "derangement"
+
     def control_for(self, pattern: Pattern) -> torch.Tensor:
         """The contrast metric's control ``[batch, seq]``: ``pattern``'s tokens with every token after the
-        first period replaced by fresh ids that do not occur earlier in the sequence, so that the same
-        ``(q, k)`` positions hold no prefix match. Same length, same positions, same first block."""
+        first period replaced so that the same ``(q, k)`` positions hold no prefix match. Same length, same
+        positions, same first block.
+
+        ``"fresh"`` (when the pool has the ids): new ids that do not occur earlier in the sequence.
+        ``"derangement"`` (small vocabularies): each later block is a random permutation of the first that
+        puts no token where any earlier block had it, so no stripe key (``k = q - P + 1``, ``q - 2P + 1``
+        ...) follows a copy of ``t[q]``; it needs only ``period`` distinct ids."""
         if pattern.period is None:
             raise InputError(f"pattern {pattern.name!r} has no period; the control needs a periodic pattern")
         g = torch.Generator().manual_seed(self.seed + 7919)
         tokens = pattern.tokens.cpu().clone()
         start = pattern.offset + pattern.period
-        fresh_needed = tokens.shape[1] - start
-        if fresh_needed + pattern.period > len(self.pool):
+        if self.control_kind(pattern) == "fresh":
+            for row in tokens:
+                row[start:] = self._distinct(g, row.numel() - start, avoid=set(row[:start].tolist()))
+            return tokens.to(self.device)
+        n_blocks = -(-(tokens.shape[1] - pattern.offset) // pattern.period)
+        if n_blocks > pattern.period or len(set(tokens[0, pattern.offset:start].tolist())) < pattern.period:
             raise InputError(
-                f"the control of {pattern.name!r} needs {fresh_needed} ids unused by its first {pattern.period}, but "
-                f"only {len(self.pool)} are usable in [{self.low}, {self.high}); use a shorter sequence "
-                f"(<= {len(self.pool)} tokens) or a larger vocab_size"
+                f"the control of {pattern.name!r} needs a first block of {pattern.period} distinct ids to permute "
+                f"into {n_blocks - 1} more blocks; only {len(self.pool)} are usable in [{self.low}, {self.high}): "
+                "no valid control exists"
             )
         for row in tokens:
-            used = set(row[:start].tolist())
-            fresh = self._distinct(g, row.numel() - start, avoid=used)
-            row[start:] = fresh
+            first = row[pattern.offset : start].clone()
+            for r, order in enumerate(_latin_rows(g, pattern.period, n_blocks)[1:], start=1):
+                at = pattern.offset + r * pattern.period
+                row[at : at + pattern.period] = first[order][: row.numel() - at]
         return tokens.to(self.device)
+
+    def probe_length(self, requested: int | None, n_repeats: int = 2, preferred: int = 128) -> tuple[int, str | None]:
+        """The probe length for ``requested`` (``None``: the default) and, where the default had to adapt to
+        a small vocabulary, why. The default is ``preferred`` tokens; where the pool cannot fill a fresh
+        control for it, the longest length that can (a period of at least 8), else ``preferred`` with a
+        derangement control (at most ``pool`` ids per period). ``InputError`` where no valid probe exists."""
+        if requested is not None:
+            return requested, None
+        usable = len(self.pool)
+        period = preferred // n_repeats
+        if n_repeats * period <= usable:
+            return preferred, None
+        fits = usable // n_repeats
+        length = n_repeats * fits if fits >= 8 else n_repeats * min(period, usable)
+        if length // n_repeats < 2:
+            raise InputError(f"no valid induction probe: the vocabulary leaves {usable} usable token ids in "
+                             f"[{self.low}, {self.high}); a probe needs a block of at least 2 distinct ids")
+        control = "fresh" if fits >= 8 else "derangement"
+        return length, (f"the default probe of {preferred} tokens needs {n_repeats * period} distinct token ids, but "
+                        f"only {usable} are usable in [{self.low}, {self.high}): using sequence_length={length} "
+                        f"(period {length // n_repeats}) with a {control} control")
 
     # -- sampling helpers ---------------------------------------------------------------------------
 
@@ -180,6 +217,22 @@ class PatternGenerator:
         if n <= len(pool):
             return pool[torch.randperm(len(pool), generator=g)[:n]]
         return pool[torch.randint(len(pool), (n,), generator=g)]
+
+
+def _latin_rows(g: torch.Generator, n: int, rows: int) -> list[torch.Tensor]:
+    """``rows`` orderings of ``range(n)``, the first the identity, no two with the same value at any
+    position (rows of a Latin rectangle): random permutations by rejection, cyclic shifts where rejection
+    takes too long (many rows of a short block)."""
+    out = [torch.arange(n)]
+    for r in range(1, rows):
+        for _attempt in range(200):
+            perm = torch.randperm(n, generator=g)
+            if not any((perm == prev).any() for prev in out):
+                break
+        else:
+            perm = (torch.arange(n) + r) % n
+        out.append(perm)
+    return out
 
 
 def _repeated(gen: PatternGenerator, g, seq_len, batch, n_repeats=2, **_):

@@ -283,6 +283,7 @@ class DetectionResult:
         from html import escape
 
         from ._colors import cividis_hex, text_color
+        from ._labels import escape_label
 
         causal = any(s.causal_effect is not None for s in self.head_scores)
         rows = "".join(
@@ -307,7 +308,7 @@ class DetectionResult:
             cells.append(f'<tr><td style="font-size:8px;padding:0 3px">L{layer}</td>{"".join(tds)}</tr>')
         detected = " ".join(f"L{l}H{h}" for l, h in self.induction_heads) or "none"
         return (
-            f'<div class="inb-result"><p><b>{escape(self.model_name)}</b>: {self.num_heads_detected} induction heads '
+            f'<div class="inb-result"><p><b>{escape(escape_label(self.model_name))}</b>: {self.num_heads_detected} induction heads '
             f"at threshold {self.threshold:.2f} ({self.n_layers} layers x {self.n_heads} heads): {escape(detected)}</p>"
             '<div style="display:flex;gap:24px;align-items:flex-start">'
             "<table><tr><th>head</th><th>overall</th><th>prefix</th><th>contrast</th><th>copying</th>"

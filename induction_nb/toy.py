@@ -39,10 +39,14 @@ class ToyAttention(torch.nn.Module):
         with torch.no_grad():
             self.o_proj.weight[:, head * self.d_head : (head + 1) * self.d_head] = block.T
 
+    def _project(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``x [batch, seq, d_model]`` through every head's ``w [head, d_model, d_head]`` as one matrix
+        product: ``[batch, head, seq, d_head]`` (an einsum here is several times slower on a CPU)."""
+        h, d, e = w.shape
+        return (x @ w.permute(1, 0, 2).reshape(d, h * e)).view(*x.shape[:2], h, e).transpose(1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q = torch.einsum("btd,hde->bhte", x, self.W_Q)
-        k = torch.einsum("btd,hde->bhte", x, self.W_K)
-        v = torch.einsum("btd,hde->bhte", x, self.W_V)
+        q, k, v = (self._project(x, w) for w in (self.W_Q, self.W_K, self.W_V))
         n = x.shape[1]
         scores = (q @ k.transpose(-1, -2)).masked_fill(torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1),
                                                        float("-inf"))

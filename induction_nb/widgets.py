@@ -23,6 +23,7 @@ import torch
 
 from . import _model_info as info
 from ._colors import cividis_hex, text_color
+from ._labels import escape_label
 from .errors import InputError
 from .results import DetectionResult
 
@@ -161,7 +162,7 @@ class HeadExplorer:
         self.message = W.HTML()
         self.message.add_class("inb-message")
         controls = W.VBox([self._layer, self._head, self._pattern, self._example, self._window, self._stripe])
-        left = W.VBox([W.HTML(f"<b>{html.escape(r.model_name)}</b>: overall score, click a head"), self.grid])
+        left = W.VBox([W.HTML(f"<b>{html.escape(escape_label(r.model_name))}</b>: overall score, click a head"), self.grid])
         right = W.VBox([self.title, W.HBox([self.image, W.VBox([controls, self.metrics])]), self.message, self.tokens])
         self.widget = W.HBox([left, right])
         self.widget.add_class("inb-explorer")
@@ -212,7 +213,7 @@ class HeadExplorer:
             self.image.value = _png(attention, labels, period if self._stripe.value else None, (start, stop),
                                     self._title_text())
             self.tokens.value = _tokens_html(labels, tokens)
-        self.title.value = f"<h4 class='inb-head-name'>{html.escape(self._title_text())}</h4>"
+        self.title.value = f"<h4 class='inb-head-name'>{html.escape(escape_label(self._title_text()))}</h4>"
 
     # -- data ---------------------------------------------------------------------------------------------
 
@@ -281,7 +282,7 @@ def _tokens_html(labels: list[str], tokens: torch.Tensor) -> str:
             style.append("background:#fdb863")
         if i in queries:
             style.append("text-decoration:underline;font-weight:bold")
-        text = html.escape(label).replace("\n", "\\n") or "&nbsp;"
+        text = html.escape(escape_label(label)) or "&nbsp;"
         spans.append(f"<span class='inb-tok' title='position {i}' style='{';'.join(style)}'>{text}</span>")
     legend = ("<small><b>bold</b>: [A] whose earlier copy exists; <span style='background:#fdb863'>marked</span>: "
               "[B], the token after an earlier [A] (the induction target)</small>")

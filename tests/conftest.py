@@ -7,6 +7,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tiny_models
 
 
+def pytest_addoption(parser):
+    parser.addoption("--update-references", action="store_true",
+                     help="rewrite the ASCII snapshots and baseline images (make snapshots); never in a test run")
+
+
+def pytest_configure(config):
+    import references
+
+    references.UPDATE = bool(config.getoption("--update-references", default=False))
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The real embedded SmolLM2-135M-Instruct (eager attention), loaded once per test session."""

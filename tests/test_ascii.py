@@ -1,9 +1,9 @@
 """Terminal views: snapshots of every output, the width bound, windowing/downsampling, bad input.
 
-Snapshots live in tests/snapshots/; regenerate them deliberately with UPDATE_SNAPSHOTS=1.
+Snapshots live in tests/snapshots/; a test run only compares. Regenerate them deliberately with
+``make snapshots`` and review the diff.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,13 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 def snapshot(name: str, text: str) -> None:
+    import references
+
     path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists() and os.environ.get("CI") != "true":
+    if references.UPDATE:
         path.write_text(text + "\n")
-    assert text + "\n" == path.read_text(), f"{name} differs from {path} (UPDATE_SNAPSHOTS=1 to accept)"
+    assert path.exists(), references.missing(path)
+    assert text + "\n" == path.read_text(), f"{name} differs from {path} (make snapshots to accept a deliberate change)"
 
 
 def stripe_pattern(n: int = 12, period: int = 4, weight: float = 0.75) -> torch.Tensor:

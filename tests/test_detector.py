@@ -127,7 +127,7 @@ def test_several_patterns_pool_their_sequences(toy):
         ({}, {"patterns": ["random"]}, "has no period"),
         ({}, {"sequence_length": 3}, "too short for pattern 'repeated'"),
         ({}, {"n_repeats": 1}, "n_repeats must be an integer >= 2"),
-        ({}, {"sequence_length": 64}, r"control of 'repeated' needs 32 ids unused .* only 36 are usable"),
+        ({}, {"sequence_length": 64}, r"sequence length 64 exceeds the model's 48 positions"),
         ({}, {"sequence_length": 100}, "needs 50 distinct token ids, but only 36 are usable"),
         ({}, {"patterns": []}, "no patterns"),
         ({}, {"sequence_length": 32.0}, "seq_len must be an integer"),
@@ -237,3 +237,44 @@ def test_sink_model_scores_over_all_the_mass():
     assert result.layers == [0, 1]
     diag = [s.diagonal for s in result.head_scores]
     assert all(0 <= d <= 1 for d in diag)
+
+
+@pytest.mark.parametrize("vocab", list(range(20, 201, 15)) + [12, 15])
+def test_default_call_fits_any_small_vocabulary(vocab):
+    """The default call runs on a model with a small vocabulary (or refuses clearly): the probe length
+    and control adapt, are recorded in settings and said once in a warning."""
+    import transformers
+
+    kind = vocab % 3
+    if kind == 0:
+        config = transformers.GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=64)
+    elif kind == 1:
+        config = transformers.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4)
+    else:
+        config = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, intermediate_size=64)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = detect_induction_heads(model, batch_size=2, n_bootstrap=20)
+    length = result.settings["sequence_length"]
+    if length == 128:
+        assert "probe_adapted" not in result.settings and not caught
+    else:
+        assert len(caught) == 1 and result.settings["probe_adapted"] in str(caught[0].message)
+    assert len(result.head_scores) == 8
+
+
+def test_default_call_finds_the_heads_of_a_small_vocabulary_model(toy):
+    """The hand-built model (40 ids, 48 positions): the default probe adapts and finds its induction head."""
+    import warnings
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        result = detect_induction_heads(toy)
+    assert result.induction_heads == [(1, 0)] and result.settings["sequence_length"] < 128

@@ -1,7 +1,7 @@
 """Paper figures against committed baseline images (matplotlib's compare_images, RMS tolerance), plus
-byte-stable export and bad input. Regenerate baselines deliberately with UPDATE_BASELINES=1."""
+byte-stable export and bad input. A test run only compares; regenerate the baselines deliberately with
+``make snapshots`` and review them."""
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -25,9 +25,12 @@ def check(fig, name: str, tmp_path: Path) -> None:
     actual = tmp_path / f"{name}.png"
     save_figure(fig, actual)
     plt.close(getattr(fig, "figure", fig))
+    import references
+
     expected = BASELINE / f"{name}.png"
-    if os.environ.get("UPDATE_BASELINES") == "1" or not expected.exists() and os.environ.get("CI") != "true":
+    if references.UPDATE:
         expected.write_bytes(actual.read_bytes())
+    assert expected.exists(), references.missing(expected)
     diff = compare_images(str(expected), str(actual), tol=TOLERANCE)
     assert diff is None, diff
 

@@ -96,3 +96,30 @@ def test_bad_input(kwargs, call, match):
         gen = PatternGenerator(**kwargs)
         name, seq_len, extra = call
         gen.generate(name, seq_len=seq_len, **extra)
+
+
+@pytest.mark.parametrize("n_repeats", [2, 3])
+def test_derangement_control_for_small_vocabularies(n_repeats):
+    """With too few ids for a fresh control, each later block is a permutation of the block before it with
+    no token in its old place: the stripe positions hold no prefix match, the first block is kept."""
+    gen = PatternGenerator(vocab_size=15, seed=2)  # ids [1, 15): 14 usable
+    p = gen.generate("repeated", seq_len=12 * n_repeats, batch_size=4, n_repeats=n_repeats)
+    assert gen.control_kind(p) == "derangement"
+    c = gen.control_for(p)
+    assert torch.equal(c[:, :12], p.tokens[:, :12]) and torch.isin(c, gen.pool).all()
+    stripe = match_mask(p.tokens)
+    assert stripe.any() and not (stripe & match_mask(c)).any(), "no prefix match where the probe has one"
+    for row in c:  # each later block is a permutation of the first
+        for r in range(1, n_repeats):
+            assert sorted(row[12 * r : 12 * (r + 1)].tolist()) == sorted(row[:12].tolist())
+
+
+def test_probe_length_adapts_to_the_vocabulary():
+    assert PatternGenerator(50000).probe_length(None) == (128, None)
+    length, why = PatternGenerator(100).probe_length(None)
+    assert length == 90 and "90" in why and "fresh" in why
+    length, why = PatternGenerator(15).probe_length(None)
+    assert length == 28 and "derangement" in why
+    assert PatternGenerator(100).probe_length(64) == (64, None)
+    with pytest.raises(InputError, match="fewer than 2 usable token ids"):
+        PatternGenerator(2, low=1, high=2)

@@ -1,0 +1,44 @@
+"""Token labels safe to show anywhere: the one escape every view applies to text it did not write itself.
+
+A decoded token can hold anything: a newline or vertical tab (a 14-row grid becomes 18 lines), an ESC
+sequence (it acts on the user's terminal), a right-to-left override (it reorders the line), a zero-width
+joiner (invisible). ``escape_label`` writes each such character as a visible Python-style escape
+(``\\n``, ``\\x1b``, ``\\u2028``) and doubles a literal backslash, so that a token that *is* ``\\n`` stays
+distinguishable from a newline. Printable text, including non-ASCII letters and emoji, is left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["escape_label", "escape_controls", "UNSAFE"]
+
+# C0 and C1 controls, DEL, line/paragraph separators, zero-width and bidi controls, BOM, and friends
+UNSAFE = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
+_CONTROLS = re.compile(UNSAFE.pattern.replace("\\\\", "", 1))  # the same set less the backslash
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
+
+
+def _escape(match: re.Match) -> str:
+    ch = match.group()
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_label(token: Any) -> str:
+    """``str(token)`` with every control, separator, zero-width and bidi character escaped (see module)."""
+    if hasattr(token, "item") and callable(token.item):  # a 0-d tensor or numpy scalar
+        token = token.item()
+    return UNSAFE.sub(_escape, str(token))
+
+
+def escape_controls(text: str) -> str:
+    """The last line of defence of a view: controls escaped in text that mixes ours and the user's (a model
+    name, a settings value), where a literal backslash (a Windows path) stays as it is."""
+    return _CONTROLS.sub(_escape, text)
