@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ._engine import mha_fastpath_off, probe_trace
+from ._engine import mha_fastpath_off, remote_failure, trace
 from ._readers import SiteKind, Read, check_reproduces_output, looks_like, read_site
 from .errors import AttentionNotFoundError
 from .sites import Site, envoy_at, op_node
@@ -193,7 +193,7 @@ def _inner_names(model, envoy, chain: str, probe_tokens, remote) -> list[str]:
     import nnsight
 
     try:
-        with torch.no_grad(), probe_trace(model, probe_tokens, remote) as tracer:
+        with torch.no_grad(), trace(model, probe_tokens, remote) as tracer:
             names = nnsight.save([])
             names.extend(op_node(envoy, chain).source.names)
             tracer.stop()
@@ -212,7 +212,7 @@ def _probe_op(model: Any, envoy: Any, chain: str, probe_tokens: torch.Tensor, re
     import nnsight
 
     try:
-        with torch.no_grad(), probe_trace(model, probe_tokens, remote) as tracer:
+        with torch.no_grad(), trace(model, probe_tokens, remote) as tracer:
             verdict = nnsight.save([])
             verdict.append(_judge(op_node(envoy, chain), *probe_tokens.shape))
             tracer.stop()
@@ -223,12 +223,10 @@ def _probe_op(model: Any, envoy: Any, chain: str, probe_tokens: torch.Tensor, re
 
 
 def _reraise_remote(e: Exception, remote: Any) -> None:
-    if remote is not None:
-        from .remote import translate_error
-
-        err = translate_error(e, remote)
-        if getattr(err, "kind", "job") != "job":
-            raise err from e
+    """A remote failure other than the job's own (no key, unreachable, not served) ends discovery."""
+    err = remote_failure(e, remote)
+    if err is not None and getattr(err, "kind", "job") != "job":
+        raise err from e
 
 
 def _judge(node: Any, batch: int, n_tokens: int) -> SiteKind | None:

@@ -1,26 +1,217 @@
-"""The one place that runs a model for induction_nb: a trace, locally or on NDIF, and the reading of one
-attention site's pattern inside it.
+"""The one place that runs a model for induction_nb, locally or on NDIF.
 
-Everything the trace body calls lives at module level in induction_nb, so that a remote request ships it
-by value (``nnsight.register``). A site is read, trimmed to the given tokens, self-checked and reduced
-*inside* the trace, so that only what the reducer returns leaves the model.
+``Engine.of(model, remote)`` resolves a model once: the nnsight wrapper, the torch module, the remote
+configuration, and the facts every tool needs (vocabulary, positions, dtype tolerance, BOS, tokenizer,
+attention sites, output projections), cached per model object (a weak reference: the user's object is
+never modified). ``engine.trace(tokens)`` is the trace, local or remote; ``engine.translate(e)`` is the one
+error policy (every remote failure one ``RemoteExecutionError`` by kind, nnsight's internal errors one
+``CaptureCheckError`` naming the sites).
+
+Inside a trace, ``read_layer`` reads one attention site's pattern (trimmed to the tokens, self-checked,
+reduced) and ``head_outputs`` one layer's head outputs (the output projection's input). Everything a trace
+body calls lives at module level, so that a remote request ships it by value (``nnsight.register``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any, Callable
 
 import torch
 
+from . import _model_info as info
 from ._readers import Read, blocks_future, read_site
-from .errors import CaptureCheckError
+from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
 
-__all__ = ["probe_trace", "trace", "read_layer", "check_pattern", "mha_fastpath_off", "ROW_TOLERANCE"]
+__all__ = ["Engine", "trace", "read_layer", "head_outputs", "cut_heads", "next_token_logprobs", "check_pattern",
+           "mha_fastpath_off", "remote_failure", "ROW_TOLERANCE"]
 
 # Row-sum tolerance by the dtype the model computes in (its softmax rounds at that precision).
 ROW_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "wo", "o", "proj", "out")
+# output projections found per torch module: {override or None: (paths by layer, head width)}; plain data
+_PROJECTIONS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+class Engine:
+    """A model resolved for induction_nb (see the module docstring). Build it with ``Engine.of``."""
+
+    def __init__(self, model: Any, module: torch.nn.Module, remote: Any):
+        self.model, self.module, self.remote = model, module, remote
+        self._sites: tuple[Site, ...] | None = None
+
+    @classmethod
+    def of(cls, model: Any, remote: Any = False) -> "Engine":
+        """The engine of ``model`` (anything ``load_model`` accepts; a name or path is loaded) on ``remote``
+        (``False``, ``True`` or a ``RemoteConfig``). Cheap: what is costly to find (sites, projections) is
+        cached per torch module, as plain data that holds no reference to the model."""
+        if isinstance(model, Engine):
+            return model
+        from .models import load_model
+
+        wrapped = load_model(model)  # wraps a model you already have, loads a name or path
+        resolved = None
+        if remote:
+            from .remote import resolve
+
+            resolved = resolve(wrapped, remote)
+        return cls(wrapped, info.torch_module(wrapped), resolved)
+
+    # -- facts ----------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return info.model_name(self.model)
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.model, "tokenizer", None)
+
+    @property
+    def vocab_size(self) -> int | None:
+        return info.vocab_size(self.module)
+
+    @property
+    def max_positions(self) -> int | None:
+        return info.max_positions(self.module)
+
+    @property
+    def tolerance(self) -> float:
+        return ROW_TOLERANCE.get(info.model_dtype(self.module), 1e-3)
+
+    @property
+    def config_layers(self) -> int | None:
+        """The layer count the config states (``None`` without one); ``n_layers`` is what runs."""
+        return info.n_layers(self.module)
+
+    @property
+    def n_heads(self) -> int | None:
+        return info.n_heads(self.module)
+
+    def bos_token_id(self) -> int | None:
+        """The model's BOS id (tokenizer first, config second), where it lies inside the vocabulary."""
+        vocab = self.vocab_size
+        for source in (getattr(self.tokenizer, "bos_token_id", None),
+                       getattr(getattr(self.module, "config", None), "bos_token_id", None)):
+            if isinstance(source, int) and source >= 0:
+                return source if vocab is None or source < vocab else None
+        return None
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        return tuple(getattr(self.tokenizer, "all_special_ids", None) or ())
+
+    def generator(self, seed: int = 0, *, bos: bool = True, vocab_size: int | None = None) -> Any:
+        """A ``PatternGenerator`` for this model: its vocabulary (or ``vocab_size``), its special tokens
+        left out, its BOS prepended (``bos``), its tokenizer for natural text."""
+        from .patterns import PatternGenerator
+
+        vocab = vocab_size or self.vocab_size
+        if vocab is None:
+            raise InputError(f"cannot tell the vocabulary size of {type(self.module).__name__}; pass vocab_size=")
+        return PatternGenerator(vocab, seed=seed, exclude=self.special_ids,
+                                bos_token_id=self.bos_token_id() if bos else None, tokenizer=self.tokenizer)
+
+    def check_tokens(self, tokens: Any) -> torch.Tensor:
+        from ._validate import check_tokens
+
+        return check_tokens(tokens, self.module)
+
+    def check_eval(self) -> None:
+        if self.module.training and self.remote is None:  # remotely, the server's copy is what runs
+            raise InputError(f"{type(self.module).__name__} is in training mode (dropout would perturb the "
+                             "patterns); call model.eval() first")
+
+    # -- attention sites and head outputs ---------------------------------------------------------------
+
+    def sites(self, probe_tokens: torch.Tensor | None = None) -> tuple[Site, ...]:
+        """Every attention site application in run order (see ``_discovery``), found once per model."""
+        if self._sites is None:
+            from ._discovery import find_sites
+
+            if probe_tokens is None:
+                vocab = max(2, self.vocab_size or 2)
+                probe_tokens = (torch.arange(2, 10) % (vocab - 1) + 1)[None]
+            self._sites = find_sites(self.model, self.module, self.check_tokens(probe_tokens[:1, :8]), self.remote)
+        return self._sites
+
+    @property
+    def layers(self) -> list[int]:
+        """The model's layer indices that have attention, in run order."""
+        return [s.layer for s in self.sites()]
+
+    @property
+    def n_layers(self) -> int:
+        """Rows of the layer x head grid: the config's layer count, or more where layers repeat."""
+        return max(max(self.layers) + 1, self.config_layers or 0)
+
+    def projections(self, override: list[str] | None = None) -> tuple[dict[int, str], int]:
+        """``({layer: path of its output projection}, head width)``: where each layer's heads can be read or
+        cut (the projection's input is the concatenated head outputs). ``override``: one path per layer."""
+        cached = _PROJECTIONS.get(self.module, {})
+        if override is None and None in cached:
+            return cached[None]
+        sites = self.sites()
+        if override is not None:
+            if len(override) != len(sites):
+                raise InputError(f"projections names {len(override)} modules for {len(sites)} attention layers")
+            paths = list(override)
+        else:
+            paths = [_projection_path(self.module, s.path) for s in sites]
+        n_heads = self.n_heads
+        if n_heads is None:
+            raise InputError(f"cannot tell how many heads {type(self.module).__name__} has (no config, no "
+                             "n_heads attribute)")
+        widths = {p: _in_features(self.module.get_submodule(p)) for p in paths}
+        width = widths[paths[0]]
+        if width is None or width % n_heads:
+            raise InputError(f"the output projection {paths[0]!r} takes {width} features, which do not split into "
+                             f"{n_heads} heads; pass projections=[...] naming the right module per layer")
+        uneven = {p: w for p, w in widths.items() if w != width}
+        if uneven:
+            raise InputError(f"the output projections differ in width ({paths[0]!r}: {width}, then {uneven}): the "
+                             "layers have different head counts or sizes, which the ablation tools do not support")
+        result = dict(zip([s.layer for s in sites], paths)), width // n_heads
+        if override is None:
+            _PROJECTIONS.setdefault(self.module, {})[None] = result
+        return result
+
+    # -- running ----------------------------------------------------------------------------------------
+
+    def trace(self, tokens: torch.Tensor) -> Any:
+        """The nnsight tracer of a forward over ``tokens`` (local, or on the remote host); enter it in the
+        caller's own ``with`` statement (nnsight reads the body from the caller's source)."""
+        return trace(self.model, tokens, self.remote)
+
+    def translate(self, e: BaseException, sites: tuple[Site, ...] = ()) -> BaseException:
+        """The one error policy for a failed trace: a remote failure becomes a ``RemoteExecutionError`` of
+        its kind; nnsight's own bookkeeping errors (an operation that did not run, or ran in another
+        order) a ``CaptureCheckError`` naming the sites; anything else is returned as it is."""
+        remote = remote_failure(e, self.remote)
+        if remote is not None:
+            return remote
+        if isinstance(e, InductionNBError) or not type(e).__module__.startswith("nnsight"):
+            return e
+        where = ", ".join(f"L{s.layer} {s.path}{'.' + s.op if s.op else ''}" for s in sites[:3])
+        first = str(e).splitlines()[0] if str(e) else ""
+        return CaptureCheckError(
+            f"reading the model inside the trace failed ({type(e).__name__}: {first})"
+            + (f"; sites: {where}{'...' if len(sites) > 3 else ''}" if sites else "")
+            + ". The forward may take another branch for these tokens than for the discovery probe; name the "
+            "sites with sites=CustomSites(...)"
+        )
+
+
+def remote_failure(e: BaseException, remote: Any) -> BaseException | None:
+    """The ``RemoteExecutionError`` for ``e`` raised by a remote run, or ``None`` (local, or not remote-related)."""
+    if remote is None:
+        return None
+    from .remote import translate_error
+
+    err = translate_error(e, remote)
+    return None if err is e else err
 
 
 def trace(model: Any, tokens: Any, remote: Any = None) -> Any:
@@ -32,16 +223,49 @@ def trace(model: Any, tokens: Any, remote: Any = None) -> Any:
     return remote_trace(model, tokens, remote)
 
 
-probe_trace = trace
+def _projection_path(module: torch.nn.Module, site_path: str) -> str:
+    """The output projection of the attention at ``site_path``: a known name inside it or beside it."""
+    attn = module.get_submodule(site_path)
+    if isinstance(attn, torch.nn.MultiheadAttention):
+        raise InputError(
+            "nn.MultiheadAttention applies its out_proj functionally, so a head cannot be cut at its input; "
+            "pass projections=[...] naming a module that receives the concatenated head outputs"
+        )
+    parent_path = site_path.rsplit(".", 1)[0] if "." in site_path else ""
+    for prefix, scope in ((site_path, attn), (parent_path, module.get_submodule(parent_path))):
+        for name in _PROJ_NAMES:
+            for path in (name, f"output.{name}"):
+                try:
+                    child = scope.get_submodule(path)
+                except AttributeError:
+                    continue
+                if _in_features(child) is not None and child is not attn:
+                    return f"{prefix}.{path}" if prefix else path
+    raise InputError(
+        f"cannot find the output projection of {type(attn).__name__} at {site_path!r} (tried {', '.join(_PROJ_NAMES)} "
+        "there and beside it); pass projections=['...', ...] naming, per layer, the module whose input is the "
+        "concatenated head outputs"
+    )
+
+
+def _in_features(module: torch.nn.Module) -> int | None:
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2's transposed linear
+        return module.weight.shape[0]
+    return None
+
+
+# -- inside a trace ---------------------------------------------------------------------------------------
 
 
 def read_layer(model: Any, tracer: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: int,
                batch: int) -> tuple[int, Any, bool | None]:
     """Inside a trace: ``(site.layer, reduce(...), causal)`` for one site application, or
     ``(site.layer, None, None)`` where its attention does not cover the tokens (Funnel's pooled blocks
-    attend over fewer positions: not attention among the tokens, left out). ``reduce``
-    gets ``(layer, pattern [batch, head, q, k])``, and the sink's share ``[batch, head, q]`` (or ``None``)
-    as a third argument where it sets ``accepts_sink = True``."""
+    attend over fewer positions: not attention among the tokens, left out). ``reduce`` gets ``(layer,
+    pattern [batch, head, q, k])``, and the sink's share ``[batch, head, q]`` (or ``None``) as a third
+    argument where it sets ``accepts_sink = True``."""
     if site.call == 0:
         return _read(model, site, tolerance, reduce, n_tokens, batch)
     box = []
@@ -69,6 +293,40 @@ def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: 
     return site.layer, reduce(site.layer, read.pattern), read.causal
 
 
+def head_outputs(model: Any, tracer: Any, path: str, call: int = 0) -> Any:
+    """Inside a trace: the input of the output projection at ``path`` on its ``call``-th application,
+    ``[batch, seq, head * d_head]``: every head's output side by side (a live proxy: edit it to ablate)."""
+    if call == 0:
+        return envoy_at(model, path).input
+    box = []
+    for _ in tracer.iter[call]:
+        box.append(envoy_at(model, path).input)
+    return box[0]
+
+
+def cut_heads(model: Any, tracer: Any, path: str, call: int, blocks: list, values: torch.Tensor | None) -> None:
+    """Inside a trace: set each ``(rows, cols)`` block of the head outputs at ``path`` (its ``call``-th
+    application) to zero, or to ``values[cols]`` (mean ablation): those heads removed for those rows."""
+    if call:
+        for _ in tracer.iter[call]:
+            cut_heads(model, tracer, path, 0, blocks, values)
+        return
+    z = envoy_at(model, path).input
+    for rows, cols in blocks:
+        z[rows, :, cols] = 0 if values is None else values[cols]
+
+
+def next_token_logprobs(output: Any, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inside the trace, from the model's output: the log-probability of the true next token and whether it
+    is the top prediction, at query ``positions``: ``([batch, len(positions)], [batch, len(positions)])``
+    (only these numbers leave the model: a remote run ships no logits)."""
+    logits = output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
+    picked = logits[:, positions.to(logits.device)].float()
+    target = tokens.to(logits.device)[:, positions.to(logits.device) + 1]
+    lp = torch.log_softmax(picked, dim=-1).gather(-1, target[..., None])[..., 0]
+    return lp.cpu(), (picked.argmax(-1) == target).cpu()
+
+
 def _token_block(read: Read, n_tokens: int, layer: int) -> Read:
     """The pattern over the given tokens ``[..., T, T]``. Positions the model adds before them (CPM-Ant's
     prompt: extra queries and keys) and keys that are not tokens (DeepSeek-V4's compressed memory slots,
@@ -83,8 +341,7 @@ def _token_block(read: Read, n_tokens: int, layer: int) -> Read:
         extra_q = n_q - n_tokens
         pattern = pattern[..., extra_q:, :]
         sink = None if sink is None else sink[..., extra_q:]
-        n_k_extra = n_k - n_tokens
-        keep = slice(n_k_extra, n_k)
+        keep = slice(n_k - n_tokens, n_k)
     else:
         ahead, behind = pattern[..., :n_tokens], pattern[..., n_k - n_tokens:]
         first_ok, last_ok = bool((ahead.triu(1) == 0).all()), bool((behind.triu(1) == 0).all())

@@ -4,11 +4,13 @@ length, device and dtype. Read from a HuggingFace ``config`` where there is one,
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 
-__all__ = ["as_nnsight", "torch_module", "vocab_size", "max_positions", "model_device", "model_name", "token_labels"]
+__all__ = ["as_nnsight", "torch_module", "vocab_size", "max_positions", "model_device", "model_dtype", "model_name",
+           "n_layers", "n_heads", "token_labels", "name_model"]
 
 
 def torch_module(model: Any) -> torch.nn.Module:
@@ -55,6 +57,24 @@ def _config_value(module: torch.nn.Module, *names: str) -> int | None:
     return None
 
 
+def n_layers(module: torch.nn.Module) -> int | None:
+    """The config's layer count (``None`` without a config that says)."""
+    return _config_value(module, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+
+
+def n_heads(module: torch.nn.Module) -> int | None:
+    """Query heads per layer: the config's count, else the first module attribute that says."""
+    value = _config_value(module, "num_attention_heads", "n_head", "num_heads", "n_heads")
+    if value is not None:
+        return value
+    for m in module.modules():
+        for name in ("n_heads", "num_heads", "n_head"):
+            value = getattr(m, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
 def vocab_size(module: torch.nn.Module) -> int | None:
     value = _config_value(module, "vocab_size", "n_vocab", "d_vocab")
     if value is not None:
@@ -97,10 +117,19 @@ def model_dtype(module: torch.nn.Module) -> torch.dtype:
     return torch.float32
 
 
+# Names we gave models we loaded (the embedded model's config names its cache folder); weak keys, so
+# that nothing is written onto the model object and a freed model drops its entry.
+_NAMES: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def name_model(module: torch.nn.Module, name: str) -> None:
+    _NAMES[module] = name
+
+
 def model_name(model: Any) -> str:
     module = torch_module(model)
-    tagged = getattr(module, "_induction_nb_name", None)
-    if isinstance(tagged, str):
+    tagged = _NAMES.get(module)
+    if tagged is not None:
         return tagged
     config = getattr(module, "config", None)
     name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)

@@ -11,9 +11,13 @@ from __future__ import annotations
 import numbers
 from typing import Any, Iterable, Mapping
 
+import torch
+
+from . import _model_info as info
 from .errors import InputError
 
-__all__ = ["is_int", "check_int", "check_probability", "check_heads", "describe_heads"]
+__all__ = ["is_int", "check_int", "check_choice", "check_probability", "check_heads", "describe_heads", "check_tokens",
+           "square_attention", "check_period"]
 
 
 def is_int(x: Any) -> bool:
@@ -35,6 +39,14 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
             want = "an integer"
         raise InputError(f"{name} must be {want}, got {value!r}")
     return int(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """One of a closed set of names (a ``Literal``), or ``InputError`` listing them."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
+    return value
 
 
 def check_probability(name: str, value: Any) -> float:
@@ -80,3 +92,64 @@ def _iterable(x: Any) -> Iterable:
     if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
         raise TypeError
     return x
+
+
+def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
+    """Validate token ids against ``module`` and return them as ``[batch, seq]`` long on its device."""
+    if not isinstance(tokens, torch.Tensor):
+        try:
+            tokens = torch.as_tensor(tokens)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(
+                f"tokens must be a tensor of token ids [batch, seq], got {type(tokens).__name__}"
+            ) from None
+    if tokens.dtype == torch.bool or tokens.is_floating_point() or tokens.is_complex():
+        raise InputError(
+            f"tokens must be integer token ids, got dtype {tokens.dtype}; convert with tokens.long() "
+            "(embeddings are not accepted: pass the ids the model embeds)"
+        )
+    if tokens.dim() == 1:
+        tokens = tokens.unsqueeze(0)
+    if tokens.dim() != 2:
+        raise InputError(f"tokens must have shape [batch, seq] or [seq], got {tuple(tokens.shape)}")
+    batch, seq = tokens.shape
+    if batch == 0:
+        raise InputError("tokens is an empty batch (batch size 0); pass at least one sequence")
+    if seq < 2:
+        raise InputError(f"sequences must have at least 2 tokens to have an attention pattern, got {seq}")
+    device = info.model_device(module)
+    if tokens.device != device and device.type != "meta":  # a meta model runs remotely: keep ids local
+        if tokens.device.type == "meta":
+            raise InputError("tokens are on the meta device and hold no values; create them on a real device")
+        tokens = tokens.to(device)
+    tokens = tokens.long()
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0:
+        raise InputError(f"token ids must be >= 0, found {low}")
+    vocab = info.vocab_size(module)
+    if vocab is not None and high >= vocab:
+        raise InputError(
+            f"token id {high} is out of range: the model's vocabulary has {vocab} entries (ids 0..{vocab - 1})"
+        )
+    limit = info.max_positions(module)
+    if limit is not None and seq > limit:
+        raise InputError(
+            f"sequence length {seq} exceeds the model's {limit} positions; use sequences of at most {limit} tokens"
+        )
+    return tokens
+
+
+def square_attention(attention: Any) -> torch.Tensor:
+    """One head's pattern as a float32 CPU tensor ``[seq, seq]`` (seq >= 2), or a clear ``InputError``."""
+    A = torch.as_tensor(attention).detach()
+    if A.dim() != 2 or A.shape[0] != A.shape[1]:
+        raise InputError(f"attention must be a square [seq, seq] matrix, got shape {tuple(A.shape)}")
+    if A.shape[0] < 2:
+        raise InputError("attention must cover at least 2 positions")
+    return A.float().cpu()
+
+
+def check_period(period: Any, offset: Any, n: int) -> None:
+    """``offset`` tokens precede the pattern; ``period`` must leave at least one repeated query."""
+    check_int("offset", offset, 0, n - 2)
+    check_int("period", period, 1, n - offset - 1)

@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from ._checks import check_period, square_attention
+from ._validate import check_period, square_attention
 from ._labels import escape_controls, escape_label
 from .errors import InputError
 from .scores import stripe_profile

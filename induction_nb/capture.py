@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 import torch
 
-from . import _model_info as info
-from ._engine import ROW_TOLERANCE, mha_fastpath_off, read_layer, trace
-from .errors import CaptureCheckError, InductionNBError, InputError
-from .sites import CustomSites, Site, find_sites
+from ._engine import Engine, mha_fastpath_off, read_layer
+from ._validate import check_tokens, is_int
+from .errors import CaptureCheckError, InputError
+from .sites import CustomSites, Site
 
 if TYPE_CHECKING:
     from .remote import RemoteConfig
@@ -160,36 +160,23 @@ def stream_attention(
 
 @dataclass(frozen=True)
 class _Context:
-    model: Any
-    module: torch.nn.Module
+    engine: Engine
     tokens: torch.Tensor
     sites: tuple[Site, ...]
-    tolerance: float
-    remote: Any = None
 
 
 def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None, remote: Any = False) -> _Context:
-    nn_model = info.as_nnsight(model)
-    if remote:
-        from .remote import resolve
-
-        remote = resolve(nn_model, remote)
-    module = info.torch_module(nn_model)
-    tokens = check_tokens(tokens, module)
-    if module.training and not remote:  # remotely, the server's copy of the model is what runs
-        raise InputError(
-            f"{type(module).__name__} is in training mode (dropout would perturb the patterns); call model.eval() first"
-        )
+    engine = Engine.of(model, remote)
+    tokens = engine.check_tokens(tokens)
+    engine.check_eval()
     if sites is not None:
         if not isinstance(sites, CustomSites):
             raise InputError(f"sites must be an induction_nb.CustomSites, not {type(sites).__name__}")
         all_sites = sites.expand()
     else:
-        all_sites = find_sites(nn_model, module, tokens[:1, : min(tokens.shape[1], 8)], remote=remote or None)
+        all_sites = engine.sites(tokens)
     chosen = _select_layers(layers, [s.layer for s in all_sites])
-    tolerance = ROW_TOLERANCE.get(info.model_dtype(module), 1e-3)
-    return _Context(nn_model, module, tokens, tuple(s for s in all_sites if s.layer in chosen), tolerance,
-                    remote or None)
+    return _Context(engine, tokens, tuple(s for s in all_sites if s.layer in chosen))
 
 
 def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool]]:
@@ -199,17 +186,18 @@ def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool
     import nnsight
 
     # plain locals: a remote request serialises what the body references, and ctx holds the model
-    model, sites, tolerance = ctx.model, ctx.sites, ctx.tolerance
+    engine, sites = ctx.engine, ctx.sites
+    model, tolerance = engine.model, engine.tolerance
     batch, n_tokens = ctx.tokens.shape
     out = None
     try:
-        with torch.no_grad(), mha_fastpath_off(), trace(model, ctx.tokens, ctx.remote) as tracer:
+        with torch.no_grad(), mha_fastpath_off(), engine.trace(ctx.tokens) as tracer:
             out = nnsight.save([])
             for site in sites:
                 out.append(read_layer(model, tracer, site, tolerance, reduce, n_tokens, batch))
             tracer.stop()
     except Exception as e:
-        raise _translate(e, ctx) from e
+        raise engine.translate(e, sites) from e
     out = list(out or [])
     done = {layer for layer, _, _ in out}
     missing = [s.layer for s in ctx.sites if s.layer not in done]
@@ -225,30 +213,11 @@ def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool
     return out
 
 
-def _translate(e: Exception, ctx: _Context) -> Exception:
-    """Our own error for a failure inside the trace: remote failures by kind; nnsight's bookkeeping errors
-    (an operation that did not run, or ran in another order) as a ``CaptureCheckError`` naming the sites."""
-    if ctx.remote is not None:
-        from .remote import translate_error
-
-        err = translate_error(e, ctx.remote)
-        if err is not e:
-            return err
-    if isinstance(e, InductionNBError) or not type(e).__module__.startswith("nnsight"):
-        return e
-    where = ", ".join(f"L{s.layer} {s.path}{'.' + s.op if s.op else ''}" for s in ctx.sites[:3])
-    return CaptureCheckError(
-        f"reading the attention sites failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-        f"sites: {where}{'...' if len(ctx.sites) > 3 else ''}. The forward may take another branch for these "
-        "tokens than for the discovery probe; name the sites with sites=CustomSites(...)"
-    )
-
-
 def _select_layers(layers: Any, labels: list[int]) -> set[int]:
     """The requested model layer indices, each one the model has attention in."""
     if layers is None:
         return set(labels)
-    if isinstance(layers, int) and not isinstance(layers, bool):
+    if is_int(layers):
         layers = [layers]
     try:
         chosen = {int(i) for i in layers}
@@ -268,48 +237,3 @@ def _ranges(labels: list[int]) -> str:
     if labels == list(range(labels[0], labels[-1] + 1)) and len(labels) > 3:
         return f"{labels[0]}..{labels[-1]}"
     return ", ".join(map(str, labels))
-
-
-def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
-    """Validate token ids against ``module`` and return them as ``[batch, seq]`` long on its device."""
-    if not isinstance(tokens, torch.Tensor):
-        try:
-            tokens = torch.as_tensor(tokens)
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(
-                f"tokens must be a tensor of token ids [batch, seq], got {type(tokens).__name__}"
-            ) from None
-    if tokens.dtype == torch.bool or tokens.is_floating_point() or tokens.is_complex():
-        raise InputError(
-            f"tokens must be integer token ids, got dtype {tokens.dtype}; convert with tokens.long() "
-            "(embeddings are not accepted: pass the ids the model embeds)"
-        )
-    if tokens.dim() == 1:
-        tokens = tokens.unsqueeze(0)
-    if tokens.dim() != 2:
-        raise InputError(f"tokens must have shape [batch, seq] or [seq], got {tuple(tokens.shape)}")
-    batch, seq = tokens.shape
-    if batch == 0:
-        raise InputError("tokens is an empty batch (batch size 0); pass at least one sequence")
-    if seq < 2:
-        raise InputError(f"sequences must have at least 2 tokens to have an attention pattern, got {seq}")
-    device = info.model_device(module)
-    if tokens.device != device and device.type != "meta":  # a meta model runs remotely: keep ids local
-        if tokens.device.type == "meta":
-            raise InputError("tokens are on the meta device and hold no values; create them on a real device")
-        tokens = tokens.to(device)
-    tokens = tokens.long()
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0:
-        raise InputError(f"token ids must be >= 0, found {low}")
-    vocab = info.vocab_size(module)
-    if vocab is not None and high >= vocab:
-        raise InputError(
-            f"token id {high} is out of range: the model's vocabulary has {vocab} entries (ids 0..{vocab - 1})"
-        )
-    limit = info.max_positions(module)
-    if limit is not None and seq > limit:
-        raise InputError(
-            f"sequence length {seq} exceeds the model's {limit} positions; use sequences of at most {limit} tokens"
-        )
-    return tokens

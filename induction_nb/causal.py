@@ -1,4 +1,4 @@
-"""Causal evidence: head ablation, the in-context-learning score, the previous-token -> induction circuit.
+"""Causal evidence: head ablation, every head's effect, and the in-context-learning score.
 
 Heads are removed at the *input* of the attention output projection (``o_proj`` / ``c_proj`` /
 ``out_proj`` / ``dense``), sliced by head: that input is the concatenation of the heads' outputs, so
@@ -14,28 +14,20 @@ per-sequence numbers come back. Limits: models whose output projection is not a 
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import torch
 
-from . import _model_info as info
-from ._engine import read_layer
-from ._engine import trace as _engine_trace
-from .capture import check_tokens
-from .detector import InductionHeadDetector
-from ._validate import check_heads
+from ._engine import Engine, cut_heads, head_outputs, next_token_logprobs, read_layer
+from ._validate import check_choice, check_heads
 from .errors import InputError
-from .scores import match_mask, stripe_attention
-from .sites import envoy_at, find_sites
 
-__all__ = ["AblationResult", "ablate_heads", "head_effects", "icl_score", "CircuitResult", "find_circuit",
+__all__ = ["AblationResult", "ablate_heads", "head_effects", "icl_score", "Ablator", "repeat_probe",
            "ABLATION_METHODS"]
 
 AblationMethod = Literal["zero", "mean"]
 ABLATION_METHODS = ("zero", "mean")
-_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "wo", "o", "proj", "out")
 
 
 @dataclass(frozen=True)
@@ -68,65 +60,18 @@ class AblationResult:
         return self.natural_ablated_loss - self.natural_baseline_loss
 
 
-class _Ablator:
-    """Where each layer's heads can be cut: the output projection's path and the head width."""
+class Ablator:
+    """Cuts heads of one model inside its forward passes: the engine's attention layers, each layer's
+    output projection (``projections=`` overrides, one module path per layer) and the head width."""
 
     def __init__(self, model: Any, projections: Sequence[str] | None = None, remote: Any = False):
-        from .models import load_model
-
-        self.model = load_model(model)  # wraps a model you already have, loads a name or path
-        self.module = info.torch_module(self.model)
-        self.remote = None
-        if remote:
-            from .remote import resolve
-
-            self.remote = resolve(self.model, remote)
-        probe = torch.arange(2, 6)[None] % max(2, info.vocab_size(self.module) or 2)
-        self.sites = find_sites(self.model, self.module, check_tokens(probe, self.module), remote=self.remote)
-        self.layers = [s.layer for s in self.sites]  # the model's layer indices, in run order
-        self.n_layers = max(max(self.layers) + 1, _config_layers(self.module))
-        self.n_heads = _n_heads(self.module)
-        if projections is not None:
-            if len(projections) != len(self.sites):
-                raise InputError(f"projections names {len(projections)} modules for {len(self.sites)} attention layers")
-            paths = list(projections)
-        else:
-            paths = [self._projection(site.path) for site in self.sites]
-        self.paths = dict(zip(self.layers, paths))
-        width = _in_features(self.module.get_submodule(paths[0]))
-        if width is None or width % self.n_heads:
-            raise InputError(f"the output projection {paths[0]!r} takes {width} features, which do not split "
-                             f"into {self.n_heads} heads; pass projections=[...] naming the right module per layer")
-        self.d_head = width // self.n_heads
-        uneven = {p: _in_features(self.module.get_submodule(p)) for p in paths}
-        uneven = {p: w for p, w in uneven.items() if w != width}
-        if uneven:
-            raise InputError(f"the output projections differ in width ({paths[0]!r}: {width}, then {uneven}): the "
-                             "layers have different head counts or sizes, which the ablation tools do not support")
-
-    def _projection(self, site_path: str) -> str:
-        attn = self.module.get_submodule(site_path)
-        if isinstance(attn, torch.nn.MultiheadAttention):
-            raise InputError(
-                "nn.MultiheadAttention applies its out_proj functionally, so a head cannot be cut at its input; "
-                "pass projections=[...] naming a module that receives the concatenated head outputs"
-            )
-        parent_path = site_path.rsplit(".", 1)[0] if "." in site_path else ""
-        scopes = [(site_path, attn), (parent_path, self.module.get_submodule(parent_path))]
-        for prefix, scope in scopes:
-            for name in _PROJ_NAMES:
-                for path in (name, f"output.{name}"):
-                    try:
-                        child = scope.get_submodule(path)
-                    except AttributeError:
-                        continue
-                    if _in_features(child) is not None and child is not attn:
-                        return f"{prefix}.{path}" if prefix else path
-        raise InputError(
-            f"cannot find the output projection of {type(attn).__name__} at {site_path!r} (tried {', '.join(_PROJ_NAMES)} "
-            "there and beside it); pass projections=['...', ...] naming, per layer, the module whose input is the "
-            "concatenated head outputs"
-        )
+        self.engine = Engine.of(model, remote)
+        self.model, self.module, self.remote = self.engine.model, self.engine.module, self.engine.remote
+        self.sites = self.engine.sites()
+        self.layers = self.engine.layers  # the model's layer indices, in run order
+        self.n_layers = self.engine.n_layers
+        self.paths, self.d_head = self.engine.projections(list(projections) if projections is not None else None)
+        self.n_heads = self.engine.n_heads
 
     def check_heads(self, heads: Any, name: str = "heads") -> list[tuple[int, int]]:
         return check_heads(name, heads, {l: self.n_heads for l in self.layers})
@@ -137,7 +82,7 @@ class _Ablator:
         return [(l, h) for l in self.layers for h in range(self.n_heads)]
 
     def trace(self, tokens: torch.Tensor) -> Any:
-        return _engine_trace(self.model, tokens, self.remote)
+        return self.engine.trace(tokens)
 
     def run(self, tokens: torch.Tensor, plans: list[list[tuple[int, int]]], method: str, means: dict | None,
             positions: torch.Tensor | None = None, read: dict[int, Any] | None = None) -> tuple[Any, list]:
@@ -155,117 +100,40 @@ class _Ablator:
             for l, h in plan:
                 cuts.setdefault(l, []).append((slice(i * b, (i + 1) * b), slice(h * d, (h + 1) * d)))
         read = read or {}
-        todo = set(cuts) | set(read)
-        order = [s for s in self.sites if s.layer in todo]
-        tolerance = 1e-3
+        order = [s for s in self.sites if s.layer in set(cuts) | set(read)]
         big = tokens.repeat(len(plans), 1)
         batch, n_tokens = big.shape
         scores = None  # only values saved inside the trace come back out of it
         try:
-            with torch.no_grad(), self.trace(big) as tracer:
+            with torch.no_grad(), self.engine.trace(big) as tracer:
                 reduced = nnsight.save([])
                 for site in order:
                     if site.layer in read:
-                        reduced.append(read_layer(model, tracer, site, tolerance, read[site.layer], n_tokens, batch))
+                        reduced.append(read_layer(model, tracer, site, 1e-3, read[site.layer], n_tokens, batch))
                     if site.layer in cuts:
-                        _cut(model, tracer, paths[site.layer], site.call, cuts[site.layer], method, means, site.layer)
+                        values = None if method == "zero" else means[site.layer]
+                        cut_heads(model, tracer, paths[site.layer], site.call, cuts[site.layer], values)
                 if positions is None:
                     tracer.stop()
                 else:
-                    scores = nnsight.save(_next_token(_logits(model.output), big, positions))
+                    scores = nnsight.save(next_token_logprobs(model.output, big, positions))
         except Exception as e:
-            raise self._translate(e) from e
+            raise self.engine.translate(e, tuple(order)) from e
         return scores, list(reduced)
 
-    def _translate(self, e: Exception) -> Exception:
-        if self.remote is None:
-            return e
-        from .remote import translate_error
-
-        return translate_error(e, self.remote)
-
     def means(self, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Mean of each layer's projection input over batch and positions (for mean ablation)."""
+        """Mean of each layer's head outputs over batch and positions (for mean ablation)."""
         import nnsight
 
         model, paths, sites = self.model, self.paths, self.sites
         try:
-            with torch.no_grad(), self.trace(tokens) as tracer:
+            with torch.no_grad(), self.engine.trace(tokens) as tracer:
                 out = nnsight.save({})
                 for site in sites:
-                    out[site.layer] = _projection_input(model, tracer, paths[site.layer], site.call).float().mean(
-                        dim=(0, 1))
+                    out[site.layer] = head_outputs(model, tracer, paths[site.layer], site.call).float().mean(dim=(0, 1))
         except Exception as e:
-            raise self._translate(e) from e
+            raise self.engine.translate(e, sites) from e
         return dict(out)
-
-
-def _projection_input(model: Any, tracer: Any, path: str, call: int) -> Any:
-    """Inside a trace: the input of the output projection at ``path`` on its ``call``-th application."""
-    if call == 0:
-        return envoy_at(model, path).input
-    box = []
-    for _ in tracer.iter[call]:
-        box.append(envoy_at(model, path).input)
-    return box[0]
-
-
-def _cut(model: Any, tracer: Any, path: str, call: int, cuts: list, method: str, means: dict | None, layer: int):
-    """Inside a trace: zero (or set to its mean) each ``(rows, cols)`` block of the projection's input."""
-    if call:
-        for _ in tracer.iter[call]:
-            _cut(model, tracer, path, 0, cuts, method, means, layer)
-        return
-    z = envoy_at(model, path).input
-    for rows, cols in cuts:
-        z[rows, :, cols] = 0 if method == "zero" else means[layer][cols]
-
-
-def _check_method(method: Any) -> None:
-    if method not in ABLATION_METHODS:
-        raise InputError(f"unknown ablation method {method!r}; use one of {', '.join(ABLATION_METHODS)}")
-
-
-def _next_token(logits: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inside the trace: log-probability of the true next token and whether it is the top prediction, at
-    query ``positions``: ``([batch, len(positions)], [batch, len(positions)])``."""
-    picked = logits[:, positions.to(logits.device)].float()
-    target = tokens.to(logits.device)[:, positions.to(logits.device) + 1]
-    lp = torch.log_softmax(picked, dim=-1).gather(-1, target[..., None])[..., 0]
-    return lp.cpu(), (picked.argmax(-1) == target).cpu()
-
-
-def _logits(output: Any) -> torch.Tensor:
-    return output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-
-
-def _in_features(module: torch.nn.Module) -> int | None:
-    if isinstance(module, torch.nn.Linear):
-        return module.in_features
-    if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2's transposed linear
-        return module.weight.shape[0]
-    return None
-
-
-def _config_layers(module: torch.nn.Module) -> int:
-    config = getattr(module, "config", None)
-    value = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
-                                                                  "num_hidden_layers", None)
-    return value if isinstance(value, int) else 0
-
-
-def _n_heads(module: torch.nn.Module) -> int:
-    config = getattr(module, "config", None)
-    for name in ("num_attention_heads", "n_head", "num_heads"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
-    for m in module.modules():
-        for name in ("n_heads", "num_heads", "n_head"):
-            value = getattr(m, name, None)
-            if isinstance(value, int) and value > 0:
-                return value
-    raise InputError(f"cannot tell how many heads {type(module).__name__} has (no config, no n_heads attribute)")
 
 
 def _per_plan(values: torch.Tensor, n_plans: int) -> torch.Tensor:
@@ -273,16 +141,20 @@ def _per_plan(values: torch.Tensor, n_plans: int) -> torch.Tensor:
     return values.float().reshape(n_plans, -1).mean(-1)
 
 
-def _probes(ab: _Ablator, sequence_length: int, batch_size: int, seed: int):
-    det = InductionHeadDetector(ab.model, batch_size=batch_size, seed=seed)
-    probe = det.generator().generate("repeated", sequence_length, batch_size)
-    tokens = check_tokens(probe.tokens, ab.module)
-    # queries predicting the repeat's 2nd..last token (its first token follows nothing that repeats)
+def repeat_probe(ab: Ablator, sequence_length: int, batch_size: int, seed: int):
+    """``(tokens [batch, seq], the repeat's query positions, (natural tokens, their positions) or None)``:
+    repeated random blocks (BOS first where the model has one) and, with a tokenizer, repeated natural
+    passages. The positions are the queries predicting the repeat's 2nd..last token (its first token
+    follows nothing that repeats)."""
+    gen = ab.engine.generator(seed)
+    probe = gen.generate("repeated", sequence_length, batch_size)
+    tokens = ab.engine.check_tokens(probe.tokens)
     repeat_half = torch.arange(probe.offset + probe.period, tokens.shape[1] - 1)
     natural = None
-    if getattr(ab.model, "tokenizer", None) is not None:
-        text = det.generator().generate("natural", sequence_length, min(batch_size, 5), n_repeats=2)
-        natural = (check_tokens(text.tokens, ab.module), torch.arange(text.offset + text.period, text.tokens.shape[1] - 1))
+    if ab.engine.tokenizer is not None:
+        text = gen.generate("natural", sequence_length, min(batch_size, 5), n_repeats=2)
+        natural = (ab.engine.check_tokens(text.tokens),
+                   torch.arange(text.offset + text.period, text.tokens.shape[1] - 1))
     return tokens, repeat_half, natural
 
 
@@ -291,10 +163,10 @@ def ablate_heads(model: Any, heads: Sequence[tuple[int, int]], method: AblationM
                  projections: Sequence[str] | None = None, remote: Any = False) -> AblationResult:
     """Remove ``heads`` together (and, with ``individually``, each alone) and measure the loss increase on
     the repeated half of repeated random sequences and on natural text (first passage half)."""
-    _check_method(method)
-    ab = _Ablator(model, projections, remote)
+    check_choice("ablation method", method, ABLATION_METHODS)
+    ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
-    tokens, positions, natural = _probes(ab, sequence_length, batch_size, seed)
+    tokens, positions, natural = repeat_probe(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
     plans = [[], heads] + ([[h] for h in heads] if individually else [])
     (lp, hit), _ = ab.run(tokens, plans, method, means, positions)
@@ -320,9 +192,9 @@ def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length
     Heads are packed ``chunk // batch_size`` per forward pass (each copy of the batch removes one; the
     clean copy rides in the first). Fewer, larger forwards pay off on a GPU; on a CPU the cost is
     about the same as one forward per head."""
-    _check_method(method)
-    ab = _Ablator(model, projections, remote)
-    tokens, positions, _ = _probes(ab, sequence_length, batch_size, seed)
+    check_choice("ablation method", method, ABLATION_METHODS)
+    ab = Ablator(model, projections, remote)
+    tokens, positions, _ = repeat_probe(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
     heads = ab.heads
     per_forward = max(1, chunk // batch_size)
@@ -353,12 +225,12 @@ def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: Abl
     tokens (negative: the model uses its context). On repeated random tokens early = the first block,
     late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half.
     ``ablate``: heads removed while measuring."""
-    _check_method(method)
-    ab = _Ablator(model, projections, remote)
+    check_choice("ablation method", method, ABLATION_METHODS)
+    ab = Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
     if sequence_length < 24:
         raise InputError(f"icl_score needs sequence_length >= 24 to have early and late windows, got {sequence_length}")
-    tokens, late, natural = _probes(ab, sequence_length, batch_size, seed)
+    tokens, late, natural = repeat_probe(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" and plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
@@ -372,78 +244,7 @@ def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: Abl
     return out
 
 
-def _late_minus_early(ab: _Ablator, tokens: torch.Tensor, early: torch.Tensor, late: torch.Tensor,
+def _late_minus_early(ab: Ablator, tokens: torch.Tensor, early: torch.Tensor, late: torch.Tensor,
                       plan: list, method: str, means: dict | None) -> float:
     (lp, _), _ = ab.run(tokens, [plan], method, means, torch.cat([early, late]))
     return float(-lp[:, len(early):].mean() + lp[:, : len(early)].mean())
-
-
-@dataclass(frozen=True)
-class CircuitResult:
-    """Prefix-matching drop of each induction head when one earlier head is removed."""
-
-    edges: tuple[tuple[tuple[int, int], tuple[int, int], float], ...]  # (earlier head, induction head, drop)
-    baseline: dict  # induction head -> prefix matching without ablation
-    n_forward: int
-
-    def top(self, n: int = 10) -> list[tuple[tuple[int, int], tuple[int, int], float]]:
-        return sorted(self.edges, key=lambda e: -e[2])[:n]
-
-    def feeding(self, induction_head: tuple[int, int], n: int = 3) -> list[tuple[tuple[int, int], float]]:
-        return [(src, drop) for src, dst, drop in self.top(len(self.edges)) if dst == induction_head][:n]
-
-
-def find_circuit(model: Any, induction_heads: Sequence[tuple[int, int]] | None = None, *,
-                 candidates: Sequence[tuple[int, int]] | None = None, method: AblationMethod = "zero",
-                 sequence_length: int = 64, batch_size: int = 4, seed: int = 0, chunk: int = 32,
-                 projections: Sequence[str] | None = None, remote: Any = False) -> CircuitResult:
-    """For each earlier-layer head (``candidates``, default all), remove it and measure how much each
-    induction head's prefix-matching score drops (K-composition: previous-token heads feed induction
-    heads). Default induction heads: the detector's."""
-    _check_method(method)
-    ab = _Ablator(model, projections, remote)
-    if induction_heads is None:
-        detector = InductionHeadDetector(ab.model, seed=seed, batch_size=batch_size, remote=remote)
-        induction_heads = detector.detect(sequence_length=sequence_length).induction_heads
-        if not induction_heads:
-            raise InputError("the detector finds no induction head in this model; pass induction_heads=[...]")
-    targets = ab.check_heads(induction_heads)
-    top_layer = max(l for l, _ in targets)
-    pool = ab.check_heads(candidates) if candidates is not None else [(l, h) for l, h in ab.heads if l < top_layer]
-    pool = [(l, h) for l, h in pool if l < top_layer]
-    tokens, _, _ = _probes(ab, sequence_length, batch_size, seed)
-    means = ab.means(tokens) if method == "mean" else None
-    match = match_mask(tokens)
-    by_layer: dict[int, list[int]] = {}
-    for l, h in targets:
-        by_layer.setdefault(l, []).append(h)
-    per_forward = max(1, chunk // batch_size - 1)
-    drops: list[tuple[tuple[int, int], tuple[int, int], float]] = []
-    baseline: dict = {}
-    n_forward = int(method == "mean")
-    for i in range(0, max(1, len(pool)), per_forward):
-        group = pool[i : i + per_forward]
-        plans = [[]] + [[h] for h in group]
-        reducers = {l: _StripeReducer(match, hs, len(plans)) for l, hs in by_layer.items()}
-        _, reduced = ab.run(tokens, plans, method, means, read=reducers)
-        n_forward += 1
-        scores = {(layer, h): value[:, j] for layer, value, _ in reduced for j, h in enumerate(by_layer[layer])}
-        for target, per_copy in scores.items():
-            baseline[target] = float(per_copy[0])
-            for k, src in enumerate(group):
-                if src[0] < target[0]:
-                    drops.append((src, target, float(per_copy[0] - per_copy[k + 1])))
-    return CircuitResult(tuple(drops), baseline, n_forward)
-
-
-class _StripeReducer:
-    """Inside the trace: prefix matching of some heads of a layer, per copy of the batch ``[copies, heads]``."""
-
-    def __init__(self, match: torch.Tensor, heads: list[int], copies: int):
-        self.match, self.heads, self.copies = match, heads, copies
-
-    def __call__(self, layer: int, pattern: torch.Tensor) -> torch.Tensor:
-        b = self.match.shape[0]
-        match = self.match.to(pattern.device).repeat(self.copies, 1, 1)
-        values = stripe_attention(pattern[:, self.heads], match)  # [copies * b, heads]
-        return values.view(self.copies, b, len(self.heads)).mean(1).cpu()

@@ -11,29 +11,21 @@ unless the caller asks to keep some heads' patterns. Large batches run in chunks
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import Any, Iterable, Sequence
 
 import torch
 
-from . import _model_info as info
 from . import scores as S
+from ._engine import Engine
 from ._stats import bootstrap_overall
-from ._validate import check_heads, describe_heads
-from ._checks import square_attention
+from ._validate import check_heads, check_int, check_probability, describe_heads, square_attention
 from .capture import capture_attention, stream_attention
 from .errors import InputError
 from .patterns import Pattern, PatternGenerator
 from .results import DetectionResult, HeadBehavior, HeadScore
 
 __all__ = ["InductionHeadDetector", "detect_induction_heads", "InductionHeadAnalyzer", "analyze_head_attention"]
-
-
-def _check_threshold(threshold: Any) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
-        raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    return float(threshold)
 
 
 class InductionHeadDetector:
@@ -60,34 +52,26 @@ class InductionHeadDetector:
         progress: bool | None = None,
         remote: Any = False,
     ):
-        from .models import load_model
-
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_probability("threshold", threshold)
         for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("n_bootstrap", n_bootstrap)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-        self.model = load_model(model)  # wraps a model you already have, loads a name or path
-        self.module = info.torch_module(self.model)
-        self.tokenizer = getattr(self.model, "tokenizer", None)
-        model_vocab = info.vocab_size(self.module)
+            check_int(name, value, 1)
+        self.engine = Engine.of(model, remote)
+        self.model, self.module, self.tokenizer = self.engine.model, self.engine.module, self.engine.tokenizer
+        model_vocab = self.engine.vocab_size
         if vocab_size is None and model_vocab is None:
             raise InputError(f"cannot tell the vocabulary size of {type(self.module).__name__}; pass vocab_size=")
         if vocab_size is not None:
-            if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
-                raise InputError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+            check_int("vocab_size", vocab_size, 2)
             if model_vocab is not None and vocab_size > model_vocab:
                 raise InputError(f"vocab_size {vocab_size} is larger than the model's vocabulary ({model_vocab})")
         self.vocab_size = vocab_size or model_vocab
-        self.bos_token_id = _bos_id(self.module, self.tokenizer) if bos else None
-        self.special_ids = tuple(getattr(self.tokenizer, "all_special_ids", None) or ())
+        self.bos_token_id = self.engine.bos_token_id() if bos else None
+        self.special_ids = self.engine.special_ids
         self.batch_size, self.chunk_size, self.seed = batch_size, chunk_size, seed
         self.n_bootstrap, self.progress, self.remote = n_bootstrap, progress, remote
 
     def generator(self) -> PatternGenerator:
-        return PatternGenerator(
-            self.vocab_size, seed=self.seed, exclude=self.special_ids, bos_token_id=self.bos_token_id,
-            tokenizer=self.tokenizer,
-        )
+        return self.engine.generator(self.seed, bos=self.bos_token_id is not None, vocab_size=self.vocab_size)
 
     def detect(
         self,
@@ -109,7 +93,7 @@ class InductionHeadDetector:
             patterns = (patterns,)
         if not patterns:
             raise InputError("no patterns given; use one or more periodic patterns: repeated, abab, copy, natural")
-        keep = _check_keep(keep_patterns, self.module)
+        keep = _check_keep(keep_patterns, self.engine)
         gen = self.generator()
         sequence_length, adapted = self._probe_length(gen, sequence_length, n_repeats)
         probes = [gen.generate(name, sequence_length, self.batch_size, n_repeats=n_repeats) for name in patterns]
@@ -135,7 +119,7 @@ class InductionHeadDetector:
             )
             for i, (l, n) in sorted(enumerate(zip(layers, heads)), key=lambda x: x[1][0]) for h in range(n)
         )
-        n_layers = max(max(layers) + 1, _config_layers(self.module))
+        n_layers = max(max(layers) + 1, self.engine.n_layers)
         settings = {
             "sequence_length": sequence_length, "n_repeats": n_repeats, "batch_size": self.batch_size,
             "patterns": list(patterns), "bos_token_id": self.bos_token_id, "token_range": [gen.low, gen.high],
@@ -145,7 +129,7 @@ class InductionHeadDetector:
         }
         if adapted:
             settings["probe_adapted"] = adapted
-        return DetectionResult(scores, self.threshold, info.model_name(self.model), n_layers, max(heads),
+        return DetectionResult(scores, self.threshold, self.engine.name, n_layers, max(heads),
                                settings, self.seed, kept, repeated.cpu() if kept else None)
 
     def _probe_length(self, gen: PatternGenerator, requested: Any, n_repeats: int) -> tuple[int, str | None]:
@@ -154,7 +138,7 @@ class InductionHeadDetector:
         if requested is not None:
             return requested, None
         preferred = 128
-        limit = info.max_positions(self.module)
+        limit = self.engine.max_positions
         if limit is not None:
             room = limit - (1 if self.bos_token_id is not None else 0)
             preferred = min(preferred, room - room % n_repeats)
@@ -180,8 +164,7 @@ class InductionHeadDetector:
         for start in chunks:
             r = repeated[start : start + self.chunk_size]
             c = control[start : start + self.chunk_size]
-            out = stream_attention(self.model, torch.cat([r, c]), _LayerReducer(r, first_query, keep),
-                                   remote=self.remote)
+            out = stream_attention(self.engine, torch.cat([r, c]), _LayerReducer(r, first_query, keep))
             layers = [x["layer"] for x in out]
             heads = [x["metrics"]["prefix"].shape[1] for x in out]
             for name in out[0]["metrics"]:
@@ -233,34 +216,17 @@ def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([x, torch.full((x.shape[0], n - x.shape[1]), float("nan"))], dim=1)
 
 
-def _config_layers(module: torch.nn.Module) -> int:
-    config = getattr(module, "config", None)
-    value = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
-                                                                  "num_hidden_layers", None)
-    return value if isinstance(value, int) else 0
-
-
 def _f(x: torch.Tensor) -> float:
     return float(x)
 
 
-def _bos_id(module: torch.nn.Module, tokenizer: Any) -> int | None:
-    for source in (getattr(tokenizer, "bos_token_id", None), getattr(getattr(module, "config", None), "bos_token_id", None)):
-        if isinstance(source, int) and source >= 0:
-            vocab = info.vocab_size(module)
-            return source if vocab is None or source < vocab else None
-    return None
-
-
-def _check_keep(keep: Iterable[tuple[int, int]], module: torch.nn.Module) -> list[tuple[int, int]]:
+def _check_keep(keep: Iterable[tuple[int, int]], engine: Engine) -> list[tuple[int, int]]:
     """(layer, head) integer pairs, checked against the config up front where it says the model's size
     (a remote scan would otherwise pay for a whole job before the error); against the attention layers
     the scan finds after it."""
     pairs = check_heads("keep_patterns", keep, allow_empty=True)
-    config = getattr(module, "config", None)
-    n_layers = getattr(config, "num_hidden_layers", None)
-    n_heads = getattr(config, "num_attention_heads", None)
-    if isinstance(n_layers, int) and isinstance(n_heads, int):
+    n_layers, n_heads = engine.config_layers, engine.n_heads
+    if n_layers is not None and n_heads is not None:
         bad = [(l, h) for l, h in pairs if not (0 <= l < n_layers and 0 <= h < n_heads)]
         if bad:
             raise InputError(f"keep_patterns {bad} out of range: the model has {n_layers} layers x {n_heads} heads")
@@ -289,7 +255,7 @@ class InductionHeadAnalyzer:
 
     def find_induction_heads(self, threshold: float = 0.4, **kwargs) -> list[tuple[int, int]]:
         """``(layer, head)`` of the heads whose overall score reaches ``threshold``, best first."""
-        threshold = _check_threshold(threshold)
+        threshold = check_probability("threshold", threshold)
         result = self.detect(**kwargs)
         return [(s.layer, s.head) for s in result.get_top_heads() if s.overall_score >= threshold]
 
@@ -297,8 +263,7 @@ class InductionHeadAnalyzer:
                        index: int = 0) -> tuple[torch.Tensor, torch.Tensor, Pattern]:
         """The ``[q, k]`` attention of one head on sequence ``index`` of a generated pattern, its tokens, and the pattern."""
         probe = self.detector.generator().generate(pattern, sequence_length, max(index + 1, 1))
-        captured = capture_attention(self.model, probe.tokens[index : index + 1], layers=[layer],
-                                     remote=self.detector.remote)
+        captured = capture_attention(self.detector.engine, probe.tokens[index : index + 1], layers=[layer])
         return captured.head(layer, head), probe.tokens[index], probe
 
     def analyze_head(self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64) -> HeadBehavior:
@@ -322,15 +287,12 @@ def analyze_head_attention(attention_pattern: Any, tokens: Any, period: int | No
         raise InputError(f"tokens must be [seq] with seq = {A.shape[0]} (the pattern's size), got shape {tuple(t.shape)}")
     if t.dtype == torch.bool or t.is_floating_point():
         raise InputError(f"tokens must be integer token ids, got dtype {t.dtype}")
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < A.shape[0] - 1:
-        raise InputError(f"offset must be an integer in [0, {A.shape[0] - 2}], got {offset!r}")
+    check_int("offset", offset, 0, A.shape[0] - 2)
     if not torch.isfinite(A).all():
         raise InputError("attention_pattern contains NaN or inf")
     n = A.shape[0]
-    if period is not None and (isinstance(period, bool) or not isinstance(period, int) or not 1 <= period < n - offset):
-        raise InputError(
-            f"period must be an integer in [1, {n - offset - 1}] (less than the sequence length {n - offset}), got {period!r}"
-        )
+    if period is not None:
+        check_int("period", period, 1, n - offset - 1)
     A = A.float()[None]
     t = t.long()[None]
     match = S.match_mask(t)

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from ._checks import check_period, square_attention
+from ._validate import check_period, square_attention
 from ._labels import escape_label
 from .errors import InputError
 from .scores import stripe_profile

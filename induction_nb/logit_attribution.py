@@ -15,8 +15,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ._engine import read_layer
-from .causal import _Ablator, _probes, _projection_input
+from ._engine import head_outputs, read_layer
+from ._validate import check_int
+from .causal import Ablator, repeat_probe
 from .errors import InputError
 from .scores import match_mask
 from .sites import envoy_at
@@ -56,9 +57,8 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
     trace runs on NDIF; the weights are still needed locally, so a meta (remote-only) model is refused."""
     import nnsight
 
-    if not isinstance(top_k, int) or top_k < 1:
-        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
-    ab = _Ablator(model, projections, remote)
+    check_int("top_k", top_k, 1)
+    ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     module = ab.module
     if next(module.parameters()).device.type == "meta":
@@ -68,7 +68,7 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
         )
     unembed = _unembedding(module)
     norm_path = next((p for p in _FINAL_NORMS if _has(module, p)), None)
-    tokens, _, _ = _probes(ab, sequence_length, batch_size, seed)
+    tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed)
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
@@ -82,13 +82,13 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
                 layer = site.layer
                 got[("argmax", layer)] = read_layer(model_nn, tracer, site, 1e-3, _ArgmaxReducer(by_layer[layer]),
                                                     n_tokens, batch)[1]
-                got[("z", layer)] = _projection_input(model_nn, tracer, paths[layer], site.call).float().clone()
+                got[("z", layer)] = head_outputs(model_nn, tracer, paths[layer], site.call).float().clone()
             if norm_path is not None:
                 got["final"] = envoy_at(model_nn, norm_path).input.float().clone()
             else:
                 tracer.stop()
     except Exception as e:
-        raise ab._translate(e) from e
+        raise ab.engine.translate(e, tuple(order)) from e
     got = dict(got)
     scale, weight, centre = _norm_terms(module, norm_path, got.get("final"))
     match = match_mask(tokens)

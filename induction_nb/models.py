@@ -9,6 +9,7 @@ about a second. Hub ids need network access: offline they fail within seconds, n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from ._model_info import as_nnsight, torch_module
+from ._model_info import as_nnsight, name_model, torch_module
 from .errors import ModelLoadError
 
 __all__ = ["load_model", "default_model_path", "EMBEDDED_MODEL_NAME"]
@@ -82,19 +83,20 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
         kwargs["dtype"] = dtype
-    if name_or_path is None:
-        hf, tok = _embedded_model(Path(cache_dir) if cache_dir else None, kwargs)
-        hf._induction_nb_name = EMBEDDED_MODEL_NAME  # the config's name is the cache folder
-    else:
-        path = Path(name_or_path).expanduser()
-        if path.is_file() and path.suffix == ".gguf":
-            hf, tok = _from_gguf(path, kwargs)
-        elif path.is_dir():
-            hf, tok = _from_folder(path, kwargs)
-        elif path.exists():
-            raise ModelLoadError(f"{path} is neither a model folder (config.json) nor a .gguf file")
+    with quiet_transformers():
+        if name_or_path is None:
+            hf, tok = _embedded_model(Path(cache_dir) if cache_dir else None, kwargs)
+            name_model(hf, EMBEDDED_MODEL_NAME)  # the config's name is the cache folder
         else:
-            hf, tok = _from_hub(str(name_or_path), kwargs)
+            path = Path(name_or_path).expanduser()
+            if path.is_file() and path.suffix == ".gguf":
+                hf, tok = _from_gguf(path, kwargs)
+            elif path.is_dir():
+                hf, tok = _from_folder(path, kwargs)
+            elif path.exists():
+                raise ModelLoadError(f"{path} is neither a model folder (config.json) nor a .gguf file")
+            else:
+                hf, tok = _from_hub(str(name_or_path), kwargs)
     hf.eval()
     if device is not None:
         hf.to(device)
@@ -107,18 +109,14 @@ def _remote_handle(name_or_path: Any) -> Any:
             "remote execution needs the name of a model the server hosts, e.g. "
             "load_model('openai-community/gpt2', remote=True)"
         )
-    from nnsight.modeling import huggingface
     from nnsight.modeling.transformers import TransformersModel
 
-    _quiet_transformers()
     path = str(name_or_path)
-    if Path(path).expanduser().is_dir():
-        # a folder is its own canonical id (nnsight would ask the Hub); a server must serve that path
-        huggingface._ID_CACHE[path] = path
     try:
         # meta weights: only the config is read. task and tokenizer explicit: nnsight 0.8.1 with
         # transformers 5 infers neither without the Hub ("Impossible to guess which tokenizer to use")
-        model = TransformersModel(path, task="text-generation", tokenizer=path)
+        with quiet_transformers():
+            model = TransformersModel(path, task="text-generation", tokenizer=path)
     except Exception as e:  # the config comes from the Hub for a repo id
         raise ModelLoadError(f"cannot read the configuration of {str(name_or_path)!r}: {type(e).__name__}: {e}") from e
     model._module.eval()
@@ -133,17 +131,25 @@ def _wrap(hf: torch.nn.Module, tok: Any) -> Any:
     return TransformersModel(hf, tokenizer=tok)
 
 
-def _quiet_transformers():
-    import transformers
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' warnings and progress bars off while we load, restored after (the user's settings are
+    theirs)."""
+    from transformers.utils import logging as hf_logging
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
 
 
 def _from_folder(folder: Path, kwargs: dict) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoTokenizer
 
-    _quiet_transformers()
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{folder} has no config.json: not a folder written by save_pretrained")
     try:
@@ -178,7 +184,6 @@ def _model_class(folder: Path) -> Any:
 def _from_gguf(path: Path, kwargs: dict) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
     for package in ("gguf", "accelerate"):
         if importlib.util.find_spec(package) is None:
             raise ModelLoadError(f"loading a GGUF file needs the '{package}' package: pip install {package}")
@@ -256,7 +261,6 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _from_hub(repo_id: str, kwargs: dict) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
     if repo_id.count("/") > 1 or repo_id.startswith((".", "/", "~")):
         raise ModelLoadError(f"{repo_id!r} does not exist: it is not a local folder, a .gguf file or a hub id")
     try:  # already in the local HF cache: no network needed

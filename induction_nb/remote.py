@@ -57,7 +57,6 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
             f"remote execution needs an nnsight model that names a served model, e.g. "
             f"nnsight.LanguageModel('openai-community/gpt2'); got {type(model).__name__}"
         )
-    import nnsight
     from nnsight import CONFIG
 
     host = (config.host or CONFIG.API.HOST or "").rstrip("/")
@@ -73,17 +72,48 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
     model_key = config.model_key
     if model_key is None:
         try:
-            model_key = model.to_model_key()
+            model_key = _model_key(model)
         except Exception as e:  # resolving a repo id asks the Hub
             raise RemoteExecutionError(
                 f"cannot name the model for the remote server ({type(e).__name__}: {e}); pass "
                 "RemoteConfig(model_key=...)",
                 kind="not_served",
             ) from e
-    import induction_nb
-
-    nnsight.register(induction_nb)
+    _register_once()
     return replace(config, host=host, api_key=api_key, model_key=model_key)
+
+
+_REGISTERED = False
+
+
+def _register_once() -> None:
+    """Ship induction_nb by value with every remote request: registered once per process."""
+    global _REGISTERED
+    if not _REGISTERED:
+        import nnsight
+
+        import induction_nb
+
+        nnsight.register(induction_nb)
+        _REGISTERED = True
+
+
+def _model_key(model: Any) -> str:
+    """nnsight's key for ``model``. A local folder is its own canonical id: nnsight would ask the Hub to
+    canonicalise it, so its cache holds the folder for the duration of the call only (restored after)."""
+    repo = getattr(model, "repo_id", None)
+    if not (isinstance(repo, str) and os.path.isdir(os.path.expanduser(repo))):
+        return model.to_model_key()
+    from nnsight.modeling import huggingface
+
+    cache = getattr(huggingface, "_ID_CACHE", None)
+    if not isinstance(cache, dict) or repo in cache:
+        return model.to_model_key()
+    cache[repo] = repo
+    try:
+        return model.to_model_key()
+    finally:
+        cache.pop(repo, None)
 
 
 def remote_trace(model: Any, tokens: Any, config: RemoteConfig) -> Any:

@@ -81,8 +81,9 @@ def train_induction_model(seed: int = 0, *, steps: int = 2000, batch_size: int =
         raise InputError("need steps >= 1, every >= 1 and seq_len >= 12")
     if vocab - vocab // 10 < seq_len:  # the detector's probes and controls need seq_len distinct usable ids
         raise InputError(f"vocab {vocab} is too small for seq_len {seq_len}: use vocab >= {seq_len * 10 // 9 + 1}")
-    torch.manual_seed(seed)
-    model = AttentionOnly(vocab=vocab, max_len=seq_len + 1)
+    with torch.random.fork_rng(devices=[]):  # the seed inits this model only; the user's RNG state is restored
+        torch.manual_seed(seed)
+        model = AttentionOnly(vocab=vocab, max_len=seq_len + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     held_out = _batch(torch.Generator().manual_seed(seed + 10_000), 256, seq_len, vocab)

@@ -82,8 +82,10 @@ def test_our_code_travels_by_value(remote):
 
     from nnsight.intervention.backends.remote import RemoteBackend
 
+    from induction_nb.remote import resolve
+
     model, config = remote
-    backend = RemoteBackend(model.to_model_key(), host=config.host, api_key="loopback-test-key")
+    backend = RemoteBackend(resolve(model, config).model_key, host=config.host, api_key="loopback-test-key")
     with pytest.raises(Exception, match="blocked in the loopback NDIF server"):
         with model.trace(torch.tensor([[3, 4, 5]]), backend=backend):
             importlib.import_module("induction_nb")
