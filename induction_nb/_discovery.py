@@ -29,16 +29,17 @@ import torch
 
 from ._engine import mha_fastpath_off, remote_failure, trace
 from ._readers import SiteKind, Read, check_reproduces_output, looks_like, read_site
-from .errors import AttentionNotFoundError
+from .errors import AttentionNotFoundError, InputError
 from .sites import Site, envoy_at, op_node
 
-__all__ = ["find_sites"]
+__all__ = ["find_sites", "find_projection", "in_features", "layer_labels"]
 
 _ATTN_CLASS = re.compile(r"attention|attn|selfattn|mha", re.IGNORECASE)
 _CROSS = re.compile(r"cross|encoder_attn", re.IGNORECASE)  # cross-attention: not self-attention
 _TIER0 = re.compile(r"attention|attn|sdpa|scaled_dot_product|flash", re.IGNORECASE)
 _PROBE_ORDER: tuple[SiteKind, ...] = ("hf_interface", "sdpa_call", "softmax", "returned_weights")
 _MAX_DEPTH = 2  # helper functions searched below the module's forward
+_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "wo", "o", "proj", "out")
 
 # Discovered sites per torch module (weak keys: a freed model drops its entry).
 _CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[Any, tuple[Site, ...]]]" = weakref.WeakKeyDictionary()
@@ -243,4 +244,37 @@ def _judge(node: Any, batch: int, n_tokens: int) -> SiteKind | None:
                     return kind
         except Exception:  # a call that is not attention can fail any of these tests: not a site
             continue
+    return None
+
+
+def find_projection(module: torch.nn.Module, site_path: str) -> str:
+    """The output projection of the attention at ``site_path``: a known name inside it or beside it."""
+    attn = module.get_submodule(site_path)
+    if isinstance(attn, torch.nn.MultiheadAttention):
+        raise InputError(
+            "nn.MultiheadAttention applies its out_proj functionally, so a head cannot be cut at its input; "
+            "pass projections=[...] naming a module that receives the concatenated head outputs"
+        )
+    parent_path = site_path.rsplit(".", 1)[0] if "." in site_path else ""
+    for prefix, scope in ((site_path, attn), (parent_path, module.get_submodule(parent_path))):
+        for name in _PROJ_NAMES:
+            for path in (name, f"output.{name}"):
+                try:
+                    child = scope.get_submodule(path)
+                except AttributeError:
+                    continue
+                if in_features(child) is not None and child is not attn:
+                    return f"{prefix}.{path}" if prefix else path
+    raise InputError(
+        f"cannot find the output projection of {type(attn).__name__} at {site_path!r} (tried {', '.join(_PROJ_NAMES)} "
+        "there and beside it); pass projections=['...', ...] naming, per layer, the module whose input is the "
+        "concatenated head outputs"
+    )
+
+
+def in_features(module: torch.nn.Module) -> int | None:
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2's transposed linear
+        return module.weight.shape[0]
     return None

@@ -21,16 +21,15 @@ from typing import Any, Callable
 import torch
 
 from . import _model_info as info
-from ._readers import Read, blocks_future, read_site
+from ._readers import Read, blocks_future, check_pattern, read_site, token_block
 from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
 
 __all__ = ["Engine", "trace", "read_layer", "head_outputs", "cut_heads", "next_token_logprobs", "check_pattern",
-           "mha_fastpath_off", "remote_failure", "ROW_TOLERANCE"]
+           "mha_fastpath_off", "remote_failure", "token_labels", "ROW_TOLERANCE"]
 
 # Row-sum tolerance by the dtype the model computes in (its softmax rounds at that precision).
 ROW_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-_PROJ_NAMES = ("o_proj", "c_proj", "out_proj", "dense", "wo", "o", "proj", "out")
 # output projections found per torch module: {override or None: (paths by layer, head width)}; plain data
 _PROJECTIONS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -159,12 +158,16 @@ class Engine:
                 raise InputError(f"projections names {len(override)} modules for {len(sites)} attention layers")
             paths = list(override)
         else:
-            paths = [_projection_path(self.module, s.path) for s in sites]
+            from ._discovery import find_projection
+
+            paths = [find_projection(self.module, s.path) for s in sites]
         n_heads = self.n_heads
         if n_heads is None:
             raise InputError(f"cannot tell how many heads {type(self.module).__name__} has (no config, no "
                              "n_heads attribute)")
-        widths = {p: _in_features(self.module.get_submodule(p)) for p in paths}
+        from ._discovery import in_features
+
+        widths = {p: in_features(self.module.get_submodule(p)) for p in paths}
         width = widths[paths[0]]
         if width is None or width % n_heads:
             raise InputError(f"the output projection {paths[0]!r} takes {width} features, which do not split into "
@@ -214,6 +217,13 @@ def remote_failure(e: BaseException, remote: Any) -> BaseException | None:
     return None if err is e else err
 
 
+def token_labels(model: Any, ids: list[int]) -> list[str]:
+    """Each id decoded on its own by the model's tokenizer, or the id itself where there is none (raw text:
+    views escape it with ``_labels.escape_label``)."""
+    tok = getattr(model, "tokenizer", None) if model is not None else None
+    return [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]
+
+
 def trace(model: Any, tokens: Any, remote: Any = None) -> Any:
     """``model.trace(tokens)``, on ``remote`` (a resolved ``RemoteConfig``) when given."""
     if remote is None:
@@ -221,39 +231,6 @@ def trace(model: Any, tokens: Any, remote: Any = None) -> Any:
     from .remote import remote_trace
 
     return remote_trace(model, tokens, remote)
-
-
-def _projection_path(module: torch.nn.Module, site_path: str) -> str:
-    """The output projection of the attention at ``site_path``: a known name inside it or beside it."""
-    attn = module.get_submodule(site_path)
-    if isinstance(attn, torch.nn.MultiheadAttention):
-        raise InputError(
-            "nn.MultiheadAttention applies its out_proj functionally, so a head cannot be cut at its input; "
-            "pass projections=[...] naming a module that receives the concatenated head outputs"
-        )
-    parent_path = site_path.rsplit(".", 1)[0] if "." in site_path else ""
-    for prefix, scope in ((site_path, attn), (parent_path, module.get_submodule(parent_path))):
-        for name in _PROJ_NAMES:
-            for path in (name, f"output.{name}"):
-                try:
-                    child = scope.get_submodule(path)
-                except AttributeError:
-                    continue
-                if _in_features(child) is not None and child is not attn:
-                    return f"{prefix}.{path}" if prefix else path
-    raise InputError(
-        f"cannot find the output projection of {type(attn).__name__} at {site_path!r} (tried {', '.join(_PROJ_NAMES)} "
-        "there and beside it); pass projections=['...', ...] naming, per layer, the module whose input is the "
-        "concatenated head outputs"
-    )
-
-
-def _in_features(module: torch.nn.Module) -> int | None:
-    if isinstance(module, torch.nn.Linear):
-        return module.in_features
-    if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2's transposed linear
-        return module.weight.shape[0]
-    return None
 
 
 # -- inside a trace ---------------------------------------------------------------------------------------
@@ -284,7 +261,7 @@ def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: 
         read = Read(pattern, site.causal if site.causal is not None else blocks_future(pattern))
     else:
         read = read_site(site.kind, args, kwargs, output, envoy._module if site.kind == "mha" else None, batch)
-    read = _token_block(read, n_tokens, site.layer)
+    read = token_block(read, n_tokens, site.layer)
     if min(read.pattern.shape[-2:]) < n_tokens:
         return site.layer, None, None
     check_pattern(read, site.layer, tolerance)
@@ -327,34 +304,6 @@ def next_token_logprobs(output: Any, tokens: torch.Tensor, positions: torch.Tens
     return lp.cpu(), (picked.argmax(-1) == target).cpu()
 
 
-def _token_block(read: Read, n_tokens: int, layer: int) -> Read:
-    """The pattern over the given tokens ``[..., T, T]``. Positions the model adds before them (CPM-Ant's
-    prompt: extra queries and keys) and keys that are not tokens (DeepSeek-V4's compressed memory slots,
-    appended; prefix keys, prepended) are cut off, and their share of each row joins the sink's, so that
-    rows plus sink still sum to 1. Which end holds the extra keys is read off the causal mask."""
-    pattern = read.pattern
-    n_q, n_k = pattern.shape[-2:]
-    if n_q == n_k == n_tokens or n_q < n_tokens or n_k < n_tokens:
-        return read
-    sink = read.sink
-    if n_q > n_tokens:  # extra leading positions (queries too): drop them
-        extra_q = n_q - n_tokens
-        pattern = pattern[..., extra_q:, :]
-        sink = None if sink is None else sink[..., extra_q:]
-        keep = slice(n_k - n_tokens, n_k)
-    else:
-        ahead, behind = pattern[..., :n_tokens], pattern[..., n_k - n_tokens:]
-        first_ok, last_ok = bool((ahead.triu(1) == 0).all()), bool((behind.triu(1) == 0).all())
-        if first_ok == last_ok:
-            raise CaptureCheckError(
-                f"layer {layer}: the attention covers {n_k} keys for {n_tokens} tokens and the causal mask does not "
-                "tell which keys are the tokens; name the site with sites=CustomSites(...) and a reader"
-            )
-        keep = slice(0, n_tokens) if first_ok else slice(n_k - n_tokens, n_k)
-    rest = pattern.sum(-1) - pattern[..., keep].sum(-1)
-    return Read(pattern[..., keep], read.causal, rest if sink is None else sink + rest)
-
-
 def _as_pattern(pattern: Any, site: Site) -> torch.Tensor:
     if not isinstance(pattern, torch.Tensor) or pattern.dim() != 4:
         shape = tuple(pattern.shape) if isinstance(pattern, torch.Tensor) else type(pattern).__name__
@@ -363,44 +312,6 @@ def _as_pattern(pattern: Any, site: Site) -> torch.Tensor:
             "it must return a pattern tensor [batch, head, q, k]"
         )
     return pattern.float()
-
-
-def check_pattern(read: Read | torch.Tensor, layer: int, tolerance: float = 1e-4, causal: bool | None = None) -> None:
-    """Self-check of one layer's pattern ``[batch, head, q, k]``; raises ``CaptureCheckError``.
-
-    Rows must sum to 1, or, where a sink takes part of the row, to 1 minus the sink's share (or to 1 where
-    the kernel renormalises over the tokens, as granite's does). Runs in chunks of about 32 MB so that the
-    check never allocates a temporary as large as the pattern (it runs inside the trace on every layer).
-    A NaN or inf anywhere makes its row sum non-finite."""
-    if isinstance(read, torch.Tensor):
-        read = Read(read, bool(causal))
-    pattern, sink = read.pattern, read.sink
-    n_q, n_k = pattern.shape[-2:]
-    flat = pattern.reshape(-1, n_q, n_k)
-    flat_sink = None if sink is None else sink.reshape(-1, n_q)
-    step = max(1, (8 << 20) // max(1, n_q * n_k))
-    err = leak = 0.0
-    for start in range(0, flat.shape[0], step):
-        chunk = flat[start : start + step]
-        rows = chunk.sum(-1)
-        if not torch.isfinite(rows).all():
-            raise CaptureCheckError(f"layer {layer}: the attention pattern contains NaN or inf")
-        off = (rows - 1).abs()
-        if flat_sink is not None:
-            off = torch.minimum(off, (rows + flat_sink[start : start + step] - 1).abs())
-        err = max(err, off.max().item())
-        if read.causal and n_k > 1:
-            leak = max(leak, chunk.triu(1).abs().amax().item())
-    if err > tolerance:
-        raise CaptureCheckError(
-            f"layer {layer}: attention rows do not sum to 1{' (with the sink)' if sink is not None else ''} "
-            f"(worst row off by {err:.2e}, tolerance {tolerance:.0e}); the site may not be a softmax attention "
-            "pattern (a wrong custom reader, an attention variant the reader does not know)"
-        )
-    if leak > 1e-6:
-        raise CaptureCheckError(
-            f"layer {layer}: a causal layer attends to future positions (weight {leak:.2e} above the diagonal)"
-        )
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 __all__ = ["as_nnsight", "torch_module", "vocab_size", "max_positions", "model_device", "model_dtype", "model_name",
-           "n_layers", "n_heads", "token_labels", "name_model"]
+           "n_layers", "n_heads", "name_model"]
 
 
 def torch_module(model: Any) -> torch.nn.Module:
@@ -134,9 +134,3 @@ def model_name(model: Any) -> str:
     config = getattr(module, "config", None)
     name = getattr(config, "_name_or_path", None) or getattr(config, "name_or_path", None)
     return str(name) if name else type(module).__name__
-
-
-def token_labels(model: Any, ids: list[int]) -> list[str]:
-    """Each id decoded on its own by the model's tokenizer, or the id itself where there is none."""
-    tok = getattr(model, "tokenizer", None) if model is not None else None
-    return [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]

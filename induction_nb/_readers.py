@@ -19,8 +19,10 @@ from typing import Any, Callable, Literal, NamedTuple
 import torch
 
 from ._attention_math import attention_from_qk, repeat_kv_heads
+from .errors import CaptureCheckError
 
-__all__ = ["READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future"]
+__all__ = ["READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future",
+           "token_block", "check_pattern"]
 
 SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "returned_weights", "mha", "custom"]
 
@@ -263,3 +265,69 @@ def check_reproduces_output(kind: str, args: tuple, kwargs: dict, output: Any, r
             if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
                 return True
     return False
+
+
+def token_block(read: Read, n_tokens: int, layer: int) -> Read:
+    """The pattern over the given tokens ``[..., T, T]``. Positions the model adds before them (CPM-Ant's
+    prompt: extra queries and keys) and keys that are not tokens (DeepSeek-V4's compressed memory slots,
+    appended; prefix keys, prepended) are cut off, and their share of each row joins the sink's, so that
+    rows plus sink still sum to 1. Which end holds the extra keys is read off the causal mask."""
+    pattern = read.pattern
+    n_q, n_k = pattern.shape[-2:]
+    if n_q == n_k == n_tokens or n_q < n_tokens or n_k < n_tokens:
+        return read
+    sink = read.sink
+    if n_q > n_tokens:  # extra leading positions (queries too): drop them
+        extra_q = n_q - n_tokens
+        pattern = pattern[..., extra_q:, :]
+        sink = None if sink is None else sink[..., extra_q:]
+        keep = slice(n_k - n_tokens, n_k)
+    else:
+        ahead, behind = pattern[..., :n_tokens], pattern[..., n_k - n_tokens:]
+        first_ok, last_ok = bool((ahead.triu(1) == 0).all()), bool((behind.triu(1) == 0).all())
+        if first_ok == last_ok:
+            raise CaptureCheckError(
+                f"layer {layer}: the attention covers {n_k} keys for {n_tokens} tokens and the causal mask does not "
+                "tell which keys are the tokens; name the site with sites=CustomSites(...) and a reader"
+            )
+        keep = slice(0, n_tokens) if first_ok else slice(n_k - n_tokens, n_k)
+    rest = pattern.sum(-1) - pattern[..., keep].sum(-1)
+    return Read(pattern[..., keep], read.causal, rest if sink is None else sink + rest)
+
+
+def check_pattern(read: Read | torch.Tensor, layer: int, tolerance: float = 1e-4, causal: bool | None = None) -> None:
+    """Self-check of one layer's pattern ``[batch, head, q, k]``; raises ``CaptureCheckError``.
+
+    Rows must sum to 1, or, where a sink takes part of the row, to 1 minus the sink's share (or to 1 where
+    the kernel renormalises over the tokens, as granite's does). Runs in chunks of about 32 MB so that the
+    check never allocates a temporary as large as the pattern (it runs inside the trace on every layer).
+    A NaN or inf anywhere makes its row sum non-finite."""
+    if isinstance(read, torch.Tensor):
+        read = Read(read, bool(causal))
+    pattern, sink = read.pattern, read.sink
+    n_q, n_k = pattern.shape[-2:]
+    flat = pattern.reshape(-1, n_q, n_k)
+    flat_sink = None if sink is None else sink.reshape(-1, n_q)
+    step = max(1, (8 << 20) // max(1, n_q * n_k))
+    err = leak = 0.0
+    for start in range(0, flat.shape[0], step):
+        chunk = flat[start : start + step]
+        rows = chunk.sum(-1)
+        if not torch.isfinite(rows).all():
+            raise CaptureCheckError(f"layer {layer}: the attention pattern contains NaN or inf")
+        off = (rows - 1).abs()
+        if flat_sink is not None:
+            off = torch.minimum(off, (rows + flat_sink[start : start + step] - 1).abs())
+        err = max(err, off.max().item())
+        if read.causal and n_k > 1:
+            leak = max(leak, chunk.triu(1).abs().amax().item())
+    if err > tolerance:
+        raise CaptureCheckError(
+            f"layer {layer}: attention rows do not sum to 1{' (with the sink)' if sink is not None else ''} "
+            f"(worst row off by {err:.2e}, tolerance {tolerance:.0e}); the site may not be a softmax attention "
+            "pattern (a wrong custom reader, an attention variant the reader does not know)"
+        )
+    if leak > 1e-6:
+        raise CaptureCheckError(
+            f"layer {layer}: a causal layer attends to future positions (weight {leak:.2e} above the diagonal)"
+        )

@@ -9,12 +9,11 @@ through a ``window=(start, stop)`` or downsampled (block maximum, so a one-posit
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Literal, Sequence
 
 import torch
 
-from ._validate import check_period, square_attention
+from ._validate import check_int, check_period, check_probability, square_attention
 from ._labels import escape_controls, escape_label
 from .errors import InputError
 from .scores import stripe_profile
@@ -49,8 +48,7 @@ class TextPlot(str):
 
 def check_view_options(width: Any, charset: Any) -> None:
     """Raise ``InputError`` unless ``width`` (>= MIN_WIDTH) and ``charset`` are usable."""
-    if isinstance(width, bool) or not isinstance(width, int) or width < MIN_WIDTH:
-        raise InputError(f"width must be an integer >= {MIN_WIDTH} characters, got {width!r}")
+    check_int("width", width, MIN_WIDTH)
     if charset not in _SHADES:
         raise InputError(f"charset must be 'unicode' or 'ascii', got {charset!r}")
 
@@ -144,8 +142,7 @@ def plot_head_scores(
     """Horizontal bars of ``metric`` for each head (dicts with ``layer``, ``head`` and the metric, e.g.
     ``[s.to_dict() for s in result.head_scores]``), sorted descending, the threshold marked."""
     check_view_options(width, charset)
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
-        raise InputError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    check_probability("threshold", threshold)
     rows = []
     for d in scores:
         try:
@@ -265,10 +262,8 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
     layer x head map, previous-token heads, the settings and the seed. ``decimals``: of the top-head
     scores (2 gives text that is identical across CPUs and BLAS builds, e.g. for checked notebooks)."""
     check_view_options(width, charset)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise InputError(f"top must be a positive integer, got {top!r}")
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
-        raise InputError(f"decimals must be an integer in [0, 6], got {decimals!r}")
+    check_int("top", top, 1)
+    check_int("decimals", decimals, 0, 6)
     title = "INDUCTION HEAD ANALYSIS REPORT"
     lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
              f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",

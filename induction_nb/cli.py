@@ -217,9 +217,9 @@ def _figures(model: Any, detector: Any, result: Any, folder: Path, remote: Any) 
 
 
 def _show(args: argparse.Namespace) -> str:
+    from ._engine import Engine, token_labels
     from .ascii import plot_attention_pattern, plot_induction_stripe
     from .capture import capture_attention
-    from .detector import InductionHeadDetector
     from .errors import InputError
 
     window = None
@@ -229,17 +229,14 @@ def _show(args: argparse.Namespace) -> str:
         except ValueError:
             raise InputError(f"--window must be START:STOP, e.g. 10:50, got {args.window!r}") from None
         window = (start, stop)
-    model = _load(args)
-    gen = InductionHeadDetector(model, seed=args.seed, batch_size=1).generator()
-    probe = gen.generate(args.pattern, args.seq_len, 1)
-    n_layers = _n_layers(model)
+    engine = Engine.of(_load(args), _remote(args))
+    probe = engine.generator(args.seed).generate(args.pattern, args.seq_len, 1)
+    n_layers = engine.config_layers
     if n_layers is not None and not 0 <= args.layer < n_layers:
         raise InputError(f"--layer {args.layer} out of range: the model has {n_layers} layers (0..{n_layers - 1})")
-    captured = capture_attention(model, probe.tokens, layers=[args.layer], remote=_remote(args))
+    captured = capture_attention(engine, probe.tokens, layers=[args.layer])
     attention = captured.head(args.layer, args.head)
-    from ._model_info import token_labels
-
-    labels = token_labels(model, probe.tokens[0].tolist())
+    labels = token_labels(engine.model, probe.tokens[0].tolist())
     title = f"L{args.layer}H{args.head} on '{args.pattern}' ({probe.tokens.shape[1]} tokens, seed {args.seed})"
     parts = [plot_attention_pattern(attention, labels, args.width, window=window, charset=args.charset, title=title)]
     if probe.period is not None:
@@ -254,11 +251,3 @@ def _report(args: argparse.Namespace) -> str:
 
     result = DetectionResult.load(args.path)
     return create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
-
-
-def _n_layers(model: Any) -> int | None:
-    from ._model_info import torch_module
-
-    config = getattr(torch_module(model), "config", None)
-    value = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
-    return value if isinstance(value, int) else None

@@ -105,17 +105,17 @@ class InductionHeadDetector:
         bad = [(l, h) for l, h in keep if (l, h) not in present]
         if bad:
             raise InputError(f"keep_patterns {bad} out of range: {describe_heads(dict(zip(layers, heads)))}")
-        head = S.combine(per_seq["prefix"], per_seq["control"], per_seq["copying"])
-        low, high = bootstrap_overall(per_seq["prefix"], per_seq["control"], per_seq["copying"],
+        head = S.combine(per_seq["prefix_matching"], per_seq["control"], per_seq["copying"])
+        low, high = bootstrap_overall(per_seq["prefix_matching"], per_seq["control"], per_seq["copying"],
                                       n=self.n_bootstrap, seed=self.seed)
-        means = {k: torch.nanmean(per_seq[k], 0) for k in ("previous", "duplicate", "diagonal")}
+        means = {k: torch.nanmean(per_seq[k], 0) for k in ("previous_token", "duplicate_token", "diagonal")}
         scores = tuple(
             HeadScore(
                 layer=l, head=h,
                 prefix_matching=_f(head["prefix_matching"][i, h]), contrast=_f(head["contrast"][i, h]),
-                copying=_f(head["copying"][i, h]), previous_token=_f(means["previous"][i, h]),
-                duplicate_token=_f(means["duplicate"][i, h]), diagonal=_f(means["diagonal"][i, h]),
-                overall_score=_f(head["overall"][i, h]), ci_low=_f(low[i, h]), ci_high=_f(high[i, h]),
+                copying=_f(head["copying"][i, h]), previous_token=_f(means["previous_token"][i, h]),
+                duplicate_token=_f(means["duplicate_token"][i, h]), diagonal=_f(means["diagonal"][i, h]),
+                overall_score=_f(head["overall_score"][i, h]), ci_low=_f(low[i, h]), ci_high=_f(high[i, h]),
             )
             for i, (l, n) in sorted(enumerate(zip(layers, heads)), key=lambda x: x[1][0]) for h in range(n)
         )
@@ -166,7 +166,7 @@ class InductionHeadDetector:
             c = control[start : start + self.chunk_size]
             out = stream_attention(self.engine, torch.cat([r, c]), _LayerReducer(r, first_query, keep))
             layers = [x["layer"] for x in out]
-            heads = [x["metrics"]["prefix"].shape[1] for x in out]
+            heads = [x["metrics"]["prefix_matching"].shape[1] for x in out]
             for name in out[0]["metrics"]:
                 collected.setdefault(name, []).append(torch.stack([_pad(x["metrics"][name], max(heads)) for x in out], 1))
             for x in out:
@@ -199,11 +199,11 @@ class _LayerReducer:
             pattern = S.all_mass(pattern, sink)
         probe, ctrl = pattern[:n], pattern[n:]
         metrics = {
-            "prefix": S.stripe_attention(probe, match),
+            "prefix_matching": S.stripe_attention(probe, match),
             "control": S.stripe_attention(ctrl, match),
             "copying": S.copying(probe, tokens, match),
-            "previous": S.previous_token(probe, self.first_query),
-            "duplicate": S.stripe_attention(probe, self.dup.to(pattern.device)),
+            "previous_token": S.previous_token(probe, self.first_query),
+            "duplicate_token": S.stripe_attention(probe, self.dup.to(pattern.device)),
             "diagonal": S.diagonal(probe),
         }
         return {"layer": layer, "metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": kept}

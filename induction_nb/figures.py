@@ -20,7 +20,7 @@ import torch
 from ._validate import check_period, square_attention
 from ._labels import escape_label
 from .errors import InputError
-from .scores import stripe_profile
+from .scores import LABELS, stripe_profile
 
 __all__ = [
     "style",
@@ -118,9 +118,9 @@ def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = Non
         ax.set_ylabel("layer")
         _ticks(ax.set_xticks, result.n_heads)
         _ticks(ax.set_yticks, result.n_layers)
-        ax.set_title(title if title is not None else f"{result.model_name}: {metric.replace('_', ' ')}")
+        ax.set_title(title if title is not None else f"{result.model_name}: {LABELS.get(metric, metric)}")
         if colorbar:
-            ax.figure.colorbar(image, ax=ax, label=metric.replace("_", " "), shrink=0.9)
+            ax.figure.colorbar(image, ax=ax, label=LABELS.get(metric, metric), shrink=0.9)
     return ax
 
 
@@ -193,8 +193,8 @@ def plot_metric_scatter(result: Any, x: str = "prefix_matching", y: str = "copyi
                         xytext=(3, 2), textcoords="offset points")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(x.replace("_", " "))
-        ax.set_ylabel(y.replace("_", " "))
+        ax.set_xlabel(LABELS.get(x, x))
+        ax.set_ylabel(LABELS.get(y, y))
         ax.legend(loc="lower right", frameon=False)
     return ax
 
@@ -239,7 +239,7 @@ def plot_mosaic(results: Mapping[str, Any] | Iterable[Any], metric: str = "overa
             image = ax.images[0]
         for ax in list(axes.flat)[len(items):]:
             ax.set_visible(False)
-        fig.colorbar(image, ax=axes, label=metric.replace("_", " "), shrink=0.8)
+        fig.colorbar(image, ax=axes, label=LABELS.get(metric, metric), shrink=0.8)
     return fig
 
 

@@ -55,8 +55,6 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
                 remote: Any = False) -> list[DLAScore]:
     """Direct-logit-attribution copying of ``heads`` on repeated random sequences. ``remote``: the
     trace runs on NDIF; the weights are still needed locally, so a meta (remote-only) model is refused."""
-    import nnsight
-
     check_int("top_k", top_k, 1)
     ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
@@ -72,7 +70,35 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
-    model_nn, paths, d = ab.model, ab.paths, ab.d_head
+    got = _trace_heads(ab, tokens, by_layer, norm_path)
+    scale, weight, centre = _norm_terms(module, norm_path, got.get("final"))
+    match = match_mask(tokens)
+    scored = match.any(-1)
+    scored[:, -1] = False
+    b_idx, q_idx = scored.nonzero(as_tuple=True)
+    d, out = ab.d_head, []
+    for layer, hs in sorted(by_layer.items()):
+        proj = module.get_submodule(ab.paths[layer])
+        for j, h in enumerate(hs):
+            w = _head_block(proj, h, d)  # [d_model, d_head]
+            z = got[("z", layer)][b_idx, q_idx, h * d : (h + 1) * d]  # [n, d_head]
+            contribution = z @ w.T.float()
+            if centre:
+                contribution = contribution - contribution.mean(-1, keepdim=True)
+            if scale is not None:
+                contribution = contribution * scale[b_idx, q_idx, None]
+            if weight is not None:
+                contribution = contribution * weight
+            attended = tokens[b_idx, got[("argmax", layer)][b_idx, j, q_idx]]
+            out.append(_score(layer, h, contribution @ unembed.T, attended, top_k))
+    return out
+
+
+def _trace_heads(ab: Ablator, tokens: torch.Tensor, by_layer: dict[int, list[int]], norm_path: str | None) -> dict:
+    """One trace: each layer's arg-max keys of the chosen heads, its head outputs, the final norm's input."""
+    import nnsight
+
+    model_nn, paths = ab.model, ab.paths
     order = [s for s in ab.sites if s.layer in by_layer]
     batch, n_tokens = tokens.shape
     try:
@@ -89,35 +115,18 @@ def copying_dla(model: Any, heads: Sequence[tuple[int, int]], *, top_k: int = 5,
                 tracer.stop()
     except Exception as e:
         raise ab.engine.translate(e, tuple(order)) from e
-    got = dict(got)
-    scale, weight, centre = _norm_terms(module, norm_path, got.get("final"))
-    match = match_mask(tokens)
-    scored = match.any(-1)
-    scored[:, -1] = False
-    b_idx, q_idx = scored.nonzero(as_tuple=True)
-    out = []
-    for layer, hs in sorted(by_layer.items()):
-        proj = module.get_submodule(paths[layer])
-        for j, h in enumerate(hs):
-            w = _head_block(proj, h, d)  # [d_model, d_head]
-            z = got[("z", layer)][b_idx, q_idx, h * d : (h + 1) * d]  # [n, d_head]
-            contribution = z @ w.T.float()
-            if centre:
-                contribution = contribution - contribution.mean(-1, keepdim=True)
-            if scale is not None:
-                contribution = contribution * scale[b_idx, q_idx, None]
-            if weight is not None:
-                contribution = contribution * weight
-            logits = contribution @ unembed.T  # [n, vocab]
-            attended = tokens[b_idx, got[("argmax", layer)][b_idx, j, q_idx]]
-            target = logits.gather(-1, attended[:, None])[:, 0]
-            rank = (logits > target[:, None]).sum(-1)
-            spread = logits.std(-1)
-            z_score = torch.where(spread > 0, (target - logits.mean(-1)) / spread.clamp_min(1e-12), 0.0)
-            copies = (rank < top_k) & (z_score > 0)  # ties at zero spread (an empty output) do not copy
-            out.append(DLAScore(layer, h, float(copies.float().mean()), float(z_score.mean()),
-                                float(rank.float().median()), top_k))
-    return out
+    return dict(got)
+
+
+def _score(layer: int, head: int, logits: torch.Tensor, attended: torch.Tensor, top_k: int) -> DLAScore:
+    """The head's direct logits ``[n, vocab]`` against the tokens it attends to ``[n]``."""
+    target = logits.gather(-1, attended[:, None])[:, 0]
+    rank = (logits > target[:, None]).sum(-1)
+    spread = logits.std(-1)
+    z_score = torch.where(spread > 0, (target - logits.mean(-1)) / spread.clamp_min(1e-12), 0.0)
+    copies = (rank < top_k) & (z_score > 0)  # ties at zero spread (an empty output) do not copy
+    return DLAScore(layer, head, float(copies.float().mean()), float(z_score.mean()), float(rank.float().median()),
+                    top_k)
 
 
 def _has(module: torch.nn.Module, path: str) -> bool:

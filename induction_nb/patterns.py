@@ -26,6 +26,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 
 from ._passages import PASSAGES
+from ._validate import check_int
 from .errors import InputError
 
 __all__ = ["Pattern", "PatternGenerator", "PATTERN_NAMES", "default_token_range"]
@@ -88,8 +89,7 @@ class PatternGenerator:
         sep_token_id: int | None = None,
         tokenizer: Any = None,
     ):
-        if not isinstance(vocab_size, int) or vocab_size < 2:
-            raise InputError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
+        check_int("vocab_size", vocab_size, 2)
         d_low, d_high = default_token_range(vocab_size)
         self.low = d_low if low is None else low
         self.high = d_high if high is None else high
@@ -115,12 +115,10 @@ class PatternGenerator:
         maker = _MAKERS.get(name)
         if maker is None:
             raise InputError(f"unknown pattern {name!r}; valid names: {', '.join(PATTERN_NAMES)}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if name in ("repeated", "natural") and (not isinstance(n_repeats, int) or n_repeats < 2):
-            raise InputError(f"n_repeats must be an integer >= 2 (a block must occur again), got {n_repeats!r}")
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int):
-            raise InputError(f"seq_len must be an integer, got {seq_len!r}")
+        check_int("batch_size", batch_size, 1)
+        if name in ("repeated", "natural"):
+            check_int("n_repeats", n_repeats, 2)  # a block must occur again
+        check_int("seq_len", seq_len)
         minimum = {"repeated": 2 * n_repeats, "abab": 3, "copy": 3, "random": 2, "natural": 4, "bigram": 8}[name]
         if seq_len < minimum:
             raise InputError(f"seq_len {seq_len!r} is too short for pattern {name!r}: it needs at least {minimum} tokens")

@@ -12,6 +12,10 @@
 * ``previous_token``, ``duplicate_token``, ``diagonal``: the companions.
 * ``overall_score``: ``clamp(prefix - control, 0, 1) * copying`` (documented in ``combine``).
 
+One spelling per metric: the names of ``METRICS`` (and ``overall_score``) are the keys everywhere, in
+``HeadScore``, JSON, DataFrame columns and ``combine``'s result; ``LABELS`` gives each its display name for
+reports, tables and figures.
+
 Every function returns one value per sequence and head, ``[batch, ...]`` (float32; NaN where a
 sequence has no scored query), and never modifies its inputs. Sums over a mask gather only the masked
 entries, so no temporary as large as ``A`` is created: these run inside the trace on every layer.
@@ -33,9 +37,11 @@ __all__ = [
     "stripe_profile",
     "all_mass",
     "METRICS",
+    "LABELS",
 ]
 
 METRICS = ("prefix_matching", "contrast", "copying", "previous_token", "duplicate_token", "diagonal")
+LABELS = {m: m.replace("_", " ") for m in ("overall_score", *METRICS, "causal_effect")}
 
 
 def all_mass(A: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:
@@ -133,7 +139,7 @@ def combine(prefix: torch.Tensor, control: torch.Tensor, copy: torch.Tensor) -> 
     """
     p, c, y = (torch.nanmean(t, dim=0) for t in (prefix, control, copy))
     contrast = (p - c).clamp(0, 1)
-    return {"prefix_matching": p, "control": c, "contrast": contrast, "copying": y, "overall": contrast * y}
+    return {"prefix_matching": p, "control": c, "contrast": contrast, "copying": y, "overall_score": contrast * y}
 
 
 def stripe_profile(A: torch.Tensor, period: int, offset: int = 0) -> tuple[torch.Tensor, ...]:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from . import _model_info as info
+from ._engine import Engine, token_labels
 from ._colors import cividis_hex, text_color
 from ._labels import escape_label
 from .errors import InputError
@@ -47,7 +47,8 @@ class HeadExplorer:
             self.result = detector.detect(sequence_length=sequence_length or 48)
         if not self.result.head_scores:
             raise InputError("the result is empty (no head scores): run detect() first")
-        self._detector = InductionHeadDetector(self.model, seed=seed, batch_size=n_examples) if self.model is not None else None
+        self._engine = Engine.of(self.model) if self.model is not None else None
+        self.seed, self.n_examples = seed, n_examples
         self.sequence_length = sequence_length or int(self.result.settings.get("sequence_length", 48))
         self.patterns = tuple(patterns) if self.model is not None else ("repeated",)
         self._cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, int | None]] = {}
@@ -168,8 +169,8 @@ class HeadExplorer:
         self.widget.add_class("inb-explorer")
 
     def _n_examples(self) -> int:
-        if self._detector is not None:
-            return self._detector.batch_size
+        if self._engine is not None:
+            return self.n_examples
         kept = self.result.kept_tokens
         return 1 if kept is None else int(kept.shape[0])
 
@@ -244,14 +245,14 @@ class HeadExplorer:
             return stacked, self.result.kept_tokens, period
         from .capture import capture_attention
 
-        probe = self._detector.generator().generate(name, self.sequence_length, self._detector.batch_size)
-        captured = capture_attention(self.model, probe.tokens, layers=[layer], remote=self._detector.remote)
+        probe = self._engine.generator(self.seed).generate(name, self.sequence_length, self.n_examples)
+        captured = capture_attention(self._engine, probe.tokens, layers=[layer])
         self._cache[key] = (captured.pattern[:, 0].cpu(), probe.tokens.cpu(), probe.period)
         self._offset = probe.offset
         return self._cache[key]
 
     def _labels(self, tokens: torch.Tensor) -> list[str]:
-        return info.token_labels(self.model, tokens.tolist())
+        return token_labels(self.model, tokens.tolist())
 
     def _title_text(self) -> str:
         s = self.result.score(self.layer, self.head)
@@ -260,10 +261,10 @@ class HeadExplorer:
 
 
 def _metrics_html(s: Any, threshold: float) -> str:
-    rows = [("overall", s.overall_score), ("prefix matching", s.prefix_matching), ("contrast", s.contrast),
-            ("copying", s.copying), ("previous token", s.previous_token), ("duplicate token", s.duplicate_token),
-            ("diagonal", s.diagonal), ("ablation effect", s.causal_effect)]
-    body = "".join(f"<tr><td>{name}</td><td>{'-' if v is None else f'{v:.3f}'}</td></tr>" for name, v in rows)
+    from .scores import LABELS
+
+    body = "".join(f"<tr><td>{label}</td><td>{'-' if getattr(s, m) is None else f'{getattr(s, m):.3f}'}</td></tr>"
+                   for m, label in LABELS.items())
     return (f"<table class='inb-metric-table'>{body}</table>"
             f"<small>95% CI [{s.ci_low:.3f}, {s.ci_high:.3f}]; threshold {threshold:.2f}</small>")
 

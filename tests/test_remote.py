@@ -191,3 +191,60 @@ def test_cli_scan_remote(folder, server, monkeypatch, capsys):
     remote_out = capsys.readouterr().out
     assert main(["scan", *argv]) == 0
     assert capsys.readouterr().out == remote_out
+
+
+ENTRY_POINTS = {
+    "capture_attention": lambda m, local, c: capture_attention(m, torch.tensor([[3, 4, 5, 6]]), remote=c),
+    "stream_attention": lambda m, local, c: __import__("induction_nb").stream_attention(
+        m, torch.tensor([[3, 4, 5, 6]]), lambda layer, p: p.sum(), remote=c),
+    "detect_induction_heads": lambda m, local, c: __import__("induction_nb").detect_induction_heads(
+        m, sequence_length=16, batch_size=2, remote=c),
+    "InductionHeadAnalyzer": lambda m, local, c: __import__("induction_nb").InductionHeadAnalyzer(
+        m, batch_size=2, remote=c).head_attention(1, 0, sequence_length=16),
+    "ablate_heads": lambda m, local, c: __import__("induction_nb").ablate_heads(
+        m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+    "head_effects": lambda m, local, c: __import__("induction_nb").head_effects(
+        m, sequence_length=24, batch_size=2, remote=c),
+    "icl_score": lambda m, local, c: __import__("induction_nb").icl_score(m, sequence_length=24, batch_size=2, remote=c),
+    "find_circuit": lambda m, local, c: __import__("induction_nb").find_circuit(
+        m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+    "copying_dla": lambda m, local, c: __import__("induction_nb").copying_dla(
+        local, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+}
+
+
+@pytest.fixture(scope="module")
+def warm(folder, server):
+    """A remote model and a local one whose sites are already found (discovery ran on the good server)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NDIF_API_KEY", "loopback-test-key")
+        model, local, config = load_model(folder, remote=True), load_model(folder), RemoteConfig(host=server.url)
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=config)
+        capture_attention(local, torch.tensor([[3, 4, 5, 6]]), remote=config)
+    return model, local, config
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "not_served"])
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+def test_every_entry_point_reports_a_remote_failure_by_kind(entry, failure, warm, monkeypatch):
+    """Sites already found (the failure hits the entry point's own trace, not discovery): the same
+    RemoteExecutionError kind from every entry point that runs a model remotely."""
+    monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
+    model, local, config = warm
+    bad = (RemoteConfig(host=f"http://127.0.0.1:{lb.free_port()}") if failure == "unreachable"
+           else RemoteConfig(host=config.host, model_key=lb.model_key("/nowhere/else")))
+    with pytest.raises(RemoteExecutionError) as e:
+        ENTRY_POINTS[entry](model, local, bad)
+    assert e.value.kind == failure, str(e.value)
+
+
+@pytest.mark.parametrize("command", ["scan", "show"])
+def test_cli_reports_a_remote_failure_in_one_line(command, folder, server, monkeypatch, capsys):
+    from induction_nb.cli import main
+
+    monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
+    extra = ["--layer", "1", "--head", "0"] if command == "show" else ["--seq-len", "16", "--batch", "2"]
+    argv = [command, str(folder), *extra, "--remote", "--host", f"http://127.0.0.1:{lb.free_port()}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: cannot reach http://127.0.0.1") and "Traceback" not in "\n".join(err)

@@ -92,10 +92,10 @@ def test_positional_head_high_prefix_no_contrast_not_detected():
     assert S.match_mask(control).sum() == 0
     out = S.combine(prefix, on_control, S.copying(INDUCTION, TOKENS, M))
     assert out["prefix_matching"].item() == pytest.approx(1.0)
-    assert out["contrast"].item() == pytest.approx(0.0) and out["overall"].item() < 0.4
+    assert out["contrast"].item() == pytest.approx(0.0) and out["overall_score"].item() < 0.4
     genuine = S.combine(prefix, S.stripe_attention(UNIFORM, M), S.copying(INDUCTION, TOKENS, M))
     assert genuine["contrast"].item() == pytest.approx(1 - (1 / 4 + 1 / 5 + 1 / 6) / 3)
-    assert genuine["overall"].item() > 0.4
+    assert genuine["overall_score"].item() > 0.4
 
 
 def test_vectorised_over_layers_and_heads_and_pure():
