@@ -40,6 +40,7 @@ def attention_from_qk(
     position_bias: torch.Tensor | None = None,
     sinks: torch.Tensor | None = None,
     return_sink: bool = False,
+    q_offset: int = 0,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax attention weights ``[batch, head, q, k]`` (float32) from ``query [batch, head, q, d]``
     and ``key [batch, kv_head, k, d]``.
@@ -49,12 +50,15 @@ def attention_from_qk(
     ``sinks``: learned sink logits, one per head ``[head]`` (gpt-oss) or per query ``[batch, head, q, 1]``;
     they join each row's softmax but belong to no key, so the rows sum to less than 1.
     ``return_sink``: also return the sink's share of each row ``[batch, head, q]`` (``None`` without sinks).
+    ``q_offset``: the position of the first query row (a block of rows of a longer pattern), for the
+    causal mask and the sliding window.
     """
     q = query.float()
     k = repeat_kv_heads(key.float(), q.shape[1])
     if scaling is None:
         scaling = 1.0 / math.sqrt(q.shape[-1])
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
+    scores = torch.matmul(q, k.transpose(-1, -2))
+    scores.mul_(scaling)
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     if position_bias is not None:
@@ -67,18 +71,30 @@ def attention_from_qk(
         else:
             scores = scores + mask.float()
     elif is_causal:
-        qi = torch.arange(n_q, device=scores.device)[:, None]
-        ki = torch.arange(n_k, device=scores.device)[None, :]
-        allowed = ki <= qi
-        if sliding_window is not None:
-            allowed = allowed & (qi - ki < sliding_window)
-        scores = scores.masked_fill(~allowed, float("-inf"))
+        _mask_causal_(scores, q_offset, sliding_window)
     if sinks is None:
         pattern = torch.softmax(scores, dim=-1)
         return (pattern, None) if return_sink else pattern
     both = torch.softmax(torch.cat([scores, sink_logits(sinks, scores)], dim=-1), dim=-1)
     pattern, sink = both[..., :-1], both[..., -1]
     return (pattern, sink) if return_sink else pattern
+
+
+def _mask_causal_(scores: torch.Tensor, q_offset: int, window: int | None) -> None:
+    """In place: ``-inf`` where key ``k`` lies after query ``q_offset + i`` (or ``window`` or more before
+    it). Only the columns that hold such keys are touched: a block of rows of a long causal pattern has
+    its future keys in its last columns only."""
+    n_q, n_k = scores.shape[-2:]
+    qi = torch.arange(q_offset, q_offset + n_q, device=scores.device)[:, None]
+    first = q_offset + 1  # the first row's first future key
+    if first < n_k:
+        ki = torch.arange(first, n_k, device=scores.device)[None, :]
+        scores[..., first:].masked_fill_(ki > qi, float("-inf"))
+    if window is not None:
+        last = min(n_k, q_offset + n_q - int(window))  # keys before this are out of some row's window
+        if last > 0:
+            ki = torch.arange(0, last, device=scores.device)[None, :]
+            scores[..., :last].masked_fill_(qi - ki >= int(window), float("-inf"))
 
 
 def sink_logits(sinks: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from . import _model_info as info
 from ._readers import Read, blocks_future, check_pattern, read_site, token_block
+from ._rows import flash_with_lse
 from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
 
@@ -30,6 +31,8 @@ __all__ = ["Engine", "trace", "read_layer", "head_outputs", "cut_heads", "next_t
 
 # Row-sum tolerance by the dtype the model computes in (its softmax rounds at that precision).
 ROW_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+# whether the flash-kernel path reproduces a module's attention output (checked once per module)
+_LSE_OK: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
 # output projections found per torch module: {override or None: (paths by layer, head width)}; plain data
 _PROJECTIONS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -181,6 +184,34 @@ class Engine:
             _PROJECTIONS.setdefault(self.module, {})[None] = result
         return result
 
+    def lse_ok(self) -> bool:
+        """Whether scoring may run the model's flash kernel itself to get each row's logsumexp (``_rows.
+        flash_with_lse``): checked once per model, on a short probe, by comparing that kernel's output with
+        the model's own attention output. Remote runs never do (the server's device decides its kernels)."""
+        if self.remote is not None:
+            return False
+        if self.module not in _LSE_OK:
+            _LSE_OK[self.module] = self._lse_reproduces_output()
+        return _LSE_OK[self.module]
+
+    def _lse_reproduces_output(self) -> bool:
+        import nnsight
+
+        sites = self.sites()
+        if not sites or sites[0].kind != "hf_interface":
+            return False
+        vocab = max(2, self.vocab_size or 2)
+        probe = self.check_tokens((torch.arange(2, 10) % (vocab - 1) + 1)[None])
+        site, model = sites[0], self.model
+        try:
+            with torch.no_grad(), self.trace(probe) as tracer:
+                verdict = nnsight.save([])
+                verdict.append(_lse_matches(model, site, probe.shape[1]))
+                tracer.stop()
+        except Exception:  # a branch not taken, a kernel that is not there: the blockwise path serves
+            return False
+        return bool(verdict and verdict[0])
+
     # -- running ----------------------------------------------------------------------------------------
 
     def trace(self, tokens: torch.Tensor) -> Any:
@@ -241,8 +272,9 @@ def read_layer(model: Any, tracer: Any, site: Site, tolerance: float, reduce: Ca
     """Inside a trace: ``(site.layer, reduce(...), causal)`` for one site application, or
     ``(site.layer, None, None)`` where its attention does not cover the tokens (Funnel's pooled blocks
     attend over fewer positions: not attention among the tokens, left out). ``reduce`` gets ``(layer,
-    pattern [batch, head, q, k])``, and the sink's share ``[batch, head, q]`` (or ``None``) as a third
-    argument where it sets ``accepts_sink = True``."""
+    pattern [batch, head, q, k])``; the sink's share ``[batch, head, q]`` (or ``None``) as a third
+    argument where it sets ``accepts_sink = True``; or, where it sets ``accepts_rows = True``, ``(layer,
+    rows)``: the pattern row block by row block (``_rows.Rows``, self-checked as it is read), never whole."""
     if site.call == 0:
         return _read(model, site, tolerance, reduce, n_tokens, batch)
     box = []
@@ -255,19 +287,43 @@ def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: 
     envoy = envoy_at(model, site.path)
     node = op_node(envoy, site.op)
     args, kwargs = node.inputs
+    if getattr(reduce, "use_lse", False) and site.kind == "hf_interface":
+        fast = flash_with_lse(args, kwargs, n_tokens)
+        if fast is not None:  # the model's own kernel, run by us for its logsumexp: the model gets its output
+            node.skip((fast[0], None))
+            fast[1].check(site.layer, tolerance)
+            return site.layer, reduce(site.layer, fast[1]), True
     output = node.output if site.needs_output else None
     if site.kind == "custom":
         pattern = _as_pattern(site.reader(args, kwargs, output), site)
         read = Read(pattern, site.causal if site.causal is not None else blocks_future(pattern))
     else:
-        read = read_site(site.kind, args, kwargs, output, envoy._module if site.kind == "mha" else None, batch)
-    read = token_block(read, n_tokens, site.layer)
-    if min(read.pattern.shape[-2:]) < n_tokens:
+        module = envoy._module if site.kind == "mha" else None
+        read = read_site(site.kind, args, kwargs, output, module, batch, lazy=getattr(reduce, "accepts_rows", False))
+    if read.rows is None or read.rows.shape[2:] != (n_tokens, n_tokens):
+        if read.rows is not None:  # positions beyond the tokens: trimmed on the whole pattern
+            pattern, sink = read.rows.full()
+            read = Read(pattern, read.causal, sink)
+        read = token_block(read, n_tokens, site.layer)
+    rows = read.as_rows()
+    if min(rows.shape[-2:]) < n_tokens:
         return site.layer, None, None
+    if getattr(reduce, "accepts_rows", False):  # checked block by block as the reducer reads them
+        return site.layer, reduce(site.layer, rows.checked(site.layer, tolerance)), read.causal
     check_pattern(read, site.layer, tolerance)
     if getattr(reduce, "accepts_sink", False):
         return site.layer, reduce(site.layer, read.pattern, read.sink), read.causal
     return site.layer, reduce(site.layer, read.pattern), read.causal
+
+
+def _lse_matches(model: Any, site: Site, n_tokens: int) -> bool:
+    """Inside a probe trace: the flash kernel's output equals what the model's attention call returned."""
+    node = op_node(envoy_at(model, site.path), site.op)
+    args, kwargs = node.inputs
+    fast = flash_with_lse(args, kwargs, n_tokens)
+    output = node.output
+    got = output[0] if isinstance(output, (tuple, list)) else output
+    return fast is not None and bool(torch.allclose(fast[0], got, atol=1e-6, rtol=1e-5))
 
 
 def head_outputs(model: Any, tracer: Any, path: str, call: int = 0) -> Any:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal, NamedTuple
 import torch
 
 from ._attention_math import attention_from_qk, repeat_kv_heads
+from ._rows import DenseRows, QKRows, Rows, check_block
 from .errors import CaptureCheckError
 
 __all__ = ["READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future",
@@ -29,11 +30,16 @@ SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "returned_weights", "
 
 class Read(NamedTuple):
     """A site's pattern ``[batch, head, q, k]`` (float32), whether it is causal, and the sink's share of
-    each row ``[batch, head, q]`` (``None`` without a sink)."""
+    each row ``[batch, head, q]`` (``None`` without a sink). Read lazily (``lazy=True``), a recomputed
+    pattern is ``rows`` instead (``pattern`` and ``sink`` ``None``): computed row block by row block."""
 
-    pattern: torch.Tensor
+    pattern: torch.Tensor | None
     causal: bool
     sink: torch.Tensor | None = None
+    rows: Rows | None = None
+
+    def as_rows(self) -> Rows:
+        return self.rows if self.rows is not None else DenseRows(self.pattern, self.causal, self.sink)
 
 
 def _is_4d(x: Any) -> bool:
@@ -54,7 +60,7 @@ def _padding_to_bool(mask: torch.Tensor) -> torch.Tensor:
     return mask.bool()[:, None, None, :]
 
 
-def _hf_interface(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+def _hf_interface(args: tuple, kwargs: dict, output: Any, batch: int | None = None, lazy: bool = False) -> Read:
     """HF ``attention_interface(module, query, key, value, attention_mask, *, scaling, ...)``. Where the
     kernel returns float32 weights they are taken as they are (eager parity); otherwise, and for the
     sink's share, they are recomputed from the query, key, mask and scaling the kernel received."""
@@ -78,40 +84,35 @@ def _hf_interface(args: tuple, kwargs: dict, output: Any, batch: int | None = No
             if window is not None:
                 tri = tri & ~torch.ones_like(tri).tril(n_k - n_q - int(window))
             mask = mask & tri
-    pattern, sink = attention_from_qk(
-        query,
-        key,
-        mask=mask,
-        scaling=kwargs.get("scaling"),
-        is_causal=is_causal and mask is None and query.shape[2] > 1,
-        softcap=kwargs.get("softcap"),
-        sliding_window=kwargs.get("sliding_window"),
-        position_bias=kwargs.get("position_bias"),
-        sinks=sinks,
-        return_sink=True,
-    )
-    pattern = weights if returned else pattern
-    causal = bool(declared) if declared is not None else blocks_future(pattern)
-    return Read(pattern, causal, sink)
+    causal = bool(declared) if declared is not None else (is_causal if mask is None else _mask_blocks_future(mask))
+    rows = QKRows(query.float(), key.float(), causal=causal, mask=mask, scaling=kwargs.get("scaling"),
+                  is_causal=is_causal and mask is None, softcap=kwargs.get("softcap"),
+                  sliding_window=kwargs.get("sliding_window"), position_bias=kwargs.get("position_bias"), sinks=sinks)
+    if lazy and not returned:
+        return Read(None, causal, None, rows)
+    pattern, sink = rows.full()
+    return Read(weights if returned else pattern, causal, sink)
 
 
-def _sdpa_call(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+def _sdpa_call(args: tuple, kwargs: dict, output: Any, batch: int | None = None, lazy: bool = False) -> Read:
     """``F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0, is_causal=False, scale=None)``."""
     query, key = args[0], args[1]
     mask = _arg(args, kwargs, 3, "attn_mask")
     is_causal = bool(_arg(args, kwargs, 5, "is_causal") or False)
-    pattern = attention_from_qk(query, key, mask=mask, scaling=_arg(args, kwargs, 6, "scale"), is_causal=is_causal)
-    return Read(pattern, is_causal or _mask_blocks_future(mask))
+    causal = is_causal or _mask_blocks_future(mask)
+    rows = QKRows(query.float(), key.float(), causal=causal, mask=mask, scaling=_arg(args, kwargs, 6, "scale"),
+                  is_causal=is_causal)
+    return Read(None, causal, None, rows) if lazy else Read(rows.full()[0], causal)
 
 
-def _softmax(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+def _softmax(args: tuple, kwargs: dict, output: Any, batch: int | None = None, lazy: bool = False) -> Read:
     """A manual ``softmax(q @ k.T)``: the output already is the pattern. Causality is read off it.
     ``[batch * head, q, k]`` (BART-style ``bmm`` attention) is split into heads by ``batch``."""
     pattern = _as_4d(output, batch).float()
     return Read(pattern, blocks_future(pattern))
 
 
-def _returned_weights(args: tuple, kwargs: dict, output: Any, batch: int | None = None) -> Read:
+def _returned_weights(args: tuple, kwargs: dict, output: Any, batch: int | None = None, lazy: bool = False) -> Read:
     """A helper that returns ``(attention output, weights)`` (GPT-Neo's ``_attn``, GPT-2's
     ``_upcast_and_reordered_attn``): the weights are the pattern."""
     pattern = _as_4d(output[1], batch).float()
@@ -207,11 +208,12 @@ READERS: dict[str, Callable[..., Read]] = {
 
 
 def read_site(kind: str, args: tuple, kwargs: dict, output: Any, module: torch.nn.Module | None,
-              batch: int | None = None) -> Read:
-    """Dispatch to the reader of ``kind``. ``batch``: the number of sequences, to split ``[batch * head, q, k]``."""
+              batch: int | None = None, lazy: bool = False) -> Read:
+    """Dispatch to the reader of ``kind``. ``batch``: the number of sequences, to split ``[batch * head, q, k]``.
+    ``lazy``: a pattern that would be recomputed comes back as ``rows`` (see ``Read``)."""
     if kind == "mha":
         return _mha(args, kwargs, output, module)
-    return READERS[kind](args, kwargs, output, batch)
+    return READERS[kind](args, kwargs, output, batch, lazy)
 
 
 def _stochastic(x: Any) -> bool:
@@ -296,38 +298,10 @@ def token_block(read: Read, n_tokens: int, layer: int) -> Read:
 
 
 def check_pattern(read: Read | torch.Tensor, layer: int, tolerance: float = 1e-4, causal: bool | None = None) -> None:
-    """Self-check of one layer's pattern ``[batch, head, q, k]``; raises ``CaptureCheckError``.
-
-    Rows must sum to 1, or, where a sink takes part of the row, to 1 minus the sink's share (or to 1 where
-    the kernel renormalises over the tokens, as granite's does). Runs in chunks of about 32 MB so that the
-    check never allocates a temporary as large as the pattern (it runs inside the trace on every layer).
-    A NaN or inf anywhere makes its row sum non-finite."""
+    """Self-check of one layer's pattern ``[batch, head, q, k]``; raises ``CaptureCheckError`` (see
+    ``_rows.check_block``). Runs over row blocks of about 32 MB so that the check never allocates a
+    temporary as large as the pattern (it runs inside the trace on every layer)."""
     if isinstance(read, torch.Tensor):
         read = Read(read, bool(causal))
-    pattern, sink = read.pattern, read.sink
-    n_q, n_k = pattern.shape[-2:]
-    flat = pattern.reshape(-1, n_q, n_k)
-    flat_sink = None if sink is None else sink.reshape(-1, n_q)
-    step = max(1, (8 << 20) // max(1, n_q * n_k))
-    err = leak = 0.0
-    for start in range(0, flat.shape[0], step):
-        chunk = flat[start : start + step]
-        rows = chunk.sum(-1)
-        if not torch.isfinite(rows).all():
-            raise CaptureCheckError(f"layer {layer}: the attention pattern contains NaN or inf")
-        off = (rows - 1).abs()
-        if flat_sink is not None:
-            off = torch.minimum(off, (rows + flat_sink[start : start + step] - 1).abs())
-        err = max(err, off.max().item())
-        if read.causal and n_k > 1:
-            leak = max(leak, chunk.triu(1).abs().amax().item())
-    if err > tolerance:
-        raise CaptureCheckError(
-            f"layer {layer}: attention rows do not sum to 1{' (with the sink)' if sink is not None else ''} "
-            f"(worst row off by {err:.2e}, tolerance {tolerance:.0e}); the site may not be a softmax attention "
-            "pattern (a wrong custom reader, an attention variant the reader does not know)"
-        )
-    if leak > 1e-6:
-        raise CaptureCheckError(
-            f"layer {layer}: a causal layer attends to future positions (weight {leak:.2e} above the diagonal)"
-        )
+    for _ in read.as_rows().checked(layer, tolerance).blocks():
+        pass

@@ -164,7 +164,8 @@ class InductionHeadDetector:
         for start in chunks:
             r = repeated[start : start + self.chunk_size]
             c = control[start : start + self.chunk_size]
-            out = stream_attention(self.engine, torch.cat([r, c]), _LayerReducer(r, first_query, keep))
+            reducer = _LayerReducer(r, first_query, keep, use_lse=self.engine.lse_ok())
+            out = stream_attention(self.engine, torch.cat([r, c]), reducer)
             layers = [x["layer"] for x in out]
             heads = [x["metrics"]["prefix_matching"].shape[1] for x in out]
             for name in out[0]["metrics"]:
@@ -177,36 +178,43 @@ class InductionHeadDetector:
 
 
 class _LayerReducer:
-    """Runs inside the trace on one layer's pattern ``[2n, head, q, k]`` (n probes, then n controls).
+    """Runs inside the trace on one layer's pattern ``[2n, head, T, T]`` (n probes, then n controls), row
+    block by row block (``_rows``): at most ``[2n, head, block, T]`` exists at a time, so an 8k-token scan
+    never holds a layer's whole pattern. With ``use_lse`` (an sdpa model on a CPU, see
+    ``Engine.lse_ok``) the layer comes as the query, key and the flash kernel's row logsumexp instead, and
+    only the weights the metrics need are computed.
 
     Where a learned sink takes part of each row, the metrics are taken over *all* the row's mass: the
     pattern is rescaled to each key's share of the full softmax (sink included), so attention parked on
     the sink counts against the prefix-matching score as attention on a BOS token would. Copying's arg-max
     runs over the tokens."""
 
-    accepts_sink = True
+    accepts_rows = True  # a class attribute: a remote request ships the class by value, attributes included
 
-    def __init__(self, tokens: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
+    def __init__(self, tokens: torch.Tensor, first_query: int, keep: list[tuple[int, int]], use_lse: bool = False):
         self.tokens, self.first_query, self.keep = tokens, first_query, keep
-        self.match = S.match_mask(tokens)
-        self.dup = S.duplicate_mask(tokens)
+        self.use_lse = use_lse and not keep  # kept patterns need the rows themselves
 
-    def __call__(self, layer: int, pattern: torch.Tensor, sink: torch.Tensor | None = None) -> dict:
+    def __call__(self, layer: int, rows) -> dict:
         n = self.tokens.shape[0]
-        tokens, match = self.tokens.to(pattern.device), self.match.to(pattern.device)
-        kept = {(l, h): pattern[:n, h].detach().clone().cpu() for l, h in self.keep if l == layer and h < pattern.shape[1]}
-        if sink is not None:
-            pattern = S.all_mass(pattern, sink)
-        probe, ctrl = pattern[:n], pattern[n:]
-        metrics = {
-            "prefix_matching": S.stripe_attention(probe, match),
-            "control": S.stripe_attention(ctrl, match),
-            "copying": S.copying(probe, tokens, match),
-            "previous_token": S.previous_token(probe, self.first_query),
-            "duplicate_token": S.stripe_attention(probe, self.dup.to(pattern.device)),
-            "diagonal": S.diagonal(probe),
-        }
-        return {"layer": layer, "metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": kept}
+        if hasattr(rows, "entries"):  # the flash kernel's logsumexp (see _engine.read_layer): no rows at all
+            metrics = S.lse_metrics(rows, self.tokens.to(rows.lse.device), self.first_query)
+            return {"layer": layer, "metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": {}}
+        heads = [h for l, h in self.keep if l == layer and h < rows.shape[1]]
+        scorer, kept = None, {h: [] for h in heads}
+        for start, block, sink, lo in rows.column_blocks():
+            if scorer is None:
+                scorer = S.RowScorer(self.tokens.to(block.device), rows.shape[1], self.first_query)
+            for h in heads:
+                whole = block.new_zeros(n, block.shape[2], rows.shape[3])
+                whole[..., lo : lo + block.shape[-1]] = block[:n, h]
+                kept[h].append(whole.cpu())
+            if sink is not None:
+                block = S.all_mass(block, sink)
+            scorer.add(start, block[:n], block[n:], lo)
+        metrics = scorer.finish()
+        return {"layer": layer, "metrics": {k: v.cpu() for k, v in metrics.items()},
+                "kept": {(layer, h): torch.cat(v, dim=1) for h, v in kept.items()}}
 
 
 def _pad(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -153,3 +153,136 @@ def stripe_profile(A: torch.Tensor, period: int, offset: int = 0) -> tuple[torch
     rest_max = torch.nan_to_num(rest, nan=-1.0).amax(-1).clamp_min(0)
     rest_mean = torch.nansum(rest, -1) / q.clamp_min(1).float()  # the q + 1 keys up to q, less the stripe key
     return q, stripe, rest_max, rest_mean
+
+
+def token_pairs(tokens: torch.Tensor, kind: str = "match") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The nonzero entries ``(batch, q, k)`` of ``match_mask`` (``kind="match"``: ``t[k-1] == t[q]``,
+    ``1 <= k <= q``) or of ``duplicate_mask`` (``"duplicate"``: ``t[k] == t[q]``, ``k < q``), without
+    building the ``[batch, T, T]`` mask: each position is paired with the earlier positions holding its
+    token (a stable sort groups them). Sorted by ``q``."""
+    bs, qs, ks = [], [], []
+    for b, t in enumerate(tokens.cpu()):
+        values, order = torch.sort(t, stable=True)  # equal tokens grouped, in position order
+        n = t.shape[0]
+        new = torch.ones(n, dtype=torch.bool)
+        new[1:] = values[1:] != values[:-1]
+        start = torch.where(new, torch.arange(n), torch.zeros(n, dtype=torch.long)).cummax(0).values
+        earlier = torch.arange(n) - start  # how many earlier positions hold the same token
+        total = int(earlier.sum())
+        first = torch.repeat_interleave(start, earlier)
+        within = torch.arange(total) - torch.repeat_interleave(torch.cumsum(earlier, 0) - earlier, earlier)
+        q, k = torch.repeat_interleave(order, earlier), order[first + within]
+        bs.append(torch.full((total,), b, dtype=torch.long))
+        qs.append(q)
+        ks.append(k + 1 if kind == "match" else k)
+    b, q, k = torch.cat(bs), torch.cat(qs), torch.cat(ks)
+    order = torch.argsort(q, stable=True)
+    return b[order], q[order], k[order]
+
+
+class RowScorer:
+    """The metrics of one layer, fed a block of query rows at a time (see ``_rows``): per-query values
+    ``[batch, head, T]`` are filled block by block, then averaged as the whole-pattern functions above do
+    (same definitions, same results up to float summation order). ``tokens`` ``[n, T]`` are the probes;
+    a control batch ``[n, head, rows, T]`` may ride along and is scored on the probes' match positions."""
+
+    def __init__(self, tokens: torch.Tensor, n_heads: int, first_query: int = 1):
+        self.tokens, self.first_query = tokens, first_query
+        n, T = tokens.shape
+        self.match = [x.to(tokens.device) for x in token_pairs(tokens, "match")]
+        self.dup = [x.to(tokens.device) for x in token_pairs(tokens, "duplicate")]
+        zeros = lambda: torch.zeros(n * T, n_heads, device=tokens.device)  # noqa: E731
+        self.prefix, self.control, self.duplicate = zeros(), zeros(), zeros()
+        self.copy = torch.zeros(n, n_heads, T, device=tokens.device)
+        self.previous = torch.zeros(n, n_heads, T, device=tokens.device)
+        self.diagonal = torch.zeros(n, n_heads, T, device=tokens.device)
+
+    def add(self, start: int, probe: torch.Tensor, control: torch.Tensor | None = None, lo: int = 0) -> None:
+        """Rows ``start .. start + rows`` of the probes' pattern over keys ``lo .. lo + width``
+        ``[n, head, rows, width]`` (every other key of these rows is 0), and the control's likewise."""
+        n, n_heads, rows, width = probe.shape
+        T = self.tokens.shape[1]
+        stop = start + rows
+        for pairs, out, source in ((self.match, self.prefix, probe), (self.dup, self.duplicate, probe),
+                                   (self.match, self.control, control)):
+            if source is None:
+                continue
+            b, q, k = pairs
+            first, last = torch.searchsorted(q, torch.tensor([start, stop], device=q.device)).tolist()
+            b, q, k = b[first:last], q[first:last], k[first:last]
+            seen = (k >= lo) & (k < lo + width)  # keys outside the columns hold 0
+            b, q, k = b[seen], q[seen], k[seen]
+            out.index_add_(0, b * T + q, source[b, :, q - start, k - lo].float())
+        following = torch.cat([self.tokens[:, 1:], torch.full_like(self.tokens[:, :1], -1)], 1)[:, start:stop]
+        attended = torch.gather(self.tokens[:, None, :].expand(n, n_heads, T), 2, probe.argmax(-1) + lo)
+        self.copy[:, :, start:stop] = (attended == following[:, None, :]).float()
+        self.diagonal[:, :, start:stop] = torch.diagonal(probe, offset=start - lo, dim1=-2, dim2=-1).float()
+        previous = torch.diagonal(probe, offset=start - 1 - lo, dim1=-2, dim2=-1).float()
+        self.previous[:, :, stop - previous.shape[-1] : stop] = previous
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """``{metric: [n, head]}``: prefix_matching, control, copying, previous_token, duplicate_token,
+        diagonal (NaN where a sequence has no scored query)."""
+        n, T = self.tokens.shape
+        scored = torch.zeros(n * T, dtype=torch.bool, device=self.tokens.device)
+        scored[self.match[0] * T + self.match[1]] = True
+        scored = scored.view(n, T)
+        dup_scored = torch.zeros(n * T, dtype=torch.bool, device=self.tokens.device)
+        dup_scored[self.dup[0] * T + self.dup[1]] = True
+        copy_scored = scored.clone()
+        copy_scored[:, -1] = False
+        per_q = lambda x: x.view(n, T, -1)  # noqa: E731  [n * T, head] -> [n, T, head]
+        return {
+            "prefix_matching": _masked_mean(per_q(self.prefix), scored, (-1,)).view(n, -1),
+            "control": _masked_mean(per_q(self.control), scored, (-1,)).view(n, -1),
+            "copying": _masked_mean(self.copy.transpose(1, 2), copy_scored, (-1,)).view(n, -1),
+            "previous_token": self.previous[:, :, self.first_query:].mean(-1),
+            "duplicate_token": _masked_mean(per_q(self.duplicate), dup_scored.view(n, T), (-1,)).view(n, -1),
+            "diagonal": self.diagonal.mean(-1),
+        }
+
+
+def lse_metrics(source, tokens: torch.Tensor, first_query: int = 1, rows: int = 128,
+                chunk: int = 1 << 16) -> dict[str, torch.Tensor]:
+    """The same metrics as ``RowScorer`` from a layer whose row logsumexp is known (``_rows.LseScores``:
+    the model's flash kernel returned it): the probes are the first ``n = len(tokens)`` sequences of
+    ``source``, their controls the next ``n``. Only the needed weights are computed (one dot product
+    each) and, for copying, the arg-max of the scored probe rows, ``rows`` at a time."""
+    n, T = tokens.shape
+    h = source.shape[1]
+    device = tokens.device
+
+    def summed(pairs, shift: int = 0) -> torch.Tensor:
+        b, q, k = (x.to(device) for x in pairs)
+        out = torch.zeros(n * T, h, device=device)
+        for i in range(0, len(b), chunk):  # bounded gathers of [chunk, head, d]
+            bb, qq, kk = b[i : i + chunk], q[i : i + chunk], k[i : i + chunk]
+            out.index_add_(0, bb * T + qq, source.entries(bb + shift, qq, kk))
+        return out.view(n, T, h)
+
+    match, dup = token_pairs(tokens, "match"), token_pairs(tokens, "duplicate")
+    scored = torch.zeros(n * T, dtype=torch.bool, device=device)
+    scored[(match[0] * T + match[1]).to(device)] = True
+    scored = scored.view(n, T)
+    dup_scored = torch.zeros(n * T, dtype=torch.bool, device=device)
+    dup_scored[(dup[0] * T + dup[1]).to(device)] = True
+    dup_scored = dup_scored.view(n, T)
+    copy_scored = scored.clone()
+    copy_scored[:, -1] = False
+    correct = torch.zeros(n, T, h, device=device)
+    following = torch.cat([tokens[:, 1:], torch.full_like(tokens[:, :1], -1)], 1)
+    wanted = copy_scored.any(0).nonzero().flatten().tolist()
+    if wanted:
+        for start in range(wanted[0], wanted[-1] + 1, rows):
+            stop = min(wanted[-1] + 1, start + rows)
+            k_star = source.argmax(slice(0, n), start, stop)  # [n, head, rows]
+            attended = torch.gather(tokens[:, None, :].expand(n, h, T), 2, k_star)
+            correct[:, start:stop] = (attended == following[:, None, start:stop]).float().transpose(1, 2)
+    return {
+        "prefix_matching": _masked_mean(summed(match), scored, (-1,)).view(n, -1),
+        "control": _masked_mean(summed(match, shift=n), scored, (-1,)).view(n, -1),
+        "copying": _masked_mean(correct, copy_scored, (-1,)).view(n, -1),
+        "previous_token": source.diagonal(-1)[:n, :, first_query - 1 :].mean(-1),
+        "duplicate_token": _masked_mean(summed(dup), dup_scored, (-1,)).view(n, -1),
+        "diagonal": source.diagonal(0)[:n].mean(-1),
+    }

@@ -17,7 +17,7 @@ def _qkv(seed=0, b=2, h=4, kv=2, t=5, d=8):
 def test_flash_style_2d_padding_mask_with_implicit_causal_and_window():
     q, k, v = _qkv()
     keep = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]])  # second sequence is left-padded by one
-    pattern, causal, _ = read_site(
+    pattern, causal, _, _ = read_site(
         "hf_interface", (_Module(), q, k, v, keep), {"scaling": 0.25, "sliding_window": 3}, (None, None), None
     )
     assert causal
@@ -38,7 +38,7 @@ def test_mha_key_padding_and_bool_masks_match_torch():
     kpm = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])  # True = padding, ignored
     causal = torch.ones(6, 6, dtype=torch.bool).triu(1)  # True = may not attend
     want = mha(x, x, x, key_padding_mask=kpm, attn_mask=causal, need_weights=True, average_attn_weights=False)[1]
-    got, is_causal, _ = read_site("mha", (x, x, x), {"key_padding_mask": kpm, "attn_mask": causal}, None, mha)
+    got, is_causal, _, _ = read_site("mha", (x, x, x), {"key_padding_mask": kpm, "attn_mask": causal}, None, mha)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
     assert is_causal
 
@@ -64,5 +64,5 @@ def test_sdpa_call_with_bool_mask_reports_causality_from_the_mask():
     read = read_site("sdpa_call", (q, k, v), {"attn_mask": tri}, out, None)
     assert read.causal and check_reproduces_output("sdpa_call", (q, k, v), {"attn_mask": tri}, out, read)
     full = torch.ones(5, 5, dtype=torch.bool)
-    _, causal, _ = read_site("sdpa_call", (q, k, v), {"attn_mask": full}, None, None)
+    _, causal, _, _ = read_site("sdpa_call", (q, k, v), {"attn_mask": full}, None, None)
     assert not causal
