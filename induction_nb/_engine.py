@@ -26,7 +26,8 @@ from ._rows import flash_with_lse
 from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
 
-__all__ = ["Engine", "trace", "read_layer", "head_outputs", "cut_heads", "next_token_logprobs", "check_pattern",
+__all__ = ["Engine", "trace", "read_layer", "head_outputs", "cut_heads", "next_token_logprobs", "last_row_argmax",
+           "next_token", "check_pattern",
            "mha_fastpath_off", "remote_failure", "token_labels", "ROW_TOLERANCE"]
 
 # Row-sum tolerance by the dtype the model computes in (its softmax rounds at that precision).
@@ -324,6 +325,32 @@ def _lse_matches(model: Any, site: Site, n_tokens: int) -> bool:
     output = node.output
     got = output[0] if isinstance(output, (tuple, list)) else output
     return fast is not None and bool(torch.allclose(fast[0], got, atol=1e-6, rtol=1e-5))
+
+
+def next_token(output: Any) -> torch.Tensor:
+    """Inside the trace: the greedy next token of the first sequence (the arg-max of its last logits)."""
+    logits = output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
+    return logits[0, -1].argmax().cpu()
+
+
+def last_row_argmax(model: Any, site: Site) -> torch.Tensor:
+    """Inside a trace: the arg-max key of each head's *last* query row ``[batch, head]`` (decoding with a KV
+    cache: the new token's query against every cached key). Only that row is computed, ``[head, K]``."""
+    node = op_node(envoy_at(model, site.path), site.op)
+    args, kwargs = node.inputs
+    if site.kind != "hf_interface":
+        read = read_site(site.kind, args, kwargs, node.output if site.needs_output else None, None)
+        return read.pattern[:, :, -1].argmax(-1)
+    mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
+    kwargs = {k: v for k, v in kwargs.items() if k != "attention_mask"}
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[-2] > 1:
+        mask = mask[..., -1:, :]
+    bias = kwargs.get("position_bias")
+    if isinstance(bias, torch.Tensor) and bias.dim() == 4 and bias.shape[-2] > 1:
+        kwargs["position_bias"] = bias[..., -1:, :]
+    last = (args[0], args[1][:, :, -1:], args[2], args[3], mask, *args[5:])
+    pattern, _ = read_site("hf_interface", last, kwargs, None, None, lazy=True).as_rows().full()
+    return pattern[:, :, -1].argmax(-1)
 
 
 def head_outputs(model: Any, tracer: Any, path: str, call: int = 0) -> Any:

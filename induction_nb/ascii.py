@@ -16,7 +16,7 @@ import torch
 from ._validate import check_int, check_period, check_probability, square_attention
 from ._labels import escape_controls, escape_label
 from .errors import InputError
-from .scores import stripe_profile
+from .scores import block_max, stripe_profile
 
 __all__ = [
     "TextPlot",
@@ -82,16 +82,6 @@ def _window(n: int, window: tuple[int, int] | None) -> tuple[int, int]:
     return start, stop
 
 
-def _pool(A: torch.Tensor, factor: int) -> torch.Tensor:
-    """Block maximum over ``factor x factor`` cells (a stripe one cell wide stays visible)."""
-    if factor == 1:
-        return A
-    n = A.shape[0]
-    pad = (-n) % factor
-    A = torch.nn.functional.pad(A, (0, pad, 0, pad))
-    return torch.nn.functional.max_pool2d(A[None, None], factor)[0, 0]
-
-
 def plot_attention_pattern(
     attention: Any,
     tokens: Sequence[Any] | None = None,
@@ -116,7 +106,7 @@ def plot_attention_pattern(
     head_w = len(str(stop - 1)) + (label_w + 1 if label_w else 0) + 2
     room = width - head_w - 1
     factor = max(1, math.ceil(A.shape[0] / room))
-    grid = _pool(A, factor)
+    grid = block_max(A, factor)
     lines = [title] if title else []
     scale = ", downsampled x%d (block max)" % factor if factor > 1 else ""
     lines.append(f"queries {start}..{stop - 1} (rows) x keys {start}..{stop - 1} (columns){scale}")
@@ -264,16 +254,25 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
     check_view_options(width, charset)
     check_int("top", top, 1)
     check_int("decimals", decimals, 0, 6)
-    title = "INDUCTION HEAD ANALYSIS REPORT"
+    retrieval = result.settings.get("kind") == "retrieval"
+    title = "RETRIEVAL HEAD ANALYSIS REPORT" if retrieval else "INDUCTION HEAD ANALYSIS REPORT"
     lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
              f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",
              f"Heads detected: {result.num_heads_detected}"]
     if result.induction_heads:
-        lines.append("Induction heads: " + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))
+        lines.append(("Retrieval heads: " if retrieval else "Induction heads: ")
+                     + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))
     lines.append("Top Heads by Score:")
     for s in result.get_top_heads(top):
         lines.append(f"L{s.layer:02d}H{s.head:02d}: {s.overall_score:.{decimals}f} [{_bar10(s.overall_score)}]")
-    if detailed:
+    if detailed and retrieval:
+        lines += ["", "Retrieval score (needle tokens copied / needle length) with its 95% CI over the runs:"]
+        lines += [f"L{s.layer:02d}H{s.head:02d}  {s.overall_score:.3f}  [{s.ci_low:.3f},{s.ci_high:.3f}]"
+                  for s in result.get_top_heads(top)]
+        lines += ["", "Layer x Head Map:"] + plot_score_map(result, width=width, charset=charset).splitlines()
+        lines += ["", "Settings:"] + [f"{k}: {v}" for k, v in sorted(result.settings.items())]
+        lines.append(f"Seed: {result.seed}")
+    elif detailed:
         causal = any(s.causal_effect is not None for s in result.head_scores)
         lines += ["", "Per-Head Metrics (top heads):",
                   "head    overall  95% CI         prefix  contrast copying prev   dup" + ("    ablation" if causal else "")]

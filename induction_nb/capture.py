@@ -26,7 +26,7 @@ from .sites import CustomSites, Site
 if TYPE_CHECKING:
     from .remote import RemoteConfig
 
-__all__ = ["AttentionPatterns", "capture_attention", "stream_attention", "check_tokens"]
+__all__ = ["AttentionPatterns", "capture_attention", "capture_head", "stream_attention", "check_tokens"]
 
 T = TypeVar("T")
 Reducer = Callable[[int, torch.Tensor], T]
@@ -135,6 +135,36 @@ class _Keep:
 
     def __call__(self, layer: int, pattern: torch.Tensor, sink: torch.Tensor | None):
         return pattern, sink
+
+
+def capture_head(
+    model: Any,
+    tokens: torch.Tensor | Sequence[Sequence[int]],
+    layer: int,
+    head: int,
+    *,
+    sites: CustomSites | None = None,
+    remote: "bool | RemoteConfig" = False,
+) -> torch.Tensor:
+    """One head's pattern ``[batch, q, k]`` (float32), built row block by row block: at 4k tokens that is
+    the 64 MB of one head, never the layer's ``[head, T, T]`` (what a long-context view needs)."""
+    ctx = _prepare(model, tokens, [layer], sites, remote)
+    heads = ctx.engine.n_heads
+    if not is_int(head) or not 0 <= head < (heads if heads is not None else head + 1):
+        raise InputError(f"head {head!r} out of range: the model has {heads} heads per layer (0..{(heads or 1) - 1})")
+    return _run(ctx, _OneHead(head))[0][1]
+
+
+class _OneHead:
+    """Collects one head's rows, block by block."""
+
+    accepts_rows = True  # a class attribute: shipped by value with a remote request
+
+    def __init__(self, head: int):
+        self.head = head
+
+    def __call__(self, layer: int, rows) -> torch.Tensor:
+        return torch.cat([block[:, self.head].clone().cpu() for _, block, _ in rows.blocks()], dim=1)
 
 
 def stream_attention(

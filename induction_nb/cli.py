@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["main"]
 
-COMMANDS = ("scan", "show", "report")
+COMMANDS = ("scan", "show", "report", "retrieval")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +34,8 @@ class _Usage(Exception):
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None, help="model folder, .gguf file or hub id (default: embedded SmolLM2)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--attn", default="eager", choices=["eager", "sdpa"], help="attention backend (default eager)")
+    p.add_argument("--attn", default=None, choices=["eager", "sdpa"],
+                   help="attention backend (default eager; sdpa beyond 2048 tokens, where eager holds every pattern)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe tokens and the bootstrap (default 0)")
     p.add_argument("--remote", action="store_true", help="run on NDIF (MODEL is then a served model's repo id)")
     p.add_argument("--host", help="remote host URL (default: nnsight's configured NDIF host)")
@@ -71,6 +72,17 @@ def _parser() -> _Parser:
     show.add_argument("--seq-len", type=int, default=32, help="tokens, BOS not counted (default 32)")
     show.add_argument("--window", help="START:STOP positions to show (default: all, downsampled to the width)")
     _view_args(show)
+    retrieval = sub.add_parser("retrieval", help="find retrieval heads (needle in a haystack, Wu et al. 2024)")
+    _model_args(retrieval)
+    retrieval.add_argument("--lengths", default="1024,2048", help="context lengths, comma-separated (default 1024,2048)")
+    retrieval.add_argument("--depths", default="0.1,0.5,0.9", help="needle depths in [0, 1] (default 0.1,0.5,0.9)")
+    retrieval.add_argument("--needle-length", type=int, default=8, help="needle tokens to copy (default 8)")
+    retrieval.add_argument("--json", type=Path, help="write the result as JSON")
+    retrieval.add_argument("--csv", type=Path, help="write one row per head as CSV")
+    retrieval.add_argument("--brief", action="store_true", help="the short report")
+    retrieval.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
+    retrieval.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
+    _view_args(retrieval)
     report = sub.add_parser("report", help="print the report of a saved scan (JSON)")
     report.add_argument("path", type=Path)
     report.add_argument("--brief", action="store_true")
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("--top must be >= 1")
         # stdout carries the report alone: nnsight's remote status lines and any library chatter go to stderr
         with contextlib.redirect_stdout(sys.stderr):
-            text = {"scan": _scan, "show": _show, "report": _report}[args.command](args)
+            text = {"scan": _scan, "show": _show, "report": _report, "retrieval": _retrieval}[args.command](args)
     except (_Usage, InductionNBError) as e:
         print(f"error: {e}".replace("\n", " "), file=sys.stderr)
         return 2
@@ -129,8 +141,24 @@ def _load(args: argparse.Namespace) -> Any:
         raise InputError(f"--device {args.device!r} is not a torch device; use e.g. cpu or cuda") from None
     if device is not None and device.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda, but CUDA is not available on this machine; use --device cpu")
+    attn = args.attn
+    longest = max([getattr(args, "seq_len", None) or 0] + _ints(getattr(args, "lengths", None) or "0"))
+    if attn is None:
+        attn = "sdpa" if longest > 2048 else "eager"
+        if attn == "sdpa":
+            print(f"note: {longest} tokens: loading with sdpa attention (eager would hold every layer's pattern); "
+                  "--attn eager to override", file=sys.stderr)
     _status(args, f"loading {args.model or 'the embedded SmolLM2'} ...")
-    return load_model(args.model, attn_implementation=args.attn, device=device)
+    return load_model(args.model, attn_implementation=attn, device=device)
+
+
+def _ints(text: str) -> list[int]:
+    from .errors import InputError
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _remote(args: argparse.Namespace) -> Any:
@@ -146,13 +174,7 @@ def _scan(args: argparse.Namespace) -> str:
     from .detector import InductionHeadDetector
     from .errors import InputError
 
-    if args.json and args.csv and args.json.resolve() == args.csv.resolve():
-        raise InputError("--json and --csv name the same file; give them different paths")
-    for path in (args.json, args.csv):
-        if path is not None and path.is_dir():
-            raise InputError(f"cannot write {path}: it is a folder; give a file name")
-        if path is not None and not path.parent.exists():
-            raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+    _check_exports(args)
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     if not patterns:
         raise InputError("--patterns is empty; give one or more of: repeated, abab, copy, natural")
@@ -167,16 +189,7 @@ def _scan(args: argparse.Namespace) -> str:
     for w in caught:  # one line each on stderr (stdout carries the report alone), even with --no-progress
         print(f"note: {w.message}", file=sys.stderr)
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
-    try:
-        if args.json:
-            result.save(args.json)
-            _status(args, f"wrote {args.json}")
-        if args.csv:
-            result.to_dataframe().to_csv(args.csv, index=False)
-            _status(args, f"wrote {args.csv}")
-    except OSError as e:  # the report still reaches stdout: the scan is not lost
-        print(text)
-        raise InputError(f"cannot write the export: {e.strerror or e} ({e.filename})") from None
+    _export(args, result, text)
     if args.figures:
         written = _figures(model, detector, result, args.figures, _remote(args))
         _status(args, f"wrote {len(written)} figure files into {args.figures}")
@@ -219,7 +232,7 @@ def _figures(model: Any, detector: Any, result: Any, folder: Path, remote: Any) 
 def _show(args: argparse.Namespace) -> str:
     from ._engine import Engine, token_labels
     from .ascii import plot_attention_pattern, plot_induction_stripe
-    from .capture import capture_attention
+    from .capture import capture_head
     from .errors import InputError
 
     window = None
@@ -234,8 +247,7 @@ def _show(args: argparse.Namespace) -> str:
     n_layers = engine.config_layers
     if n_layers is not None and not 0 <= args.layer < n_layers:
         raise InputError(f"--layer {args.layer} out of range: the model has {n_layers} layers (0..{n_layers - 1})")
-    captured = capture_attention(engine, probe.tokens, layers=[args.layer])
-    attention = captured.head(args.layer, args.head)
+    attention = capture_head(engine, probe.tokens, args.layer, args.head)[0]  # one head, row block by row block
     labels = token_labels(engine.model, probe.tokens[0].tolist())
     title = f"L{args.layer}H{args.head} on '{args.pattern}' ({probe.tokens.shape[1]} tokens, seed {args.seed})"
     parts = [plot_attention_pattern(attention, labels, args.width, window=window, charset=args.charset, title=title)]
@@ -243,6 +255,57 @@ def _show(args: argparse.Namespace) -> str:
         parts.append(plot_induction_stripe(attention, probe.period, args.width, tokens=labels, charset=args.charset,
                                            offset=probe.offset))
     return "\n\n".join(parts)
+
+
+def _retrieval(args: argparse.Namespace) -> str:
+    from .ascii import create_analysis_report
+    from .errors import InputError
+    from .retrieval import retrieval_heads
+
+    lengths = _ints(args.lengths)
+    try:
+        depths = [float(x) for x in args.depths.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--depths must be comma-separated numbers in [0, 1], got {args.depths!r}") from None
+    if not lengths or not depths:
+        raise InputError("--lengths and --depths need at least one value each")
+    _check_exports(args)
+    model = _load(args)
+    _status(args, f"decoding needles at lengths {lengths} x depths {depths} ...")
+    result = retrieval_heads(model, lengths=lengths, depths=depths, needle_length=args.needle_length, seed=args.seed,
+                             remote=_remote(args), progress=False if args.no_progress else None)
+    text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
+    _export(args, result, text)
+    return text
+
+
+def _check_exports(args: argparse.Namespace) -> None:
+    """Export paths checked before minutes of work, not after."""
+    from .errors import InputError
+
+    if args.json and args.csv and args.json.resolve() == args.csv.resolve():
+        raise InputError("--json and --csv name the same file; give them different paths")
+    for path in (args.json, args.csv):
+        if path is not None and path.is_dir():
+            raise InputError(f"cannot write {path}: it is a folder; give a file name")
+        if path is not None and not path.parent.exists():
+            raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def _export(args: argparse.Namespace, result: Any, text: str) -> None:
+    """``--json`` / ``--csv``: written after the work; a failed write still prints the report."""
+    from .errors import InputError
+
+    try:
+        if args.json:
+            result.save(args.json)
+            _status(args, f"wrote {args.json}")
+        if args.csv:
+            result.to_dataframe().to_csv(args.csv, index=False)
+            _status(args, f"wrote {args.csv}")
+    except OSError as e:  # the report still reaches stdout: the scan is not lost
+        print(text)
+        raise InputError(f"cannot write the export: {e.strerror or e} ({e.filename})") from None
 
 
 def _report(args: argparse.Namespace) -> str:

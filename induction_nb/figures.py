@@ -20,7 +20,7 @@ import torch
 from ._validate import check_period, square_attention
 from ._labels import escape_label
 from .errors import InputError
-from .scores import LABELS, stripe_profile
+from .scores import LABELS, block_max, stripe_profile
 
 __all__ = [
     "style",
@@ -131,9 +131,11 @@ def _ticks(setter: Any, n: int) -> None:
 
 def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, ax: Any = None, *,
                            period: int | None = None, window: tuple[int, int] | None = None,
-                           highlight_stripe: bool = True, title: str | None = None) -> Any:
+                           highlight_stripe: bool = True, title: str | None = None, max_cells: int = 512) -> Any:
     """One head's pattern ``[seq, seq]`` (rows: queries, columns: keys), token labels when given and the
-    window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined."""
+    window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined (drawn as a
+    line over long windows). A window longer than ``max_cells`` positions is pooled by the block maximum
+    (a 4k-token pattern as 512 x 512 cells, a one-position stripe still visible); the title says so."""
     A = square_attention(attention)
     n = A.shape[0]
     if tokens is not None and len(tokens) != n:
@@ -143,28 +145,42 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
         raise InputError(f"window ({start}, {stop}) must satisfy 0 <= start < stop <= {n}")
     if period is not None and not 1 <= period < n:
         raise InputError(f"period must be in [1, {n - 1}], got {period}")
+    factor = max(1, math.ceil((stop - start) / max_cells))
     ax = _axes(ax, (ONE_COLUMN[0], ONE_COLUMN[0]))
     with style():
-        extent = (start - 0.5, stop - 0.5, stop - 0.5, start - 0.5)
-        image = ax.imshow(A[start:stop, start:stop].numpy(), cmap=CMAP, vmin=0, vmax=1, extent=extent,
-                          interpolation="nearest")
+        shown = block_max(A[start:stop, start:stop], factor)
+        end = start + shown.shape[0] * factor
+        extent = (start - 0.5, end - 0.5, end - 0.5, start - 0.5)
+        image = ax.imshow(shown.numpy(), cmap=CMAP, vmin=0, vmax=1, extent=extent, interpolation="nearest")
         if period is not None and highlight_stripe:
-            q = [q for q in range(max(start, period), stop) if start <= q - period + 1 < stop]
-            if q:
-                k = [x - period + 1 for x in q]
-                ax.scatter(k, q, s=max(2.0, 600.0 / (stop - start)), marker="s", facecolors="none",
-                           edgecolors=HIGHLIGHT, linewidths=0.6, label=f"induction stripe (k = q - {period - 1})")
-                ax.legend(loc="upper right", frameon=True, framealpha=0.85, borderaxespad=0.2)
+            _stripe(ax, start, stop, period)
         if tokens is not None and stop - start <= 40:
             labels = [_token_label(t) for t in list(tokens)[start:stop]]
             ax.set_xticks(range(start, stop), labels, rotation=90)
             ax.set_yticks(range(start, stop), labels)
         ax.set_xlabel("key position")
         ax.set_ylabel("query position")
-        if title:
-            ax.set_title(title)
+        pooled = f" (block max over {factor} x {factor})" if factor > 1 else ""
+        if title or pooled:
+            ax.set_title((title or "attention") + pooled)
         ax.figure.colorbar(image, ax=ax, label="attention", shrink=0.8)
     return ax
+
+
+def _stripe(ax: Any, start: int, stop: int, period: int) -> None:
+    """The induction stripe ``k = q - period + 1`` inside the window: outlined cells, or a line when the
+    window is too long for cells to read."""
+    q = [q for q in range(max(start, period), stop) if start <= q - period + 1 < stop]
+    if not q:
+        return
+    k = [x - period + 1 for x in q]
+    label = f"induction stripe (k = q - {period - 1})"
+    if stop - start <= 256:
+        ax.scatter(k, q, s=max(2.0, 600.0 / (stop - start)), marker="s", facecolors="none", edgecolors=HIGHLIGHT,
+                   linewidths=0.6, label=label)
+    else:
+        ax.plot([k[0], k[-1]], [q[0], q[-1]], color=HIGHLIGHT, linewidth=0.6, linestyle=(0, (2, 3)), label=label)
+    ax.legend(loc="upper right", frameon=True, framealpha=0.85, borderaxespad=0.2)
 
 
 def _token_label(token: Any) -> str:

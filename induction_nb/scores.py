@@ -36,6 +36,7 @@ __all__ = [
     "combine",
     "stripe_profile",
     "all_mass",
+    "block_max",
     "METRICS",
     "LABELS",
 ]
@@ -51,6 +52,16 @@ def all_mass(A: torch.Tensor, sink: torch.Tensor) -> torch.Tensor:
     tokens, as granite's). A new tensor; ``A`` is not modified."""
     rows = A.sum(-1, keepdim=True).clamp_min(1e-30)
     return A / rows * (1 - sink.to(A.dtype))[..., None]
+
+
+def block_max(A: torch.Tensor, factor: int) -> torch.Tensor:
+    """``A [n, n]`` pooled to ``[ceil(n / factor)]^2`` by the maximum of each ``factor x factor`` block: a
+    stripe one position wide stays visible when a long pattern is drawn small. A new tensor."""
+    if factor == 1:
+        return A
+    pad = (-A.shape[0]) % factor
+    A = torch.nn.functional.pad(A, (0, pad, 0, pad))
+    return torch.nn.functional.max_pool2d(A[None, None], factor)[0, 0]
 
 
 def match_mask(tokens: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,75 @@
+"""Retrieval heads on models whose answer is known: the hand-built transformer's induction head is the one
+head that copies the needle out of the haystack, and removing it breaks the needle; the real SmolLM2 has
+a few retrieval heads whose removal hurts far more than as many random heads of the same layers."""
+
+import random
+
+import pytest
+import torch
+
+from induction_nb import InputError, needle_accuracy, needle_cases, retrieval_heads
+from induction_nb._engine import Engine
+from induction_nb.toy import HandBuiltInduction
+
+HAYSTACK = list(range(4, 20)) * 2  # ids 4..19; the needle and the marker come from the rest of the vocabulary
+KWARGS = dict(lengths=[40], depths=[0.2, 0.5, 0.8], needle_length=4, haystack=HAYSTACK, n_bootstrap=50)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return HandBuiltInduction(period=16)
+
+
+def test_needles_hold_no_haystack_token_and_sit_at_their_depth(toy):
+    cases = needle_cases(Engine.of(toy), [40, 44], [0.0, 0.5, 1.0], 4, seed=3, haystack=HAYSTACK)
+    assert len(cases) == 6
+    for c in cases:
+        ids = c.tokens[0]
+        assert ids.shape[0] == c.length and torch.equal(ids[c.start : c.start + 4], c.answer)
+        assert not torch.isin(c.answer, torch.tensor(HAYSTACK)).any()
+    starts = [c.start for c in cases[:3]]
+    assert starts == sorted(starts) and starts[0] < starts[-1]
+
+
+def test_the_induction_head_is_the_retrieval_head(toy):
+    result = retrieval_heads(toy, **KWARGS)
+    assert result.settings["kind"] == "retrieval" and result.settings["needle_accuracy"] == 1.0
+    top = result.get_top_heads(1)[0]
+    assert (top.layer, top.head) == (1, 0) and top.overall_score >= 0.75
+    others = [s.overall_score for s in result.head_scores if (s.layer, s.head) != (1, 0)]
+    assert max(others) < 0.25
+    assert result.induction_heads == [(1, 0)], "threshold 0.1, as Wu et al."
+
+
+def test_removing_the_retrieval_head_breaks_the_needle(toy):
+    kwargs = {k: v for k, v in KWARGS.items() if k != "n_bootstrap"}
+    assert needle_accuracy(toy, **kwargs) == 1.0
+    assert needle_accuracy(toy, [(1, 0)], **kwargs) < 0.3
+    assert needle_accuracy(toy, [(1, 2)], **kwargs) == 1.0  # a head that writes nothing
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(lengths=[4000]), "exceeds the model's 48 positions"),
+        (dict(lengths=[40], needle_length=30), "longer than the haystack"),
+        (dict(depths=[1.5]), r"depth must be a number in \[0, 1\]"),
+        (dict(depths=[-0.1]), r"depth must be a number in \[0, 1\]"),
+        (dict(haystack=None), "needs the model's tokenizer.*pass haystack="),
+    ],
+)
+def test_bad_input(toy, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        retrieval_heads(toy, **{**KWARGS, **kwargs})
+
+
+@pytest.mark.slow
+def test_smollm2_retrieval_heads_and_their_causal_effect(smollm2):
+    result = retrieval_heads(smollm2, lengths=[512], depths=[0.2, 0.5, 0.8], needle_length=6, n_bootstrap=200)
+    top = [(s.layer, s.head) for s in result.get_top_heads(3)]
+    assert result.settings["needle_accuracy"] >= 0.8 and result.get_top_heads(1)[0].overall_score > 0.3
+    kwargs = dict(lengths=[512], depths=[0.2, 0.5, 0.8], needle_length=6)
+    rng = random.Random(0)
+    same_layers = [(l, rng.choice([h for h in range(9) if (l, h) not in top])) for l, _ in top]
+    without_top, without_random = needle_accuracy(smollm2, top, **kwargs), needle_accuracy(smollm2, same_layers, **kwargs)
+    assert without_top < without_random - 0.3, (without_top, without_random)
