@@ -15,6 +15,7 @@ _EXPORTS = {
     "default_model_path": "models",
     "capture_attention": "capture",
     "stream_attention": "capture",
+    "capture_head": "capture",
     "AttentionPatterns": "capture",
     "CustomSites": "sites",
     "Site": "sites",

@@ -220,6 +220,11 @@ class Engine:
         caller's own ``with`` statement (nnsight reads the body from the caller's source)."""
         return trace(self.model, tokens, self.remote)
 
+    def generate(self, tokens: torch.Tensor, **kwargs: Any) -> Any:
+        """The nnsight tracer of ``model.generate(tokens, **kwargs)`` (local, or on the remote host), for
+        decoding with the KV cache; entered like ``trace``."""
+        return trace(self.model, tokens, self.remote, "generate", **kwargs)
+
     def translate(self, e: BaseException, sites: tuple[Site, ...] = ()) -> BaseException:
         """The one error policy for a failed trace: a remote failure becomes a ``RemoteExecutionError`` of
         its kind; nnsight's own bookkeeping errors (an operation that did not run, or ran in another
@@ -256,13 +261,18 @@ def token_labels(model: Any, ids: list[int]) -> list[str]:
     return [tok.decode([i]) for i in ids] if tok is not None else [str(i) for i in ids]
 
 
-def trace(model: Any, tokens: Any, remote: Any = None) -> Any:
-    """``model.trace(tokens)``, on ``remote`` (a resolved ``RemoteConfig``) when given."""
+def trace(model: Any, tokens: Any, remote: Any = None, method: str = "trace", **kwargs: Any) -> Any:
+    """``model.trace(tokens)`` (or ``model.generate(tokens, **kwargs)``), on ``remote`` (a resolved
+    ``RemoteConfig``) when given."""
+    if method != "trace":
+        # nnsight's generate is ``traceable``: called here it would look for the ``with`` block in this
+        # frame; as trace's ``fn`` the block is found where the caller enters it, as for a forward
+        kwargs["fn"] = getattr(type(model), method).__wrapped__.__get__(model, type(model))
     if remote is None:
-        return model.trace(tokens)
+        return model.trace(tokens, **kwargs)
     from .remote import remote_trace
 
-    return remote_trace(model, tokens, remote)
+    return remote_trace(model, tokens, remote, **kwargs)
 
 
 # -- inside a trace ---------------------------------------------------------------------------------------

@@ -259,6 +259,12 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
     lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
              f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",
              f"Heads detected: {result.num_heads_detected}"]
+    if retrieval:
+        accuracy = result.settings.get("needle_accuracy", float("nan"))
+        lines.append(f"Needle accuracy: {accuracy:.2f} (needle tokens the model reproduced)")
+        if not accuracy >= 0.5:
+            lines.append("warning: the model rarely repeats the needle, so few steps could show a copy; retrieval "
+                         "scores are uninformative: use longer contexts or a longer needle")
     if result.induction_heads:
         lines.append(("Retrieval heads: " if retrieval else "Induction heads: ")
                      + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))

@@ -152,13 +152,13 @@ def _load(args: argparse.Namespace) -> Any:
     return load_model(args.model, attn_implementation=attn, device=device)
 
 
-def _ints(text: str) -> list[int]:
+def _ints(text: str, option: str = "--lengths") -> list[int]:
     from .errors import InputError
 
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise InputError(f"expected comma-separated integers, got {text!r}") from None
+        raise InputError(f"{option} must be comma-separated integers, got {text!r}") from None
 
 
 def _remote(args: argparse.Namespace) -> Any:

@@ -116,13 +116,13 @@ def _model_key(model: Any) -> str:
         cache.pop(repo, None)
 
 
-def remote_trace(model: Any, tokens: Any, config: RemoteConfig) -> Any:
-    """``model.trace(tokens)`` executed on ``config.host``."""
+def remote_trace(model: Any, tokens: Any, config: RemoteConfig, **kwargs: Any) -> Any:
+    """``model.trace(tokens, **kwargs)`` executed on ``config.host``."""
     from nnsight.intervention.backends.remote import RemoteBackend
 
     backend = RemoteBackend(config.model_key, host=config.host, api_key=config.api_key, env=dict(config.env),
                             blocking=config.blocking)
-    return model.trace(tokens, backend=backend)
+    return model.trace(tokens, backend=backend, **kwargs)
 
 
 _NOT_SERVED = ("not served", "not deployed", "not found", "no model", "unknown model", "not running", "not available")

@@ -81,6 +81,11 @@ def test_show_one_head(folder, capsys):
         (["scan", "{folder}", "--json", "{tmp}"], "it is a folder"),
         (["report", "{tmp}/foreign.json", "--top", "0"], "--top must be >= 1"),
         (["scan", "{folder}", "--remote", "--device", "cuda"], "--device and --remote conflict"),
+        (["retrieval", "{folder}", "--lengths", "1k"], "--lengths must be comma-separated integers, got '1k'"),
+        (["retrieval", "{folder}", "--depths", "half"], r"--depths must be comma-separated numbers in \[0, 1\]"),
+        (["retrieval", "{folder}", "--depths", "1.5"], r"depth must be a number in \[0, 1\]"),
+        (["retrieval", "{folder}", "--lengths", ","], "--lengths and --depths need at least one value each"),
+        (["retrieval", "{folder}", "--lengths", "32"], "needs the model's tokenizer"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(folder, tmp_path, capsys, argv, match):
@@ -110,3 +115,20 @@ def test_default_scan_is_the_embedded_model(smollm2, capsys):
     assert code == 0
     assert "model: SmolLM2-135M-Instruct" in out and "n_layers: 30" in out and "Heads detected: 5" in out
     assert "L18H06: 0.89" in out and "Previous-Token Heads" in out
+
+
+@pytest.mark.slow
+def test_retrieval_on_the_embedded_model(smollm2, tmp_path, capsys):
+    code, out, err = run(capsys, "retrieval", "--lengths", 512, "--depths", "0.5", "--needle-length", 6,
+                         "--json", tmp_path / "r.json", "--no-progress", "--brief")
+    assert code == 0 and "Traceback" not in err
+    saved = DetectionResult.load(tmp_path / "r.json")
+    assert saved.settings["kind"] == "retrieval" and saved.settings["lengths"] == [512]
+    top = saved.get_top_heads(1)[0]
+    assert out.startswith("RETRIEVAL HEAD ANALYSIS REPORT") and "Needle accuracy: 1.00" in out
+    assert f"L{top.layer:02d}H{top.head:02d}: {top.overall_score:.3f}" in out and top.overall_score > 0.5
+    # a context too short for this model to repeat the needle: said, not a silent table of zeros
+    with pytest.warns(UserWarning, match=r"reproduced \d+% of the needle tokens"):
+        code, out, _ = run(capsys, "retrieval", "--lengths", 256, "--depths", "0.5", "--needle-length", 6,
+                           "--no-progress", "--brief")
+    assert code == 0 and "Needle accuracy: 0." in out and "retrieval scores are uninformative" in out

@@ -210,7 +210,13 @@ ENTRY_POINTS = {
         m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
     "copying_dla": lambda m, local, c: __import__("induction_nb").copying_dla(
         local, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+    "capture_head": lambda m, local, c: __import__("induction_nb").capture_head(
+        m, torch.tensor([[3, 4, 5, 6]]), 1, 0, remote=c),
+    "retrieval_heads": lambda m, local, c: __import__("induction_nb").retrieval_heads(m, remote=c, **NEEDLES),
+    "needle_accuracy": lambda m, local, c: __import__("induction_nb").needle_accuracy(m, [(1, 0)], remote=c, **NEEDLE_CASES),
 }
+NEEDLE_CASES = dict(lengths=[40], depths=[0.5], needle_length=4, haystack=list(range(10, 40)))
+NEEDLES = dict(NEEDLE_CASES, n_bootstrap=10)
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +242,31 @@ def test_every_entry_point_reports_a_remote_failure_by_kind(entry, failure, warm
     with pytest.raises(RemoteExecutionError) as e:
         ENTRY_POINTS[entry](model, local, bad)
     assert e.value.kind == failure, str(e.value)
+
+
+def test_retrieval_runs_remotely_and_matches_local(folder, remote):
+    """Greedy decoding on the server (nnsight's generate, with the KV cache), last-row arg-max per step."""
+    from induction_nb import capture_head, needle_accuracy, retrieval_heads
+
+    from induction_nb._engine import Engine
+    from induction_nb.retrieval import _decode, needle_cases
+
+    model, config = remote
+    local = load_model(folder)
+    engines = Engine.of(model, config), Engine.of(local, False)
+    (case,) = needle_cases(engines[1], **NEEDLE_CASES)
+    (r_ids, r_keys), (l_ids, l_keys) = (_decode(e, case, [(1, 0)]) for e in engines)
+    assert r_keys.shape == (4, 2, 6) and len(set(r_keys.flatten().tolist())) > 3  # each step's arg-max keys
+    assert torch.equal(r_ids, l_ids) and torch.equal(r_keys, l_keys)
+    with pytest.warns(UserWarning, match="reproduced 0% of the needle"):  # random weights repeat no needle
+        r, l = retrieval_heads(model, remote=config, **NEEDLES), retrieval_heads(local, **NEEDLES)
+    assert r.settings["needle_accuracy"] == l.settings["needle_accuracy"] and r.settings["remote"]
+    assert [s.overall_score for s in r.head_scores] == pytest.approx([s.overall_score for s in l.head_scores], abs=1e-6)
+    assert (needle_accuracy(model, [(1, 0)], remote=config, **NEEDLE_CASES)
+            == needle_accuracy(local, [(1, 0)], **NEEDLE_CASES))
+    tokens = torch.randint(3, 97, (1, 20), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(capture_head(model, tokens, 1, 2, remote=config), capture_head(local, tokens, 1, 2),
+                               atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("command", ["scan", "show"])
