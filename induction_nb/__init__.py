@@ -55,6 +55,8 @@ _EXPORTS = {
     "retrieval_heads": "retrieval",
     "needle_accuracy": "retrieval",
     "needle_cases": "retrieval",
+    "detect_on_text": "on_text",
+    "load_texts": "texts",
     "RemoteExecutionError": "errors",
     "InductionNBError": "errors",
     "InputError": "errors",

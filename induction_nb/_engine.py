@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from . import _model_info as info
-from ._readers import Read, blocks_future, check_pattern, read_site, token_block
+from ._readers import Read, blocks_future, check_pattern, mask_padding, read_site, token_block
 from ._rows import flash_with_lse
 from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
@@ -122,6 +122,14 @@ class Engine:
 
         return check_tokens(tokens, self.module)
 
+    def batch(self, tokens: Any, attention_mask: Any = None, *, max_length: int | None = None,
+              overflow: str = "error") -> Any:
+        """A checked ``_batch.Batch``: token ids (or strings, through the tokenizer) and their padding."""
+        from ._batch import make_batch
+
+        return make_batch(tokens, attention_mask, self.module, self.tokenizer, max_length=max_length,
+                          overflow=overflow)
+
     def check_eval(self) -> None:
         if self.module.training and self.remote is None:  # remotely, the server's copy is what runs
             raise InputError(f"{type(self.module).__name__} is in training mode (dropout would perturb the "
@@ -215,10 +223,13 @@ class Engine:
 
     # -- running ----------------------------------------------------------------------------------------
 
-    def trace(self, tokens: torch.Tensor) -> Any:
-        """The nnsight tracer of a forward over ``tokens`` (local, or on the remote host); enter it in the
-        caller's own ``with`` statement (nnsight reads the body from the caller's source)."""
-        return trace(self.model, tokens, self.remote)
+    def trace(self, tokens: Any) -> Any:
+        """The nnsight tracer of a forward over ``tokens`` (a tensor, or a ``_batch.Batch`` whose mask and
+        position ids the forward gets), local or on the remote host; enter it in the caller's own ``with``
+        statement (nnsight reads the body from the caller's source)."""
+        if isinstance(tokens, torch.Tensor):
+            return trace(self.model, tokens, self.remote)
+        return trace(self.model, tokens.tokens, self.remote, **tokens.forward_kwargs(self.module))
 
     def generate(self, tokens: torch.Tensor, **kwargs: Any) -> Any:
         """The nnsight tracer of ``model.generate(tokens, **kwargs)`` (local, or on the remote host), for
@@ -279,26 +290,29 @@ def trace(model: Any, tokens: Any, remote: Any = None, method: str = "trace", **
 
 
 def read_layer(model: Any, tracer: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: int,
-               batch: int) -> tuple[int, Any, bool | None]:
+               batch: int, valid: torch.Tensor | None = None) -> tuple[int, Any, bool | None]:
     """Inside a trace: ``(site.layer, reduce(...), causal)`` for one site application, or
     ``(site.layer, None, None)`` where its attention does not cover the tokens (Funnel's pooled blocks
     attend over fewer positions: not attention among the tokens, left out). ``reduce`` gets ``(layer,
     pattern [batch, head, q, k])``; the sink's share ``[batch, head, q]`` (or ``None``) as a third
     argument where it sets ``accepts_sink = True``; or, where it sets ``accepts_rows = True``, ``(layer,
-    rows)``: the pattern row block by row block (``_rows.Rows``, self-checked as it is read), never whole."""
+    rows)``: the pattern row block by row block (``_rows.Rows``, self-checked as it is read), never whole.
+    ``valid`` ``[batch, seq]`` (a padded batch's real tokens): the whole pattern is read, padding rows and
+    columns zeroed, real rows checked (``_readers.mask_padding``)."""
     if site.call == 0:
-        return _read(model, site, tolerance, reduce, n_tokens, batch)
+        return _read(model, site, tolerance, reduce, n_tokens, batch, valid)
     box = []
     for _ in tracer.iter[site.call]:  # the site module's (call + 1)-th application in this forward
-        box.append(_read(model, site, tolerance, reduce, n_tokens, batch))
+        box.append(_read(model, site, tolerance, reduce, n_tokens, batch, valid))
     return box[0]
 
 
-def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: int, batch: int):
+def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: int, batch: int,
+          valid: torch.Tensor | None):
     envoy = envoy_at(model, site.path)
     node = op_node(envoy, site.op)
     args, kwargs = node.inputs
-    if getattr(reduce, "use_lse", False) and site.kind == "hf_interface":
+    if getattr(reduce, "use_lse", False) and site.kind == "hf_interface" and valid is None:
         fast = flash_with_lse(args, kwargs, n_tokens)
         if fast is not None:  # the model's own kernel, run by us for its logsumexp: the model gets its output
             node.skip((fast[0], None))
@@ -310,7 +324,8 @@ def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: 
         read = Read(pattern, site.causal if site.causal is not None else blocks_future(pattern))
     else:
         module = envoy._module if site.kind == "mha" else None
-        read = read_site(site.kind, args, kwargs, output, module, batch, lazy=getattr(reduce, "accepts_rows", False))
+        lazy = getattr(reduce, "accepts_rows", False) and valid is None
+        read = read_site(site.kind, args, kwargs, output, module, batch, lazy=lazy)
     if read.rows is None or read.rows.shape[2:] != (n_tokens, n_tokens):
         if read.rows is not None:  # positions beyond the tokens: trimmed on the whole pattern
             pattern, sink = read.rows.full()
@@ -319,9 +334,14 @@ def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: 
     rows = read.as_rows()
     if min(rows.shape[-2:]) < n_tokens:
         return site.layer, None, None
-    if getattr(reduce, "accepts_rows", False):  # checked block by block as the reducer reads them
+    if valid is not None:
+        read = mask_padding(read, valid, site.layer, tolerance)
+        if getattr(reduce, "accepts_rows", False):
+            return site.layer, reduce(site.layer, read.as_rows()), read.causal
+    elif getattr(reduce, "accepts_rows", False):  # checked block by block as the reducer reads them
         return site.layer, reduce(site.layer, rows.checked(site.layer, tolerance)), read.causal
-    check_pattern(read, site.layer, tolerance)
+    if valid is None:
+        check_pattern(read, site.layer, tolerance)
     if getattr(reduce, "accepts_sink", False):
         return site.layer, reduce(site.layer, read.pattern, read.sink), read.causal
     return site.layer, reduce(site.layer, read.pattern), read.causal

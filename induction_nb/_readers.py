@@ -22,7 +22,7 @@ from ._attention_math import attention_from_qk, repeat_kv_heads
 from ._rows import DenseRows, QKRows, Rows, check_block
 from .errors import CaptureCheckError
 
-__all__ = ["READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future",
+__all__ = ["mask_padding", "READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future",
            "token_block", "check_pattern"]
 
 SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "returned_weights", "mha", "custom"]
@@ -295,6 +295,32 @@ def token_block(read: Read, n_tokens: int, layer: int) -> Read:
         keep = slice(0, n_tokens) if first_ok else slice(n_k - n_tokens, n_k)
     rest = pattern.sum(-1) - pattern[..., keep].sum(-1)
     return Read(pattern[..., keep], read.causal, rest if sink is None else sink + rest)
+
+
+def mask_padding(read: Read, valid: torch.Tensor, layer: int, tolerance: float) -> Read:
+    """A padded batch's pattern (``valid`` ``[batch, seq]``: the real tokens), checked on the real rows only
+    and returned with every padding row and column set to 0 (whatever the kernel put on a padding query:
+    uniform weights, NaN). Raises ``CaptureCheckError`` where a real token attends to padding (the model
+    ignored the mask) or a real row fails the self-check."""
+    pattern = read.pattern
+    v = valid.to(pattern.device)
+    rows_ok, keys_ok = v[:, None, :, None], v[:, None, None, :]
+    leak = torch.where(rows_ok & ~keys_ok, pattern, torch.zeros((), device=pattern.device))
+    if leak.numel() and float(torch.nan_to_num(leak, nan=1.0).amax()) > 1e-6:
+        raise CaptureCheckError(f"layer {layer}: real tokens attend to padding (weight up to {float(leak.amax()):.2e}); "
+                                "the model ignores attention_mask here: run the sequences one at a time")
+    pattern = torch.where(rows_ok & keys_ok, pattern, torch.zeros((), device=pattern.device))
+    sink = None if read.sink is None else torch.where(v[:, None, :], read.sink, torch.zeros((), device=v.device))
+    sums = pattern.sum(-1)
+    off = (sums - 1).abs() if sink is None else torch.minimum((sums - 1).abs(), (sums + sink - 1).abs())
+    off = torch.where(v[:, None, :], off, torch.zeros((), device=off.device))
+    if not torch.isfinite(off).all() or float(off.amax()) > tolerance:
+        raise CaptureCheckError(f"layer {layer}: attention rows of real tokens do not sum to 1 (worst off by "
+                                f"{float(torch.nan_to_num(off, nan=float('inf')).amax()):.2e}, tolerance {tolerance:.0e})")
+    if read.causal and pattern.shape[-1] > 1 and float(pattern.triu(1).amax()) > 1e-6:
+        raise CaptureCheckError(f"layer {layer}: a causal layer attends to future positions")
+    # a reader that judged causality from the weights saw the padding rows (uniform, future keys included)
+    return Read(pattern, read.causal or blocks_future(pattern), sink)
 
 
 def check_pattern(read: Read | torch.Tensor, layer: int, tolerance: float = 1e-4, causal: bool | None = None) -> None:

@@ -17,7 +17,7 @@ from . import _model_info as info
 from .errors import InputError
 
 __all__ = ["is_int", "check_int", "check_choice", "check_probability", "check_heads", "describe_heads", "check_tokens",
-           "square_attention", "check_period"]
+           "check_attention_mask", "square_attention", "check_period"]
 
 
 def is_int(x: Any) -> bool:
@@ -137,6 +137,37 @@ def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
             f"sequence length {seq} exceeds the model's {limit} positions; use sequences of at most {limit} tokens"
         )
     return tokens
+
+
+def check_attention_mask(mask: Any, tokens: torch.Tensor) -> torch.Tensor | None:
+    """``mask`` (1 = a real token, 0 = padding; ``[batch, seq]`` like ``tokens``) as a bool tensor on the
+    tokens' device, or ``None`` where there is no padding. Padding must be contiguous at one end of a row."""
+    if mask is None:
+        return None
+    try:
+        mask = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"attention_mask must be a tensor [batch, seq] of 0/1, got {type(mask).__name__}") from None
+    if mask.dim() == 1:
+        mask = mask.unsqueeze(0)
+    if tuple(mask.shape) != tuple(tokens.shape):
+        raise InputError(f"attention_mask has shape {tuple(mask.shape)} but tokens have {tuple(tokens.shape)}; "
+                         "they must match (1 for each real token, 0 for padding)")
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise InputError("attention_mask must hold only 0 (padding) and 1 (a real token)")
+    mask = mask.to(tokens.device).bool()
+    real = mask.sum(1)
+    short = (real < 2).nonzero().flatten().tolist()
+    if short:
+        what = "is all padding" if int(real[short[0]]) == 0 else "has a single real token"
+        raise InputError(f"row {short[0]} of attention_mask {what}; every sequence needs at least 2 real tokens "
+                         "(drop that row)")
+    runs = (mask[:, 1:] != mask[:, :-1]).sum(1)
+    holes = ((runs > 1) | ((runs == 1) & mask[:, 0] & mask[:, -1])).nonzero().flatten().tolist()
+    if holes:
+        raise InputError(f"row {holes[0]} of attention_mask has padding between real tokens; padding must sit at one "
+                         "end of each row (left or right)")
+    return None if bool(mask.all()) else mask
 
 
 def square_attention(attention: Any) -> torch.Tensor:

@@ -254,8 +254,10 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
     check_view_options(width, charset)
     check_int("top", top, 1)
     check_int("decimals", decimals, 0, 6)
-    retrieval = result.settings.get("kind") == "retrieval"
-    title = "RETRIEVAL HEAD ANALYSIS REPORT" if retrieval else "INDUCTION HEAD ANALYSIS REPORT"
+    kind = result.settings.get("kind")
+    retrieval = kind == "retrieval"
+    title = {"retrieval": "RETRIEVAL HEAD ANALYSIS REPORT", "text": "INDUCTION ON TEXT REPORT"}.get(
+        kind, "INDUCTION HEAD ANALYSIS REPORT")
     lines = [title, "=" * len(title), "Model Info:", f"model: {result.model_name}", f"n_layers: {result.n_layers}",
              f"n_heads: {result.n_heads}", "Detection Summary:", f"Threshold: {result.threshold:.2f}",
              f"Heads detected: {result.num_heads_detected}"]
@@ -265,6 +267,10 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
         if not accuracy >= 0.5:
             lines.append("warning: the model rarely repeats the needle, so few steps could show a copy; retrieval "
                          "scores are uninformative: use longer contexts or a longer needle")
+    if kind == "text":
+        st = result.settings
+        lines.append(f"Scored queries: {st.get('scored_queries')} (tokens seen earlier in their document) of "
+                     f"{st.get('tokens')} tokens in {st.get('documents')} documents; score = prefix matching")
     if result.induction_heads:
         lines.append(("Retrieval heads: " if retrieval else "Induction heads: ")
                      + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))
@@ -285,8 +291,9 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
         for s in result.get_top_heads(top):
             dup = "  -  " if s.duplicate_token is None else f"{s.duplicate_token:.3f}"
             effect = "" if not causal else ("       -" if s.causal_effect is None else f"  {s.causal_effect:+.3f}")
+            contrast = "  -  " if math.isnan(s.contrast) else f"{s.contrast:.3f}"  # no control on text
             lines.append(f"L{s.layer:02d}H{s.head:02d}  {s.overall_score:.3f}    [{s.ci_low:.3f},{s.ci_high:.3f}]  "
-                         f"{s.prefix_matching:.3f}  {s.contrast:.3f}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}"
+                         f"{s.prefix_matching:.3f}  {contrast}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}"
                          + effect)
         lines += ["", "Layer x Head Map:"] + plot_score_map(result, width=width, charset=charset).splitlines()
         prev = result.previous_token_heads(0.4)

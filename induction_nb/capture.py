@@ -8,7 +8,9 @@ Every pattern is float32 (fp16/bf16 models are recomputed in float32 from their 
 self-checked before anyone sees it: finite, rows summing to 1 (with the sink's share, where a learned
 attention sink takes part of each row), zeros above the diagonal where the site is causal. A failure
 raises ``CaptureCheckError`` naming the layer. Layers are the model's own layer indices.
-Limits: no padding masks (every row of ``tokens`` is a full sequence); self-attention only.
+Padded batches: pass ``attention_mask`` with the ids, or strings (the tokenizer pads them); padding rows
+and columns are 0 in the pattern and never checked, the real rows are (see ``_batch``). Limits:
+self-attention only; a padded batch is read whole (no row-block streaming).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class AttentionPatterns:
     ``pattern``: ``[batch, layer, head, q, k]`` float32, rows sum to 1, exactly the weights eager
     ``output_attentions`` gives. ``layers``: the model's layer index of each entry along dim 1 (layers
     without attention are absent, not renumbered). ``causal``: keys after the query are masked.
-    ``tokens``: ``[batch, seq]``. ``sink_mass``: ``[batch, layer, head, q]``, the share of each row that
+    ``tokens``: ``[batch, seq]``. ``attention_mask``: ``[batch, seq]`` bool, ``True`` on real tokens
+    (``None`` without padding; padding rows and columns of ``pattern`` are 0). ``sink_mass``: ``[batch, layer, head, q]``, the share of each row that
     goes to no token: a learned attention sink (gpt-oss, deepseek-v4: rows then sum to ``1 - sink_mass``)
     or positions the model puts before the tokens (CPM-Ant's prompt); ``None`` where no layer has one
     (zeros for the layers without one otherwise). ``heads``: the number of heads of each layer where
@@ -53,6 +56,7 @@ class AttentionPatterns:
     sites: tuple[Site, ...]
     sink_mass: torch.Tensor | None = None
     heads: tuple[int, ...] | None = None
+    attention_mask: torch.Tensor | None = None
 
     @property
     def n_heads(self) -> int:
@@ -81,20 +85,23 @@ class AttentionPatterns:
 
 def capture_attention(
     model: Any,
-    tokens: torch.Tensor | Sequence[Sequence[int]],
+    tokens: torch.Tensor | Sequence[Sequence[int]] | str | Sequence[str],
     layers: int | Iterable[int] | None = None,
     *,
+    attention_mask: torch.Tensor | None = None,
     sites: CustomSites | None = None,
     remote: "bool | RemoteConfig" = False,
 ) -> AttentionPatterns:
     """Capture the attention patterns of ``model`` on ``tokens`` ``[batch, seq]`` (or ``[seq]``).
 
     ``model``: an nnsight model, a HuggingFace model or any ``torch.nn.Module`` taking token ids.
-    ``layers``: layer indices (default: all). ``sites``: the escape hatch for attention that discovery
-    cannot find (see ``CustomSites``). ``remote``: run on NDIF (``True``, or a ``RemoteConfig``); the
-    model must then be an nnsight model that names a served model, e.g. ``LanguageModel(repo_id)``.
+    ``tokens``: ids; a ragged list of id lists (padded on the right); or a string / list of strings
+    (the model's tokenizer, padded on its side). ``attention_mask``: ``[batch, seq]``, 1 on real tokens,
+    0 on padding (left or right). ``layers``: layer indices (default: all). ``sites``: the escape hatch
+    for attention that discovery cannot find (see ``CustomSites``). ``remote``: run on NDIF (``True``, or
+    a ``RemoteConfig``); the model must then be an nnsight model that names a served model.
     """
-    ctx = _prepare(model, tokens, layers, sites, remote)
+    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask)
     per_layer = _run(ctx, _Keep())
     heads = tuple(p.shape[1] for _, (p, _), _ in per_layer)
     shapes = {(p.shape[0], *p.shape[2:]) for _, (p, _), _ in per_layer}
@@ -117,6 +124,7 @@ def capture_attention(
         sites=ctx.sites,
         sink_mass=sink_mass,
         heads=heads if len(set(heads)) > 1 else None,
+        attention_mask=ctx.batch.mask,
     )
 
 
@@ -143,12 +151,14 @@ def capture_head(
     layer: int,
     head: int,
     *,
+    attention_mask: torch.Tensor | None = None,
     sites: CustomSites | None = None,
     remote: "bool | RemoteConfig" = False,
 ) -> torch.Tensor:
     """One head's pattern ``[batch, q, k]`` (float32), built row block by row block: at 4k tokens that is
-    the 64 MB of one head, never the layer's ``[head, T, T]`` (what a long-context view needs)."""
-    ctx = _prepare(model, tokens, [layer], sites, remote)
+    the 64 MB of one head, never the layer's ``[head, T, T]`` (what a long-context view needs). A padded
+    batch (``attention_mask``, strings) is read whole, its padding rows and columns 0."""
+    ctx = _prepare(model, tokens, [layer], sites, remote, attention_mask)
     heads = ctx.engine.n_heads
     if not is_int(head) or not 0 <= head < (heads if heads is not None else head + 1):
         raise InputError(f"head {head!r} out of range: the model has {heads} heads per layer (0..{(heads or 1) - 1})")
@@ -173,6 +183,7 @@ def stream_attention(
     reducer: Reducer[T],
     layers: int | Iterable[int] | None = None,
     *,
+    attention_mask: torch.Tensor | None = None,
     sites: CustomSites | None = None,
     remote: "bool | RemoteConfig" = False,
 ) -> list[T]:
@@ -182,31 +193,38 @@ def stream_attention(
     Only what the reducer returns leaves the trace; the pattern itself is dropped after each layer.
     The reducer must not modify the pattern (it may be the model's own tensor). A reducer with the
     attribute ``accepts_sink = True`` is called as ``reducer(layer, pattern, sink_mass)``, ``sink_mass``
-    ``[batch, head, q]`` or ``None`` (see ``AttentionPatterns``).
+    ``[batch, head, q]`` or ``None`` (see ``AttentionPatterns``). ``tokens`` and ``attention_mask`` as
+    for ``capture_attention``: a padded batch's padding rows and columns are 0 in what the reducer gets.
     """
-    ctx = _prepare(model, tokens, layers, sites, remote)
+    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask)
     return [value for _, value, _ in _run(ctx, reducer)]
 
 
 @dataclass(frozen=True)
 class _Context:
     engine: Engine
-    tokens: torch.Tensor
+    batch: Any  # _batch.Batch
     sites: tuple[Site, ...]
 
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self.batch.tokens
 
-def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None, remote: Any = False) -> _Context:
+
+def _prepare(model: Any, tokens: Any, layers: Any, sites: CustomSites | None, remote: Any = False,
+             attention_mask: Any = None) -> _Context:
     engine = Engine.of(model, remote)
-    tokens = engine.check_tokens(tokens)
+    batch = engine.batch(tokens, attention_mask)
+    tokens = batch.tokens
     engine.check_eval()
     if sites is not None:
         if not isinstance(sites, CustomSites):
             raise InputError(f"sites must be an induction_nb.CustomSites, not {type(sites).__name__}")
         all_sites = sites.expand()
     else:
-        all_sites = engine.sites(tokens)
+        all_sites = engine.sites(tokens[:1, batch.valid()[0]])  # discovery probes one real sequence
     chosen = _select_layers(layers, [s.layer for s in all_sites])
-    return _Context(engine, tokens, tuple(s for s in all_sites if s.layer in chosen))
+    return _Context(engine, batch, tuple(s for s in all_sites if s.layer in chosen))
 
 
 def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool]]:
@@ -216,15 +234,15 @@ def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool
     import nnsight
 
     # plain locals: a remote request serialises what the body references, and ctx holds the model
-    engine, sites = ctx.engine, ctx.sites
+    engine, sites, valid = ctx.engine, ctx.sites, ctx.batch.mask
     model, tolerance = engine.model, engine.tolerance
     batch, n_tokens = ctx.tokens.shape
     out = None
     try:
-        with torch.no_grad(), mha_fastpath_off(), engine.trace(ctx.tokens) as tracer:
+        with torch.no_grad(), mha_fastpath_off(), engine.trace(ctx.batch) as tracer:
             out = nnsight.save([])
             for site in sites:
-                out.append(read_layer(model, tracer, site, tolerance, reduce, n_tokens, batch))
+                out.append(read_layer(model, tracer, site, tolerance, reduce, n_tokens, batch, valid))
             tracer.stop()
     except Exception as e:
         raise engine.translate(e, sites) from e

@@ -51,7 +51,10 @@ def _parser() -> _Parser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     scan = sub.add_parser("scan", help="detect induction heads and print the report")
     _model_args(scan)
-    scan.add_argument("--threshold", type=float, default=0.4, help="on the overall score (default 0.4)")
+    scan.add_argument("--threshold", type=float, default=None,
+                      help="on the overall score (default 0.4; with --text 0.1, on the prefix-matching score)")
+    scan.add_argument("--text", type=Path, help="score natural repeats in your documents instead of probes: a .txt, "
+                                                ".md or .jsonl file, or a folder of them")
     scan.add_argument("--seq-len", type=int, default=None,
                       help="tokens per sequence, BOS not counted (default 128, or what the model's vocabulary and "
                            "positions allow)")
@@ -179,7 +182,10 @@ def _scan(args: argparse.Namespace) -> str:
     if not patterns:
         raise InputError("--patterns is empty; give one or more of: repeated, abab, copy, natural")
     model = _load(args)
-    detector = InductionHeadDetector(model, args.threshold, batch_size=args.batch, seed=args.seed,
+    if args.text is not None:
+        return _scan_text(args, model)
+    detector = InductionHeadDetector(model, 0.4 if args.threshold is None else args.threshold,
+                                     batch_size=args.batch, seed=args.seed,
                                      progress=False if args.no_progress else None, remote=_remote(args))
     length = args.seq_len or "default-length"
     _status(args, f"detecting on {args.batch} x {length} tokens per pattern ({', '.join(patterns)}) ...")
@@ -196,11 +202,28 @@ def _scan(args: argparse.Namespace) -> str:
     return text
 
 
+def _scan_text(args: argparse.Namespace, model: Any) -> str:
+    from .ascii import create_analysis_report
+    from .on_text import detect_on_text
+
+    _status(args, f"scoring natural repeats in {args.text} ...")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = detect_on_text(model, args.text, threshold=0.1 if args.threshold is None else args.threshold,
+                                seed=args.seed, remote=_remote(args), progress=False if args.no_progress else None)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
+    _export(args, result, text)
+    if args.figures:
+        written = _figures(model, None, result, args.figures, _remote(args))
+        _status(args, f"wrote {len(written)} figure files into {args.figures}")
+    return text
+
+
 def _figures(model: Any, detector: Any, result: Any, folder: Path, remote: Any) -> list[Path]:
     """Score heatmaps (overall and per metric), the metric scatter, and the top head's pattern and
-    stripe profile, each as PDF and PNG."""
-    from matplotlib.figure import Figure
-
+    stripe profile (probes only), each as PDF and PNG."""
     from . import figures as F
     from .capture import capture_attention
     from .errors import InputError
@@ -209,17 +232,26 @@ def _figures(model: Any, detector: Any, result: Any, folder: Path, remote: Any) 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create the figures folder {folder}: {e.strerror or e}") from None
+    metrics = ("overall_score", "prefix_matching", "contrast", "copying", "previous_token")
+    plots = {f"heatmap_{m}": (lambda ax, m=m: F.plot_score_heatmap(result, m, ax=ax))
+             for m in metrics if detector is not None or m != "contrast"}  # no control on text
+    plots["scatter_prefix_vs_copying"] = lambda ax: F.plot_metric_scatter(result, ax=ax)
+    if detector is None:  # scored on the user's text: no probe to draw
+        return _save(F, plots, folder)
     top = result.get_top_heads(1)[0]
     probe = detector.generator().generate("repeated", int(result.settings["sequence_length"]), 1)
     attention = capture_attention(model, probe.tokens, layers=[top.layer], remote=remote).head(top.layer, top.head)
     labels = [str(i) for i in probe.tokens[0].tolist()]
-    plots = {f"heatmap_{m}": (lambda ax, m=m: F.plot_score_heatmap(result, m, ax=ax))
-             for m in ("overall_score", "prefix_matching", "contrast", "copying", "previous_token")}
-    plots["scatter_prefix_vs_copying"] = lambda ax: F.plot_metric_scatter(result, ax=ax)
     plots[f"pattern_L{top.layer}H{top.head}"] = lambda ax: F.plot_attention_heatmap(
         attention, labels, ax=ax, period=probe.period, title=f"L{top.layer}H{top.head}")
     plots[f"stripe_L{top.layer}H{top.head}"] = lambda ax: F.plot_stripe_profile(attention, probe.period, ax=ax,
                                                                                 offset=probe.offset)
+    return _save(F, plots, folder)
+
+
+def _save(F: Any, plots: dict, folder: Path) -> list[Path]:
+    from matplotlib.figure import Figure
+
     written = []
     for name, draw in plots.items():
         with F.style():

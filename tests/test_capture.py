@@ -179,7 +179,7 @@ def tiny():
         (torch.full((2, 8), -1), ">= 0"),
         (torch.ones(1, 65, dtype=torch.long), "exceeds the model's 64 positions"),
         (torch.ones(2, 8, dtype=torch.long, device="meta"), "meta device"),
-        ("hello", "tensor of token ids"),
+        ("hello", "strings need the model.s tokenizer, and this model has none"),
     ],
 )
 def test_bad_tokens(tiny, tokens, match):

@@ -57,6 +57,7 @@ ARCHS: dict[str, tuple[str, str, dict]] = {
         "BertModel",
         dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
     ),
+    "bloom_alibi": ("BloomConfig", "BloomForCausalLM", dict(hidden_size=32, n_layer=2, n_head=4)),
     "falcon": (
         "FalconConfig",
         "FalconForCausalLM",

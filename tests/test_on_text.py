@@ -1,0 +1,130 @@
+"""detect_on_text: scores on natural repeats, pooled over padded length buckets, against each document
+run alone and scored by hand from its captured pattern; bad input; the real SmolLM2 on the shipped
+passages (probe-detected heads lead on text too)."""
+
+import pytest
+import torch
+
+import ndif_loopback as lb
+from induction_nb import capture_attention, detect_on_text, load_model
+from induction_nb.errors import InputError
+from induction_nb.scores import duplicate_mask, match_mask
+from tiny_models import make_hf
+
+DOCS = ["t5 t6 t7 t8 t5 t6 t7 t9 t5", "t10 t11 t10 t11 t10", "t3 t4 t12 t13 t14 t15 t3 t4 t12 t16 t17 t3",
+        "t20 t21 t22 t20", "t30 t31", "t40 t41 t42 t43 t44 t45 t46 t47 t40 t41 t42 t43"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("llama_words")
+    make_hf("llama_gqa", "sdpa").save_pretrained(path)
+    lb.write_tokenizer(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def worded(folder):
+    return load_model(folder)
+
+
+def _by_hand(model, docs):
+    """Each document alone: its pattern, the metric sums over its scored queries, pooled by counts."""
+    sums = {m: 0 for m in ("prefix_matching", "duplicate_token", "previous_token", "copying")}
+    counts = dict.fromkeys(sums, 0)
+    for doc in docs:
+        ids = torch.tensor([[int(w[1:]) for w in doc.split()]])
+        A = capture_attention(model, ids).pattern[0]  # [layer, head, T, T]
+        T = ids.shape[1]
+        for name, mask in (("prefix_matching", match_mask(ids)[0]), ("duplicate_token", duplicate_mask(ids)[0])):
+            sums[name] = sums[name] + (A * mask).sum((-1, -2))
+            counts[name] += int(mask.any(-1).sum())
+        sums["previous_token"] = sums["previous_token"] + A.diagonal(-1, -2, -1).sum(-1)
+        counts["previous_token"] += T - 1
+        scored = match_mask(ids)[0].any(-1)
+        scored[-1] = False
+        following = torch.cat([ids[0, 1:], ids[0, :1]])
+        hits = (ids[0][A.argmax(-1)] == following) & scored
+        sums["copying"] = sums["copying"] + hits.float().sum(-1)
+        counts["copying"] += int(scored.sum())
+    return {m: sums[m] / counts[m] for m in sums}, counts["prefix_matching"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_pooled_scores_equal_each_document_scored_by_hand(worded, batch_size):
+    result = detect_on_text(worded, DOCS, batch_size=batch_size, n_bootstrap=50)
+    want, scored = _by_hand(worded, DOCS)
+    assert result.settings["kind"] == "text" and result.settings["scored_queries"] == scored
+    assert result.settings["documents"] == len(DOCS) and result.settings["tokens"] == sum(len(d.split()) for d in DOCS)
+    for name in want:
+        got = torch.tensor([[getattr(result.score(l, h), name) for h in range(6)] for l in range(2)])
+        torch.testing.assert_close(got, want[name].float(), atol=1e-5, rtol=0)
+    top = result.get_top_heads(1)[0]
+    assert top.overall_score == top.prefix_matching and top.ci_low <= top.overall_score <= top.ci_high
+
+
+def test_same_seed_same_interval_and_report(worded):
+    from induction_nb import create_analysis_report
+
+    a, b = (detect_on_text(worded, DOCS, n_bootstrap=100, seed=3) for _ in range(2))
+    assert [s.ci_low for s in a.head_scores] == [s.ci_low for s in b.head_scores]
+    report = create_analysis_report(a, detailed=True)
+    assert report.startswith("INDUCTION ON TEXT REPORT") and f"Scored queries: {a.settings['scored_queries']}" in report
+
+
+def test_long_documents_are_cut_or_chunked(worded):
+    long = " ".join(f"t{3 + i % 20}" for i in range(100))
+    with pytest.warns(UserWarning, match="1 document.s. longer than 40 tokens were cut"):
+        cut = detect_on_text(worded, [long], max_length=40, n_bootstrap=10)
+    assert cut.settings["tokens"] == 40
+    chunked = detect_on_text(worded, [long], max_length=40, overflow="chunk", n_bootstrap=10)
+    assert chunked.settings["tokens"] == 100 and chunked.settings["documents"] == 3
+    with pytest.raises(InputError, match="a document has 100 tokens, more than max_length=40"):
+        detect_on_text(worded, [long], max_length=40, overflow="error")
+
+
+@pytest.mark.parametrize(
+    "texts,kwargs,match",
+    [
+        (["t5 t6", ""], {}, "empty"),
+        ([], {}, "no documents|zero documents|0 documents"),
+        (["t5 t6 t7"], {}, "no token repeats within any document"),
+        (DOCS, {"overflow": "wrap"}, "overflow"),
+        (DOCS, {"max_length": 1000}, "exceeds the model's 64 positions"),
+        (DOCS, {"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ],
+)
+def test_bad_input(worded, texts, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        detect_on_text(worded, texts, **kwargs)
+
+
+def test_a_model_without_a_tokenizer_is_told_what_to_do():
+    with pytest.raises(InputError, match="scoring text needs the model's tokenizer"):
+        detect_on_text(make_hf("gpt2"), ["a b a b"])
+
+
+def test_cli_scan_text(folder, tmp_path, capsys):
+    from induction_nb.cli import main
+
+    model, docs = folder, tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "a.txt").write_text(DOCS[0])
+    (docs / "sub" / "b.jsonl").write_text("\n".join(f'{{"text": "{d}"}}' for d in DOCS[1:]))
+    code = main(["scan", str(model), "--text", str(docs), "--no-progress", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("INDUCTION ON TEXT REPORT") and "documents: 6" in out
+    from induction_nb import DetectionResult
+
+    assert DetectionResult.load(tmp_path / "r.json").settings["kind"] == "text"
+
+
+@pytest.mark.slow
+def test_smollm2_probe_heads_lead_on_the_shipped_passages(smollm2):
+    from induction_nb._passages import PASSAGES
+
+    result = detect_on_text(smollm2, list(PASSAGES.values()), n_bootstrap=200)
+    top = [(s.layer, s.head) for s in result.get_top_heads(5)]
+    probe_heads = {(17, 3), (17, 4), (17, 5), (18, 6), (18, 7)}  # the detector's top heads at 128 tokens
+    assert len(set(top) & probe_heads) >= 3, top
+    assert result.get_top_heads(1)[0].ci_low > 0.15
