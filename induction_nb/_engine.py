@@ -21,12 +21,13 @@ from typing import Any, Callable
 import torch
 
 from . import _model_info as info
+from ._batch import Batch
 from ._readers import Read, blocks_future, check_pattern, mask_padding, read_site, token_block
 from ._rows import flash_with_lse
 from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
 
-__all__ = ["Engine", "trace", "read_layer", "head_outputs", "cut_heads", "next_token_logprobs", "last_row_argmax",
+__all__ = ["Engine", "Batch", "trace", "read_layer", "head_outputs", "cut_heads", "next_token_logprobs", "last_row_argmax",
            "next_token", "check_pattern",
            "mha_fastpath_off", "remote_failure", "token_labels", "ROW_TOLERANCE"]
 

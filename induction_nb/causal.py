@@ -19,7 +19,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from ._engine import Engine, cut_heads, head_outputs, next_token_logprobs, read_layer
+from ._engine import Batch, Engine, cut_heads, head_outputs, next_token_logprobs, read_layer
 from ._validate import check_choice, check_heads
 from .errors import InputError
 
@@ -85,12 +85,14 @@ class Ablator:
         return self.engine.trace(tokens)
 
     def run(self, tokens: torch.Tensor, plans: list[list[tuple[int, int]]], method: str, means: dict | None,
-            positions: torch.Tensor | None = None, read: dict[int, Any] | None = None) -> tuple[Any, list]:
+            positions: torch.Tensor | None = None, read: dict[int, Any] | None = None,
+            mask: torch.Tensor | None = None) -> tuple[Any, list]:
         """One forward over ``len(plans)`` copies of ``tokens``: copy ``i`` has the heads of ``plans[i]``
         removed. ``positions``: queries whose next-token log-probability and top-1 hit are computed inside
         the trace (``([copies * batch, len(positions)], same)``; only these numbers leave the model, so a
         remote run ships no logits). ``read``: ``{layer: reducer}`` of attention patterns to reduce in the
-        same trace. Returns the next-token numbers (``None`` without ``positions``) and the reductions."""
+        same trace. ``mask`` ``[batch, seq]``: a padded batch's real tokens (the caller drops the numbers
+        at padding). Returns the next-token numbers (``None`` without ``positions``) and the reductions."""
         import nnsight
 
         b = tokens.shape[0]
@@ -103,9 +105,10 @@ class Ablator:
         order = [s for s in self.sites if s.layer in set(cuts) | set(read)]
         big = tokens.repeat(len(plans), 1)
         batch, n_tokens = big.shape
+        run = big if mask is None else Batch(big, mask.repeat(len(plans), 1))
         scores = None  # only values saved inside the trace come back out of it
         try:
-            with torch.no_grad(), self.engine.trace(big) as tracer:
+            with torch.no_grad(), self.engine.trace(run) as tracer:
                 reduced = nnsight.save([])
                 for site in order:
                     if site.layer in read:
@@ -121,16 +124,19 @@ class Ablator:
             raise self.engine.translate(e, tuple(order)) from e
         return scores, list(reduced)
 
-    def means(self, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
-        """Mean of each layer's head outputs over batch and positions (for mean ablation)."""
+    def means(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+        """Mean of each layer's head outputs over batch and positions (real tokens only, with ``mask``),
+        for mean ablation."""
         import nnsight
 
         model, paths, sites = self.model, self.paths, self.sites
+        weight = torch.ones(tokens.shape, device=tokens.device) if mask is None else mask.float()
         try:
-            with torch.no_grad(), self.engine.trace(tokens) as tracer:
+            with torch.no_grad(), self.engine.trace(tokens if mask is None else Batch(tokens, mask)) as tracer:
                 out = nnsight.save({})
                 for site in sites:
-                    out[site.layer] = head_outputs(model, tracer, paths[site.layer], site.call).float().mean(dim=(0, 1))
+                    z = head_outputs(model, tracer, paths[site.layer], site.call).float()
+                    out[site.layer] = (z * weight[..., None]).sum(dim=(0, 1)) / weight.sum()
         except Exception as e:
             raise self.engine.translate(e, sites) from e
         return dict(out)
@@ -220,11 +226,25 @@ def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length
 
 def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: AblationMethod = "zero",
               sequence_length: int = 64, batch_size: int = 8, seed: int = 0,
-              projections: Sequence[str] | None = None, remote: Any = False) -> dict[str, float | None]:
+              projections: Sequence[str] | None = None, remote: Any = False, texts: Any = None,
+              **text_kwargs: Any) -> Any:
     """In-context-learning score (Olsson et al. 2022): mean loss at late tokens minus mean loss at early
     tokens (negative: the model uses its context). On repeated random tokens early = the first block,
-    late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half.
-    ``ablate``: heads removed while measuring."""
+    late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half:
+    ``{"repeated": float, "natural": float | None}``. ``ablate``: heads removed while measuring.
+
+    With ``texts`` (your documents: anything ``load_texts`` reads), Olsson et al.'s own definition on
+    them: a ``loss_curve.LossCurve`` (loss by position, ``icl_score`` = loss at token 500 minus token 50
+    with its bootstrap interval); ``text_kwargs`` go to ``loss_curve.loss_by_position`` (``early``,
+    ``late``, ``max_length``, ``overflow``, ``n_bootstrap``, ``progress``). Raises ``InputError`` where no
+    document reaches the late token."""
+    if texts is not None:
+        from .loss_curve import loss_by_position, require_long_documents
+
+        curve = loss_by_position(model, texts, ablate=ablate, method=method, batch_size=min(batch_size, 4), seed=seed,
+                                 projections=projections, remote=remote, **text_kwargs)
+        require_long_documents(curve)
+        return curve
     check_choice("ablation method", method, ABLATION_METHODS)
     ab = Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []

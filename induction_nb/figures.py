@@ -17,12 +17,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from ._validate import check_period, square_attention
+from ._validate import check_int, check_period, square_attention
 from ._labels import escape_label
 from .errors import InputError
 from .scores import LABELS, block_max, stripe_profile
 
 __all__ = [
+    "plot_loss_curve",
     "style",
     "ONE_COLUMN",
     "TWO_COLUMN",
@@ -234,6 +235,31 @@ def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, offset: 
         ax.legend(loc="center right", frameon=False)
         if title:
             ax.set_title(title)
+    return ax
+
+
+def plot_loss_curve(curves: Any, ax: Any = None, *, labels: Iterable[str] | None = None, smooth: int = 9) -> Any:
+    """Loss (nats) by token position of one or more ``loss_curve.LossCurve`` (e.g. intact and with the
+    induction heads removed), each smoothed by a centred running mean of ``smooth`` tokens, with the
+    ICL score's early and late tokens marked."""
+    curves = [curves] if hasattr(curves, "loss") else list(curves)
+    if not curves:
+        raise InputError("plot_loss_curve needs at least one LossCurve")
+    check_int("smooth", smooth, 1)
+    names = list(labels) if labels is not None else [repr(c).split("(", 1)[1].split(",")[0] for c in curves]
+    ax = _axes(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
+    with style():
+        for curve, name in zip(curves, names):
+            y = curve.loss[1:].double()
+            kernel = torch.ones(1, 1, smooth, dtype=torch.float64) / smooth
+            padded = torch.nn.functional.pad(y[None, None], (smooth // 2, smooth - 1 - smooth // 2), mode="replicate")
+            ax.plot(range(1, len(y) + 1), torch.nn.functional.conv1d(padded, kernel)[0, 0].numpy(), linewidth=1.0,
+                    label=f"{name}: ICL {curve.icl_score:+.2f}")
+        for x in (curves[0].early, curves[0].late):
+            ax.axvline(x, color="#5d6d7e", linewidth=0.6, linestyle=":")
+        ax.set_xlabel("token position")
+        ax.set_ylabel("loss (nats)")
+        ax.legend(frameon=False)
     return ax
 
 

@@ -34,7 +34,7 @@ from .errors import InputError
 from .results import DetectionResult, HeadScore
 from .scores import token_pairs
 
-__all__ = ["detect_on_text", "tokenize_documents", "TEXT_METRICS"]
+__all__ = ["detect_on_text", "tokenize_documents", "length_buckets", "TEXT_METRICS"]
 
 TextOverflow = Literal["truncate", "chunk", "error"]
 TEXT_METRICS = ("prefix_matching", "copying", "duplicate_token", "previous_token", "diagonal")
@@ -149,15 +149,9 @@ def detect_on_text(model: Any, texts: Any, *, threshold: float = 0.1, batch_size
 
 def _run_buckets(engine: Engine, docs: list[list[int]], batch_size: int, progress: bool | None) -> dict:
     """Length-sorted padded batches; per layer ``{metric: [docs, head]}`` in the documents' order."""
-    order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
-    buckets = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress or (progress is None and len(buckets) > 2):
-        from tqdm.auto import tqdm
-
-        buckets = tqdm(buckets, desc="documents", unit="batch")
     rows: dict[int, list] = {}
     layers = None
-    for bucket in buckets:
+    for bucket in length_buckets(docs, batch_size, progress):
         batch = engine.batch([docs[i] for i in bucket])
         reducer = _TextSums(batch.tokens, batch.valid())
         sums = stream_attention(engine.model, batch.tokens, reducer, attention_mask=batch.mask,
@@ -167,6 +161,18 @@ def _run_buckets(engine: Engine, docs: list[list[int]], batch_size: int, progres
             rows[i] = [{k: v[j] for k, v in layer.items()} for layer in sums]
     per_doc = [rows[i] for i in range(len(docs))]
     return {"layers": layers, "docs": per_doc}
+
+
+def length_buckets(docs: list[list[int]], batch_size: int, progress: bool | None = None) -> Any:
+    """Document indices sorted by length, ``batch_size`` at a time (so that padding stays small); with a
+    progress bar where ``progress`` (default: more than two batches)."""
+    order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
+    buckets = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress or (progress is None and len(buckets) > 2):
+        from tqdm.auto import tqdm
+
+        return tqdm(buckets, desc="documents", unit="batch")
+    return buckets
 
 
 def _result(engine: Engine, per_doc: dict, docs: list[list[int]], threshold: float, n_bootstrap: int, seed: int,
