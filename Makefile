@@ -19,7 +19,7 @@ snapshots: $(STAMP)  ## rewrite the ASCII snapshots and baseline images (review 
 	$(BIN)/python -m pytest tests/test_ascii.py tests/test_figures.py -q --update-references
 
 sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships (~9 min on 2 cores); fails on a mismatch
-	$(BIN)/python bench/arch_sweep.py --check --json sweep.json
+	$(BIN)/python bench/arch_sweep.py --check --timeout 300 --json sweep.json
 
 notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their outputs are committed)
 	$(BIN)/python notebooks/build_notebooks.py

@@ -397,14 +397,18 @@ def head_outputs(model: Any, tracer: Any, path: str, call: int = 0) -> Any:
 
 def cut_heads(model: Any, tracer: Any, path: str, call: int, blocks: list, values: torch.Tensor | None) -> None:
     """Inside a trace: set each ``(rows, cols)`` block of the head outputs at ``path`` (its ``call``-th
-    application) to zero, or to ``values[cols]`` (mean ablation): those heads removed for those rows."""
+    application) to zero, to ``values[cols]`` (mean ablation, ``values`` ``[width]``) or to
+    ``values[:, :, cols]`` (a corrupted run's outputs ``[batch, seq, width]``, one copy of the batch)."""
     if call:
         for _ in tracer.iter[call]:
             cut_heads(model, tracer, path, 0, blocks, values)
         return
     z = envoy_at(model, path).input
     for rows, cols in blocks:
-        z[rows, :, cols] = 0 if values is None else values[cols]
+        if values is None:
+            z[rows, :, cols] = 0
+        else:
+            z[rows, :, cols] = (values[cols] if values.dim() == 1 else values[:, :, cols]).to(z.device, z.dtype)
 
 
 def next_token_logprobs(output: Any, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

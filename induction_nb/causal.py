@@ -23,11 +23,10 @@ from ._engine import Batch, Engine, cut_heads, head_outputs, next_token_logprobs
 from ._validate import check_choice, check_heads
 from .errors import InputError
 
-__all__ = ["AblationResult", "ablate_heads", "head_effects", "icl_score", "Ablator", "repeat_probe",
-           "ABLATION_METHODS"]
+__all__ = ["AblationResult", "ablate_heads", "icl_score", "Ablator", "repeat_probe", "per_plan", "ABLATION_METHODS"]
 
-AblationMethod = Literal["zero", "mean"]
-ABLATION_METHODS = ("zero", "mean")
+AblationMethod = Literal["zero", "mean", "corrupt"]
+ABLATION_METHODS = ("zero", "mean", "corrupt")
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,35 @@ class Ablator:
             raise self.engine.translate(e, tuple(order)) from e
         return scores, list(reduced)
 
+    def replacement(self, tokens: torch.Tensor, first: int, method: str, seed: int) -> tuple[Any, int]:
+        """What replaces a head's output under ``method``, and the forwards it cost: nothing (zero), each
+        layer's mean ``[width]``, or each layer's outputs ``[batch, seq, width]`` on ``tokens`` with
+        positions ``first..`` shuffled (seeded): the repeat broken, the prefix the same (corrupt)."""
+        if method == "zero":
+            return None, 0
+        if method == "mean":
+            return self.means(tokens), 1
+        g = torch.Generator().manual_seed(seed + 1)
+        corrupted = tokens.clone()
+        pool = tokens[:, first:].flatten()
+        corrupted[:, first:] = pool[torch.randperm(len(pool), generator=g).to(pool.device)].view(tokens.shape[0], -1)
+        return self.outputs(corrupted), 1
+
+    def outputs(self, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Each layer's head outputs ``[batch, seq, width]`` on ``tokens`` (for corrupted patching)."""
+        import nnsight
+
+        model, paths, sites = self.model, self.paths, self.sites
+        try:
+            with torch.no_grad(), self.engine.trace(tokens) as tracer:
+                out = nnsight.save({})
+                for site in sites:
+                    out[site.layer] = head_outputs(model, tracer, paths[site.layer], site.call).float().cpu()
+                tracer.stop()
+        except Exception as e:
+            raise self.engine.translate(e, sites) from e
+        return dict(out)
+
     def means(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
         """Mean of each layer's head outputs over batch and positions (real tokens only, with ``mask``),
         for mean ablation."""
@@ -142,7 +170,7 @@ class Ablator:
         return dict(out)
 
 
-def _per_plan(values: torch.Tensor, n_plans: int) -> torch.Tensor:
+def per_plan(values: torch.Tensor, n_plans: int) -> torch.Tensor:
     """``[plans * batch, positions]`` -> mean per plan ``[plans]``."""
     return values.float().reshape(n_plans, -1).mean(-1)
 
@@ -173,55 +201,22 @@ def ablate_heads(model: Any, heads: Sequence[tuple[int, int]], method: AblationM
     ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     tokens, positions, natural = repeat_probe(ab, sequence_length, batch_size, seed)
-    means = ab.means(tokens) if method == "mean" else None
+    means, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
     plans = [[], heads] + ([[h] for h in heads] if individually else [])
     (lp, hit), _ = ab.run(tokens, plans, method, means, positions)
-    losses, accuracy = -_per_plan(lp, len(plans)), _per_plan(hit, len(plans))
+    losses, accuracy = -per_plan(lp, len(plans)), per_plan(hit, len(plans))
     nat_base = nat_abl = None
-    n_forward = 1 + (method == "mean")
-    if natural is not None:  # the repeated half of natural passages; mean ablation with their own means
+    n_forward += 1
+    if natural is not None:  # the repeated half of natural passages; mean/corrupt with their own values
         text, text_positions = natural
-        text_means = ab.means(text) if method == "mean" else None
+        text_means, extra = ab.replacement(text, int(text_positions[0]), method, seed)
         (lp, _), _ = ab.run(text, [[], heads], method, text_means, text_positions)
-        nat = -_per_plan(lp, 2)
+        nat = -per_plan(lp, 2)
         nat_base, nat_abl = float(nat[0]), float(nat[1])
-        n_forward += 1 + (method == "mean")
+        n_forward += 1 + extra
     per_head = {h: float(losses[2 + i] - losses[0]) for i, h in enumerate(heads)} if individually else None
     return AblationResult(tuple(heads), method, float(losses[0]), float(losses[1]), nat_base, nat_abl, per_head,
                           n_forward, seed, float(accuracy[0]), float(accuracy[1]))
-
-
-def head_effects(model: Any, method: AblationMethod = "zero", *, sequence_length: int = 64, batch_size: int = 4,
-                 seed: int = 0, chunk: int = 32, projections: Sequence[str] | None = None,
-                 progress: bool | None = None, remote: Any = False) -> tuple[torch.Tensor, int]:
-    """Loss increase on the repeated half when each head alone is removed: ``([layer, head], forwards)``.
-    Heads are packed ``chunk // batch_size`` per forward pass (each copy of the batch removes one; the
-    clean copy rides in the first). Fewer, larger forwards pay off on a GPU; on a CPU the cost is
-    about the same as one forward per head."""
-    check_choice("ablation method", method, ABLATION_METHODS)
-    ab = Ablator(model, projections, remote)
-    tokens, positions, _ = repeat_probe(ab, sequence_length, batch_size, seed)
-    means = ab.means(tokens) if method == "mean" else None
-    heads = ab.heads
-    per_forward = max(1, chunk // batch_size)
-    groups = [heads[i : i + per_forward] for i in range(0, len(heads), per_forward)]
-    if progress or (progress is None and len(groups) > 4):
-        from tqdm.auto import tqdm
-
-        groups = tqdm(groups, desc="ablating heads", unit="forward")
-    effects = torch.full((ab.n_layers, ab.n_heads), float("nan"))  # NaN: a layer without attention
-    n_forward = int(method == "mean")
-    baseline = None
-    for group in groups:
-        plans = ([[]] if baseline is None else []) + [[h] for h in group]  # the clean copy rides in the first
-        (lp, _), _ = ab.run(tokens, plans, method, means, positions)
-        losses = -_per_plan(lp, len(plans))
-        if baseline is None:
-            baseline, losses = losses[0], losses[1:]
-        for i, (l, h) in enumerate(group):
-            effects[l, h] = losses[i] - baseline
-        n_forward += 1
-    return effects, n_forward
 
 
 def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: AblationMethod = "zero",
@@ -251,14 +246,14 @@ def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: Abl
     if sequence_length < 24:
         raise InputError(f"icl_score needs sequence_length >= 24 to have early and late windows, got {sequence_length}")
     tokens, late, natural = repeat_probe(ab, sequence_length, batch_size, seed)
-    means = ab.means(tokens) if method == "mean" and plan else None
+    means = ab.replacement(tokens, int(late[0]), method, seed)[0] if plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
     out = {"repeated": _late_minus_early(ab, tokens, early, late, plan, method, means), "natural": None}
     if natural is not None:  # a passage's first 10 predictions against the last 10 of its first copy
         text, repeat = natural
         end = int(repeat[0]) - 1
-        text_means = ab.means(text) if method == "mean" and plan else None
+        text_means = ab.replacement(text, int(repeat[0]), method, seed)[0] if plan else None
         out["natural"] = _late_minus_early(ab, text, torch.arange(1, 11), torch.arange(end - 10, end), plan,
                                            method, text_means)
     return out

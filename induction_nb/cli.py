@@ -53,6 +53,9 @@ def _parser() -> _Parser:
     _model_args(scan)
     scan.add_argument("--threshold", type=float, default=None,
                       help="on the overall score (default 0.4; with --text 0.1, on the prefix-matching score)")
+    scan.add_argument("--effects", choices=["exact", "attribution"],
+                      help="add every head's ablation effect to the report: exact, or attribution patching (one "
+                           "forward and backward, the top 10 verified exactly)")
     scan.add_argument("--text", type=Path, help="score natural repeats in your documents instead of probes: a .txt, "
                                                 ".md or .jsonl file, or a folder of them")
     scan.add_argument("--seq-len", type=int, default=None,
@@ -194,6 +197,13 @@ def _scan(args: argparse.Namespace) -> str:
         result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
     for w in caught:  # one line each on stderr (stdout carries the report alone), even with --no-progress
         print(f"note: {w.message}", file=sys.stderr)
+    if args.effects:
+        from .effects import head_effects
+
+        _status(args, f"every head's ablation effect ({args.effects}) ...")
+        effects = head_effects(model, estimator=args.effects, verify_top=min(10, len(result.head_scores)) if args.effects == "attribution" else 0,
+                               seed=args.seed, remote=_remote(args), progress=False if args.no_progress else None)
+        result = result.with_causal_effects(effects)
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
     _export(args, result, text)
     if args.figures:

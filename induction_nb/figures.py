@@ -23,6 +23,7 @@ from .errors import InputError
 from .scores import LABELS, block_max, stripe_profile
 
 __all__ = [
+    "plot_effects_scatter",
     "plot_loss_curve",
     "style",
     "ONE_COLUMN",
@@ -235,6 +236,29 @@ def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, offset: 
         ax.legend(loc="center right", frameon=False)
         if title:
             ax.set_title(title)
+    return ax
+
+
+def plot_effects_scatter(estimate: Any, exact: Any = None, ax: Any = None, *, label_top: int = 5) -> Any:
+    """Attribution estimate against exact ablation effect (nats), one point per head, with the identity
+    line: ``estimate`` a ``HeadEffects`` from ``head_effects(..., estimator="attribution")`` (its
+    ``verify_top`` heads, or every head of ``exact``, another ``HeadEffects`` or ``[layer, head]``)."""
+    est = estimate.effects if hasattr(estimate, "effects") else torch.as_tensor(estimate)
+    ref = estimate.exact if exact is None else (exact.effects if hasattr(exact, "effects") else torch.as_tensor(exact))
+    known = ~torch.isnan(ref) & ~torch.isnan(est)
+    if not bool(known.any()):
+        raise InputError("no head was measured exactly: pass verify_top=k to head_effects, or exact=")
+    x, y = ref[known].float(), est[known].float()
+    names = [f"L{l}H{h}" for l, h in known.nonzero().tolist()]
+    ax = _axes(ax, ONE_COLUMN)
+    with style():
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], color="#5d6d7e", linewidth=0.6, linestyle=":")
+        ax.scatter(x.numpy(), y.numpy(), s=9, color="#3b528b")
+        for i in x.argsort(descending=True)[:label_top].tolist():
+            ax.annotate(names[i], (float(x[i]), float(y[i])), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.set_xlabel("exact ablation effect (nats)")
+        ax.set_ylabel("attribution estimate (nats)")
     return ax
 
 

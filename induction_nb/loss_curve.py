@@ -86,7 +86,7 @@ def loss_by_position(model: Any, texts: Any, *, ablate: Sequence[tuple[int, int]
     reads), with the heads ``ablate`` removed (``method`` ``"zero"`` or ``"mean"``; mean ablation uses
     each layer's mean head output over the real tokens of the same documents). Raises ``InputError``
     for ``early >= late``, bad heads, documents that ``detect_on_text`` also refuses."""
-    check_choice("ablation method", method, ABLATION_METHODS)
+    check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # no corrupted documents
     check_int("window", window, 1)
     half = window // 2
     check_int("early", early, 1 + half)

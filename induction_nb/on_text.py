@@ -164,10 +164,16 @@ def _run_buckets(engine: Engine, docs: list[list[int]], batch_size: int, progres
 
 
 def length_buckets(docs: list[list[int]], batch_size: int, progress: bool | None = None) -> Any:
-    """Document indices sorted by length, ``batch_size`` at a time (so that padding stays small); with a
-    progress bar where ``progress`` (default: more than two batches)."""
+    """Document indices sorted by length, at most ``batch_size`` at a time and at most ``batch_size * 256``
+    padded tokens (long documents go in smaller batches: a layer's pattern grows with the square of the
+    padded length); with a progress bar where ``progress`` (default: more than two batches)."""
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
-    buckets = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    buckets: list[list[int]] = []
+    for i in order:  # ascending lengths: the newest document is the longest of its batch
+        if buckets and len(buckets[-1]) < batch_size and (len(buckets[-1]) + 1) * len(docs[i]) <= batch_size * 256:
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
     if progress or (progress is None and len(buckets) > 2):
         from tqdm.auto import tqdm
 

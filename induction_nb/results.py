@@ -176,8 +176,15 @@ class DetectionResult:
                 for l in range(self.n_layers)]
 
     def with_causal_effects(self, effects: Any, method: str = "zero") -> "DetectionResult":
-        """A copy whose head scores carry ``effects[layer][head]`` (e.g. ``causal.head_effects(model)[0]``)."""
+        """A copy whose head scores carry ``effects[layer][head]``: ``head_effects(model)`` itself (exact or
+        attribution estimate) or any ``[layer][head]`` values."""
         from dataclasses import replace
+
+        if hasattr(effects, "estimator"):  # an effects.HeadEffects
+            method = f"{effects.method} ablation" + (", attribution estimate" if effects.estimator == "attribution" else "")
+            effects = effects.effects
+        else:
+            method = f"{method} ablation"
 
         shape = tuple(getattr(effects, "shape", ())) or (len(effects), len(effects[0]) if len(effects) else 0)
         if shape != (self.n_layers, self.n_heads):
@@ -190,7 +197,7 @@ class DetectionResult:
         if missing:
             raise InputError(f"effects has no value (NaN) for heads the result scores: {', '.join(missing[:6])}")
         scores = tuple(replace(s, causal_effect=values[s.layer][s.head]) for s in self.head_scores)
-        settings = {**self.settings, "causal_effect": f"loss increase on repeated tokens, {method} ablation"}
+        settings = {**self.settings, "causal_effect": f"loss increase on repeated tokens, {method}"}
         return replace(self, head_scores=scores, settings=settings)
 
     def previous_token_heads(self, threshold: float = 0.4) -> list[tuple[int, int]]:

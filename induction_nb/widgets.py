@@ -32,11 +32,13 @@ __all__ = ["HeadExplorer"]
 
 class HeadExplorer:
     """Explore the heads of ``result_or_model`` (a ``DetectionResult``, or anything ``load_model``
-    accepts: detection runs first). ``model``: where patterns come from for a result."""
+    accepts: detection runs first). ``model``: where patterns come from for a result. ``texts``: your
+    documents (anything ``load_texts`` reads), shown as the pattern ``"text"`` (the first ``n_examples``,
+    each cut to ``text_length`` tokens, run as one padded batch; e.g. with ``detect_on_text``'s result)."""
 
     def __init__(self, result_or_model: Any, model: Any = None, *, patterns: Sequence[str] = ("repeated", "copy", "random"),
                  sequence_length: int | None = None, n_examples: int = 4, seed: int = 0,
-                 layer: int | None = None, head: int | None = None):
+                 layer: int | None = None, head: int | None = None, texts: Any = None, text_length: int = 256):
         from .detector import InductionHeadDetector
 
         if isinstance(result_or_model, DetectionResult):
@@ -51,6 +53,11 @@ class HeadExplorer:
         self.seed, self.n_examples = seed, n_examples
         self.sequence_length = sequence_length or int(self.result.settings.get("sequence_length", 48))
         self.patterns = tuple(patterns) if self.model is not None else ("repeated",)
+        self.texts, self.text_length, self._text_masks = texts, text_length, None
+        if texts is not None:
+            if self.model is None:
+                raise InputError("texts need the model to run them: HeadExplorer(result, model=model, texts=...)")
+            self.patterns = ("text", *self.patterns)
         self._cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, int | None]] = {}
         top = self.result.get_top_heads(1)[0]
         self._build()
@@ -79,6 +86,9 @@ class HeadExplorer:
         """The shown pattern ``[seq, seq]``, its tokens ``[seq]`` and the pattern's period."""
         patterns, tokens, period = self._pattern_for(self._pattern.value, self.layer, self.head)
         i = min(self._example.value, patterns.shape[0] - 1)
+        if self._pattern.value == "text":  # the document's own tokens, padding cut off
+            real = self._text_masks[i]
+            return patterns[i, self.head][real][:, real], tokens[i][real], None
         return patterns[i, self.head], tokens[i], period
 
     def text(self, width: int = 80) -> str:
@@ -245,11 +255,25 @@ class HeadExplorer:
             return stacked, self.result.kept_tokens, period
         from .capture import capture_attention
 
+        if name == "text":
+            return self._text_patterns(layer)
         probe = self._engine.generator(self.seed).generate(name, self.sequence_length, self.n_examples)
         captured = capture_attention(self._engine, probe.tokens, layers=[layer])
         self._cache[key] = (captured.pattern[:, 0].cpu(), probe.tokens.cpu(), probe.period)
         self._offset = probe.offset
         return self._cache[key]
+
+    def _text_patterns(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, None]:
+        from .capture import capture_attention
+        from .on_text import tokenize_documents
+
+        length = min(self.text_length, self._engine.max_positions or self.text_length)
+        docs = tokenize_documents(self._engine, self.texts, length, "truncate")[: self.n_examples]
+        captured = capture_attention(self._engine, docs, layers=[layer])
+        mask = captured.attention_mask
+        self._text_masks = (torch.ones(captured.tokens.shape, dtype=torch.bool) if mask is None else mask).cpu()
+        self._cache[("text", layer)] = (captured.pattern[:, 0].cpu(), captured.tokens.cpu(), None)
+        return self._cache[("text", layer)]
 
     def _labels(self, tokens: torch.Tensor) -> list[str]:
         return token_labels(self.model, tokens.tolist())

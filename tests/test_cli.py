@@ -49,6 +49,13 @@ def test_scan_writes_figures(folder, tmp_path, capsys):
     assert all((tmp_path / "figs" / n).read_bytes()[:4] in (b"%PDF", b"\x89PNG") for n in names)
 
 
+@pytest.mark.parametrize("estimator", ["exact", "attribution"])
+def test_scan_with_effects(folder, capsys, estimator):
+    code, out, err = run(capsys, "scan", folder, "--seq-len", 24, "--batch", 2, "--effects", estimator)
+    assert code == 0 and "ablation" in out and f"every head's ablation effect ({estimator})" in err
+    assert ("attribution" in out) == (estimator == "attribution")
+
+
 def test_show_one_head(folder, capsys):
     code, out, _ = run(capsys, "show", folder, "--layer", 1, "--head", 2, "--seq-len", 20, "--width", 50)
     assert code == 0 and out.startswith("L1H2 on 'repeated' (20 tokens, seed 0)")
@@ -81,6 +88,7 @@ def test_show_one_head(folder, capsys):
         (["scan", "{folder}", "--json", "{tmp}"], "it is a folder"),
         (["report", "{tmp}/foreign.json", "--top", "0"], "--top must be >= 1"),
         (["scan", "{folder}", "--remote", "--device", "cuda"], "--device and --remote conflict"),
+        (["scan", "{folder}", "--effects", "guess"], "argument --effects: invalid choice: 'guess'"),
         (["retrieval", "{folder}", "--lengths", "1k"], "--lengths must be comma-separated integers, got '1k'"),
         (["retrieval", "{folder}", "--depths", "half"], r"--depths must be comma-separated numbers in \[0, 1\]"),
         (["retrieval", "{folder}", "--depths", "1.5"], r"depth must be a number in \[0, 1\]"),

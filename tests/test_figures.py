@@ -106,3 +106,26 @@ def test_empty_result():
 
     with pytest.raises(InputError, match="empty"):
         plot_score_heatmap(DetectionResult((), 0.4, "nothing", 0, 0))
+
+
+def test_effects_scatter_and_loss_curve_draw_what_they_are_given():
+    import torch
+
+    from induction_nb.effects import HeadEffects
+    from induction_nb.figures import plot_effects_scatter, plot_loss_curve
+    from induction_nb.loss_curve import LossCurve
+
+    est = torch.tensor([[0.1, 0.5], [0.9, float("nan")]])
+    exact = torch.tensor([[0.2, float("nan")], [1.0, float("nan")]])
+    effects = HeadEffects(est, 3, "attribution", "zero", exact, ((1, 0), (0, 0)))
+    ax = plot_effects_scatter(effects)
+    points = ax.collections[0].get_offsets()
+    assert sorted(map(tuple, points.tolist())) == [(pytest.approx(0.2), pytest.approx(0.1)),
+                                                   (pytest.approx(1.0), pytest.approx(0.9))]
+    with pytest.raises(InputError, match="no head was measured exactly"):
+        plot_effects_scatter(HeadEffects(est, 3, "attribution", "zero", torch.full_like(est, float("nan"))))
+    loss = torch.tensor([float("nan"), 5.0, 4.0, 3.0, 2.0, 1.0])
+    curve = LossCurve(loss, torch.ones(6), torch.tensor([-2.0]), 1, 4, 1, (), "zero", 1, -2.0, -2.0, 0)
+    ax = plot_loss_curve([curve], labels=["intact"], smooth=1)
+    assert list(ax.lines[0].get_ydata()) == [5.0, 4.0, 3.0, 2.0, 1.0] and "intact: ICL -2.00" in ax.get_legend().texts[0].get_text()
+    plt.close("all")

@@ -126,5 +126,6 @@ def test_smollm2_probe_heads_lead_on_the_shipped_passages(smollm2):
     result = detect_on_text(smollm2, list(PASSAGES.values()), n_bootstrap=200)
     top = [(s.layer, s.head) for s in result.get_top_heads(5)]
     probe_heads = {(17, 3), (17, 4), (17, 5), (18, 6), (18, 7)}  # the detector's top heads at 128 tokens
-    assert len(set(top) & probe_heads) >= 3, top
+    # measured (eager): L17H5 0.42, L17H3 0.31, L20H7 0.23, L17H4 0.18, L20H6 0.18
+    assert top[0] in probe_heads and len(set(top) & probe_heads) >= 2, top
     assert result.get_top_heads(1)[0].ci_low > 0.15

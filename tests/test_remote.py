@@ -205,6 +205,8 @@ ENTRY_POINTS = {
         m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
     "head_effects": lambda m, local, c: __import__("induction_nb").head_effects(
         m, sequence_length=24, batch_size=2, remote=c),
+    "head_effects_attribution": lambda m, local, c: __import__("induction_nb").head_effects(
+        m, estimator="attribution", sequence_length=24, batch_size=2, remote=c),
     "icl_score": lambda m, local, c: __import__("induction_nb").icl_score(m, sequence_length=24, batch_size=2, remote=c),
     "find_circuit": lambda m, local, c: __import__("induction_nb").find_circuit(
         m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
@@ -242,6 +244,35 @@ def test_every_entry_point_reports_a_remote_failure_by_kind(entry, failure, warm
     with pytest.raises(RemoteExecutionError) as e:
         ENTRY_POINTS[entry](model, local, bad)
     assert e.value.kind == failure, str(e.value)
+
+
+def test_attribution_patching_runs_remotely_and_matches_local(folder, remote):
+    """Gradients on the server (torch.autograd.grad inside the trace): only [layer, head] comes back."""
+    from induction_nb import head_effects
+
+    model, config = remote
+    kwargs = dict(estimator="attribution", verify_top=3, sequence_length=24, batch_size=2)
+    r, l = head_effects(model, remote=config, **kwargs), head_effects(load_model(folder), **kwargs)
+    torch.testing.assert_close(r.effects, l.effects, atol=1e-6, rtol=0, equal_nan=True)
+    torch.testing.assert_close(r.exact, l.exact, atol=1e-5, rtol=0, equal_nan=True)
+    assert r.verified == l.verified and len(r.verified) == 3
+
+
+def test_padded_batches_and_text_scores_run_remotely_and_match_local(folder, remote):
+    """A left-padded batch (mask and position ids travel with the request) and detect_on_text's reducer."""
+    from induction_nb import detect_on_text
+
+    model, config = remote
+    local = load_model(folder)
+    tokens = torch.tensor([[2, 2, 5, 6, 7, 5, 6], [8, 9, 10, 8, 9, 10, 8]])
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+    got = capture_attention(model, tokens, attention_mask=mask, remote=config)
+    torch.testing.assert_close(got.pattern, capture_attention(local, tokens, attention_mask=mask).pattern,
+                               atol=1e-6, rtol=0)
+    docs = ["t5 t6 t7 t5 t6 t7", "t8 t9 t8 t9 t8 t9 t10 t8", "t11 t12 t11"]
+    r, l = detect_on_text(model, docs, remote=config, n_bootstrap=20), detect_on_text(local, docs, n_bootstrap=20)
+    assert r.settings["scored_queries"] == l.settings["scored_queries"] and r.settings["remote"]
+    assert [s.overall_score for s in r.head_scores] == pytest.approx([s.overall_score for s in l.head_scores], abs=1e-5)
 
 
 def test_retrieval_runs_remotely_and_matches_local(folder, remote):

@@ -112,3 +112,28 @@ def test_empty_result():
 
     with pytest.raises(InputError, match="empty"):
         HeadExplorer(DetectionResult((), 0.4, "nothing", 0, 0))
+
+
+def test_your_text_is_shown_per_document_without_padding(tmp_path):
+    """A detect_on_text result explored on the documents themselves: each example is one document's
+    pattern over its own tokens (the padded batch cut back), equal to that document run alone."""
+    import ndif_loopback as lb
+    from induction_nb import capture_attention, detect_on_text, load_model
+    from tiny_models import make_hf
+
+    make_hf("llama_gqa", "sdpa").save_pretrained(tmp_path)
+    lb.write_tokenizer(tmp_path)
+    model = load_model(tmp_path)
+    docs = ["t5 t6 t7 t5 t6 t7 t8", "t9 t10 t9 t10", "t11 t12 t13 t14 t11 t12"]
+    result = detect_on_text(model, docs, n_bootstrap=20)
+    ex = HeadExplorer(result, model, texts=docs, n_examples=3)
+    assert ex._pattern.value == "text" and ex._pattern.options[0] == "text"
+    ex._example.value = 1
+    ex.select(1, 2)
+    attention, tokens, period = ex.attention()
+    assert tokens.tolist() == [9, 10, 9, 10] and period is None
+    torch.testing.assert_close(attention, capture_attention(model, [[9, 10, 9, 10]]).head(1, 2), atol=1e-5, rtol=0)
+    assert "t9" in ex.tokens.value and bytes(ex.image.value).startswith(b"\x89PNG")
+    assert "L1H2" in ex.text()
+    with pytest.raises(InputError, match="texts need the model"):
+        HeadExplorer(result, texts=docs)
