@@ -14,7 +14,6 @@ body calls lives at module level, so that a remote request ships it by value (``
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from typing import Any, Callable
 
@@ -22,7 +21,8 @@ import torch
 
 from . import _model_info as info
 from ._batch import Batch
-from ._readers import Read, blocks_future, check_pattern, mask_padding, read_site, token_block
+from ._readers import Read, as_pattern, blocks_future, check_pattern, mask_padding, mha_fastpath_off, read_site, token_block
+from ._outputs import last_row_argmax, next_token, next_token_logprobs
 from ._rows import flash_with_lse
 from .errors import CaptureCheckError, InductionNBError, InputError
 from .sites import Site, envoy_at, op_node
@@ -321,7 +321,7 @@ def _read(model: Any, site: Site, tolerance: float, reduce: Callable, n_tokens: 
             return site.layer, reduce(site.layer, fast[1]), True
     output = node.output if site.needs_output else None
     if site.kind == "custom":
-        pattern = _as_pattern(site.reader(args, kwargs, output), site)
+        pattern = as_pattern(site.reader(args, kwargs, output), site)
         read = Read(pattern, site.causal if site.causal is not None else blocks_future(pattern))
     else:
         module = envoy._module if site.kind == "mha" else None
@@ -358,32 +358,6 @@ def _lse_matches(model: Any, site: Site, n_tokens: int) -> bool:
     return fast is not None and bool(torch.allclose(fast[0], got, atol=1e-6, rtol=1e-5))
 
 
-def next_token(output: Any) -> torch.Tensor:
-    """Inside the trace: the greedy next token of the first sequence (the arg-max of its last logits)."""
-    logits = output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-    return logits[0, -1].argmax().cpu()
-
-
-def last_row_argmax(model: Any, site: Site) -> torch.Tensor:
-    """Inside a trace: the arg-max key of each head's *last* query row ``[batch, head]`` (decoding with a KV
-    cache: the new token's query against every cached key). Only that row is computed, ``[head, K]``."""
-    node = op_node(envoy_at(model, site.path), site.op)
-    args, kwargs = node.inputs
-    if site.kind != "hf_interface":
-        read = read_site(site.kind, args, kwargs, node.output if site.needs_output else None, None)
-        return read.pattern[:, :, -1].argmax(-1)
-    mask = args[4] if len(args) > 4 else kwargs.get("attention_mask")
-    kwargs = {k: v for k, v in kwargs.items() if k != "attention_mask"}
-    if isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[-2] > 1:
-        mask = mask[..., -1:, :]
-    bias = kwargs.get("position_bias")
-    if isinstance(bias, torch.Tensor) and bias.dim() == 4 and bias.shape[-2] > 1:
-        kwargs["position_bias"] = bias[..., -1:, :]
-    last = (args[0], args[1][:, :, -1:], args[2], args[3], mask, *args[5:])
-    pattern, _ = read_site("hf_interface", last, kwargs, None, None, lazy=True).as_rows().full()
-    return pattern[:, :, -1].argmax(-1)
-
-
 def head_outputs(model: Any, tracer: Any, path: str, call: int = 0) -> Any:
     """Inside a trace: the input of the output projection at ``path`` on its ``call``-th application,
     ``[batch, seq, head * d_head]``: every head's output side by side (a live proxy: edit it to ablate)."""
@@ -409,40 +383,3 @@ def cut_heads(model: Any, tracer: Any, path: str, call: int, blocks: list, value
             z[rows, :, cols] = 0
         else:
             z[rows, :, cols] = (values[cols] if values.dim() == 1 else values[:, :, cols]).to(z.device, z.dtype)
-
-
-def next_token_logprobs(output: Any, tokens: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inside the trace, from the model's output: the log-probability of the true next token and whether it
-    is the top prediction, at query ``positions``: ``([batch, len(positions)], [batch, len(positions)])``
-    (only these numbers leave the model: a remote run ships no logits)."""
-    logits = output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-    picked = logits[:, positions.to(logits.device)].float()
-    target = tokens.to(logits.device)[:, positions.to(logits.device) + 1]
-    lp = torch.log_softmax(picked, dim=-1).gather(-1, target[..., None])[..., 0]
-    return lp.cpu(), (picked.argmax(-1) == target).cpu()
-
-
-def _as_pattern(pattern: Any, site: Site) -> torch.Tensor:
-    if not isinstance(pattern, torch.Tensor) or pattern.dim() != 4:
-        shape = tuple(pattern.shape) if isinstance(pattern, torch.Tensor) else type(pattern).__name__
-        raise CaptureCheckError(
-            f"layer {site.layer}: the custom reader for {site.path!r} returned {shape}; "
-            "it must return a pattern tensor [batch, head, q, k]"
-        )
-    return pattern.float()
-
-
-@contextlib.contextmanager
-def mha_fastpath_off():
-    """``nn.TransformerEncoderLayer`` skips its ``self_attn`` module in eval mode (a fused fast path), which
-    would hide the attention from the trace: switch that path off for the duration of the capture."""
-    mha = getattr(torch.backends, "mha", None)
-    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
-        yield
-        return
-    before = mha.get_fastpath_enabled()
-    mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        mha.set_fastpath_enabled(before)

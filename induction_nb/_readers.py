@@ -13,6 +13,8 @@ returns ``(output, weights)``, e.g. GPT-Neo's ``_attn``), ``mha`` (``nn.Multihea
 
 from __future__ import annotations
 
+import contextlib
+
 import inspect
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -22,7 +24,7 @@ from ._attention_math import attention_from_qk, repeat_kv_heads
 from ._rows import DenseRows, QKRows, Rows, check_block
 from .errors import CaptureCheckError
 
-__all__ = ["mask_padding", "READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future",
+__all__ = ["mask_padding", "as_pattern", "mha_fastpath_off", "READERS", "SiteKind", "Read", "read_site", "check_reproduces_output", "looks_like", "blocks_future",
            "token_block", "check_pattern"]
 
 SiteKind = Literal["hf_interface", "sdpa_call", "softmax", "returned_weights", "mha", "custom"]
@@ -341,3 +343,29 @@ def check_pattern(read: Read | torch.Tensor, layer: int, tolerance: float = 1e-4
         read = Read(read, bool(causal))
     for _ in read.as_rows().checked(layer, tolerance).blocks():
         pass
+
+
+def as_pattern(pattern: Any, site: Site) -> torch.Tensor:
+    if not isinstance(pattern, torch.Tensor) or pattern.dim() != 4:
+        shape = tuple(pattern.shape) if isinstance(pattern, torch.Tensor) else type(pattern).__name__
+        raise CaptureCheckError(
+            f"layer {site.layer}: the custom reader for {site.path!r} returned {shape}; "
+            "it must return a pattern tensor [batch, head, q, k]"
+        )
+    return pattern.float()
+
+
+@contextlib.contextmanager
+def mha_fastpath_off():
+    """``nn.TransformerEncoderLayer`` skips its ``self_attn`` module in eval mode (a fused fast path), which
+    would hide the attention from the trace: switch that path off for the duration of the capture."""
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)

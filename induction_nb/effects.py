@@ -85,9 +85,11 @@ def head_effects(model: Any, method: str = "zero", *, estimator: Estimator = "ex
                  remote: Any = False) -> HeadEffects:
     """Loss increase on the repeated half when each head alone is removed (see the module docstring).
 
-    Exact: heads are packed ``chunk // batch_size`` per forward pass (default: one per forward on a CPU,
-    where a forward's cost grows with its batch and packing measured 1.4x slower than the plain loop on
-    SmolLM2; 32 sequences per forward on a GPU). Attribution: one clean forward and one backward (plus a
+    Exact: heads are packed ``chunk // batch_size`` per forward pass (default 32 sequences per forward).
+    On a CPU a forward's cost grows with its batch, so packing can only save the per-forward overhead:
+    on SmolLM2 (2 cores) it measured 192 s against 220 s for one head per forward in one idle run, and
+    lost in a run with other load; it pays on a GPU and over NDIF (fewer requests). The real saving is
+    ``estimator="attribution"`` (76x faster than the loop, ``bench/bench_attribution.py``). Attribution: one clean forward and one backward (plus a
     mean or corrupted forward for those methods), then exact ablation of the ``verify_top`` heads with the
     largest estimates *in magnitude* (a large negative estimate is as suspect as a large positive one:
     the first-order estimate misses effects through saturated attention, e.g. previous-token heads). Raises ``InputError`` for an unknown ``estimator`` or ``method``, ``verify_top``
@@ -96,9 +98,7 @@ def head_effects(model: Any, method: str = "zero", *, estimator: Estimator = "ex
     check_choice("ablation method", method, ABLATION_METHODS)
     ab = Ablator(model, projections, remote)
     check_int("verify_top", verify_top, 0, len(ab.heads))
-    if chunk is None:
-        on_gpu = any(p.device.type == "cuda" for p in ab.module.parameters())
-        chunk = 32 if on_gpu else batch_size
+    chunk = 32 if chunk is None else check_int("chunk", chunk, 1)
     tokens, positions, _ = repeat_probe(ab, sequence_length, batch_size, seed)
     replacement, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
     exact = torch.full((ab.n_layers, ab.n_heads), float("nan"))
