@@ -57,8 +57,16 @@ class Batch:
                              "run on it; pass sequences of one length (one batch per length)")
         kwargs = {"attention_mask": self.mask.long()}
         if self.left_padded and "position_ids" in params:  # positions count real tokens only
-            kwargs["position_ids"] = (self.mask.long().cumsum(1) - 1).clamp_min(0)
+            offset = _position_offset(module)  # RoBERTa-style positions start after the padding index
+            kwargs["position_ids"] = (self.mask.long().cumsum(1) - 1).clamp_min(0) + offset
         return kwargs
+
+
+def _position_offset(module: torch.nn.Module) -> int:
+    for name, sub in module.named_modules():
+        if name.endswith("position_embeddings") and isinstance(sub, torch.nn.Embedding) and sub.padding_idx is not None:
+            return sub.padding_idx + 1
+    return 0
 
 
 def _forward_params(module: torch.nn.Module) -> set[str]:
@@ -80,10 +88,14 @@ def make_batch(tokens: Any, attention_mask: Any, module: torch.nn.Module, tokeni
     elif _is_list(tokens) and tokens and all(_is_list(t) for t in tokens) and len({len(t) for t in tokens}) > 1:
         if attention_mask is not None:
             raise InputError("attention_mask was given with a ragged list of sequences; pass one or the other")
-        tokens, attention_mask = _pad_right(tokens)
+        tokens, attention_mask = _pad(tokens)
     elif _is_list(tokens) and tokens and any(isinstance(t, str) for t in tokens):
         raise InputError("tokens mixes strings with other items; pass a list of strings or a list of token id lists")
     tokens, attention_mask = _limit(tokens, attention_mask, module, max_length, overflow)
+    if attention_mask is not None:  # padding ids (-100, an unresized [PAD]) are never embedded for real: 0
+        t, m = torch.as_tensor(tokens), torch.as_tensor(attention_mask)
+        if t.shape == m.shape and not t.is_floating_point():
+            tokens = torch.where(m.bool(), t, torch.zeros((), dtype=t.dtype))
     ids = check_tokens(tokens, module)
     mask = check_attention_mask(attention_mask, ids)
     return Batch(ids, mask)
@@ -104,27 +116,12 @@ def _encode(texts: Any, tokenizer: Any, attention_mask: Any) -> tuple[torch.Tens
     if empty:
         raise InputError(f"text {empty[0]} is empty{f' (and {len(empty) - 1} more)' if len(empty) > 1 else ''}; "
                          "drop empty strings before scoring")
-    if getattr(tokenizer, "pad_token_id", None) is None:
-        tokenizer = _with_pad(tokenizer)
-    enc = tokenizer(texts, return_tensors="pt", padding=True)
-    return enc["input_ids"], enc["attention_mask"]
+    rows = [list(ids) for ids in tokenizer(texts)["input_ids"]]  # unpadded: the tokenizer is not touched
+    return _pad(rows, getattr(tokenizer, "padding_side", "right") == "left")
 
 
-def _with_pad(tokenizer: Any) -> Any:
-    """A copy of ``tokenizer`` that pads with its EOS token (many causal LMs ship no pad token); the
-    user's tokenizer is not modified."""
-    import copy
-
-    eos = getattr(tokenizer, "eos_token", None)
-    if eos is None:
-        raise InputError("the tokenizer has neither a pad nor an EOS token to pad a batch of strings with; "
-                         "set tokenizer.pad_token, or pass one string at a time")
-    padded = copy.copy(tokenizer)
-    padded.pad_token = eos
-    return padded
-
-
-def _pad_right(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _pad(rows: Sequence[Sequence[int]], left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Id lists padded to one length (with id 0: padding ids never reach a metric) on the right or left."""
     n = max(len(r) for r in rows)
     empty = [i for i, r in enumerate(rows) if len(r) == 0]
     if empty:
@@ -132,8 +129,9 @@ def _pad_right(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tenso
     tokens = torch.zeros(len(rows), n, dtype=torch.long)
     mask = torch.zeros(len(rows), n, dtype=torch.long)
     for i, r in enumerate(rows):
-        tokens[i, : len(r)] = torch.as_tensor(list(r), dtype=torch.long)
-        mask[i, : len(r)] = 1
+        where = slice(n - len(r), n) if left else slice(0, len(r))
+        tokens[i, where] = torch.as_tensor(list(r), dtype=torch.long)
+        mask[i, where] = 1
     return tokens, mask
 
 
@@ -141,15 +139,20 @@ def _limit(tokens: Any, mask: Any, module: torch.nn.Module, max_length: int | No
            overflow: Overflow) -> tuple[Any, Any]:
     from . import _model_info as info
 
-    limit = max_length or info.max_positions(module)
-    if limit is None or overflow == "error":
-        return tokens, mask
-    if overflow != "truncate":
+    if overflow not in ("error", "truncate"):
         raise InputError(f"overflow must be 'error' or 'truncate', got {overflow!r}")
+    limit = max_length or info.max_positions(module)
+    if limit is None:
+        return tokens, mask
     tokens = torch.as_tensor(tokens)
     n = tokens.shape[-1]
     if n <= limit:
         return tokens, mask
+    if overflow == "error":  # the model's own limit is checked with the tokens (check_tokens)
+        if max_length is None:
+            return tokens, mask
+        raise InputError(f"sequences of {n} tokens exceed max_length={max_length}; pass overflow='truncate' or "
+                         "shorter sequences")
     mask_t = torch.ones_like(tokens) if mask is None else torch.as_tensor(mask)
     longest = int(mask_t.reshape(-1, n).sum(1).max())
     warnings.warn(f"sequences of up to {longest} tokens truncated to {limit} (the model's positions or max_length)",

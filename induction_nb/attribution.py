@@ -4,7 +4,8 @@ Nanda (2023), "Attribution patching"; Kramár et al. (2024), "AtP*" (arXiv 2403.
 output ``a`` (its slice of the output projection's input, ``[batch, seq, d_head]``) by ``a'`` changes the
 loss by about ``sum over batch and positions of (a' - a) . dL/da``. ``a'`` is 0 (``"zero"``), the head's
 mean output over the clean batch (``"mean"``) or its output on a corrupted batch whose repeat is broken
-(``"corrupt"``: the second half replaced by fresh random tokens). One clean forward keeps every head's
+(``"corrupt"``: the repeat's tokens shuffled across the batch's repeats, so that the next token after an
+earlier copy is no longer the next token here; the prefix unchanged). One clean forward keeps every head's
 output in the autograd graph, the loss on the repeated half is computed inside the trace, and
 ``torch.autograd.grad`` gives ``dL/da`` for all heads at once (the model's parameters get no ``.grad``);
 only ``[layer, head]`` numbers leave the trace, so it runs the same with ``remote=`` (the server must
@@ -58,7 +59,7 @@ def attribution_effects(engine: Any, sites: tuple, paths: dict, d_head: int, n_h
 
     model = engine.model
     try:
-        with engine.trace(tokens) as tracer:
+        with torch.enable_grad(), engine.trace(tokens) as tracer:  # under a caller's no_grad too
             saved = nnsight.save({})
             outputs = []
             for i, site in enumerate(sites):

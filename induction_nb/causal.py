@@ -104,14 +104,15 @@ class Ablator:
         order = [s for s in self.sites if s.layer in set(cuts) | set(read)]
         big = tokens.repeat(len(plans), 1)
         batch, n_tokens = big.shape
-        run = big if mask is None else Batch(big, mask.repeat(len(plans), 1))
+        valid = None if mask is None else mask.repeat(len(plans), 1)
+        run = big if mask is None else Batch(big, valid)
         scores = None  # only values saved inside the trace come back out of it
         try:
             with torch.no_grad(), self.engine.trace(run) as tracer:
                 reduced = nnsight.save([])
                 for site in order:
                     if site.layer in read:
-                        reduced.append(read_layer(model, tracer, site, 1e-3, read[site.layer], n_tokens, batch))
+                        reduced.append(read_layer(model, tracer, site, 1e-3, read[site.layer], n_tokens, batch, valid))
                     if site.layer in cuts:
                         values = None if method == "zero" else means[site.layer]
                         cut_heads(model, tracer, paths[site.layer], site.call, cuts[site.layer], values)
@@ -231,12 +232,13 @@ def icl_score(model: Any, *, ablate: Sequence[tuple[int, int]] = (), method: Abl
     With ``texts`` (your documents: anything ``load_texts`` reads), Olsson et al.'s own definition on
     them: a ``loss_curve.LossCurve`` (loss by position, ``icl_score`` = loss at token 500 minus token 50
     with its bootstrap interval); ``text_kwargs`` go to ``loss_curve.loss_by_position`` (``early``,
-    ``late``, ``max_length``, ``overflow``, ``n_bootstrap``, ``progress``). Raises ``InputError`` where no
-    document reaches the late token."""
+    ``late``, ``window``, ``max_length``, ``overflow``, ``n_bootstrap``, ``progress``); ``batch_size`` is the
+    documents per batch, ``sequence_length`` unused. Raises ``InputError`` where no document reaches the
+    late token."""
     if texts is not None:
         from .loss_curve import loss_by_position, require_long_documents
 
-        curve = loss_by_position(model, texts, ablate=ablate, method=method, batch_size=min(batch_size, 4), seed=seed,
+        curve = loss_by_position(model, texts, ablate=ablate, method=method, batch_size=batch_size, seed=seed,
                                  projections=projections, remote=remote, **text_kwargs)
         require_long_documents(curve)
         return curve

@@ -46,7 +46,7 @@ def find_circuit(model: Any, induction_heads: Sequence[tuple[int, int]] | None =
     """For each earlier-layer head (``candidates``, default all), remove it and measure how much each
     induction head's prefix-matching score drops (K-composition: previous-token heads feed induction
     heads). Default induction heads: the detector's."""
-    check_choice("ablation method", method, ABLATION_METHODS)
+    check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # patterns: no corrupt run
     ab = Ablator(model, projections, remote)
     if induction_heads is None:
         detector = InductionHeadDetector(ab.model, seed=seed, batch_size=batch_size, remote=remote)

@@ -184,6 +184,9 @@ def _scan(args: argparse.Namespace) -> str:
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     if not patterns:
         raise InputError("--patterns is empty; give one or more of: repeated, abab, copy, natural")
+    if args.text is not None and (args.effects or args.seq_len or args.patterns != "repeated"):
+        raise InputError("--text scores your documents; --effects, --seq-len and --patterns are for probes: "
+                         "drop them, or drop --text")
     model = _load(args)
     if args.text is not None:
         return _scan_text(args, model)
@@ -201,8 +204,10 @@ def _scan(args: argparse.Namespace) -> str:
         from .effects import head_effects
 
         _status(args, f"every head's ablation effect ({args.effects}) ...")
-        effects = head_effects(model, estimator=args.effects, verify_top=min(10, len(result.head_scores)) if args.effects == "attribution" else 0,
-                               seed=args.seed, remote=_remote(args), progress=False if args.no_progress else None)
+        top = min(10, len(result.head_scores)) if args.effects == "attribution" else 0
+        effects = head_effects(model, estimator=args.effects, verify_top=top, seed=args.seed, remote=_remote(args),
+                               sequence_length=int(result.settings["sequence_length"]), batch_size=args.batch,
+                               progress=False if args.no_progress else None)
         result = result.with_causal_effects(effects)
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
     _export(args, result, text)

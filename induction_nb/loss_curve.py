@@ -84,10 +84,14 @@ def loss_by_position(model: Any, texts: Any, *, ablate: Sequence[tuple[int, int]
                      progress: bool | None = None) -> LossCurve:
     """The loss-by-position curve and ICL score of ``model`` on ``texts`` (anything ``load_texts``
     reads), with the heads ``ablate`` removed (``method`` ``"zero"`` or ``"mean"``; mean ablation uses
-    each layer's mean head output over the real tokens of the same documents). Raises ``InputError``
-    for ``early >= late``, bad heads, documents that ``detect_on_text`` also refuses."""
+    each layer's mean head output over every real token of all the documents, one extra forward per
+    batch). ``window``: odd, the tokens averaged around ``early`` and ``late``. Raises ``InputError``
+    for ``early >= late``, an even window, bad heads, documents that ``detect_on_text`` also refuses."""
     check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # no corrupted documents
     check_int("window", window, 1)
+    if window % 2 == 0:
+        raise InputError(f"window must be odd (tokens centred on early and late), got {window}")
+    check_int("n_bootstrap", n_bootstrap, 10)
     half = window // 2
     check_int("early", early, 1 + half)
     check_int("late", late, early + window)
@@ -98,9 +102,10 @@ def loss_by_position(model: Any, texts: Any, *, ablate: Sequence[tuple[int, int]
     T = max(len(d) for d in docs)
     sums, counts = torch.zeros(T, dtype=torch.float64), torch.zeros(T, dtype=torch.float64)
     per_doc: dict[int, torch.Tensor] = {}  # by the document's index, reported in the documents' order
+    buckets = list(length_buckets(docs, batch_size, progress=False))
+    means = _global_means(ab, docs, buckets) if method == "mean" and plan else None
     for bucket in length_buckets(docs, batch_size, progress):
         batch = ab.engine.batch([docs[i] for i in bucket])
-        means = ab.means(batch.tokens, batch.mask) if method == "mean" and plan else None
         positions = torch.arange(batch.tokens.shape[1] - 1)
         (lp, _), _ = ab.run(batch.tokens, [plan], method, means, positions, mask=batch.mask)
         valid = batch.valid().cpu()
@@ -116,6 +121,19 @@ def loss_by_position(model: Any, texts: Any, *, ablate: Sequence[tuple[int, int]
     low, high = _interval(per_document, n_bootstrap, seed)
     return LossCurve(loss.float(), counts.float(), per_document, early, late, window, tuple(plan), method, len(docs),
                      low, high, seed)
+
+
+def _global_means(ab: Ablator, docs: list[list[int]], buckets: list[list[int]]) -> dict[int, torch.Tensor]:
+    """Each layer's mean head output over every real token of all documents (one forward per batch)."""
+    sums: dict[int, torch.Tensor] = {}
+    total = 0
+    for bucket in buckets:
+        batch = ab.engine.batch([docs[i] for i in bucket])
+        n = int(batch.valid().sum())
+        for layer, mean in ab.means(batch.tokens, batch.mask).items():
+            sums[layer] = sums.get(layer, 0) + mean.cpu().double() * n
+        total += n
+    return {layer: (v / total).float() for layer, v in sums.items()}
 
 
 def _interval(values: torch.Tensor, n: int, seed: int) -> tuple[float, float]:

@@ -15,7 +15,8 @@ The interval is a seeded bootstrap over documents (queries of one document are n
 number of scored queries (``settings["scored_queries"]``) is the same for every head: it depends on the
 tokens only. Documents are sorted into length buckets and run as padded batches (``_batch``), so padding
 stays small; a document longer than ``max_length`` is cut (``overflow="truncate"``, a warning) or split
-into windows (``"chunk"``). Limits: each batch's layer pattern is held whole (``[batch, head, T, T]``,
+into windows (``"chunk"``: each window then counts, and is resampled, as a document of its own, and
+only the first keeps the tokenizer's BOS). Limits: each batch's layer pattern is held whole (``[batch, head, T, T]``,
 float32): keep ``max_length * batch_size`` moderate (the defaults: 1024 x 4).
 """
 

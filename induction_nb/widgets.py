@@ -267,8 +267,10 @@ class HeadExplorer:
         from .capture import capture_attention
         from .on_text import tokenize_documents
 
-        length = min(self.text_length, self._engine.max_positions or self.text_length)
-        docs = tokenize_documents(self._engine, self.texts, length, "truncate")[: self.n_examples]
+        if not hasattr(self, "_text_docs"):  # read and tokenized once, not per layer
+            length = min(self.text_length, self._engine.max_positions or self.text_length)
+            self._text_docs = tokenize_documents(self._engine, self.texts, length, "truncate")[: self.n_examples]
+        docs = self._text_docs
         captured = capture_attention(self._engine, docs, layers=[layer])
         mask = captured.attention_mask
         self._text_masks = (torch.ones(captured.tokens.shape, dtype=torch.bool) if mask is None else mask).cpu()

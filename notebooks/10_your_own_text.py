@@ -56,7 +56,7 @@ print("the padded row equals the text run alone (max difference < 1e-5):", bool(
 from induction_nb._passages import PASSAGES  # the public-domain prose the natural probes use
 
 on_passages = detect_on_text(model, list(PASSAGES.values()), n_bootstrap=200)
-on_folder = detect_on_text(model, "data/your_text", max_length=2048, n_bootstrap=200)
+on_folder = detect_on_text(model, "data/your_text", overflow="chunk", n_bootstrap=200)  # 1024-token windows
 print(len(load_texts("data/your_text")), "documents;", on_folder.summary())
 print("head    passages  your text")
 for s in on_folder.get_top_heads(8):
@@ -109,6 +109,6 @@ plt.show()
 # `LossCurve` says (`ci_low`, `ci_high`).
 
 # %%
-folder_curve = icl_score(model, texts="data/your_text", early=50, late=500, window=21, max_length=2048,
+folder_curve = icl_score(model, texts="data/your_text", early=50, late=500, window=21, overflow="chunk",
                          n_bootstrap=200)
 print(folder_curve)

@@ -115,6 +115,28 @@ def test_strings_through_the_tokenizer(tmp_path):
         capture_attention(model, ["t5 t6", "  "])
 
 
+def test_a_tokenizer_without_a_pad_token_is_left_as_it_was(tmp_path):
+    import ndif_loopback as lb
+    from induction_nb import load_model
+
+    make_hf("gpt2", "eager").save_pretrained(tmp_path)
+    lb.write_tokenizer(tmp_path)
+    model = load_model(tmp_path)
+    model.tokenizer.pad_token = None
+    before = (model.tokenizer.pad_token, model.tokenizer._tokenizer.padding)
+    got = capture_attention(model, ["t5 t17 t5 t17", "t8 t9"])
+    assert got.attention_mask.sum(1).tolist() == [4, 2]
+    assert (model.tokenizer.pad_token, model.tokenizer._tokenizer.padding) == before
+
+
+def test_padding_ids_outside_the_vocabulary_are_fine():
+    model = make_hf("gpt2", "eager")
+    tokens = torch.tensor([[5, 6, 7, -100], [8, 9, 10, 11]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    got = capture_attention(model, tokens, attention_mask=mask)
+    torch.testing.assert_close(got.pattern[0][:, :, :3, :3], capture_attention(model, tokens[:1, :3]).pattern[0])
+
+
 @pytest.mark.parametrize(
     "tokens,mask,match",
     [

@@ -89,6 +89,7 @@ def test_show_one_head(folder, capsys):
         (["report", "{tmp}/foreign.json", "--top", "0"], "--top must be >= 1"),
         (["scan", "{folder}", "--remote", "--device", "cuda"], "--device and --remote conflict"),
         (["scan", "{folder}", "--effects", "guess"], "argument --effects: invalid choice: 'guess'"),
+        (["scan", "{folder}", "--text", "{tmp}", "--effects", "exact"], "--text scores your documents; --effects"),
         (["retrieval", "{folder}", "--lengths", "1k"], "--lengths must be comma-separated integers, got '1k'"),
         (["retrieval", "{folder}", "--depths", "half"], r"--depths must be comma-separated numbers in \[0, 1\]"),
         (["retrieval", "{folder}", "--depths", "1.5"], r"depth must be a number in \[0, 1\]"),

@@ -80,3 +80,16 @@ def test_bad_input(toy, kwargs, match):
     method = kwargs.pop("method", "zero")
     with pytest.raises(InputError, match=match):
         head_effects(toy, method, **kwargs, **KW)
+
+
+def test_attribution_under_the_callers_no_grad(toy):
+    with torch.no_grad():
+        est = head_effects(toy, estimator="attribution", **KW).effects
+    assert int(est.flatten().argmax()) == 4
+
+
+def test_find_circuit_refuses_corrupt():
+    from induction_nb import find_circuit
+
+    with pytest.raises(InputError, match="ablation method"):
+        find_circuit(HandBuiltInduction(period=PERIOD), [(1, 0)], method="corrupt", **KW)

@@ -23,8 +23,9 @@ def folder(tmp_path_factory):
     return path
 
 
-def _reference(folder, heads=()):
-    """Each document alone through the plain HF model; heads removed by a pre-hook on o_proj."""
+def _reference(folder, heads=(), means=None):
+    """Each document alone through the plain HF model; heads removed by a pre-hook on o_proj (set to 0,
+    or to ``means[layer]``)."""
     hf = make_hf("llama_gqa", "eager")
     d = 48 // 6
 
@@ -33,7 +34,7 @@ def _reference(folder, heads=()):
             z = args[0].clone()
             for l, h in heads:
                 if l == layer:
-                    z[..., h * d:(h + 1) * d] = 0
+                    z[..., h * d:(h + 1) * d] = 0 if means is None else means[l][h * d:(h + 1) * d]
             return (z,)
         return hook
 
@@ -75,11 +76,26 @@ def test_window_and_sparkline_and_repr(folder):
     assert "windows of 3" in repr(curve) and curve.ci_low <= curve.icl_score <= curve.ci_high
 
 
-def test_mean_ablation_runs_on_padded_documents(folder):
-    model = load_model(folder)
-    zero = loss_by_position(model, DOCS, ablate=HEADS, early=3, late=20, n_bootstrap=20)
-    mean = loss_by_position(model, DOCS, ablate=HEADS, method="mean", early=3, late=20, n_bootstrap=20)
-    assert mean.method == "mean" and not torch.allclose(mean.loss[1:], zero.loss[1:])
+def _global_means():
+    """Each layer's o_proj input averaged over every token of every document, each run alone."""
+    hf = make_hf("llama_gqa", "eager")
+    seen = {0: [], 1: []}
+    hooks = [hf.model.layers[l].self_attn.o_proj.register_forward_pre_hook(
+        lambda m, a, l=l: seen[l].append(a[0][0].detach().clone())) for l in range(2)]
+    with torch.no_grad():
+        for doc in DOCS:
+            hf(torch.tensor([[int(w[1:]) for w in doc.split()]]))
+    for h in hooks:
+        h.remove()
+    return {l: torch.cat(v).mean(0) for l, v in seen.items()}
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_mean_ablation_uses_one_mean_over_all_documents(folder, batch_size):
+    curve = loss_by_position(load_model(folder), DOCS, ablate=HEADS, method="mean", early=3, late=20,
+                             batch_size=batch_size, n_bootstrap=20)
+    loss, _, _ = _reference(folder, HEADS, _global_means())
+    torch.testing.assert_close(curve.loss[1:], loss[1:].float(), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -87,6 +103,9 @@ def test_mean_ablation_runs_on_padded_documents(folder):
     [
         (dict(early=20, late=10), "late must be an integer >= 21"),
         (dict(early=0), "early must be a positive integer, got 0"),
+        (dict(window=4), "window must be odd"),
+        (dict(n_bootstrap=0), "n_bootstrap must be"),
+        (dict(method="corrupt"), "ablation method"),
         (dict(method="half"), "unknown ablation method 'half'|ablation method"),
         (dict(ablate=[(5, 0)]), "layer 5|out of range"),
         (dict(early=5, late=40), "the ICL score needs documents of at least 41 tokens, the longest has 30"),
