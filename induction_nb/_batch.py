@@ -144,7 +144,12 @@ def _limit(tokens: Any, mask: Any, module: torch.nn.Module, max_length: int | No
     limit = max_length or info.max_positions(module)
     if limit is None:
         return tokens, mask
-    tokens = torch.as_tensor(tokens)
+    try:
+        tokens = torch.as_tensor(tokens)
+    except (TypeError, ValueError, RuntimeError):
+        return tokens, mask  # check_tokens says what is wrong with them
+    if tokens.dim() == 0:
+        return tokens, mask
     n = tokens.shape[-1]
     if n <= limit:
         return tokens, mask

@@ -74,7 +74,7 @@ print("the induction heads carry most of the in-context learning on repeated tok
 # %%
 from induction_nb import head_effects, plot_effects_scatter
 
-fast = head_effects(model, estimator="attribution", verify_top=10, sequence_length=64, batch_size=4)
+fast = head_effects(model, estimator="attribution", verify_top=10, sequence_length=64, batch_size=2)
 agree = fast.agreement()
 print(f"{fast.n_forward} forward-equivalents (3 for the estimate, the rest for the 10 exact checks)")
 print(f"over the 10 verified heads: Spearman {agree['spearman']:.2f}, largest gap {agree['max_abs_gap']:.2f} nats")

@@ -56,7 +56,7 @@ print("the padded row equals the text run alone (max difference < 1e-5):", bool(
 from induction_nb._passages import PASSAGES  # the public-domain prose the natural probes use
 
 on_passages = detect_on_text(model, list(PASSAGES.values()), n_bootstrap=200)
-on_folder = detect_on_text(model, "data/your_text", overflow="chunk", n_bootstrap=200)  # 1024-token windows
+on_folder = detect_on_text(model, "data/your_text", max_length=512, overflow="chunk", n_bootstrap=200)
 print(len(load_texts("data/your_text")), "documents;", on_folder.summary())
 print("head    passages  your text")
 for s in on_folder.get_top_heads(8):
@@ -104,11 +104,6 @@ plot_loss_curve([intact, without, control], labels=["intact", "without induction
 plt.show()
 
 # %% [markdown]
-# On your own folder the same call gives Olsson et al.'s definition (token 500 minus token 50, your
-# documents must be 500+ tokens long); with a handful of documents its interval is wide, which the
-# `LossCurve` says (`ci_low`, `ci_high`).
-
-# %%
-folder_curve = icl_score(model, texts="data/your_text", early=50, late=500, window=21, overflow="chunk",
-                         n_bootstrap=200)
-print(folder_curve)
+# On your own folder the same call gives Olsson et al.'s definition (token 500 minus token 50; your
+# documents must be 500+ tokens long), e.g. `icl_score(model, texts="data/your_text", window=21)`; with a
+# handful of documents its interval is wide, which the `LossCurve` says (`ci_low`, `ci_high`).
