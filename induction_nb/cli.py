@@ -46,6 +46,16 @@ def _view_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--charset", default="ascii", choices=["ascii", "unicode"], help="shading characters (default ascii)")
 
 
+def _result_args(p: argparse.ArgumentParser) -> None:
+    """Exports, report length, progress and view options of a command that produces a result."""
+    p.add_argument("--json", type=Path, help="write the result as JSON")
+    p.add_argument("--csv", type=Path, help="write one row per head as CSV")
+    p.add_argument("--brief", action="store_true", help="the short report (no metric table, map, settings)")
+    p.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
+    _view_args(p)
+
+
 def _parser() -> _Parser:
     p = _Parser(prog="induction-nb", description="Find and analyse induction heads.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -63,13 +73,8 @@ def _parser() -> _Parser:
                            "positions allow)")
     scan.add_argument("--batch", type=int, default=8, help="sequences per pattern (default 8)")
     scan.add_argument("--patterns", default="repeated", help="comma-separated periodic patterns (default repeated)")
-    scan.add_argument("--json", type=Path, help="write the result as JSON")
-    scan.add_argument("--csv", type=Path, help="write one row per head as CSV")
     scan.add_argument("--figures", type=Path, help="write paper figures (PDF + PNG) into this folder")
-    scan.add_argument("--brief", action="store_true", help="the short report (no metric table, map, settings)")
-    scan.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
-    scan.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
-    _view_args(scan)
+    _result_args(scan)
     show = sub.add_parser("show", help="one head's attention pattern and stripe")
     _model_args(show)
     show.add_argument("--layer", type=int, required=True)
@@ -83,12 +88,7 @@ def _parser() -> _Parser:
     retrieval.add_argument("--lengths", default="1024,2048", help="context lengths, comma-separated (default 1024,2048)")
     retrieval.add_argument("--depths", default="0.1,0.5,0.9", help="needle depths in [0, 1] (default 0.1,0.5,0.9)")
     retrieval.add_argument("--needle-length", type=int, default=8, help="needle tokens to copy (default 8)")
-    retrieval.add_argument("--json", type=Path, help="write the result as JSON")
-    retrieval.add_argument("--csv", type=Path, help="write one row per head as CSV")
-    retrieval.add_argument("--brief", action="store_true", help="the short report")
-    retrieval.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
-    retrieval.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
-    _view_args(retrieval)
+    _result_args(retrieval)
     report = sub.add_parser("report", help="print the report of a saved scan (JSON)")
     report.add_argument("path", type=Path)
     report.add_argument("--brief", action="store_true")

@@ -97,12 +97,10 @@ def test_a_full_mask_is_no_padding():
 def test_strings_through_the_tokenizer(tmp_path):
     """A tiny word-level tokenizer (tests/ndif_loopback.write_tokenizer): strings are padded on the
     tokenizer's side, and each equals its own ids run alone."""
-    import ndif_loopback as lb
     from induction_nb import load_model
+    from tiny_models import save_with_words
 
-    make_hf("llama_gqa", "eager").save_pretrained(tmp_path)
-    lb.write_tokenizer(tmp_path)
-    model = load_model(tmp_path)
+    model = load_model(save_with_words(tmp_path, "llama_gqa", "eager"))
     texts = ["t5 t17 t5 t17 t9 t30", "t8 t8 t40"]
     for side in ("right", "left"):
         model.tokenizer.padding_side = side
@@ -116,12 +114,10 @@ def test_strings_through_the_tokenizer(tmp_path):
 
 
 def test_a_tokenizer_without_a_pad_token_is_left_as_it_was(tmp_path):
-    import ndif_loopback as lb
     from induction_nb import load_model
+    from tiny_models import save_with_words
 
-    make_hf("gpt2", "eager").save_pretrained(tmp_path)
-    lb.write_tokenizer(tmp_path)
-    model = load_model(tmp_path)
+    model = load_model(save_with_words(tmp_path, "gpt2", "eager"))
     model.tokenizer.pad_token = None
     before = (model.tokenizer.pad_token, model.tokenizer._tokenizer.padding)
     got = capture_attention(model, ["t5 t17 t5 t17", "t8 t9"])

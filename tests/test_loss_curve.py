@@ -5,11 +5,10 @@ slice of the output projection's input; bad input; the real SmolLM2 (slow)."""
 import pytest
 import torch
 
-import ndif_loopback as lb
 from induction_nb import icl_score, load_model
 from induction_nb.errors import InputError
 from induction_nb.loss_curve import loss_by_position
-from tiny_models import make_hf
+from tiny_models import make_hf, save_with_words
 
 DOCS = [" ".join(f"t{3 + (i * 7 + j) % 40}" for i in range(n)) for j, n in enumerate([30, 12, 25, 7, 30, 18])]
 HEADS = [(1, 0), (1, 3), (0, 5)]
@@ -17,10 +16,7 @@ HEADS = [(1, 0), (1, 3), (0, 5)]
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("llama_words")
-    make_hf("llama_gqa", "sdpa").save_pretrained(path)
-    lb.write_tokenizer(path)
-    return path
+    return save_with_words(tmp_path_factory.mktemp("llama_words"))
 
 
 def _reference(folder, heads=(), means=None):

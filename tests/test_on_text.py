@@ -5,11 +5,10 @@ passages (probe-detected heads lead on text too)."""
 import pytest
 import torch
 
-import ndif_loopback as lb
 from induction_nb import capture_attention, detect_on_text, load_model
 from induction_nb.errors import InputError
 from induction_nb.scores import duplicate_mask, match_mask
-from tiny_models import make_hf
+from tiny_models import make_hf, save_with_words
 
 DOCS = ["t5 t6 t7 t8 t5 t6 t7 t9 t5", "t10 t11 t10 t11 t10", "t3 t4 t12 t13 t14 t15 t3 t4 t12 t16 t17 t3",
         "t20 t21 t22 t20", "t30 t31", "t40 t41 t42 t43 t44 t45 t46 t47 t40 t41 t42 t43"]
@@ -17,10 +16,7 @@ DOCS = ["t5 t6 t7 t8 t5 t6 t7 t9 t5", "t10 t11 t10 t11 t10", "t3 t4 t12 t13 t14 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("llama_words")
-    make_hf("llama_gqa", "sdpa").save_pretrained(path)
-    lb.write_tokenizer(path)
-    return path
+    return save_with_words(tmp_path_factory.mktemp("llama_words"))
 
 
 @pytest.fixture(scope="module")

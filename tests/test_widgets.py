@@ -117,13 +117,10 @@ def test_empty_result():
 def test_your_text_is_shown_per_document_without_padding(tmp_path):
     """A detect_on_text result explored on the documents themselves: each example is one document's
     pattern over its own tokens (the padded batch cut back), equal to that document run alone."""
-    import ndif_loopback as lb
     from induction_nb import capture_attention, detect_on_text, load_model
-    from tiny_models import make_hf
+    from tiny_models import save_with_words
 
-    make_hf("llama_gqa", "sdpa").save_pretrained(tmp_path)
-    lb.write_tokenizer(tmp_path)
-    model = load_model(tmp_path)
+    model = load_model(save_with_words(tmp_path))
     docs = ["t5 t6 t7 t5 t6 t7 t8", "t9 t10 t9 t10", "t11 t12 t13 t14 t11 t12"]
     result = detect_on_text(model, docs, n_bootstrap=20)
     ex = HeadExplorer(result, model, texts=docs, n_examples=3)

@@ -79,6 +79,16 @@ def make_hf(arch: str, attn_implementation: str = "eager", seed: int = 0) -> tor
     return model.eval()
 
 
+def save_with_words(path, arch: str = "llama_gqa", attn_implementation: str = "sdpa"):
+    """A tiny model of ``arch`` saved in ``path`` with a word-level tokenizer (``"t5 t17"`` -> ``[5, 17]``,
+    tests/ndif_loopback.write_tokenizer), so that text goes in as strings; returns ``path``."""
+    import ndif_loopback
+
+    make_hf(arch, attn_implementation).save_pretrained(path)
+    ndif_loopback.write_tokenizer(path)
+    return path
+
+
 def random_tokens(batch: int = 2, seq: int = SEQ, seed: int = 1, low: int = 3, high: int = VOCAB) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(low, high, (batch, seq), generator=g)
