@@ -176,7 +176,6 @@ def _remote(args: argparse.Namespace) -> Any:
 
 
 def _scan(args: argparse.Namespace) -> str:
-    from .ascii import create_analysis_report
     from .detector import InductionHeadDetector
     from .errors import InputError
 
@@ -195,11 +194,7 @@ def _scan(args: argparse.Namespace) -> str:
                                      progress=False if args.no_progress else None, remote=_remote(args))
     length = args.seq_len or "default-length"
     _status(args, f"detecting on {args.batch} x {length} tokens per pattern ({', '.join(patterns)}) ...")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = detector.detect(sequence_length=args.seq_len, patterns=patterns)
-    for w in caught:  # one line each on stderr (stdout carries the report alone), even with --no-progress
-        print(f"note: {w.message}", file=sys.stderr)
+    result = _noting(lambda: detector.detect(sequence_length=args.seq_len, patterns=patterns))
     if args.effects:
         from .effects import head_effects
 
@@ -209,29 +204,38 @@ def _scan(args: argparse.Namespace) -> str:
                                sequence_length=int(result.settings["sequence_length"]), batch_size=args.batch,
                                progress=False if args.no_progress else None)
         result = result.with_causal_effects(effects)
-    text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
-    _export(args, result, text)
-    if args.figures:
-        written = _figures(model, detector, result, args.figures, _remote(args))
-        _status(args, f"wrote {len(written)} figure files into {args.figures}")
-    return text
+    return _finish(args, model, detector, result)
 
 
 def _scan_text(args: argparse.Namespace, model: Any) -> str:
-    from .ascii import create_analysis_report
     from .on_text import detect_on_text
 
     _status(args, f"scoring natural repeats in {args.text} ...")
+    threshold = 0.1 if args.threshold is None else args.threshold
+    result = _noting(lambda: detect_on_text(model, args.text, threshold=threshold, seed=args.seed, remote=_remote(args),
+                                            progress=False if args.no_progress else None))
+    return _finish(args, model, None, result)
+
+
+def _noting(run: Any) -> Any:
+    """``run()``, its warnings printed as one ``note:`` line each on stderr (stdout carries the report alone),
+    even with --no-progress."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = detect_on_text(model, args.text, threshold=0.1 if args.threshold is None else args.threshold,
-                                seed=args.seed, remote=_remote(args), progress=False if args.no_progress else None)
+        value = run()
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
+    return value
+
+
+def _finish(args: argparse.Namespace, model: Any, detector: Any, result: Any) -> str:
+    """The report of ``result``, its exports and figures (``detector`` ``None``: no probe to draw)."""
+    from .ascii import create_analysis_report
+
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
     _export(args, result, text)
-    if args.figures:
-        written = _figures(model, None, result, args.figures, _remote(args))
+    if getattr(args, "figures", None):  # the retrieval command has no --figures
+        written = _figures(model, detector, result, args.figures, _remote(args))
         _status(args, f"wrote {len(written)} figure files into {args.figures}")
     return text
 
@@ -305,7 +309,6 @@ def _show(args: argparse.Namespace) -> str:
 
 
 def _retrieval(args: argparse.Namespace) -> str:
-    from .ascii import create_analysis_report
     from .errors import InputError
     from .retrieval import retrieval_heads
 
@@ -321,9 +324,7 @@ def _retrieval(args: argparse.Namespace) -> str:
     _status(args, f"decoding needles at lengths {lengths} x depths {depths} ...")
     result = retrieval_heads(model, lengths=lengths, depths=depths, needle_length=args.needle_length, seed=args.seed,
                              remote=_remote(args), progress=False if args.no_progress else None)
-    text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
-    _export(args, result, text)
-    return text
+    return _finish(args, model, None, result)
 
 
 def _check_exports(args: argparse.Namespace) -> None:
