@@ -12,16 +12,16 @@ never reaches. Not a test: ``make bench``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import torch
 
 from induction_nb import InductionHeadDetector, load_model
+
+from _peak import peak_mib  # bench/_peak.py (the script folder is on sys.path)
 
 
 def _tokens(det: InductionHeadDetector, sequence_length: int) -> torch.Tensor:
@@ -56,36 +56,19 @@ def speed(repeats: int) -> None:
           f"detect / forward without lm_head = {t_detect / t_body:.2f}x")
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def memory_case(case: str) -> None:
     model = load_model()
     hf = model._module
     det = InductionHeadDetector(model, batch_size=4, n_bootstrap=1000, progress=False)
     tokens = _tokens(det, 1024)
-    peak, stop = [0], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.002)
-
-    before = _rss()
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    with torch.no_grad():
+    with peak_mib() as mib, torch.no_grad():
         if case == "bare":
             hf(tokens)
         elif case == "body":
             hf.base_model(tokens)
         else:
             det.detect(sequence_length=1024)
-    stop.set()
-    thread.join()
-    print((max(peak[0], _rss()) - before) / 2**20)
+    print(mib[0])
 
 
 def memory() -> None:

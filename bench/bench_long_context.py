@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
 
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from _peak import peak_mib  # bench/_peak.py (the script folder is on sys.path)
 
 
 def case(kind: str, attn: str, length: int) -> dict:
@@ -43,28 +38,17 @@ def case(kind: str, attn: str, length: int) -> dict:
         hf(tokens[:, :16])  # warm up kernels and the allocator outside the measurement
     if kind == "detect":
         det.detect(sequence_length=16)  # site discovery and first-call costs, outside the measurement
-    peak, stop = [0], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], _rss())
-            time.sleep(0.002)
-
-    before = _rss()
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        if kind == "bare":
-            hf(tokens)
-        elif kind == "body":
-            hf.base_model(tokens)
-        else:
-            result = det.detect(sequence_length=length - 1)
-    seconds = time.perf_counter() - t0
-    stop.set()
-    thread.join()
-    out = {"seconds": seconds, "mib": (max(peak[0], _rss()) - before) / 2**20, "tokens": list(tokens.shape)}
+    with peak_mib() as mib:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            if kind == "bare":
+                hf(tokens)
+            elif kind == "body":
+                hf.base_model(tokens)
+            else:
+                result = det.detect(sequence_length=length - 1)
+        seconds = time.perf_counter() - t0
+    out = {"seconds": seconds, "mib": mib[0], "tokens": list(tokens.shape)}
     if kind == "detect":
         out["top"] = [(s.name, round(s.overall_score, 3)) for s in result.get_top_heads(3)]
     return out
