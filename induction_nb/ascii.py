@@ -4,10 +4,14 @@ Every function returns a ``TextPlot`` (a ``str`` that displays as itself in IPyt
 deterministic text in which no line is wider than ``width``. ``charset="unicode"`` shades with block
 characters, ``charset="ascii"`` with plain ASCII for logs and old terminals. Long sequences are shown
 through a ``window=(start, stop)`` or downsampled (block maximum, so a one-position stripe survives).
+Heads are named ``L18H6`` everywhere (no zero padding; columns align by padding to the widest name), and
+every view ends with a key naming each symbol it uses.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from typing import Any, Literal, Sequence
 
@@ -18,22 +22,29 @@ from ._labels import escape_controls, escape_label
 from .errors import InputError
 from .scores import block_max, stripe_profile
 
-__all__ = [
-    "TextPlot",
-    "plot_attention_pattern",
-    "plot_head_scores",
-    "plot_induction_stripe",
-    "plot_score_map",
-    "create_analysis_report",
-    "plot_circuit",
-    "MIN_WIDTH",
-]
+__all__ = ["TextPlot", "plot_attention_pattern", "plot_head_scores", "plot_induction_stripe", "plot_score_map",
+           "create_analysis_report", "plot_circuit", "MIN_WIDTH"]
 
 Charset = Literal["unicode", "ascii"]
 MIN_WIDTH = 40
-_SHADES = {"unicode": " ░▒▓█", "ascii": " .:-=+*#%@"}
-_SPARK = {"unicode": " ▁▂▃▄▅▆▇█", "ascii": " _.-=+*#@"}
+Scale = tuple[tuple[float, str], ...]
+
+
+def _scale(chars: str, bounds: Sequence[float]) -> Scale:
+    """(lower bound, character) pairs: a value gets the character of the last bound it reaches. The
+    keys are printed from the same table (``_key``), so a shade and its legend cannot disagree."""
+    return tuple(zip((-math.inf, *bounds), chars, strict=True))
+
+
+# Blank below 0.05: a causal softmax spreads a few percent over every earlier key, and shading that
+# makes the whole lower triangle look like signal. No '-' among the shades: the score map uses it for
+# "no such head", and one symbol must not mean two things.
+_SHADES = {"unicode": _scale(" ░▒▓█", (0.05, 0.25, 0.5, 0.75)),
+           "ascii": _scale(" .:;=+*#%@", (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9))}
+_EIGHTHS = (0.05, 0.12, 0.25, 0.38, 0.5, 0.62, 0.75, 0.88)  # eighths rounded to 2 decimals, same blank floor
+_SPARK = {"unicode": _scale(" ▁▂▃▄▅▆▇█", _EIGHTHS), "ascii": _scale(" _.-=+*#@", _EIGHTHS)}
 _BAR = {"unicode": ("█", " ", "│"), "ascii": ("#", " ", "|")}
+_TICK = {"unicode": "╵", "ascii": "^"}
 
 
 class TextPlot(str):
@@ -58,16 +69,68 @@ def _done(lines: list[str], width: int) -> TextPlot:
     return TextPlot("\n".join(line.rstrip() for line in _wrap([escape_controls(x) for x in lines], width)))
 
 
-def _shade(value: float, charset: str) -> str:
-    ramp = _SHADES[charset]
+def _shade(value: float, scale: Scale) -> str:
     if math.isnan(value):
         return "?"
-    return ramp[min(len(ramp) - 1, max(0, math.ceil(value * (len(ramp) - 1) - 1e-9)))]
+    return scale[bisect.bisect_right([lo for lo, _ in scale], value) - 1][1]
+
+
+def _key(scale: Scale, nan: bool = False) -> list[str]:
+    """One legend entry per character of ``scale`` with its value range (``'?'`` too when it appears)."""
+    out = []
+    for i, (lo, char) in enumerate(scale):
+        hi = scale[i + 1][0] if i + 1 < len(scale) else None
+        span = f"<{hi:g}" if i == 0 else f">={lo:g}" if hi is None else f"{lo:g}-{hi:g}"
+        out.append(f"'{char}' {span}")
+    return out + (["'?' no value (NaN)"] if nan else [])
+
+
+def _name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def _entries(lead: str, entries: Sequence[str], width: int) -> list[str]:
+    """``lead`` then ``entries`` two spaces apart, wrapped only between entries: ``_wrap`` breaks at any
+    space and would split ``L16H0 0.93`` from its score. Continuation lines start under the first entry."""
+    indent = " " * len(lead) if len(lead) + max(map(len, entries), default=0) <= width else "  "
+    lines, line, fresh = [], lead, True
+    for entry in entries:
+        if not fresh and len(line) + 2 + len(entry) > width:
+            lines.append(line)
+            line, fresh = indent, True
+        line += ("" if fresh else "  ") + entry
+        fresh = False
+    return lines + [line]
+
+
+def _ruler(start: int, stop: int, factor: int, indent: int, width: int, charset: str) -> list[str]:
+    """Tick marks and key numbers under a grid whose column ``c`` holds keys ``start + c * factor`` ...:
+    key ``k`` is ticked in column ``(k - start) // factor`` and its number starts there. Ticks fall on
+    round keys at least 8 columns apart, so the numbers never run into each other."""
+    gap = max(8, len(str(stop - 1)) + 2)
+    step = next(s for e in itertools.count() for s in (10**e, 2 * 10**e, 5 * 10**e) if s >= gap * factor)
+    room = width - indent
+    ticks, numbers, free = [" "] * room, [" "] * room, 0
+    keys = range(-(-start // step) * step, stop, step) or [start]  # a narrow window between round keys: its start
+    for k in keys:
+        c = (k - start) // factor
+        ticks[c] = _TICK[charset]
+        if c >= free and c + len(str(k)) <= room:  # the last number is dropped rather than cut at the edge
+            numbers[c:c + len(str(k))] = str(k)
+            free = c + len(str(k)) + 1
+    return [" " * indent + "".join(ticks), " " * indent + "".join(numbers)]
 
 
 def _label(token: Any, size: int) -> str:
     text = escape_label(token)
     return text if len(text) <= size else text[: size - 1] + "~"
+
+
+def _tokens(tokens: Any, n: int) -> list | None:
+    tokens = tokens.tolist() if isinstance(tokens, torch.Tensor) else tokens
+    if tokens is not None and len(tokens) != n:
+        raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
+    return None if tokens is None else list(tokens)
 
 
 def _window(n: int, window: tuple[int, int] | None) -> tuple[int, int]:
@@ -96,27 +159,25 @@ def plot_attention_pattern(
     check_view_options(width, charset)
     A = square_attention(attention)
     n = A.shape[0]
-    if isinstance(tokens, torch.Tensor):
-        tokens = tokens.tolist()
-    if tokens is not None and len(tokens) != n:
-        raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
+    tokens = _tokens(tokens, n)
     start, stop = _window(n, window)
     A = A[start:stop, start:stop]
-    label_w = 0 if tokens is None else min(10, max(len(_label(t, 10)) for t in list(tokens)[start:stop]))
-    head_w = len(str(stop - 1)) + (label_w + 1 if label_w else 0) + 2
-    room = width - head_w - 1
-    factor = max(1, math.ceil(A.shape[0] / room))
+    label_w = 0 if tokens is None else min(10, max(len(_label(t, 10)) for t in tokens[start:stop]))
+    num_w = len(str(stop - 1))
+    head_w = num_w + (label_w + 1 if label_w else 0) + 2  # "q label |": the grid's first column
+    factor = max(1, math.ceil(A.shape[0] / (width - head_w - 1)))
     grid = block_max(A, factor)
+    shades = _SHADES[charset]
     lines = [title] if title else []
     scale = ", downsampled x%d (block max)" % factor if factor > 1 else ""
     lines.append(f"queries {start}..{stop - 1} (rows) x keys {start}..{stop - 1} (columns){scale}")
     for r in range(grid.shape[0]):
         q = start + r * factor
-        name = "" if not label_w else " " + _label(list(tokens)[q], label_w).ljust(label_w)
-        row = "".join(_shade(float(v), charset) for v in grid[r])
-        lines.append(f"{q:>{len(str(stop - 1))}}{name} {_BAR[charset][2]}{row}")
-    ramp = _SHADES[charset]
-    lines.append(" " * head_w + f"scale: '{ramp[0]}' 0 .. '{ramp[-1]}' 1 (each step {1 / (len(ramp) - 1):.2f})")
+        name = "" if not label_w else " " + _label(tokens[q], label_w).ljust(label_w)
+        row = "".join(_shade(float(v), shades) for v in grid[r])
+        lines.append(f"{q:>{num_w}}{name} {_BAR[charset][2]}{row}")
+    lines += _ruler(start, stop, factor, head_w, width, charset)
+    lines += _entries("key: ", _key(shades, bool(grid.isnan().any())) + [f"'{_TICK[charset]}' key position"], width)
     return _done(lines, width)
 
 
@@ -145,7 +206,8 @@ def plot_head_scores(
     rows.sort(key=lambda r: (-(r[0] if not math.isnan(r[0]) else -1), r[1], r[2]))
     shown = rows if top is None else rows[:top]
     full, empty, mark = _BAR[charset]
-    bar_w = width - 16
+    name_w = max(len(_name(layer, head)) for _, layer, head in shown)
+    bar_w = width - max(16, name_w + 10)
     cut = min(bar_w - 1, round(threshold * bar_w))  # threshold 1.0 marks the last column
     lines = [f"{metric} (threshold {threshold:.2f} at '{mark}'), top {len(shown)} of {len(rows)}"]
     for value, layer, head in shown:
@@ -153,7 +215,7 @@ def plot_head_scores(
         bar = [full if i < filled else empty for i in range(bar_w)]
         if cut < bar_w and bar[cut] == empty:
             bar[cut] = mark
-        lines.append(f"L{layer:02d}H{head:02d} {value:5.3f} {''.join(bar)}")
+        lines.append(f"{_name(layer, head):<{name_w}} {value:5.3f} {''.join(bar)}")
     return _done(lines, width)
 
 
@@ -173,8 +235,7 @@ def plot_induction_stripe(
     A = square_attention(attention)
     n = A.shape[0]
     check_period(period, offset, n)
-    if isinstance(tokens, torch.Tensor):
-        tokens = tokens.tolist()
+    tokens = _tokens(tokens, n)
     q, stripe, rest, _ = stripe_profile(A, period, offset)
     room = width - 12
     factor = max(1, math.ceil(len(q) / room))
@@ -183,7 +244,7 @@ def plot_induction_stripe(
     def line(v: torch.Tensor) -> str:
         pad = (-len(v)) % factor
         v = torch.nn.functional.pad(v, (0, pad)).view(-1, factor).mean(-1)
-        return "".join(spark[min(len(spark) - 1, math.ceil(float(x) * (len(spark) - 1) - 1e-9))] for x in v)
+        return "".join(_shade(float(x), spark) for x in v)
 
     lines = [
         f"induction stripe k = q - {period - 1} (period {period}), queries {offset + period}..{n - 1}"
@@ -193,8 +254,6 @@ def plot_induction_stripe(
         f"elsewhere {_BAR[charset][2]}{line(rest)}",
     ]
     if tokens is not None:
-        if len(tokens) != n:
-            raise InputError(f"tokens has {len(tokens)} entries but the pattern covers {n} positions")
         matched = [i for i, qq in enumerate(q.tolist()) if tokens[qq - period] == tokens[qq]]
         if matched:
             best = max(matched, key=lambda i: (float(stripe[i]), -i))
@@ -205,7 +264,7 @@ def plot_induction_stripe(
             )
         else:
             lines.append(f"no query has an earlier copy {period} positions back: the tokens do not repeat with this period")
-    return _done(lines, width)
+    return _done(lines + _entries("key: ", _key(spark), width), width)
 
 
 def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, *, charset: Charset = "unicode") -> TextPlot:
@@ -215,15 +274,17 @@ def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, 
     matrix = result.score_matrix(metric)
     detected = set(result.induction_heads)
     n_layers, n_heads = result.n_layers, result.n_heads
-    cell = 3 if 5 + 3 * n_heads <= width else 1
-    per_row = max(1, (width - 5) // cell)
-    lines = [f"{metric} by layer (rows) x head (columns); "
-             + ("[x] = detected" if cell == 3 else "detected listed below")]
-    absent = False
+    shades = _SHADES[charset]
+    name_w = len(f"L{n_layers - 1}")
+    lead = name_w + 2  # "L12 |"
+    cell = 3 if lead + 3 * n_heads <= width else 1
+    per_row = max(1, (width - lead) // cell)
+    lines = [f"{metric} by layer (rows) x head (columns)" + ("" if cell == 3 else "; detected listed below")]
+    absent = unmeasured = False
     for first in range(0, n_heads, per_row):
         heads = range(first, min(n_heads, first + per_row))
         if cell == 3:
-            lines.append("     " + "".join(f"{h:>2} " for h in heads))
+            lines.append(" " * lead + "".join(f"{h:>2} " for h in heads))
         for layer in range(n_layers):
             cells = []
             for h in heads:
@@ -231,13 +292,14 @@ def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, 
                     absent = True
                     cells.append(" - " if cell == 3 else "-")
                     continue
-                c = _shade(float(matrix[layer][h]), charset)
+                c = _shade(float(matrix[layer][h]), shades)
+                unmeasured |= c == "?"
                 cells.append((f"[{c}]" if (layer, h) in detected else f" {c} ") if cell == 3 else c)
-            lines.append(f"L{layer:02d} {_BAR[charset][2]}" + "".join(cells))
+            lines.append(f"{f'L{layer}':<{name_w}} {_BAR[charset][2]}" + "".join(cells))
     if cell == 1 and detected:
-        lines.append("detected: " + " ".join(f"L{l}H{h}" for l, h in sorted(detected)))
-    ramp = _SHADES[charset]
-    lines.append(f"scale: '{ramp[0]}' 0 .. '{ramp[-1]}' 1" + ("; '-' no such head (no attention there)" if absent else ""))
+        lines += _entries("detected: ", [_name(l, h) for l, h in sorted(detected)], width)
+    key = _key(shades, unmeasured) + (["[x] detected"] if cell == 3 else [])
+    lines += _entries("key: ", key + (["'-' no such head (no attention there)"] if absent else []), width)
     return _done(lines, width)
 
 
@@ -272,36 +334,46 @@ def create_analysis_report(result: Any, detailed: bool = False, width: int = 80,
         lines.append(f"Scored queries: {st.get('scored_queries')} (tokens seen earlier in their document) of "
                      f"{st.get('tokens')} tokens in {st.get('documents')} documents; score = prefix matching")
     if result.induction_heads:
-        lines.append(("Retrieval heads: " if retrieval else "Induction heads: ")
-                     + " ".join(f"L{l:02d}H{h:02d}" for l, h in result.induction_heads))
+        lines += _entries("Retrieval heads: " if retrieval else "Induction heads: ",
+                          [_name(l, h) for l, h in result.induction_heads], width)
+    tops = result.get_top_heads(top)
+    w = max(len(_name(s.layer, s.head)) for s in tops)
     lines.append("Top Heads by Score:")
-    for s in result.get_top_heads(top):
-        lines.append(f"L{s.layer:02d}H{s.head:02d}: {s.overall_score:.{decimals}f} [{_bar10(s.overall_score)}]")
+    lines += [f"{_name(s.layer, s.head) + ':':<{w + 1}} {s.overall_score:.{decimals}f} [{_bar10(s.overall_score)}]"
+              for s in tops]
     if detailed and retrieval:
         lines += ["", "Retrieval score (needle tokens copied / needle length) with its 95% CI over the runs:"]
-        lines += [f"L{s.layer:02d}H{s.head:02d}  {s.overall_score:.3f}  [{s.ci_low:.3f},{s.ci_high:.3f}]"
-                  for s in result.get_top_heads(top)]
-        lines += ["", "Layer x Head Map:"] + plot_score_map(result, width=width, charset=charset).splitlines()
-        lines += ["", "Settings:"] + [f"{k}: {v}" for k, v in sorted(result.settings.items())]
-        lines.append(f"Seed: {result.seed}")
+        lines += [f"{_name(s.layer, s.head):<{w}}  {s.overall_score:.3f}  [{s.ci_low:.3f},{s.ci_high:.3f}]"
+                  for s in tops]
     elif detailed:
-        causal = any(s.causal_effect is not None for s in result.head_scores)
-        lines += ["", "Per-Head Metrics (top heads):",
-                  "head    overall  95% CI         prefix  contrast copying prev   dup" + ("    ablation" if causal else "")]
-        for s in result.get_top_heads(top):
-            dup = "  -  " if s.duplicate_token is None else f"{s.duplicate_token:.3f}"
-            effect = "" if not causal else ("       -" if s.causal_effect is None else f"  {s.causal_effect:+.3f}")
-            contrast = "  -  " if math.isnan(s.contrast) else f"{s.contrast:.3f}"  # no control on text
-            lines.append(f"L{s.layer:02d}H{s.head:02d}  {s.overall_score:.3f}    [{s.ci_low:.3f},{s.ci_high:.3f}]  "
-                         f"{s.prefix_matching:.3f}  {contrast}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}"
-                         + effect)
+        lines += ["", "Per-Head Metrics (top heads):"] + _metrics_table(result, tops, w)
+    if detailed:
         lines += ["", "Layer x Head Map:"] + plot_score_map(result, width=width, charset=charset).splitlines()
+    if detailed and not retrieval:
         prev = result.previous_token_heads(0.4)
-        lines += ["", "Previous-Token Heads (>= 0.40):",
-                  " ".join(f"L{l:02d}H{h:02d} {result.score(l, h).previous_token:.2f}" for l, h in prev[:8]) or "none"]
+        entries = [f"{_name(l, h)} {result.score(l, h).previous_token:.2f}" for l, h in prev[:8]]
+        lines += ["", "Previous-Token Heads (>= 0.40):"] + (_entries("", entries, width) if entries else ["none"])
+    if detailed:
         lines += ["", "Settings:"] + [f"{k}: {v}" for k, v in sorted(result.settings.items())]
         lines.append(f"Seed: {result.seed}")
     return _done(lines, width)
+
+
+def _metrics_table(result: Any, tops: Sequence[Any], w: int) -> list[str]:
+    """The detailed report's per-head table; head and CI columns padded to their widest entry (a
+    negative CI bound is one character wider) so every column lines up under its heading."""
+    causal = any(s.causal_effect is not None for s in result.head_scores)
+    cis = [f"[{s.ci_low:.3f},{s.ci_high:.3f}]" for s in tops]
+    ci_w = max(map(len, cis + ["95% CI"]))
+    lines = [f"{'head':<{w}}  overall  {'95% CI':<{ci_w}}  prefix contrast copying prev   dup"
+             + ("    ablation" if causal else "")]
+    for s, ci in zip(tops, cis):
+        dup = "  -  " if s.duplicate_token is None else f"{s.duplicate_token:.3f}"
+        effect = "" if not causal else ("       -" if s.causal_effect is None else f"  {s.causal_effect:+.3f}")
+        contrast = "  -  " if math.isnan(s.contrast) else f"{s.contrast:.3f}"  # no control on text
+        lines.append(f"{_name(s.layer, s.head):<{w}}  {s.overall_score:.3f}    {ci:<{ci_w}}  {s.prefix_matching:.3f}  "
+                     f"{contrast}    {s.copying:.3f}   {s.previous_token:.3f}  {dup}" + effect)
+    return lines
 
 
 def plot_circuit(circuit: Any, n: int = 10, width: int = 80, *, charset: Charset = "unicode") -> TextPlot:
@@ -312,13 +384,15 @@ def plot_circuit(circuit: Any, n: int = 10, width: int = 80, *, charset: Charset
     if not edges:
         raise InputError("the circuit has no edges (no earlier head was ablated)")
     full = _BAR[charset][0]
-    bar_w = max(5, width - 34)
+    src_w = max(len(_name(*src)) for src, _, _ in edges)
+    dst_w = max(len(_name(*dst)) for _, dst, _ in edges)
+    bar_w = max(5, width - src_w - dst_w - 22)
     peak = max(max(e[2] for e in edges), 1e-9)
-    lines = [f"previous-token -> induction circuit: prefix-matching drop when the earlier head is ablated",
-             "baseline: " + "  ".join(f"L{l}H{h} {v:.2f}" for (l, h), v in sorted(circuit.baseline.items()))]
-    for (sl, sh), (tl, th), drop in edges:
+    lines = ["previous-token -> induction circuit: prefix-matching drop when the earlier head is ablated"]
+    lines += _entries("baseline: ", [f"{_name(l, h)} {v:.2f}" for (l, h), v in sorted(circuit.baseline.items())], width)
+    for src, dst, drop in edges:
         bar = full * max(0, round(max(0.0, drop) / peak * bar_w))
-        lines.append(f"L{sl:02d}H{sh:02d} -> L{tl:02d}H{th:02d} {drop:+.3f} {bar}")
+        lines.append(f"{_name(*src):<{src_w}} -> {_name(*dst):<{dst_w}} {drop:+.3f} {bar}")
     return _done(lines, width)
 
 

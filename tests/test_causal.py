@@ -58,7 +58,7 @@ def test_circuit_finds_the_previous_token_head(toy):
     assert circuit.baseline[(1, 0)] > 0.9 and circuit.feeding((1, 0))[0][0] == (0, 0)
     assert all(d < 1e-4 for s, _, d in circuit.edges if s != (0, 0))
     text = plot_circuit(circuit, width=60)
-    assert "L00H00 -> L01H00 +0.9" in text and max(map(len, text.splitlines())) <= 60
+    assert "L0H0 -> L1H0 +0.9" in text and max(map(len, text.splitlines())) <= 60
 
 
 def test_result_carries_causal_effects(toy):

@@ -123,7 +123,7 @@ def test_default_scan_is_the_embedded_model(smollm2, capsys):
     code, out, _ = run(capsys, "--no-progress")
     assert code == 0
     assert "model: SmolLM2-135M-Instruct" in out and "n_layers: 30" in out and "Heads detected: 5" in out
-    assert "L18H06: 0.89" in out and "Previous-Token Heads" in out
+    assert "L18H6: 0.89" in out and "Previous-Token Heads" in out
 
 
 @pytest.mark.slow
@@ -135,7 +135,7 @@ def test_retrieval_on_the_embedded_model(smollm2, tmp_path, capsys):
     assert saved.settings["kind"] == "retrieval" and saved.settings["lengths"] == [512]
     top = saved.get_top_heads(1)[0]
     assert out.startswith("RETRIEVAL HEAD ANALYSIS REPORT") and "Needle accuracy: 1.00" in out
-    assert f"L{top.layer:02d}H{top.head:02d}: {top.overall_score:.3f}" in out and top.overall_score > 0.5
+    assert re.search(rf"^L{top.layer}H{top.head}: +{top.overall_score:.3f} ", out, re.M) and top.overall_score > 0.5
     # a context too short for this model to repeat the needle: said, not a silent table of zeros
     with pytest.warns(UserWarning, match=r"reproduced \d+% of the needle tokens"):
         code, out, _ = run(capsys, "retrieval", "--lengths", 256, "--depths", "0.5", "--needle-length", 6,

@@ -221,8 +221,8 @@ def test_hybrid_model_heads_carry_the_model_layer_index(tmp_path):
     again = DetectionResult.load(result.save(tmp_path / "jamba.json"))
     assert again == result and again.layers == [1, 3]
     grid = plot_score_map(result, width=80)
-    assert "L02 │ -  -  -  -" in grid and "'-' no such head" in grid
-    assert "L03" in create_analysis_report(result, detailed=True)
+    assert "L2 │ -  -  -  -" in grid and "'-' no such head" in grid
+    assert "L3 |" in create_analysis_report(result, detailed=True)
     with pytest.raises(InputError, match=r"keep_patterns \[\(2, 0\)\] out of range: the model has attention in "
                                          r"layers 1, 3 \(4 heads each\)"):
         detect_induction_heads(model, sequence_length=32, batch_size=2, keep_patterns=[(2, 0)])
