@@ -11,6 +11,7 @@ Exit status 0 on success, 2 on bad input with one line on stderr (no traceback).
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import sys
 import warnings
@@ -50,6 +51,8 @@ def _result_args(p: argparse.ArgumentParser) -> None:
     """Exports, report length, progress and view options of a command that produces a result."""
     p.add_argument("--json", type=Path, help="write the result as JSON")
     p.add_argument("--csv", type=Path, help="write one row per head as CSV")
+    p.add_argument("--html", type=Path, help="write one self-contained HTML page (grid, top heads' heatmaps, "
+                                              "report) that opens offline in any browser")
     p.add_argument("--brief", action="store_true", help="the short report (no metric table, map, settings)")
     p.add_argument("--top", type=int, default=10, help="heads listed in the report (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
@@ -93,6 +96,8 @@ def _parser() -> _Parser:
     report.add_argument("path", type=Path)
     report.add_argument("--brief", action="store_true")
     report.add_argument("--top", type=int, default=10)
+    report.add_argument("--html", type=Path, help="also write the scan as a self-contained HTML page (grid and report; "
+                                                  "no heatmaps: a saved scan holds no patterns)")
     _view_args(report)
     return p
 
@@ -118,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     except (_Usage, InductionNBError) as e:
         print(f"error: {e}".replace("\n", " "), file=sys.stderr)
         return 2
-    print(text)
+    try:
+        print(text)
+    except BrokenPipeError:  # `induction-nb ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
     return 0
 
 
@@ -233,7 +241,7 @@ def _finish(args: argparse.Namespace, model: Any, detector: Any, result: Any) ->
     from .ascii import create_analysis_report
 
     text = create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)
-    _export(args, result, text)
+    _export(args, result, text, model)
     if getattr(args, "figures", None):  # the retrieval command has no --figures
         written = _figures(model, detector, result, args.figures, _remote(args))
         _status(args, f"wrote {len(written)} figure files into {args.figures}")
@@ -331,20 +339,33 @@ def _check_exports(args: argparse.Namespace) -> None:
     """Export paths checked before minutes of work, not after."""
     from .errors import InputError
 
-    if args.json and args.csv and args.json.resolve() == args.csv.resolve():
-        raise InputError("--json and --csv name the same file; give them different paths")
-    for path in (args.json, args.csv):
+    paths = [p.resolve() for p in (args.json, args.csv, getattr(args, "html", None)) if p is not None]
+    if len(set(paths)) < len(paths):
+        raise InputError("--json, --csv and --html name the same file; give them different paths")
+    if getattr(args, "html", None) is not None and args.html.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"--html writes an HTML page: give a path ending in .html, got {args.html}")
+    for path in (args.json, args.csv, getattr(args, "html", None)):
         if path is not None and path.is_dir():
             raise InputError(f"cannot write {path}: it is a folder; give a file name")
         if path is not None and not path.parent.exists():
             raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
 
 
-def _export(args: argparse.Namespace, result: Any, text: str) -> None:
-    """``--json`` / ``--csv``: written after the work; a failed write still prints the report."""
+def _export(args: argparse.Namespace, result: Any, text: str, model: Any = None) -> None:
+    """``--json`` / ``--csv`` / ``--html``: written after the work; a failed write still prints the report.
+    The HTML page holds the top heads' heatmaps when the model is at hand (probe or text scans)."""
     from .errors import InputError
 
     try:
+        if getattr(args, "html", None):
+            from .export_html import capture_panels, save_html
+
+            kind = result.settings.get("kind")
+            panels = [] if model is None or kind == "retrieval" else capture_panels(
+                result, model, [(s.layer, s.head) for s in result.get_top_heads(6)],
+                texts=getattr(args, "text", None) if kind == "text" else None, seed=args.seed)
+            save_html(result, args.html, panels=panels)
+            _status(args, f"wrote {args.html}")
         if args.json:
             result.save(args.json)
             _status(args, f"wrote {args.json}")
@@ -361,4 +382,9 @@ def _report(args: argparse.Namespace) -> str:
     from .results import DetectionResult
 
     result = DetectionResult.load(args.path)
+    if args.html is not None:
+        from .export_html import save_html
+
+        save_html(result, args.html, panels=[])
+        print(f"wrote {args.html}", file=sys.stderr)
     return create_analysis_report(result, detailed=not args.brief, width=args.width, top=args.top, charset=args.charset)

@@ -261,6 +261,14 @@ class DetectionResult:
             raise InputError(f"{path} is not valid JSON: {e}") from None
         return cls.from_dict(data)
 
+    def to_html(self, path: str | Path, model: Any = None) -> Path:
+        """One self-contained offline HTML page: grid, top heads, report, and the heatmaps of the heads
+        kept by ``detect(keep_patterns=...)`` (tokens spelled by ``model``'s tokenizer when given).
+        See ``export_html``; for the heads viewed in an explorer, ``HeadExplorer.save_html``."""
+        from .export_html import save_html  # a view, imported only when used
+
+        return save_html(self, path, model=model)
+
     def to_dataframe(self):
         """One row per head (pandas)."""
         import pandas as pd

@@ -37,6 +37,7 @@ __all__ = [
     "stripe_profile",
     "all_mass",
     "block_max",
+    "pattern_metrics",
     "METRICS",
     "LABELS",
 ]
@@ -151,6 +152,19 @@ def combine(prefix: torch.Tensor, control: torch.Tensor, copy: torch.Tensor) -> 
     p, c, y = (torch.nanmean(t, dim=0) for t in (prefix, control, copy))
     contrast = (p - c).clamp(0, 1)
     return {"prefix_matching": p, "control": c, "contrast": contrast, "copying": y, "overall_score": contrast * y}
+
+
+def pattern_metrics(A: torch.Tensor, tokens: torch.Tensor, first_query: int = 1) -> dict[str, float]:
+    """The pattern-level metrics of one head's attention ``A [seq, seq]`` on ``tokens [seq]``: prefix
+    matching, copying, previous-token, duplicate-token, diagonal (NaN where no query is scored). What a
+    view shows next to a pattern that is not the detection probe; ``contrast`` needs a control and is
+    left out."""
+    A, t = A[None].float(), tokens[None]
+    match = match_mask(t)
+    values = {"prefix_matching": stripe_attention(A, match), "copying": copying(A, t, match),
+              "previous_token": previous_token(A, first_query), "duplicate_token": duplicate_token(A, t),
+              "diagonal": diagonal(A)}
+    return {k: float(v[0]) for k, v in values.items()}
 
 
 def stripe_profile(A: torch.Tensor, period: int, offset: int = 0) -> tuple[torch.Tensor, ...]:

@@ -1,29 +1,30 @@
-"""HeadExplorer: an ipywidgets 8 explorer of one model's heads, with an ASCII fallback.
+"""HeadExplorer: explore one model's heads in a notebook, with an ASCII fallback and a static export.
 
-Standard widgets only (no custom JavaScript): a clickable layer x head grid of buttons coloured by
-overall score, layer/head/pattern/example/window controls and a stripe toggle; the selected head's
-attention heatmap as a PNG in an ``Image``, its metrics, and the tokens with the ``[A][B] ... [A]``
-matches highlighted (every token HTML-escaped: ``<s>`` is a real token). Where widgets cannot render
+The layer x head grid is one canvas (``_canvas.HeadGrid``, an anywidget with an inline ES module: works
+offline, scales to 80 x 64 heads), coloured by a chosen metric with a legend, detected heads outlined,
+hover naming the head and its value, a click selecting it. Beside it (stacked on narrow outputs) the
+selected head's attention heatmap as a PNG at its natural size, its metrics (the detection's scores
+beside those of the pattern shown), and the tokens with the ``[A][B] ... [A]`` matches marked.
+
+It opens on any ``DetectionResult``: without a model and without kept patterns it shows the grid, the
+metrics and the report, and the heatmap panel lists the heads it can show. Where widgets cannot render
 (terminal IPython, nbconvert to text, ``str()``), the text/plain form is the ASCII report and the
-selected head's ASCII pattern.
-
-Patterns come from the model (captured on demand, one layer per capture, cached) or, for a bare
-``DetectionResult``, from the heads it kept (``detect(keep_patterns=...)``). Stable CSS classes
-(``inb-explorer``, ``inb-cell-L{l}-H{h}``, ``inb-image``, ``inb-title``, ``inb-layer`` ...) let
-browser tests find the parts.
+selected head's ASCII pattern. ``save_html`` writes a self-contained offline HTML page of what is seen;
+``save_figure`` the current heatmap. Stable CSS classes (``inb-explorer``, ``inb-grid``, ``inb-heatmap``,
+``inb-title`` ...) let browser tests find the parts.
 """
 
 from __future__ import annotations
 
 import html
-import io
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from ._engine import Engine, token_labels
-from ._colors import cividis_hex, text_color
 from ._labels import escape_label
+from ._pattern_source import PatternSource
 from .errors import InputError
 from .results import DetectionResult
 
@@ -32,9 +33,9 @@ __all__ = ["HeadExplorer"]
 
 class HeadExplorer:
     """Explore the heads of ``result_or_model`` (a ``DetectionResult``, or anything ``load_model``
-    accepts: detection runs first). ``model``: where patterns come from for a result. ``texts``: your
-    documents (anything ``load_texts`` reads), shown as the pattern ``"text"`` (the first ``n_examples``,
-    each cut to ``text_length`` tokens, run as one padded batch; e.g. with ``detect_on_text``'s result)."""
+    accepts: detection runs first). ``model``: where patterns come from for a result (without it, only
+    the heads the result kept can be shown). ``texts``: your documents (anything ``load_texts`` reads),
+    shown as the pattern ``"text"`` (the first ``n_examples``, each cut to ``text_length`` tokens)."""
 
     def __init__(self, result_or_model: Any, model: Any = None, *, patterns: Sequence[str] = ("repeated", "copy", "random"),
                  sequence_length: int | None = None, n_examples: int = 4, seed: int = 0,
@@ -49,17 +50,19 @@ class HeadExplorer:
             self.result = detector.detect(sequence_length=sequence_length or 48)
         if not self.result.head_scores:
             raise InputError("the result is empty (no head scores): run detect() first")
-        self._engine = Engine.of(self.model) if self.model is not None else None
-        self.seed, self.n_examples = seed, n_examples
+        if texts is not None and self.model is None:
+            raise InputError("texts need the model to run them: HeadExplorer(result, model=model, texts=...)")
+        engine = Engine.of(self.model) if self.model is not None else None
         self.sequence_length = sequence_length or int(self.result.settings.get("sequence_length", 48))
-        self.patterns = tuple(patterns) if self.model is not None else ("repeated",)
-        self.texts, self.text_length, self._text_masks = texts, text_length, None
+        self.source = PatternSource(self.result, engine, seed=seed, n_examples=n_examples,
+                                    sequence_length=self.sequence_length, texts=texts, text_length=text_length)
+        self.patterns = tuple(patterns) if engine is not None else ("repeated",)
         if texts is not None:
-            if self.model is None:
-                raise InputError("texts need the model to run them: HeadExplorer(result, model=model, texts=...)")
             self.patterns = ("text", *self.patterns)
-        self._cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, int | None]] = {}
+        self.viewed: list[tuple[int, int]] = []
         top = self.result.get_top_heads(1)[0]
+        if layer is None and head is None and engine is None and self.source.kept():
+            top = self.result.score(*max(self.source.kept(), key=lambda k: self.result.score(*k).overall_score))
         self._build()
         self.select(top.layer if layer is None else layer, top.head if head is None else head)
 
@@ -73,23 +76,76 @@ class HeadExplorer:
     def head(self) -> int:
         return self._head.value
 
+    @property
+    def pattern(self) -> str:
+        return self._pattern.value
+
     def select(self, layer: int, head: int) -> None:
-        """Show ``(layer, head)``; raises ``InputError`` when out of range or without patterns."""
+        """Show ``(layer, head)``; ``InputError`` when out of range. A head whose attention cannot be
+        shown (no model, not kept) is selected all the same: the panel says how to get its patterns."""
         self._check_head(layer, head)
-        self._pattern_for(self._pattern.value, layer, head)  # raise here, not inside a widget callback
         self._quiet = True
         self._layer.value, self._head.value = layer, head
         self._quiet = False
         self._refresh()
 
     def attention(self) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-        """The shown pattern ``[seq, seq]``, its tokens ``[seq]`` and the pattern's period."""
-        patterns, tokens, period = self._pattern_for(self._pattern.value, self.layer, self.head)
-        i = min(self._example.value, patterns.shape[0] - 1)
-        if self._pattern.value == "text":  # the document's own tokens, padding cut off
-            real = self._text_masks[i]
-            return patterns[i, self.head][real][:, real], tokens[i][real], None
-        return patterns[i, self.head], tokens[i], period
+        """The shown pattern ``[seq, seq]``, its tokens ``[seq]`` and the pattern's period (None on text);
+        ``InputError`` when the selected head's attention is not available."""
+        patterns = self.source.get(self.pattern, self.layer, self.head)
+        i = min(self._example_index(), patterns.attention.shape[0] - 1)
+        attention, tokens = patterns.example(i, self.head)
+        return attention, tokens, patterns.period
+
+    def compare(self, heads: Sequence[tuple[int, int]], *, pattern: str | None = None, example: int = 0) -> Any:
+        """A matplotlib figure of ``heads``' attention side by side on the same pattern and example
+        (default: the shown ones), each titled with its name and scores."""
+        from .figures import compare_heads
+
+        name = pattern or self.pattern
+        panels = []
+        for layer, head in heads:
+            self._check_head(layer, head)
+            p = self.source.get(name, layer, head)
+            attention, tokens = p.example(min(example, p.attention.shape[0] - 1), head)
+            panels.append((self.result.score(layer, head), attention, self._labels(tokens), p.period))
+        return compare_heads(panels, pattern=name)
+
+    def save_html(self, path: str | Path, heads: Sequence[tuple[int, int]] | None = None) -> Path:
+        """One self-contained HTML file (no network, no kernel): the grid, the top heads, the report and
+        the heatmaps of ``heads`` (default: the heads viewed here, the selected one first)."""
+        from .export_html import head_panel, save_html
+
+        chosen = list(heads) if heads is not None else [(self.layer, self.head)] + [
+            k for k in reversed(self.viewed) if k != (self.layer, self.head)]
+        panels = []
+        for layer, head in chosen[:24]:
+            self._check_head(layer, head)
+            if not self.source.can_show(self.pattern, layer, head):
+                continue
+            p = self.source.get(self.pattern, layer, head)
+            attention, tokens = p.example(min(self._example_index(), p.attention.shape[0] - 1), head)
+            panels.append(head_panel(self.result, layer, head, attention, tokens, self._labels(tokens), p.period,
+                                     self.pattern))
+        return save_html(self.result, path, panels=panels, selected=(self.layer, self.head))
+
+    def save_figure(self, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
+        """The current heatmap as PNG / SVG / PDF (``figures.save_figure``)."""
+        from matplotlib.figure import Figure  # not pyplot: no figure left open, no backend touched
+
+        from .figures import plot_attention_heatmap, save_figure, style
+
+        attention, tokens, period = self.attention()
+        with style():
+            fig = Figure(figsize=(4.8, 4.4), layout="constrained")
+            plot_attention_heatmap(attention, self._labels(tokens), fig.subplots(), title=self._short_title(),
+                                   period=period if self._stripe.value else None,
+                                   window=self._window_range(attention.shape[0]))
+        return save_figure(fig, path, formats)
+
+    def save(self, path: str | Path) -> list[Path] | Path:
+        """``save_html`` for ``.html``, else ``save_figure`` (``.png``, ``.svg``, ``.pdf``)."""
+        return self.save_html(path) if str(path).lower().endswith((".html", ".htm")) else self.save_figure(path)
 
     def text(self, width: int = 80) -> str:
         """The ASCII stand-in: report plus the selected head's pattern and stripe."""
@@ -104,8 +160,8 @@ class HeadExplorer:
             labels = self._labels(tokens)
             parts.append(str(plot_attention_pattern(attention, labels, width, title=self._title_text())))
             if period is not None:
-                parts.append(str(plot_induction_stripe(attention, period, width, tokens=labels,
-                                                       offset=getattr(self, "_offset", 0))))
+                offset = self.source.get(self.pattern, self.layer, self.head).offset
+                parts.append(str(plot_induction_stripe(attention, period, width, tokens=labels, offset=offset)))
         return "\n\n".join(parts)
 
     def __repr__(self) -> str:
@@ -122,75 +178,33 @@ class HeadExplorer:
     # -- building ---------------------------------------------------------------------------------------
 
     def _build(self) -> None:
-        import ipywidgets as W
+        from ._explorer_layout import build
 
-        r = self.result
         self._quiet = False
-        self.cells: dict[tuple[int, int], Any] = {}
-        grid_items = [W.Label("")] + [W.Label(f"H{h}", layout=W.Layout(width="26px")) for h in range(r.n_heads)]
-        for layer in range(r.n_layers):
-            grid_items.append(W.Label(f"L{layer}", layout=W.Layout(width="30px")))
-            for head in range(r.n_heads):
-                if not r.has_head(layer, head):  # a layer without attention, or with fewer heads
-                    grid_items.append(W.Label("", layout=W.Layout(width="26px", height="14px")))
-                    continue
-                s = r.score(layer, head)
-                b = W.Button(description="", tooltip=f"L{layer}H{head}: overall {s.overall_score:.3f}",
-                             layout=W.Layout(width="26px", height="14px", padding="0", margin="0"))
-                b.style.button_color = cividis_hex(s.overall_score)
-                b.add_class("inb-cell")
-                b.add_class(f"inb-cell-L{layer}-H{head}")
-                if (layer, head) in r.induction_heads:
-                    b.add_class("inb-detected")
-                    b.layout.border = "2px solid #e66100"
-                b.on_click(lambda _b, l=layer, h=head: self._clicked(l, h))
-                self.cells[(layer, head)] = b
-                grid_items.append(b)
-        self.grid = W.GridBox(grid_items, layout=W.Layout(
-            grid_template_columns=f"30px repeat({r.n_heads}, 26px)", grid_gap="1px"))
-        self.grid.add_class("inb-grid")
-        self._layer = W.BoundedIntText(value=0, min=0, max=r.n_layers - 1, description="layer",
-                                       layout=W.Layout(width="140px"))
-        self._head = W.BoundedIntText(value=0, min=0, max=r.n_heads - 1, description="head",
-                                      layout=W.Layout(width="140px"))
-        self._pattern = W.Dropdown(options=list(self.patterns), value=self.patterns[0], description="pattern")
-        self._example = W.IntSlider(value=0, min=0, max=max(0, self._n_examples() - 1), description="example")
-        n = self.sequence_length + 1
-        self._window = W.IntRangeSlider(value=(0, n), min=0, max=n, description="window")
-        self._stripe = W.Checkbox(value=True, description="highlight stripe")
-        for control, name in ((self._layer, "layer"), (self._head, "head"), (self._pattern, "pattern"),
-                              (self._example, "example"), (self._window, "window"), (self._stripe, "stripe")):
-            control.add_class(f"inb-{name}")
+        build(self)
+        self.grid.observe(self._grid_clicked, names="selected")
+        self._metric.observe(self._recolour, names="value")
+        self._offer.observe(self._offered, names="value")
+        for control in (self._layer, self._head, self._pattern, self._example, self._window, self._stripe):
             control.observe(self._changed, names="value")
-        self.title = W.HTML()
-        self.title.add_class("inb-title")
-        self.image = W.Image(format="png", layout=W.Layout(width="420px"))
-        self.image.add_class("inb-image")
-        self.metrics = W.HTML()
-        self.metrics.add_class("inb-metrics")
-        self.tokens = W.HTML()
-        self.tokens.add_class("inb-tokens")
-        self.message = W.HTML()
-        self.message.add_class("inb-message")
-        controls = W.VBox([self._layer, self._head, self._pattern, self._example, self._window, self._stripe])
-        left = W.VBox([W.HTML(f"<b>{html.escape(escape_label(r.model_name))}</b>: overall score, click a head"), self.grid])
-        right = W.VBox([self.title, W.HBox([self.image, W.VBox([controls, self.metrics])]), self.message, self.tokens])
-        self.widget = W.HBox([left, right])
-        self.widget.add_class("inb-explorer")
-
-    def _n_examples(self) -> int:
-        if self._engine is not None:
-            return self.n_examples
-        kept = self.result.kept_tokens
-        return 1 if kept is None else int(kept.shape[0])
 
     # -- events ---------------------------------------------------------------------------------------
 
-    def _clicked(self, layer: int, head: int) -> None:
-        self._quiet = True
-        self._layer.value, self._head.value = layer, head
-        self._quiet = False
-        self._refresh()
+    def _grid_clicked(self, change: dict) -> None:
+        layer, head = change["new"]
+        if not self._quiet and (layer, head) != (self.layer, self.head):
+            self.select(layer, head)
+
+    def _offered(self, change: dict) -> None:
+        if change["new"]:
+            layer, head = change["new"]
+            self.select(layer, head)
+
+    def _recolour(self, change: dict) -> None:
+        from ._canvas import grid_state
+
+        self.grid.update(grid_state(self.result, change["new"], (self.layer, self.head),
+                                       self.source.ready(self.pattern)))
 
     def _changed(self, change: dict) -> None:
         if not self._quiet:
@@ -198,35 +212,72 @@ class HeadExplorer:
 
     def _refresh(self) -> None:
         """Redraw for the current controls; problems go to the message line (callbacks must not raise).
-        The title is set last: a front end that shows the new title has already received the image."""
-        s = self.result.score(self.layer, self.head)
-        for (l, h), b in self.cells.items():
-            b.description = "●" if (l, h) == (self.layer, self.head) else ""
-            b.style.text_color = text_color(self.result.score(l, h).overall_score)
-        self.metrics.value = _metrics_html(s, self.result.threshold)
+        The title is set last: a front end that shows the new title has already received the heatmap."""
+        from ._canvas import heatmap_state
+        from ._panels import metrics_html, tokens_html
+
+        key = (self.layer, self.head)
+        if key in self.viewed:
+            self.viewed.remove(key)
+        self.viewed.append(key)
+        s = self.result.score(*key)
+        shown = None
         try:
             attention, tokens, period = self.attention()
         except InputError as e:
-            self.message.value = f"<span style='color:#b00020'>{html.escape(str(e))}</span>"
-            self.image.value = b""
-            self.tokens.value = ""
+            self._show_missing(str(e))
         else:
-            self.message.value = ""
-            n = attention.shape[0]
+            from .scores import pattern_metrics
+
             self._quiet = True
-            self._window.max = n
+            self._window.max = attention.shape[0]
+            self._example.max = max(1, self.source.n_examples_of(self.pattern))
             self._quiet = False
-            start, stop = self._window.value
-            stop = min(stop, n)
-            if stop - start < 2:
-                start, stop = 0, n
             labels = self._labels(tokens)
-            self.image.value = _png(attention, labels, period if self._stripe.value else None, (start, stop),
-                                    self._title_text())
-            self.tokens.value = _tokens_html(labels, tokens)
+            self.heatmap.update(heatmap_state(attention, labels, period if self._stripe.value else None,
+                                              self._window_range(attention.shape[0]), self._short_title()))
+            self.heatmap.layout.display = None
+            self.tokens.value = tokens_html(labels, tokens)
+            self.message.value = ""
+            shown = pattern_metrics(attention, tokens, 1 + self.source.get(self.pattern, *key).offset)
+        self.metrics.value = metrics_html(s, self.result.threshold, self.result.settings, shown, self._shown_label())
+        self._sync_grid()
         self.title.value = f"<h4 class='inb-head-name'>{html.escape(escape_label(self._title_text()))}</h4>"
 
+    def _show_missing(self, why: str) -> None:
+        ready = sorted(self.source.ready(self.pattern))
+        self.heatmap.update({"n": 0, "data": b"", "labels": [], "period": 0, "title": ""})
+        self.heatmap.layout.display = "none"  # an empty panel, not a stale head's pattern
+        self.tokens.value = ""
+        offer = ("; heads that can be shown: choose one below" if ready else
+                 "; this result kept no patterns (detect(keep_patterns=...)) and no model was given")
+        self.message.value = f"<span style='color:#b00020'>{html.escape(why)}{offer}</span>"
+        self._quiet = True
+        self._offer.options = [("", None)] + [(f"L{l}H{h}", (l, h)) for l, h in ready]
+        self._offer.value = None
+        self._offer.layout.display = None if ready else "none"
+        self._quiet = False
+
+    def _sync_grid(self) -> None:
+        from ._canvas import grid_state
+
+        self._quiet = True
+        self.grid.update(grid_state(self.result, self._metric.value, (self.layer, self.head),
+                                       self.source.ready(self.pattern)))
+        self._quiet = False
+        if self.heatmap.layout.display is None:
+            self._offer.layout.display = "none"
+
     # -- data ---------------------------------------------------------------------------------------------
+
+    def _example_index(self) -> int:
+        """The example shown, 0-based (the slider counts from 1, as the titles do)."""
+        return self._example.value - 1
+
+    def _window_range(self, n: int) -> tuple[int, int]:
+        start, stop = self._window.value
+        stop = min(stop, n)
+        return (0, n) if stop - start < 2 else (start, stop)
 
     def _check_head(self, layer: int, head: int) -> None:
         r = self.result
@@ -234,97 +285,21 @@ class HeadExplorer:
             r.score(layer, head)  # raises the result's own "out of range" error
             raise InputError(f"L{layer}H{head} is out of range: layer and head must be integers")
 
-    def _pattern_for(self, name: str, layer: int, head: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-        """``[example, head, q, k]`` patterns of ``layer`` on pattern ``name``, their tokens and period
-        (without a model: only the heads the result kept; asking for another ``head`` raises)."""
-        key = (name, layer)
-        if key in self._cache:
-            return self._cache[key]
-        if self.model is None:
-            heads = {h for (l, h) in self.result.kept_patterns if l == layer}
-            if head not in heads or self.result.kept_tokens is None:
-                raise InputError(
-                    f"this result holds no attention patterns for L{layer}H{head}: pass the model, "
-                    f"HeadExplorer(result, model=model), or detect with keep_patterns=[({layer}, {head})]"
-                )
-            n_heads = self.result.n_heads
-            stacked = torch.zeros(self.result.kept_tokens.shape[0], n_heads, *self.result.kept_patterns[(layer, head)].shape[1:])
-            for h in heads:
-                stacked[:, h] = self.result.kept_patterns[(layer, h)]
-            period = int(self.result.settings.get("sequence_length", 2)) // int(self.result.settings.get("n_repeats", 2))
-            return stacked, self.result.kept_tokens, period
-        from .capture import capture_attention
-
-        if name == "text":
-            return self._text_patterns(layer)
-        probe = self._engine.generator(self.seed).generate(name, self.sequence_length, self.n_examples)
-        captured = capture_attention(self._engine, probe.tokens, layers=[layer])
-        self._cache[key] = (captured.pattern[:, 0].cpu(), probe.tokens.cpu(), probe.period)
-        self._offset = probe.offset
-        return self._cache[key]
-
-    def _text_patterns(self, layer: int) -> tuple[torch.Tensor, torch.Tensor, None]:
-        from .capture import capture_attention
-        from .on_text import tokenize_documents
-
-        if not hasattr(self, "_text_docs"):  # read and tokenized once, not per layer
-            length = min(self.text_length, self._engine.max_positions or self.text_length)
-            self._text_docs = tokenize_documents(self._engine, self.texts, length, "truncate")[: self.n_examples]
-        docs = self._text_docs
-        captured = capture_attention(self._engine, docs, layers=[layer])
-        mask = captured.attention_mask
-        self._text_masks = (torch.ones(captured.tokens.shape, dtype=torch.bool) if mask is None else mask).cpu()
-        self._cache[("text", layer)] = (captured.pattern[:, 0].cpu(), captured.tokens.cpu(), None)
-        return self._cache[("text", layer)]
-
     def _labels(self, tokens: torch.Tensor) -> list[str]:
+        if self.model is None:
+            return [str(t) for t in tokens.tolist()]  # no tokenizer: the ids themselves
         return token_labels(self.model, tokens.tolist())
 
+    def _shown_label(self) -> str:
+        n = self.source.n_examples_of(self.pattern)
+        return f"'{self.pattern}'" + (f", example {self._example.value} of {n}" if n > 1 else "")
+
+    def _short_title(self) -> str:
+        return f"L{self.layer}H{self.head} on {self._shown_label()}"
+
     def _title_text(self) -> str:
-        s = self.result.score(self.layer, self.head)
-        mark = "induction head" if (self.layer, self.head) in self.result.induction_heads else "not detected"
-        return f"L{self.layer}H{self.head} ({mark}) on '{self._pattern.value}': overall {s.overall_score:.3f}"
+        from ._panels import head_title
 
-
-def _metrics_html(s: Any, threshold: float) -> str:
-    from .scores import LABELS
-
-    body = "".join(f"<tr><td>{label}</td><td>{'-' if getattr(s, m) is None else f'{getattr(s, m):.3f}'}</td></tr>"
-                   for m, label in LABELS.items())
-    return (f"<table class='inb-metric-table'>{body}</table>"
-            f"<small>95% CI [{s.ci_low:.3f}, {s.ci_high:.3f}]; threshold {threshold:.2f}</small>")
-
-
-def _tokens_html(labels: list[str], tokens: torch.Tensor) -> str:
-    """Tokens with queries that have an earlier copy underlined and their induction targets marked."""
-    from .scores import match_mask
-
-    match = match_mask(tokens[None].cpu())[0]
-    queries = set(match.any(-1).nonzero().flatten().tolist())
-    targets = set(match.any(0).nonzero().flatten().tolist())
-    spans = []
-    for i, label in enumerate(labels):
-        style = []
-        if i in targets:
-            style.append("background:#fdb863")
-        if i in queries:
-            style.append("text-decoration:underline;font-weight:bold")
-        text = html.escape(escape_label(label)) or "&nbsp;"
-        spans.append(f"<span class='inb-tok' title='position {i}' style='{';'.join(style)}'>{text}</span>")
-    legend = ("<small><b>bold</b>: [A] whose earlier copy exists; <span style='background:#fdb863'>marked</span>: "
-              "[B], the token after an earlier [A] (the induction target)</small>")
-    return f"<div style='font-family:monospace;line-height:1.6'>{' '.join(spans)}</div>{legend}"
-
-
-def _png(attention: torch.Tensor, labels: list[str], period: int | None, window: tuple[int, int], title: str) -> bytes:
-    # a bare Figure (no pyplot): leaves the notebook's backend and current figure alone
-    from matplotlib.figure import Figure
-
-    from .figures import plot_attention_heatmap, style
-
-    with style():
-        fig = Figure(figsize=(4.2, 4.2), layout="constrained")
-        plot_attention_heatmap(attention, labels, ax=fig.subplots(), period=period, window=window, title=title)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+        detected = (self.layer, self.head) in self.result.induction_heads
+        return head_title(self.result.score(self.layer, self.head), detected, self.pattern, self._example_index(),
+                          self.source.n_examples_of(self.pattern))

@@ -66,7 +66,7 @@ print(create_analysis_report(result, decimals=2))
 # NBVAL_CHECK_OUTPUT
 print("head     overall  prefix  contrast  copying  previous-token")
 for s in result.get_top_heads(6):
-    print(f"L{s.layer:02d}H{s.head:02d}   {s.overall_score:.2f}     {s.prefix_matching:.2f}    {s.contrast:.2f}      "
+    print(f"{s.name:<8} {s.overall_score:.2f}     {s.prefix_matching:.2f}    {s.contrast:.2f}      "
           f"{s.copying:.2f}     {s.previous_token:.2f}")
 
 # %% [markdown]

@@ -13,9 +13,11 @@
 # %% [markdown]
 # # The HeadExplorer: an induction head next to a previous-token head
 #
-# Click a cell of the layer x head grid to see that head's attention, its metrics, and the tokens with
-# the `[A][B] ... [A]` matches marked. Controls choose the probe pattern, the example, a window and the
-# stripe highlight. In a terminal (or on GitHub) the widget's text form, the ASCII report and pattern,
+# The explorer puts the whole layer x head grid (one canvas, coloured by the metric you choose, detected
+# heads outlined, hover for a head's name and value) beside the selected head's attention. Click a head to
+# see its pattern, its metrics (the detection's scores next to those of the pattern shown) and the tokens
+# with the `[A][B] ... [A]` matches marked. Controls choose the probe pattern, the example, a window and the
+# stripe outline. In a terminal (or on GitHub) the widget's text form, the ASCII report and pattern,
 # stands in.
 
 # %%
@@ -36,9 +38,33 @@ for layer, head in [(18, 6), (16, 0)]:
     print(f"L{layer}H{head}: prefix {s.prefix_matching:.2f}  contrast {s.contrast:.2f}  "
           f"copying {s.copying:.2f}  previous-token {s.previous_token:.2f}")
 
+# %% [markdown]
+# The two heads side by side, on the same probe sequence: the induction head's stripe one position after
+# the earlier copy, the previous-token head's line just below the diagonal. (The explorer above stays on
+# its own selection; `compare` draws a static figure.)
+
 # %%
-explorer.select(16, 0)
-explorer
+fig = explorer.compare([(18, 6), (16, 0)])
+fig
+
+# %% [markdown]
+# Share what you see: `save_html` writes one self-contained page (grid, report, the heatmaps of the heads
+# you viewed) that opens in any browser without a kernel or network; `save_figure` writes the current
+# heatmap as PNG, SVG or PDF.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import tempfile
+from pathlib import Path
+
+explorer.select(16, 0)  # viewed heads go into the page, the selected one first
+explorer.select(18, 6)
+folder = Path(tempfile.mkdtemp())
+page = explorer.save_html(folder / "smollm2_explorer.html")
+text = page.read_text()
+print(f"{page.name}: {text.count('data:image/png;base64,')} heatmaps embedded, "
+      f"remote resources: {text.count('src=' + chr(39) + 'http') + text.count('<link')}")
+print([p.name for p in explorer.save_figure(folder / "L18H6", formats=["png", "svg"])])
 
 # %% [markdown]
 # ## What the contrast control shows

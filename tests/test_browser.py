@@ -1,28 +1,29 @@
-"""HeadExplorer in a real browser: JupyterLab 4 on 127.0.0.1 driven by Debian's Chromium through
-Playwright. Opens a notebook holding the explorer, runs all cells, clicks a grid cell and changes a
-control, and checks that the heatmap image changed and the labels name the chosen head. Every
-request that is not to the loopback server is aborted (and counted): the page works offline.
-On failure a screenshot is saved in test-artifacts/.
+"""HeadExplorer and the HTML export as a person sees them: JupyterLab 4 on 127.0.0.1 driven by Debian's
+Chromium through Playwright (tests/browser_lab.py), every non-loopback request aborted and counted.
+
+* the explorer on a hand-built model: a click on the grid canvas, the pattern dropdown and the head box
+  change the heatmap and the labels;
+* a fake 80 x 64 result (a 70B model's grid) at 1400 px and 800 px windows: render time after the cell
+  runs (< 2 s), kernel-side construction (< 1 s), a click on a head with kept patterns (< 0.5 s until
+  the heatmap is redrawn), geometry (every head column inside the viewport, the heatmap's cells square
+  and unscaled, the two panels side by side at 1400 px and stacked at 800 px, never overlapping);
+* the exported HTML of a real SmolLM2 scan opened from disk with the network blocked: the grid draws,
+  every embedded heatmap loads, a click on a head shows its panel.
+Screenshots go to test-artifacts/ (kept on success too: they are what the closing notes describe).
 
 Needs the `chromium` Debian package and the `playwright` PyPI package (never `playwright install`);
 skipped without them outside CI, a failure in CI (.ci/run installs Chromium).
 """
 
-import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
+import re
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from browser_lab import ARGS, CHROMIUM, OfflinePage, jupyterlab, write_notebook
+
 TESTS = Path(__file__).resolve().parent
 ARTIFACTS = TESTS.parent / "test-artifacts"
 
@@ -36,127 +37,155 @@ if sync_playwright is None or not Path(CHROMIUM).exists():
         raise RuntimeError("browser tests need Debian's chromium and the playwright package (.ci/run installs them)")
     pytest.skip("browser tests need Debian's chromium and the playwright package", allow_module_level=True)
 
-NOTEBOOK_CELLS = [
-    f"import sys\nsys.path.insert(0, {str(TESTS)!r})",
-    "from handbuilt import HandBuiltInduction\nfrom induction_nb.widgets import HeadExplorer\n"
-    "explorer = HeadExplorer(HandBuiltInduction(period=16), sequence_length=32)\nexplorer",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SETUP = f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})"
+HANDBUILT = [SETUP, "from handbuilt import HandBuiltInduction\nfrom induction_nb.widgets import HeadExplorer\n"
+                    "explorer = HeadExplorer(HandBuiltInduction(period=16), sequence_length=32)\nexplorer"]
+# the second cell prints the kernel's clock when it starts, so render time counts from the cell's run
+FAKE = [SETUP + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\nresult = fake_result(80, 64)",
+        "t0 = time.time()\nexplorer = HeadExplorer(result)\n"
+        "print(f'start {t0 * 1000:.0f} construction {time.time() - t0:.3f}')\nexplorer"]
+DRAWN = "(sel) => { const e = document.querySelector(sel); return e && e.dataset.drawnAt; }"
+TITLE_HAS = "(text) => { const t = document.querySelector('.inb-title'); return t && t.innerText.includes(text); }"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
-    notebook = {
-        "cells": [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-                  for src in NOTEBOOK_CELLS],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }
-    (root / "explorer.ipynb").write_text(json.dumps(notebook))
-    port, token = _free_port(), uuid.uuid4().hex
-    env = {**os.environ}
-    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR", "JUPYTERLAB_SETTINGS_DIR"):
-        (root / name.lower()).mkdir()
-        env[name] = str(root / name.lower())
-    log = open(root / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", f"--ServerApp.root_dir={root}"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield url, token
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    write_notebook(root / "handbuilt.ipynb", HANDBUILT)
+    write_notebook(root / "fake.ipynb", FAKE)
+    with jupyterlab(root) as server:
+        yield server
 
 
-def _wait(page, js: str, what: str, timeout_s: float = 90) -> None:
-    page.wait_for_function(js, timeout=timeout_s * 1000)
-
-
-def test_explorer_in_jupyterlab(lab, tmp_path):
-    url, token = lab
-    blocked, allowed = [], []
+@pytest.fixture(scope="module")
+def browser():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
 
-        def route(r):
-            host = r.request.url.split("/")[2] if "://" in r.request.url else ""
-            if host.split(":")[0] in ("127.0.0.1", "localhost") or r.request.url.startswith(("data:", "blob:")):
-                allowed.append(r.request.url)
-                r.continue_()
-            else:
-                blocked.append(r.request.url)
-                r.abort()
 
-        page.route("**/*", route)
-        try:
-            page.goto(f"{url}/lab/workspaces/{uuid.uuid4().hex}/tree/explorer.ipynb?token={token}")
-            _wait(page, "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                        " return k && k.connectionStatus === 'connected' && k.status === 'idle'; }", "kernel idle")
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
-            image = page.locator(".inb-image").first
-            _wait(page, "() => { const i = document.querySelector('.inb-image');"
-                        " return i && i.getAttribute('src') && i.naturalWidth > 0; }", "first heatmap", 180)
-            title = page.locator(".inb-title").first
-            assert "L1H0 (induction head)" in title.inner_text()
-            first = image.get_attribute("src")
+def _shot(page: OfflinePage, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.page.screenshot(path=str(path))
+    return path
 
-            page.locator(".inb-cell-L0-H0").first.click()
-            _wait(page, "() => document.querySelector('.inb-title').innerText.includes('L0H0')", "title after click")
-            assert image.get_attribute("src") != first
-            assert "L0H0 (not detected) on 'repeated'" in title.inner_text()
-            assert page.locator(".inb-layer input").first.input_value() == "0"
-            assert "previous token" in page.locator(".inb-metrics").first.inner_text()
-            after_click = image.get_attribute("src")
 
-            page.locator(".inb-pattern select").first.select_option("copy")
-            _wait(page, "() => document.querySelector('.inb-title').innerText.includes(\"on 'copy'\")",
-                  "title after changing the pattern")
-            after_pattern = image.get_attribute("src")
-            assert after_pattern != after_click
-            page.locator(".inb-head input").first.fill("1")
-            page.locator(".inb-head input").first.press("Enter")
-            _wait(page, "() => document.querySelector('.inb-title').innerText.includes('L0H1')", "title after head=1")
-            assert "L0H1 (not detected) on 'copy'" in title.inner_text()
-            assert image.get_attribute("src") != after_pattern
-            assert page.locator(".inb-tokens .inb-tok").count() == 32
-            # everything above worked with the filter active (it saw the page's own requests) and every
-            # non-loopback request aborted (listed in `blocked`)
-            assert any(u.startswith(url) for u in allowed)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "explorer.png"))
-        except Exception:
-            ARTIFACTS.mkdir(exist_ok=True)
-            shot = ARTIFACTS / "explorer-failure.png"
-            page.screenshot(path=str(shot))
-            print(f"screenshot: {shot}; aborted requests: {blocked[:10]}")
-            raise
-        finally:
-            browser.close()
-    print(f"aborted non-loopback requests: {len(blocked)}")
+def _click_cell(page: OfflinePage, layer: int, head: int) -> float:
+    """Click the grid canvas at ``(layer, head)`` inside the page; returns the click's performance.now()."""
+    return page.page.evaluate("""([l, h]) => {
+        const g = document.querySelector('.inb-grid'), c = g.querySelector('canvas'), r = c.getBoundingClientRect();
+        const x = r.left + Number(g.dataset.x0) + (h + 0.5) * Number(g.dataset.cellW);
+        const y = r.top + Number(g.dataset.y0) + (l + 0.5) * Number(g.dataset.cellH);
+        const t = performance.now();
+        c.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
+        return t; }""", [layer, head])
+
+
+def _box(page: OfflinePage, selector: str) -> dict:
+    return page.page.locator(selector).first.bounding_box()
+
+
+def test_explorer_in_jupyterlab(lab, browser):
+    url, token = lab
+    page = OfflinePage(browser, 1400)
+    try:
+        page.open_notebook(url, token, "handbuilt.ipynb")
+        page.wait(DRAWN, 180, ".inb-heatmap")
+        page.wait(TITLE_HAS, 30, "L1H0 (induction head)")
+        first = page.page.evaluate("() => document.querySelector('.inb-heatmap').dataset.drawnAt")
+        _click_cell(page, 0, 0)
+        page.wait(TITLE_HAS, 30, "L0H0 (not detected): attention on 'repeated'")
+        page.wait("(t) => document.querySelector('.inb-heatmap').dataset.drawnAt !== t", 30, first)
+        assert page.page.locator(".inb-layer input").first.input_value() == "0"
+        assert "previous token" in page.page.locator(".inb-metrics").first.inner_text()
+        page.page.locator(".inb-pattern select").first.select_option("copy")
+        page.wait(TITLE_HAS, 30, "attention on 'copy'")
+        page.page.locator(".inb-head input").first.fill("1")
+        page.page.locator(".inb-head input").first.press("Enter")
+        page.wait(TITLE_HAS, 30, "L0H1 (not detected): attention on 'copy'")
+        assert page.page.locator(".inb-tokens .inb-tok").count() == 32
+        assert any(u.startswith(url) for u in page.allowed), "the request filter saw the page's own requests"
+        _shot(page, "explorer-handbuilt-1400.png")
+    except Exception:
+        print(f"screenshot: {_shot(page, 'explorer-failure.png')}; aborted requests: {page.blocked[:10]}")
+        raise
+    finally:
+        page.page.close()
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_80_by_64_heads_render_fast_and_fit(lab, browser, width):
+    url, token = lab
+    page = OfflinePage(browser, width)
+    try:
+        page.open_notebook(url, token, "fake.ipynb")
+        page.wait(DRAWN, 180, ".inb-heatmap")
+        page.wait(DRAWN, 30, ".inb-grid")
+        printed = page.page.locator(".jp-OutputArea-output pre").filter(has_text="construction").first.inner_text()
+        start, construction = re.search(r"start (\d+) construction ([\d.]+)", printed).groups()
+        drawn = page.page.evaluate("() => Number(document.querySelector('.inb-grid').dataset.firstDrawnEpoch)")
+        render = (drawn - int(start)) / 1000
+        t_click = _click_cell(page, 41, 9)
+        page.wait(TITLE_HAS, 10, "L41H9")
+        page.wait("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) > t", 10, t_click)
+        click = page.page.evaluate("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) - t",
+                                   t_click) / 1000
+        print(f"{width} px: rendered {render:.2f} s after the cell started (construction {construction} s); "
+              f"click to redrawn heatmap {click:.3f} s")
+        assert render < 2.0 and float(construction) < 1.0 and click < 0.5
+
+        grid, view = _box(page, ".inb-grid-panel"), _box(page, ".inb-view-panel")
+        canvas = _box(page, ".inb-grid-canvas")
+        cell_w = page.page.evaluate("() => Number(document.querySelector('.inb-grid').dataset.cellW)")
+        assert canvas["x"] >= 0 and canvas["x"] + canvas["width"] <= width, "every head column inside the viewport"
+        assert cell_w >= 3 and canvas["width"] >= 64 * cell_w
+        assert canvas["x"] + canvas["width"] <= grid["x"] + grid["width"] + 1, "the grid is not clipped by its panel"
+        if width >= 1400:
+            assert view["x"] >= grid["x"] + grid["width"], "side by side at 1400 px"
+        else:
+            assert view["y"] >= grid["y"] + grid["height"], "stacked at 800 px"
+        heat = page.page.evaluate("""() => { const e = document.querySelector('.inb-heatmap'), c = e.querySelector('canvas');
+            return {css: c.getBoundingClientRect().width, px: c.width / window.devicePixelRatio,
+                    side: Number(e.dataset.side), cells: Number(e.dataset.cells)}; }""")
+        assert abs(heat["css"] - heat["px"]) < 1, "the heatmap is shown at its own size (no stretching)"
+        assert heat["cells"] == 65 and heat["side"] >= 150
+        _shot(page, f"explorer-80x64-{width}.png")
+        page.page.locator(".inb-heatmap").first.scroll_into_view_if_needed()
+        _shot(page, f"explorer-80x64-{width}-heatmap.png")
+        assert any(u.startswith(url) for u in page.allowed)
+    except Exception:
+        print(f"screenshot: {_shot(page, f'explorer-80x64-{width}-failure.png')}; aborted: {page.blocked[:10]}")
+        raise
+    finally:
+        page.page.close()
+
+
+@pytest.mark.slow
+def test_exported_html_of_a_smollm2_scan_opens_offline(browser, tmp_path):
+    """``result.to_html`` of a real scan, opened from disk in Chromium with every request but the file
+    itself aborted: the grid is drawn, every heatmap image decodes, a click shows that head's panel."""
+    from induction_nb import InductionHeadDetector, load_model
+
+    model = load_model()
+    detector = InductionHeadDetector(model, batch_size=4)
+    top = [(s.layer, s.head) for s in detector.detect(sequence_length=32).get_top_heads(3)]
+    result = detector.detect(sequence_length=32, keep_patterns=top)
+    path = result.to_html(tmp_path / "smollm2.html", model)
+    page = OfflinePage(browser, 1400)
+    try:
+        page.page.goto(path.as_uri())
+        page.wait(DRAWN, 30, ".inb-grid")
+        images = page.page.evaluate("() => [...document.images].map(i => i.complete && i.naturalWidth > 0)")
+        assert len(images) == 3 and all(images), images
+        l, h = top[1]
+        _click_cell(page, l, h)
+        page.wait(f"() => !document.getElementById('inb-panel-L{l}-H{h}').hidden", 10)
+        assert page.page.locator(".inb-panel:not([hidden])").count() == 1
+        _click_cell(page, 0, 0)  # not exported: the page says so instead of showing a stale panel
+        page.wait("() => !document.getElementById('inb-no-panel').hidden", 10)
+        assert page.blocked == [], f"the page asked for {page.blocked[:5]}"
+        _shot(page, "export-smollm2.png")
+    finally:
+        page.page.close()

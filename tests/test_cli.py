@@ -141,3 +141,24 @@ def test_retrieval_on_the_embedded_model(smollm2, tmp_path, capsys):
         code, out, _ = run(capsys, "retrieval", "--lengths", 256, "--depths", "0.5", "--needle-length", 6,
                            "--no-progress", "--brief")
     assert code == 0 and "Needle accuracy: 0." in out and "retrieval scores are uninformative" in out
+
+
+def test_scan_writes_a_self_contained_html_page(folder, tmp_path, capsys):
+    code, out, err = run(capsys, "scan", folder, "--seq-len", 24, "--batch", 2, "--brief", "--html", tmp_path / "s.html",
+                         "--json", tmp_path / "s.json")
+    page = (tmp_path / "s.html").read_text()
+    assert code == 0 and f"wrote {tmp_path / 's.html'}" in err and out.startswith("INDUCTION HEAD ANALYSIS REPORT")
+    assert page.count("class='inb-panel'") == 6 and page.count("data:image/png;base64,") == 6, "the top six heads"
+    assert "<link" not in page and "src='http" not in page
+    code, _, err = run(capsys, "report", tmp_path / "s.json", "--html", tmp_path / "r.html")
+    assert code == 0 and "No heatmaps in this file" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--html", "{tmp}/s.txt"], r"--html writes an HTML page: give a path ending in \.html"),
+    (["--html", "{tmp}/s.html", "--json", "{tmp}/s.html"], "name the same file"),
+    (["--html", "{tmp}/missing/s.html"], "does not exist"),
+])
+def test_bad_html_path_fails_before_the_scan(folder, tmp_path, capsys, argv, match):
+    code, out, err = run(capsys, "scan", folder, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2 and out == "" and re.search(match, err) and "loading" not in err

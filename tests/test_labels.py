@@ -59,7 +59,7 @@ def test_stripe_example_line_and_report_model_name():
 
 def test_widget_text_and_html_escape_labels():
     from induction_nb import HeadExplorer
-    from induction_nb.widgets import _tokens_html
+    from induction_nb._panels import tokens_html as _tokens_html
 
     page = _tokens_html(TOKENS, torch.tensor([1, 2, 3, 4] * 3))
     assert _clean(html.unescape(page)) and "\\x1b[2J" in html.unescape(page)

@@ -55,3 +55,20 @@ def test_readme_commands_are_what_ci_runs():
     makefile = (ROOT / "Makefile").read_text()
     assert "-m pytest tests/ notebooks/ -v -n 2" in makefile and "--nbval-lax" in makefile
     assert "torch==2.13.0" in makefile and "make sweep" in ci
+
+
+def test_wheel_ships_the_explorer_es_modules(tmp_path):
+    """The HeadExplorer's canvas widgets read _static/*.js and *.css at run time: an installed (not
+    editable) package must contain them, or the explorer is blank."""
+    import shutil
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info next to the sources
+    shutil.copytree(ROOT / "induction_nb", src / "induction_nb", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "induction_head_detector.py"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+                    str(src)], check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next(tmp_path.glob("induction_nb-*.whl"))).namelist()
+    for name in ("grid.js", "heatmap.js", "explorer.css"):
+        assert f"induction_nb/_static/{name}" in names

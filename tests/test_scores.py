@@ -117,3 +117,16 @@ def test_all_mass_rescales_renormalised_rows_and_keeps_shares():
     torch.testing.assert_close(got, torch.tensor([[[[0.5, 0.0], [0.2, 0.6]]]]))
     torch.testing.assert_close(S.all_mass(got, sink), got)  # already shares of the whole softmax (gpt-oss)
     assert A[0, 0, 1, 1] == 0.75, "the input is not modified"
+
+
+def test_pattern_metrics_by_hand():
+    """One head's pattern on [5, 6, 5, 6], every value worked out by hand (metrics.md's definitions)."""
+    from induction_nb.scores import pattern_metrics
+
+    A = torch.tensor([[1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.2, 0.6, 0.2, 0], [0.1, 0.1, 0.7, 0.1]])
+    before = A.clone()
+    m = pattern_metrics(A, torch.tensor([5, 6, 5, 6]))
+    expected = {"prefix_matching": (0.6 + 0.7) / 2, "copying": 1.0, "previous_token": (0.5 + 0.6 + 0.7) / 3,
+                "duplicate_token": (0.2 + 0.1) / 2, "diagonal": (1 + 0.5 + 0.2 + 0.1) / 4}
+    assert m == pytest.approx(expected, abs=1e-6) and torch.equal(A, before)
+    assert math.isnan(pattern_metrics(A, torch.tensor([1, 2, 3, 4]))["prefix_matching"]), "no repeat: undefined"

@@ -1,11 +1,15 @@
-"""HeadExplorer in-process: clicking grid cells and changing controls changes the image, labels and HTML;
-the ASCII fallback; bad input. (The real-browser test is tests/test_browser.py.)"""
+"""HeadExplorer in-process: a grid click (the canvas widget's ``selected``) and the controls change the
+heatmap state, labels and HTML; it opens on any result; the ASCII fallback; exports; bad input.
+(The real-browser tests, with screenshots, geometry and render times, are tests/test_browser.py.)"""
+
+import time
 
 import pytest
 import torch
 
+from fake_results import fake_result
 from handbuilt import HandBuiltInduction
-from induction_nb import InductionHeadDetector, InputError
+from induction_nb import DetectionResult, InductionHeadDetector, InputError
 from induction_nb.widgets import HeadExplorer
 
 PERIOD = 16
@@ -16,46 +20,77 @@ def explorer():
     return HeadExplorer(HandBuiltInduction(period=PERIOD), sequence_length=2 * PERIOD)
 
 
+def _cells(ex) -> torch.Tensor:
+    """The heatmap's cells as the browser receives them, ``[n, n]`` in [0, 1]."""
+    n = ex.heatmap.n
+    return torch.frombuffer(bytearray(ex.heatmap.data), dtype=torch.uint8).view(n, n).float() / 255
+
+
 def test_starts_on_the_best_head(explorer):
-    assert (explorer.layer, explorer.head) == (1, 0)
-    assert "L1H0 (induction head)" in explorer.title.value
-    assert bytes(explorer.image.value).startswith(b"\x89PNG")
-    assert "inb-detected" in explorer.cells[(1, 0)]._dom_classes
-    assert explorer.cells[(1, 0)].description == "●"
+    assert (explorer.layer, explorer.head) == (1, 0) and explorer.grid.selected == [1, 0]
+    assert "L1H0 (induction head): attention on 'repeated', example 1 of 4" in explorer.title.value.replace("&#x27;", "'")
+    assert 1 * 4 + 0 in explorer.grid.detected and explorer.heatmap.period == PERIOD
+    attention, tokens, period = explorer.attention()
+    torch.testing.assert_close(_cells(explorer), attention, atol=1 / 255, rtol=0)
 
 
-def test_click_a_cell_selects_that_head(explorer):
-    before = explorer.image.value
-    explorer.cells[(0, 0)].click()
+def test_grid_click_selects_that_head(explorer):
+    before = bytes(explorer.heatmap.data)
+    explorer.grid.selected = [0, 0]  # what a click on the canvas sends
     assert (explorer.layer, explorer.head) == (0, 0) and explorer._layer.value == 0
     assert "L0H0 (not detected)" in explorer.title.value
-    assert explorer.image.value != before
-    assert "previous token</td><td>1.000" in explorer.metrics.value
-    assert explorer.cells[(0, 0)].description == "●" and explorer.cells[(1, 0)].description == ""
+    assert bytes(explorer.heatmap.data) != before
+    assert "previous token</td><td>1.000</td><td>1.000" in explorer.metrics.value
     attention, tokens, period = explorer.attention()
     q = torch.arange(1, attention.shape[0])
     assert attention[q, q - 1].min() > 0.99, "the shown pattern is really the previous-token head's"
+    explorer.select(1, 0)
+    assert explorer.grid.selected == [1, 0], "a selection made in Python moves the grid's marker"
+
+
+def test_metrics_belong_to_the_pattern_shown(explorer):
+    """The detection's scores stay; the second column is recomputed from the pattern on screen."""
+    from induction_nb.scores import pattern_metrics
+
+    explorer.select(1, 0)
+    explorer._pattern.value = "random"
+    attention, tokens, _ = explorer.attention()
+    shown = pattern_metrics(attention, tokens, 2)
+    assert "shown pattern" in explorer.metrics.value and "&#x27;random&#x27;, example 1 of 4" in explorer.metrics.value
+    assert f"<td>{shown['diagonal']:.3f}</td></tr>" in explorer.metrics.value
+    assert f"<td>{explorer.result.score(1, 0).prefix_matching:.3f}</td>" in explorer.metrics.value
+    assert "on &#x27;random&#x27;" in explorer.title.value and "overall" not in explorer.title.value
+    explorer._pattern.value = "repeated"
 
 
 def test_controls_change_the_view(explorer):
     explorer.select(1, 0)
-    repeated = explorer.image.value
+    repeated = bytes(explorer.heatmap.data)
     explorer._pattern.value = "copy"
-    assert explorer.image.value != repeated and explorer.attention()[2] == PERIOD
+    assert bytes(explorer.heatmap.data) != repeated and explorer.attention()[2] == PERIOD
     explorer._pattern.value = "repeated"
-    assert explorer.image.value == repeated, "same head, same pattern: same bytes (deterministic)"
+    assert bytes(explorer.heatmap.data) == repeated, "same head, same pattern: same bytes (deterministic)"
     explorer._stripe.value = False
-    assert explorer.image.value != repeated
+    assert explorer.heatmap.period == 0
     explorer._stripe.value = True
     explorer._window.value = (10, 30)
-    windowed = explorer.image.value
-    assert windowed != repeated
-    explorer._window.value = (0, 2 * PERIOD)
-    explorer._example.value = 2
-    assert explorer.image.value != repeated
-    explorer._example.value = 0
+    assert (explorer.heatmap.start, explorer.heatmap.n) == (10, 20)
+    torch.testing.assert_close(_cells(explorer), explorer.attention()[0][10:30, 10:30], atol=1 / 255, rtol=0)
+    explorer._window.value = (0, 2 * PERIOD + 1)
+    first_labels = explorer.heatmap.labels
+    explorer._example.value = 3
+    assert explorer.heatmap.labels != first_labels and "example 3 of 4" in explorer.title.value
+    explorer._example.value = 1
     explorer._head.value = 1
-    assert "L1H1" in explorer.title.value
+    assert "L1H1" in explorer.title.value and explorer.grid.selected == [1, 1]
+
+
+def test_grid_recolours_by_metric(explorer):
+    explorer._metric.value = "previous_token"
+    assert explorer.grid.metric == "previous token"
+    assert explorer.grid.values[0] == pytest.approx(explorer.result.score(0, 0).previous_token, abs=1e-5)
+    explorer._metric.value = "overall_score"
+    assert explorer.grid.values[4] == pytest.approx(explorer.result.score(1, 0).overall_score, abs=1e-5)
 
 
 def test_tokens_are_escaped_and_matches_marked(explorer):
@@ -82,36 +117,95 @@ def test_bad_input(explorer):
         explorer.select(2, 0)
     with pytest.raises(InputError, match="out of range"):
         explorer.select(0, -1)
+    with pytest.raises(InputError, match=r"\.html"):
+        explorer.save_html("explorer.txt")
 
 
-def test_result_without_patterns_says_how_to_get_them():
+def test_result_with_some_kept_patterns_offers_them():
     model = HandBuiltInduction(period=PERIOD)
     result = InductionHeadDetector(model, batch_size=2).detect(sequence_length=2 * PERIOD, keep_patterns=[(1, 0)])
     ex = HeadExplorer(result)
-    assert bytes(ex.image.value).startswith(b"\x89PNG") and (ex.layer, ex.head) == (1, 0)
-    with pytest.raises(InputError, match=r"no attention patterns for L0H0: pass the model.*keep_patterns=\[\(0, 0\)\]"):
-        ex.select(0, 0)
-    ex.cells[(0, 1)].click()  # a click must not raise: the message shows in the widget
-    assert "keep_patterns" in ex.message.value and ex.image.value == b""
+    assert (ex.layer, ex.head) == (1, 0) and ex.heatmap.n == 2 * PERIOD and ex.grid.available == [4]
+    ex.grid.selected = [0, 1]  # a click on a head without patterns: selected, no error, no stale heatmap
+    assert (ex.layer, ex.head) == (0, 1) and ex.heatmap.layout.display == "none" and ex.heatmap.n == 0
+    assert "no attention patterns for L0H1 (kept: L1H0)" in ex.message.value and "choose one below" in ex.message.value
+    assert [label for label, _ in ex._offer.options] == ["", "L1H0"] and ex._offer.layout.display is None
+    assert "detection" in ex.metrics.value and "shown pattern" not in ex.metrics.value
+    with pytest.raises(InputError, match=r"no attention patterns for L0H1.*keep_patterns=\[\(0, 1\)\]"):
+        ex.attention()
+    ex._offer.value = (1, 0)
+    assert (ex.layer, ex.head) == (1, 0) and ex.heatmap.n == 2 * PERIOD and ex.heatmap.layout.display is None
     with_model = HeadExplorer(result, model=model)
     with_model.select(0, 0)
-    assert bytes(with_model.image.value).startswith(b"\x89PNG")
+    assert with_model.heatmap.n == 2 * PERIOD
+
+
+def test_a_saved_scan_opens_without_patterns_or_model(tmp_path):
+    """The reported fault: a loaded result (no patterns, no model) raised InputError at construction."""
+    result = InductionHeadDetector(HandBuiltInduction(period=PERIOD), batch_size=2).detect(sequence_length=2 * PERIOD)
+    loaded = DetectionResult.load(result.save(tmp_path / "scan.json"))
+    ex = HeadExplorer(loaded)
+    assert (ex.layer, ex.head) == (1, 0) and ex.grid.values and ex.grid.available == []
+    assert "kept no patterns" in ex.message.value and ex._offer.layout.display == "none"
+    assert "overall score" in ex.metrics.value and "L1H0" in str(ex)
+    page = ex.save_html(tmp_path / "scan.html").read_text()
+    assert "No heatmaps in this file" in page and '"n_layers": 2' in page
 
 
 def test_result_keeping_another_head_than_zero():
     result = InductionHeadDetector(HandBuiltInduction(period=PERIOD), batch_size=2).detect(
         sequence_length=2 * PERIOD, keep_patterns=[(1, 1)])
     ex = HeadExplorer(result, layer=1, head=1)
-    assert (ex.layer, ex.head) == (1, 1) and bytes(ex.image.value).startswith(b"\x89PNG")
+    assert (ex.layer, ex.head) == (1, 1) and ex.heatmap.n == 2 * PERIOD
     with pytest.raises(InputError, match=r"no attention patterns for L1H2.*keep_patterns=\[\(1, 2\)\]"):
         ex.select(1, 2)
+        ex.attention()
 
 
 def test_empty_result():
-    from induction_nb import DetectionResult
-
     with pytest.raises(InputError, match="empty"):
         HeadExplorer(DetectionResult((), 0.4, "nothing", 0, 0))
+
+
+def test_80_by_64_heads_is_one_grid_widget():
+    """A 70B-sized grid: one canvas widget holding 5,120 values (no widget per head), built quickly
+    (the kernel-side part of the browser test's timing; measured there too)."""
+    result = fake_result(80, 64)
+    HeadExplorer(fake_result(2, 2, kept=((1, 1),)))  # imports done, as in a notebook's second explorer
+    t = time.perf_counter()
+    ex = HeadExplorer(result)
+    elapsed = time.perf_counter() - t
+    assert len(ex.grid.values) == 80 * 64 and ex.grid.n_layers == 80 and ex.grid.n_heads == 64
+    assert (ex.layer, ex.head) == (40, 7) and ex.heatmap.n == 65, "opens on the best head with kept patterns"
+    assert sorted(ex.grid.available) == sorted(l * 64 + h for l, h in ((40, 7), (41, 9), (12, 3)))
+    assert elapsed < 1.0, f"construction took {elapsed:.2f} s"
+    ex.grid.selected = [12, 3]
+    assert "L12H3" in ex.title.value
+
+
+def test_compare_two_heads_side_by_side(explorer):
+    fig = explorer.compare([(1, 0), (0, 0)])
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 2 and titles[0].startswith("L1H0") and titles[1].startswith("L0H0")
+    left, right = (ax.get_position() for ax in fig.axes[:2])
+    assert left.x1 <= right.x0, "side by side, not stacked"
+
+
+def test_save_figure_and_save(explorer, tmp_path):
+    explorer.select(1, 0)
+    paths = explorer.save_figure(tmp_path / "head.png", formats=["png", "svg"])
+    assert [p.suffix for p in paths] == [".png", ".svg"] and paths[0].read_bytes().startswith(b"\x89PNG")
+    assert explorer.save(tmp_path / "page.html").read_text().startswith("<!DOCTYPE html>")
+    assert explorer.save(tmp_path / "head.pdf")[0].read_bytes().startswith(b"%PDF")
+
+
+def test_save_html_embeds_the_viewed_heads(explorer, tmp_path):
+    explorer.select(0, 0)
+    explorer.select(1, 0)
+    page = explorer.save_html(tmp_path / "explorer.html").read_text()
+    assert page.count("class='inb-panel'") >= 2 and "id='inb-panel-L1-H0'" in page and "id='inb-panel-L0-H0'" in page
+    assert page.count("data:image/png;base64,") >= 2
+    assert "src='http" not in page and 'src="http' not in page and "<link" not in page, "nothing fetched"
 
 
 def test_your_text_is_shown_per_document_without_padding(tmp_path):
@@ -125,12 +219,12 @@ def test_your_text_is_shown_per_document_without_padding(tmp_path):
     result = detect_on_text(model, docs, n_bootstrap=20)
     ex = HeadExplorer(result, model, texts=docs, n_examples=3)
     assert ex._pattern.value == "text" and ex._pattern.options[0] == "text"
-    ex._example.value = 1
+    ex._example.value = 2
     ex.select(1, 2)
     attention, tokens, period = ex.attention()
     assert tokens.tolist() == [9, 10, 9, 10] and period is None
     torch.testing.assert_close(attention, capture_attention(model, [[9, 10, 9, 10]]).head(1, 2), atol=1e-5, rtol=0)
-    assert "t9" in ex.tokens.value and bytes(ex.image.value).startswith(b"\x89PNG")
+    assert "t9" in ex.tokens.value and ex.heatmap.n == 4 and ex.heatmap.labels == ["t9", "t10", "t9", "t10"]
     assert "L1H2" in ex.text()
     with pytest.raises(InputError, match="texts need the model"):
         HeadExplorer(result, texts=docs)

@@ -1,0 +1,168 @@
+"""A detection result as one self-contained HTML file: opens in any browser, offline, without a kernel.
+
+The page holds the layer x head grid (the HeadExplorer's own ES module, ``_static/grid.js``, inlined and
+run against the result's fixed state: hover and click work, colour legend included), the detected and
+top heads with their scores, each exported head's panel (heatmap as an embedded PNG, the detection's
+metrics beside those of the pattern shown, the tokens with matches marked) and the ASCII report.
+Clicking a head in the grid shows its panel when it was exported. Nothing is fetched: no CDN, no fonts,
+no remote script (checked in tests/test_browser.py with the network blocked).
+
+Used by ``HeadExplorer.save_html``, ``DetectionResult.to_html`` and ``induction-nb scan --html``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ._labels import escape_label
+
+__all__ = ["save_html", "head_panel", "panels_from_kept", "capture_panels"]
+
+_DRIVER = """
+const state = JSON.parse(document.getElementById("inb-state").textContent);
+const handlers = {};
+const model = {
+  get: (k) => state[k],
+  set: (k, v) => { state[k] = v; },
+  on: (event, f) => { (handlers[event] = handlers[event] || []).push(f); },
+  save_changes: () => show(state.selected),
+};
+function show([l, h]) {
+  const id = `inb-panel-L${l}-H${h}`;
+  let found = false;
+  for (const p of document.querySelectorAll(".inb-panel")) { p.hidden = p.id !== id; found = found || p.id === id; }
+  const note = document.getElementById("inb-no-panel");
+  note.hidden = found;
+  note.textContent = found ? "" : `L${l}H${h}: no heatmap in this file (export it with heads=[(${l}, ${h})])`;
+}
+render({ model, el: document.getElementById("inb-grid-host") });
+show(state.selected);
+"""
+
+
+def _png_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f"<img class='inb-image' alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def head_panel(result: Any, layer: int, head: int, attention: torch.Tensor, tokens: torch.Tensor,
+               labels: list[str], period: int | None, pattern: str) -> dict[str, Any]:
+    """One head's exported panel: ``attention [seq, seq]`` on ``tokens [seq]`` as a heatmap, metrics, tokens."""
+    from ._panels import head_title, heatmap_png, metrics_html, tokens_html
+    from .scores import pattern_metrics
+
+    score = result.score(layer, head)
+    n = attention.shape[0]
+    title = head_title(score, (layer, head) in result.induction_heads, pattern, 0, 1)
+    shown = pattern_metrics(attention, tokens)
+    return {
+        "layer": layer, "head": head, "title": title,
+        "png": heatmap_png(attention, labels, period, (0, n), f"L{layer}H{head} on '{pattern}'"),
+        "metrics": metrics_html(score, result.threshold, result.settings, shown, f"'{pattern}'"),
+        "tokens": tokens_html(labels, tokens),
+    }
+
+
+def panels_from_kept(result: Any, model: Any = None) -> list[dict[str, Any]]:
+    """Panels of the heads whose patterns ``result`` kept (``detect(keep_patterns=...)``), first example;
+    tokens spelled by ``model``'s tokenizer when given (else shown as ids)."""
+    from ._engine import token_labels
+    from ._pattern_source import PatternSource
+
+    source = PatternSource(result, None, seed=0, n_examples=1, sequence_length=0)
+    panels = []
+    for layer, head in sorted(source.kept(), key=lambda k: -result.score(*k).overall_score):
+        p = source.get("repeated", layer, head)
+        attention, tokens = p.example(0, head)
+        names = token_labels(model, tokens.tolist()) if model is not None else [str(t) for t in tokens.tolist()]
+        panels.append(head_panel(result, layer, head, attention, tokens, names, p.period, "repeated"))
+    return panels
+
+
+def capture_panels(result: Any, model: Any, heads: Sequence[tuple[int, int]], *, texts: Any = None,
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Panels of ``heads`` captured from ``model`` (local or remote) on one repeated-token probe of the
+    result's length, or on the first of ``texts`` (a text scan's documents)."""
+    from ._engine import Engine, token_labels
+    from ._pattern_source import PatternSource
+
+    length = int(result.settings.get("sequence_length") or 48)
+    source = PatternSource(result, Engine.of(model), seed=seed, n_examples=1, sequence_length=length, texts=texts)
+    name = "text" if texts is not None else "repeated"
+    panels = []
+    for layer, head in heads:
+        p = source.get(name, layer, head)
+        attention, tokens = p.example(0, head)
+        panels.append(head_panel(result, layer, head, attention, tokens, token_labels(model, tokens.tolist()),
+                                 p.period, name))
+    return panels
+
+
+def _top_table(result: Any, n: int = 12) -> str:
+    rows = "".join(
+        f"<tr><td><b>{s.name}</b>{' *' if (s.layer, s.head) in result.induction_heads else ''}</td>"
+        f"<td>{s.overall_score:.3f}</td><td>[{s.ci_low:.3f}, {s.ci_high:.3f}]</td><td>{s.prefix_matching:.3f}</td>"
+        f"<td>{s.copying:.3f}</td><td>{s.previous_token:.3f}</td></tr>" for s in result.get_top_heads(n))
+    return ("<table class='inb-top'><tr><th>head</th><th>overall</th><th>95% CI</th><th>prefix matching</th>"
+            f"<th>copying</th><th>previous token</th></tr>{rows}</table><small>*: detected</small>")
+
+
+def _page(result: Any, panels: Sequence[dict], selected: tuple[int, int], metric: str) -> str:
+    from ._canvas import STATIC, grid_state
+    from .ascii import create_analysis_report
+
+    state = grid_state(result, metric, selected, {(p["layer"], p["head"]) for p in panels})
+    module = (STATIC / "grid.js").read_text().replace("export default { render };", "") + _DRIVER
+    css = (STATIC / "explorer.css").read_text()
+    name = html.escape(escape_label(result.model_name))
+    detected = " ".join(f"L{l}H{h}" for l, h in result.induction_heads) or "none"
+    body = "".join(
+        f"<section class='inb-panel' id='inb-panel-L{p['layer']}-H{p['head']}'><h4 class='inb-title'>"
+        f"{html.escape(escape_label(p['title']))}</h4>{_png_tag(p['png'], p['title'])}{p['metrics']}{p['tokens']}</section>"
+        for p in panels)
+    report = html.escape(str(create_analysis_report(result, detailed=True)))
+    state_json = json.dumps(state).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{name}: induction heads</title>
+<meta name="generator" content="induction_nb">
+<style>body {{ font: 13px sans-serif; margin: 16px; color: #222; }} td, th {{ padding: 1px 6px; text-align: left; }}
+{css}</style></head><body>
+<h2>{name}: induction heads</h2>
+<p class="inb-header">{result.n_layers} layers x {result.n_heads} heads; {result.num_heads_detected} detected at
+threshold {result.threshold:.2f}: {html.escape(detected)}. Seed {result.seed}.</p>
+<div class="inb-explorer">
+<div class="inb-grid-panel"><div id="inb-grid-host"></div>{_top_table(result)}</div>
+<div class="inb-view-panel"><p id="inb-no-panel" hidden></p>{body or '<p>No heatmaps in this file: the result kept no patterns.</p>'}</div>
+</div>
+<details><summary>ASCII report</summary><pre class="inb-report">{report}</pre></details>
+<script type="application/json" id="inb-state">{state_json}</script>
+<script type="module">{module}</script>
+</body></html>
+"""
+
+
+def save_html(result: Any, path: str | Path, *, panels: Sequence[dict] | None = None, model: Any = None,
+              selected: tuple[int, int] | None = None, metric: str = "overall_score") -> Path:
+    """Write ``result`` (with ``panels`` from ``head_panel``; default: the heads it kept, tokens spelled
+    by ``model``'s tokenizer when given) to ``path`` as one HTML file; returns the path. ``InputError``
+    for an empty result or a path without ``.html``."""
+    from .errors import InputError
+
+    if not result.head_scores:
+        raise InputError("the result is empty (no head scores): run detect() first")
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"save_html writes an .html file, got {str(path)!r}: give a path ending in .html")
+    panels = panels_from_kept(result, model) if panels is None else list(panels)
+    if selected is None:
+        top = result.get_top_heads(1)[0]
+        selected = (panels[0]["layer"], panels[0]["head"]) if panels else (top.layer, top.head)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_page(result, panels, selected, metric), encoding="utf-8")
+    return path
