@@ -1,11 +1,13 @@
 """Paper figures (matplotlib): score heatmaps, one head's pattern, metric scatter, stripe profile,
-and a mosaic of several models.
+a training run's phase change, and a mosaic of several models.
 
 One house style (``style()``): the colour-blind-safe, perceptually uniform ``cividis`` map, DejaVu
 Sans at paper sizes, figure sizes for one column (3.3 in) and two columns (6.8 in). Every plotting
 function takes ``ax=None`` (a new figure in the house size) and returns the Axes (``plot_mosaic``:
-the Figure). ``save_figure`` writes PDF/SVG/PNG with no software version, date or random id in the
-bytes, so a figure is byte-identical from run to run. matplotlib is imported on first use.
+the Figure). Legends sit above the axes, clear of data, labels and tick labels (``shared_legend``, also
+for a notebook's own twin axes or panels); point labels do not overlap (``_placement.py``). ``save_figure``
+writes PDF/SVG/PNG with no software version, date or random id in the bytes, so a figure is
+byte-identical from run to run. matplotlib is imported on first use.
 """
 
 from __future__ import annotations
@@ -19,22 +21,14 @@ import torch
 
 from ._validate import check_int, check_period, square_attention
 from ._labels import escape_label
+from ._placement import label_points, legend_above
 from .errors import InputError
 from .scores import LABELS, block_max, stripe_profile
 
-__all__ = [
-    "plot_effects_scatter",
-    "plot_loss_curve",
-    "style",
-    "ONE_COLUMN",
-    "TWO_COLUMN",
-    "CMAP",
-    "plot_score_heatmap",
-    "plot_attention_heatmap",
-    "plot_metric_scatter",
-    "plot_stripe_profile",
-    "plot_mosaic",
-    "plot_circuit_graph",
+__all__ = [  # the style, the figures, export
+    "style", "ONE_COLUMN", "TWO_COLUMN", "CMAP", "shared_legend",
+    "plot_effects_scatter", "plot_loss_curve", "plot_score_heatmap", "plot_attention_heatmap",
+    "plot_metric_scatter", "plot_stripe_profile", "plot_mosaic", "plot_circuit_graph", "plot_training_run",
     "save_figure",
 ]
 
@@ -42,6 +36,7 @@ CMAP = "cividis"
 ONE_COLUMN = (3.3, 2.6)
 TWO_COLUMN = (6.8, 3.0)
 HIGHLIGHT = "#e66100"  # orange: stands out on cividis' blue-to-yellow and for colour-blind readers
+BLUE, GREY = "#3b528b", "#5d6d7e"
 _RC = {
     "font.family": "DejaVu Sans",
     "font.size": 8,
@@ -91,6 +86,19 @@ def _axes(ax: Any, size: tuple[float, float]) -> Any:
     return ax
 
 
+def shared_legend(*axes: Any, **kwargs: Any) -> Any:
+    """One legend for the labelled lines, points and patches of ``axes`` (twin axes, or panels in one row
+    whose lines share names: one entry per name) above the first one's frame, within its width (panels in
+    a constrained layout: in a row of its own at the top of the figure), in as many columns as fit. There
+    it covers no data, no axis label and no tick label on either side (``fig.legend`` in a corner meets
+    the right axis' labels); a title is raised above it. ``kwargs`` go to ``Axes.legend``. Call it once
+    the axes are otherwise complete. Returns the Legend."""
+    if not axes:
+        raise InputError("shared_legend needs at least one Axes")
+    with style():
+        return legend_above(axes, **{"frameon": False, **kwargs})
+
+
 def _matrix(result: Any, metric: str) -> torch.Tensor:
     if result is None or not getattr(result, "head_scores", None):
         raise InputError("the result is empty (no head scores): run detect() first")
@@ -99,8 +107,9 @@ def _matrix(result: Any, metric: str) -> torch.Tensor:
 
 
 def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = None, *, outline_detected: bool = True,
-                       colorbar: bool = True, title: str | None = None) -> Any:
-    """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined."""
+                       colorbar: bool = True, title: str | None = None, legend: bool = True) -> Any:
+    """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined, the outline named
+    by a legend above the map (``legend=False``: none, e.g. when the caller draws one for several maps)."""
     M = _matrix(result, metric)
     ax = _axes(ax, ONE_COLUMN)
     vmin, vmax, cmap = 0.0, 1.0, CMAP
@@ -123,7 +132,19 @@ def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = Non
         ax.set_title(title if title is not None else f"{result.model_name}: {LABELS.get(metric, metric)}")
         if colorbar:
             ax.figure.colorbar(image, ax=ax, label=LABELS.get(metric, metric), shrink=0.9)
+        if outline_detected and legend and result.induction_heads:
+            legend_above([ax], [_outline()], [_detected(result)], frameon=False)
     return ax
+
+
+def _outline() -> Any:  # a legend proxy for the outlines around detected heads' cells
+    from matplotlib.patches import Patch
+
+    return Patch(fill=False, edgecolor=HIGHLIGHT, linewidth=1.2)
+
+
+def _detected(result: Any) -> str:
+    return f"detected (overall >= {result.threshold:.2f})"
 
 
 def _ticks(setter: Any, n: int) -> None:
@@ -165,7 +186,9 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
         pooled = f" (block max over {factor} x {factor})" if factor > 1 else ""
         if title or pooled:
             ax.set_title((title or "attention") + pooled)
-        ax.figure.colorbar(image, ax=ax, label="attention", shrink=0.8)
+        ax.figure.colorbar(image, ax=ax, label="attention" + (" (block max)" if factor > 1 else ""), shrink=0.8)
+        if period is not None and highlight_stripe and ax.get_legend_handles_labels()[0]:
+            shared_legend(ax)  # above the cells: inside, it would hide part of the pattern
     return ax
 
 
@@ -182,7 +205,6 @@ def _stripe(ax: Any, start: int, stop: int, period: int) -> None:
                    linewidths=0.6, label=label)
     else:
         ax.plot([k[0], k[-1]], [q[0], q[-1]], color=HIGHLIGHT, linewidth=0.6, linestyle=(0, (2, 3)), label=label)
-    ax.legend(loc="upper right", frameon=True, framealpha=0.85, borderaxespad=0.2)
 
 
 def _token_label(token: Any) -> str:
@@ -200,20 +222,22 @@ def plot_metric_scatter(result: Any, x: str = "prefix_matching", y: str = "copyi
         detected[layer * result.n_heads + head] = True
     ax = _axes(ax, ONE_COLUMN)
     with style():
-        ax.scatter(X[~detected].numpy(), Y[~detected].numpy(), s=8, color="#5d6d7e", alpha=0.6, linewidths=0,
+        ax.scatter(X[~detected].numpy(), Y[~detected].numpy(), s=8, color=GREY, alpha=0.6, linewidths=0,
                    label="other heads")
-        ax.scatter(X[detected].numpy(), Y[detected].numpy(), s=14, color=HIGHLIGHT, label="detected")
-        for metric, line in ((x, ax.axvline), (y, ax.axhline)):
-            if metric in ("overall_score", "contrast", "prefix_matching"):
-                line(result.threshold, color="black", linewidth=0.6, linestyle="--")
-        for s in result.get_top_heads(label_top):
-            ax.annotate(f"L{s.layer}H{s.head}", (getattr(s, x), getattr(s, y)), fontsize=6,
-                        xytext=(3, 2), textcoords="offset points")
+        ax.scatter(X[detected].numpy(), Y[detected].numpy(), s=14, color=HIGHLIGHT, label=_detected(result))
+        lines = [line(result.threshold, color="black", linewidth=0.6, linestyle="--", label="_nolegend_")
+                 for metric, line in ((x, ax.axvline), (y, ax.axhline))
+                 if metric in ("overall_score", "contrast", "prefix_matching")]
+        if lines:
+            lines[0].set_label(f"threshold {result.threshold:.2f}")  # one entry for both lines
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(LABELS.get(x, x))
         ax.set_ylabel(LABELS.get(y, y))
-        ax.legend(loc="lower right", frameon=False)
+        shared_legend(ax)  # before the labels: it changes the axes' height, and so where the points lie
+        top = result.get_top_heads(label_top)
+        label_points(ax, [(getattr(s, x), getattr(s, y)) for s in top], [f"L{s.layer}H{s.head}" for s in top],
+                     avoid=lines, fontsize=6)
     return ax
 
 
@@ -228,14 +252,14 @@ def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, offset: 
     ax = _axes(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
     with style():
         ax.plot(q.numpy(), stripe.numpy(), color=HIGHLIGHT, linewidth=1.2, label="on the stripe")
-        ax.plot(q.numpy(), rest_max.numpy(), color="#3b528b", linewidth=0.9, label="largest elsewhere")
-        ax.plot(q.numpy(), rest_mean.numpy(), color="#5d6d7e", linewidth=0.9, linestyle=":", label="mean elsewhere")
+        ax.plot(q.numpy(), rest_max.numpy(), color=BLUE, linewidth=0.9, label="largest elsewhere")
+        ax.plot(q.numpy(), rest_mean.numpy(), color=GREY, linewidth=0.9, linestyle=":", label="mean elsewhere")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("query position")
         ax.set_ylabel("attention")
-        ax.legend(loc="center right", frameon=False)
         if title:
             ax.set_title(title)
+        shared_legend(ax)  # inside, any place can hide a line: the three range over the whole height
     return ax
 
 
@@ -253,12 +277,13 @@ def plot_effects_scatter(estimate: Any, exact: Any = None, ax: Any = None, *, la
     ax = _axes(ax, ONE_COLUMN)
     with style():
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-        ax.plot([lo, hi], [lo, hi], color="#5d6d7e", linewidth=0.6, linestyle=":")
-        ax.scatter(x.numpy(), y.numpy(), s=9, color="#3b528b")
-        for i in x.argsort(descending=True)[:label_top].tolist():
-            ax.annotate(names[i], (float(x[i]), float(y[i])), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.plot([lo, hi], [lo, hi], color=GREY, linewidth=0.6, linestyle=":", label="estimate = exact")
+        ax.scatter(x.numpy(), y.numpy(), s=9, color=BLUE, label="head")
         ax.set_xlabel("exact ablation effect (nats)")
         ax.set_ylabel("attribution estimate (nats)")
+        shared_legend(ax)
+        top = x.argsort(descending=True)[:label_top].tolist()
+        label_points(ax, [(float(x[i]), float(y[i])) for i in top], [names[i] for i in top], fontsize=6)
     return ax
 
 
@@ -279,11 +304,13 @@ def plot_loss_curve(curves: Any, ax: Any = None, *, labels: Iterable[str] | None
             padded = torch.nn.functional.pad(y[None, None], (smooth // 2, smooth - 1 - smooth // 2), mode="replicate")
             ax.plot(range(1, len(y) + 1), torch.nn.functional.conv1d(padded, kernel)[0, 0].numpy(), linewidth=1.0,
                     label=f"{name}: ICL {curve.icl_score:+.2f}")
+        label = "ICL score's early and late tokens"
         for x in (curves[0].early, curves[0].late):
-            ax.axvline(x, color="#5d6d7e", linewidth=0.6, linestyle=":")
+            ax.axvline(x, color=GREY, linewidth=0.6, linestyle=":", label=label)
+            label = "_nolegend_"  # one entry for both lines
         ax.set_xlabel("token position")
         ax.set_ylabel("loss (nats)")
-        ax.legend(frameon=False)
+        shared_legend(ax)
     return ax
 
 
@@ -301,11 +328,15 @@ def plot_mosaic(results: Mapping[str, Any] | Iterable[Any], metric: str = "overa
         fig, axes = plt.subplots(nrows, ncols, figsize=(width, 2.2 * nrows), layout="constrained", squeeze=False)
         image = None
         for ax, (name, result) in zip(axes.flat, items):
-            plot_score_heatmap(result, metric, ax=ax, colorbar=False, title=name)
+            plot_score_heatmap(result, metric, ax=ax, colorbar=False, title=name, legend=False)
             image = ax.images[0]
         for ax in list(axes.flat)[len(items):]:
             ax.set_visible(False)
         fig.colorbar(image, ax=axes, label=LABELS.get(metric, metric), shrink=0.8)
+        detected = [r for _, r in items if r.induction_heads]
+        if detected:  # one entry for all maps, in its own row above them (constrained layout keeps it clear)
+            name = _detected(detected[0]) if len({r.threshold for r in detected}) == 1 else "detected"
+            fig.legend([_outline()], [name], loc="outside upper center", frameon=False)
     return fig
 
 
@@ -326,15 +357,44 @@ def plot_circuit_graph(circuit: Any, ax: Any = None, *, n: int = 12, n_heads: in
             ax.annotate("", xy=(th, tl), xytext=(sh, sl), arrowprops=dict(
                 arrowstyle="-|>", color=cmap(0.25 + 0.75 * drop / peak), lw=0.5 + 2.5 * drop / peak, shrinkA=5, shrinkB=5))
         targets = {e[1] for e in edges}
-        for l, h in nodes:
-            ax.scatter([h], [l], s=40, zorder=3, color=HIGHLIGHT if (l, h) in targets else "#3b528b")
-            ax.annotate(f"L{l}H{h}", (h, l), xytext=(4, 3), textcoords="offset points", fontsize=6)
+        for kind, label, colour in ((True, "induction head (fed)", HIGHLIGHT), (False, "earlier head", BLUE)):
+            heads = sorted(n for n in nodes if (n in targets) == kind)
+            if heads:
+                ax.scatter([h for _, h in heads], [l for l, _ in heads], s=40, zorder=3, color=colour, label=label)
         layers = [l for l, _ in nodes]
         ax.set_ylim(max(layers) + 0.8, min(layers) - 0.8)
         ax.set_xlim(-0.8, (n_heads or max(h for _, h in nodes) + 1) - 0.2)
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_title("previous-token -> induction heads (arrow: prefix-matching drop)")
+        shared_legend(ax)
+        ordered = sorted(nodes)
+        label_points(ax, [(h, l) for l, h in ordered], [f"L{l}H{h}" for l, h in ordered], marker_pt=3.5, fontsize=6)
+    return ax
+
+
+def plot_training_run(run: Any, ax: Any = None) -> Any:
+    """The phase change of a ``train_induction_model`` run: loss on the repeated tokens (nats, left axis)
+    and the best head's overall score (right axis, [0, 1]) against the training step, the first checkpoint
+    with a detected head dotted, one legend above. Returns the left Axes (the right one is its twin)."""
+    checkpoints = list(getattr(run, "checkpoints", ()))
+    if not checkpoints:
+        raise InputError("the training run has no checkpoints to plot")
+    steps = [c.step for c in checkpoints]
+    ax = _axes(ax, TWO_COLUMN)
+    with style():
+        ax.plot(steps, [c.repeat_loss for c in checkpoints], color=BLUE, label="loss on repeated tokens")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss (nats)")
+        right = ax.twinx()
+        right.spines["right"].set_visible(True)  # the house style hides it; this axis needs its line
+        right.plot(steps, [c.best_overall for c in checkpoints], color=HIGHLIGHT, label="best induction score")
+        right.set_ylabel("best overall score")
+        right.set_ylim(0, 1)
+        if run.phase_change_step is not None:
+            ax.axvline(run.phase_change_step, color=GREY, linewidth=0.6, linestyle=":",
+                       label=f"first detected head (step {run.phase_change_step})")
+        shared_legend(ax, right)
     return ax
 
 

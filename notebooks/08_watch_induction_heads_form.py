@@ -41,17 +41,9 @@ print("best induction score rose from below to above the 0.4 threshold:", first.
 
 # %%
 import matplotlib.pyplot as plt
+from induction_nb.figures import plot_training_run
 
-steps = [c.step for c in run.checkpoints]
-fig, ax = plt.subplots(figsize=(6.8, 2.8), layout="constrained")
-ax.plot(steps, [c.repeat_loss for c in run.checkpoints], color="#3b528b", label="loss on repeated tokens")
-ax.set_xlabel("training step")
-ax.set_ylabel("loss (nats)")
-right = ax.twinx()
-right.plot(steps, [c.best_overall for c in run.checkpoints], color="#e66100", label="best induction score")
-right.set_ylabel("best overall score")
-right.set_ylim(0, 1)
-fig.legend(loc="upper right", frameon=False)
+plot_training_run(run)  # loss (left axis) and best score (right axis), one legend above both
 plt.show()
 
 # %% [markdown]

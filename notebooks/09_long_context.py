@@ -131,6 +131,8 @@ for L in lengths:
               f"without 5 random heads of the same layers {randoms}")
 
 # %%
+from induction_nb.figures import shared_legend
+
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained", sharex=True)
 x = [int(L) for L in lengths]
 for name in leaders:
@@ -141,5 +143,5 @@ for ax, what in ((left, "retrieval score"), (right, "induction (overall) score")
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel(what)
     ax.set_ylim(-0.02, 1.02)
-right.legend(fontsize=7, frameon=False)
+shared_legend(left, right)  # one row above both panels: the heads are the same in each
 plt.show()

@@ -1,6 +1,7 @@
 """Paper figures against committed baseline images (matplotlib's compare_images, RMS tolerance), plus
-byte-stable export and bad input. A test run only compares; regenerate the baselines deliberately with
-``make snapshots`` and review them."""
+byte-stable export, bad input, and geometry measured with the Agg renderer (legends clear of labels and
+data, point labels clear of each other). A test run only compares; regenerate the baselines deliberately
+with ``make snapshots`` and review them."""
 
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest  # noqa: E402
 from matplotlib.testing.compare import compare_images  # noqa: E402
 
 from induction_nb import InputError  # noqa: E402
-from induction_nb.figures import (plot_attention_heatmap, plot_metric_scatter, plot_mosaic,  # noqa: E402
-                                  plot_score_heatmap, plot_stripe_profile, save_figure)
+from induction_nb.figures import (plot_attention_heatmap, plot_circuit_graph, plot_effects_scatter,  # noqa: E402
+                                  plot_metric_scatter, plot_mosaic, plot_score_heatmap, plot_stripe_profile,
+                                  plot_training_run, save_figure, shared_legend)
 from test_ascii import TOKENS, fake_result, stripe_pattern  # noqa: E402
 
 BASELINE = Path(__file__).parent / "baseline"
@@ -112,7 +114,7 @@ def test_effects_scatter_and_loss_curve_draw_what_they_are_given():
     import torch
 
     from induction_nb.effects import HeadEffects
-    from induction_nb.figures import plot_effects_scatter, plot_loss_curve
+    from induction_nb.figures import plot_loss_curve
     from induction_nb.loss_curve import LossCurve
 
     est = torch.tensor([[0.1, 0.5], [0.9, float("nan")]])
@@ -129,3 +131,169 @@ def test_effects_scatter_and_loss_curve_draw_what_they_are_given():
     ax = plot_loss_curve([curve], labels=["intact"], smooth=1)
     assert list(ax.lines[0].get_ydata()) == [5.0, 4.0, 3.0, 2.0, 1.0] and "intact: ICL -2.00" in ax.get_legend().texts[0].get_text()
     plt.close("all")
+
+
+# Geometry, measured with the Agg renderer in display pixels: legends clear of labels and data, point
+# labels clear of each other. A box "overlaps" another when their intersection has a positive area.
+
+
+def _overlap(a, b) -> float:
+    return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def _axis_texts(ax):
+    """Every axis label, tick label (either side), offset text ("1e-5") and title of ``ax`` that is drawn."""
+    texts = [ax.xaxis.label, ax.yaxis.label, ax.xaxis.offsetText, ax.yaxis.offsetText, ax.title]
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        # the locator also makes ticks just beyond the limits, which are not drawn
+        texts += [label for tick in axis.get_major_ticks() if lo <= tick.get_loc() <= hi
+                  for label in (tick.label1, tick.label2)]
+    return [t for t in texts if t.get_visible() and t.get_text()]
+
+
+def assert_legend_clear(legend, fig) -> None:
+    """The legend lies inside the figure and overlaps no axes' frame (so no data) and no axis text."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = legend.get_window_extent(r)
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        assert _overlap(box, ax.bbox) == 0, f"the legend covers {ax.get_ylabel() or 'an axes'}' frame"
+        for text in _axis_texts(ax):
+            hit = _overlap(box, text.get_window_extent(r))
+            assert hit == 0, f"the legend covers {text.get_text()!r} ({hit:.0f} px^2)"
+
+
+def training_run(scale: float = 1.0):
+    from induction_nb.training import Checkpoint, TrainingRun
+
+    steps = range(200, 2001, 200)
+    return TrainingRun(0, tuple(Checkpoint(s, 3.0, scale * (4.0 - 0.3 * i), (1, 0), 0.09 * i,
+                                           ((1, 0),) if i >= 5 else ()) for i, s in enumerate(steps)), None)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6])  # 1e-6: the loss axis gets an offset text above its frame
+def test_training_run_legend_clears_both_axes(scale):
+    """Notebook 08's twin-axes plot: its corner fig.legend lay on the right axis' label and ticks."""
+    ax = plot_training_run(training_run(scale))
+    (twin,) = [a for a in ax.figure.axes if a is not ax]
+    assert twin.get_ylabel() == "best overall score"
+    assert [t.get_text() for t in ax.get_legend().texts] == [
+        "loss on repeated tokens", "first detected head (step 1200)", "best induction score"]
+    assert_legend_clear(ax.get_legend(), ax.figure)
+    plt.close(ax.figure)
+
+
+def test_shared_legend_over_panels_and_under_a_title():
+    """Notebook 09's two panels (one entry per head, named in both) and twin axes under a title."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+    for i in range(7):
+        left.plot([1, 2, 4], [0.1 * i, 0.5, 1.0], marker="o", label=f"L{17 + i}H{i}")
+        right.plot([1, 2, 4], [1.0, 0.5, 0.1 * i], marker="o", label=f"L{17 + i}H{i}")
+    for ax in (left, right):
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("score")
+    legend = shared_legend(left, right)
+    assert len(legend.texts) == 7
+    assert_legend_clear(legend, fig)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax.plot([0, 1], [0, 1], label="left line")
+    twin = ax.twinx()
+    twin.plot([0, 1], [1, 0], color="C1", label="right line")
+    ax.set_title("a title that the legend must not cover")
+    twin.set_ylabel("right axis")
+    assert_legend_clear(shared_legend(ax, twin), fig)
+    plt.close(fig)
+    with pytest.raises(InputError, match="no line, point or patch"):
+        shared_legend(plt.subplots()[1])
+    plt.close("all")
+
+
+def crowded_result():
+    """Six heads above the threshold at nearly one point, (0.9, 0.95), six far below."""
+    from induction_nb import DetectionResult, HeadScore
+
+    scores = []
+    for i in range(12):
+        v, c = (0.9 + 0.004 * i, 0.95 + 0.002 * i) if i < 6 else (0.05, 0.1)
+        scores.append(HeadScore(i // 4, i % 4, v, v, c, 0.01, 0.04, 0.1, v, v - 0.04, v + 0.03))
+    return DetectionResult(tuple(scores), 0.4, "crowded", 3, 4, {}, seed=0)
+
+
+class _Circuit:
+    """Six heads side by side in two layers of a 32-head model (Llama-sized), each feeding the next layer."""
+
+    def top(self, n):
+        return [((0, h), (1, h), 1.0 - 0.1 * h) for h in range(3)][:n]
+
+
+def _effects():
+    import torch
+
+    from induction_nb.effects import HeadEffects
+
+    est = torch.tensor([[0.9, 0.91, 0.92, 0.0], [0.905, 0.915, 0.895, 0.05]])
+    return HeadEffects(est, 3, "attribution", "zero", est + 0.001, ())
+
+
+@pytest.mark.parametrize("draw", [
+    lambda: plot_metric_scatter(crowded_result(), "prefix_matching", "copying", label_top=6),
+    lambda: plot_effects_scatter(_effects(), label_top=6),
+    lambda: plot_circuit_graph(_Circuit(), n_heads=32),
+], ids=["metric_scatter", "effects_scatter", "circuit_graph"])
+def test_point_labels_do_not_overlap(draw):
+    """Six labels for points a few pixels apart: before, five of them lay on top of one another."""
+    from matplotlib.text import Text
+
+    ax = draw()
+    fig = ax.figure
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if t.get_text()]
+    assert len(labels) == 6
+    # the text alone: an Annotation's own extent also spans its leader line
+    boxes = [Text.get_window_extent(t, r) for t in labels]
+    for i, a in enumerate(boxes):
+        assert ax.bbox.x0 <= a.x0 and a.x1 <= ax.bbox.x1 and ax.bbox.y0 <= a.y0 and a.y1 <= ax.bbox.y1
+        for j, b in enumerate(boxes[:i]):
+            assert _overlap(a, b) == 0, f"{labels[i].get_text()} overlaps {labels[j].get_text()}"
+        for t in labels:  # no label hides a labelled point
+            x, y = ax.transData.transform(t.xy)
+            assert not (a.x0 <= x <= a.x1 and a.y0 <= y <= a.y1)
+    assert_legend_clear(ax.get_legend(), fig)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("draw,entries", [
+    (lambda: plot_score_heatmap(fake_result()), ["detected (overall >= 0.40)"]),
+    (lambda: plot_attention_heatmap(stripe_pattern(), TOKENS, period=4, title="L2H1"),
+     ["induction stripe (k = q - 3)"]),
+    (lambda: plot_stripe_profile(stripe_pattern(n=40, period=10), period=10),
+     ["on the stripe", "largest elsewhere", "mean elsewhere"]),
+    (lambda: plot_metric_scatter(fake_result(), "prefix_matching", "overall_score"),
+     ["other heads", "detected (overall >= 0.40)", "threshold 0.40"]),
+], ids=["score_heatmap", "attention_heatmap", "stripe_profile", "metric_scatter"])
+def test_legends_name_what_is_drawn_and_cover_nothing(draw, entries):
+    """Each marked thing has its legend entry (the heatmap's outline had none), each colour bar its
+    label, and the legend covers no cell, line, point or label."""
+    ax = draw()
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.texts] == entries
+    for cax in ax.figure.axes:
+        if cax is not ax:  # a colour bar
+            assert cax.get_ylabel()
+    assert_legend_clear(legend, ax.figure)
+    plt.close(ax.figure)
+
+
+def test_mosaic_names_the_outline_once():
+    fig = plot_mosaic({"model A": fake_result(), "model B": fake_result()})
+    assert [a.get_legend() for a in fig.axes] == [None] * len(fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.texts] == ["detected (overall >= 0.40)"]
+    assert_legend_clear(legend, fig)
+    plt.close(fig)
