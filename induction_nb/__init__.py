@@ -62,6 +62,8 @@ _EXPORTS = {
     "LossCurve": "loss_curve",
     "plot_loss_curve": "figures",
     "plot_effects_scatter": "figures",
+    "plot_training_run": "figures",
+    "compare_heads": "figures",
     "RemoteExecutionError": "errors",
     "InductionNBError": "errors",
     "InputError": "errors",

@@ -12,15 +12,15 @@ byte-identical from run to run. matplotlib is imported on first use.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
 from ._validate import check_int, check_period, square_attention
 from ._labels import escape_label
+from ._figure_style import (BLUE, CMAP, GREY, HIGHLIGHT, ONE_COLUMN, TWO_COLUMN, axes_or_new, pyplot, save_figure,
+                            shared_legend, style)
 from ._placement import label_points, legend_above
 from .errors import InputError
 from .scores import LABELS, block_max, stripe_profile
@@ -29,75 +29,8 @@ __all__ = [  # the style, the figures, export
     "style", "ONE_COLUMN", "TWO_COLUMN", "CMAP", "shared_legend",
     "plot_effects_scatter", "plot_loss_curve", "plot_score_heatmap", "plot_attention_heatmap",
     "plot_metric_scatter", "plot_stripe_profile", "plot_mosaic", "plot_circuit_graph", "plot_training_run",
-    "save_figure",
+    "compare_heads", "save_figure",
 ]
-
-CMAP = "cividis"
-ONE_COLUMN = (3.3, 2.6)
-TWO_COLUMN = (6.8, 3.0)
-HIGHLIGHT = "#e66100"  # orange: stands out on cividis' blue-to-yellow and for colour-blind readers
-BLUE, GREY = "#3b528b", "#5d6d7e"
-_RC = {
-    "font.family": "DejaVu Sans",
-    "font.size": 8,
-    "axes.titlesize": 9,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "legend.fontsize": 7,
-    "figure.dpi": 100,
-    "savefig.dpi": 200,
-    "savefig.bbox": "tight",
-    "svg.hashsalt": "induction_nb",  # stable element ids in SVG output
-    "svg.fonttype": "none",
-    "pdf.fonttype": 42,
-    "image.cmap": CMAP,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-_METADATA = {
-    "png": {"Software": None},
-    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
-    "svg": {"Creator": None, "Date": None},
-}
-
-
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-@contextlib.contextmanager
-def style():
-    """The house style as an rc context: ``with style(): ...``."""
-    import matplotlib
-
-    with matplotlib.rc_context(_RC):
-        yield
-
-
-def _axes(ax: Any, size: tuple[float, float]) -> Any:
-    if ax is not None:
-        return ax
-    plt = _plt()
-    with style():
-        fig, ax = plt.subplots(figsize=size, layout="constrained")
-    return ax
-
-
-def shared_legend(*axes: Any, **kwargs: Any) -> Any:
-    """One legend for the labelled lines, points and patches of ``axes`` (twin axes, or panels in one row
-    whose lines share names: one entry per name) above the first one's frame, within its width (panels in
-    a constrained layout: in a row of its own at the top of the figure), in as many columns as fit. There
-    it covers no data, no axis label and no tick label on either side (``fig.legend`` in a corner meets
-    the right axis' labels); a title is raised above it. ``kwargs`` go to ``Axes.legend``. Call it once
-    the axes are otherwise complete. Returns the Legend."""
-    if not axes:
-        raise InputError("shared_legend needs at least one Axes")
-    with style():
-        return legend_above(axes, **{"frameon": False, **kwargs})
-
 
 def _matrix(result: Any, metric: str) -> torch.Tensor:
     if result is None or not getattr(result, "head_scores", None):
@@ -111,7 +44,7 @@ def plot_score_heatmap(result: Any, metric: str = "overall_score", ax: Any = Non
     """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined, the outline named
     by a legend above the map (``legend=False``: none, e.g. when the caller draws one for several maps)."""
     M = _matrix(result, metric)
-    ax = _axes(ax, ONE_COLUMN)
+    ax = axes_or_new(ax, ONE_COLUMN)
     vmin, vmax, cmap = 0.0, 1.0, CMAP
     if metric == "causal_effect":  # a loss difference, either sign: a diverging map centred on 0
         if torch.isnan(M).all():
@@ -169,7 +102,7 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
     if period is not None and not 1 <= period < n:
         raise InputError(f"period must be in [1, {n - 1}], got {period}")
     factor = max(1, math.ceil((stop - start) / max_cells))
-    ax = _axes(ax, (ONE_COLUMN[0], ONE_COLUMN[0]))
+    ax = axes_or_new(ax, (ONE_COLUMN[0], ONE_COLUMN[0]))
     with style():
         shown = block_max(A[start:stop, start:stop], factor)
         end = start + shown.shape[0] * factor
@@ -220,7 +153,7 @@ def plot_metric_scatter(result: Any, x: str = "prefix_matching", y: str = "copyi
     detected = torch.zeros_like(X, dtype=torch.bool)
     for layer, head in result.induction_heads:
         detected[layer * result.n_heads + head] = True
-    ax = _axes(ax, ONE_COLUMN)
+    ax = axes_or_new(ax, ONE_COLUMN)
     with style():
         ax.scatter(X[~detected].numpy(), Y[~detected].numpy(), s=8, color=GREY, alpha=0.6, linewidths=0,
                    label="other heads")
@@ -249,7 +182,7 @@ def plot_stripe_profile(attention: Any, period: int, ax: Any = None, *, offset: 
     A = square_attention(attention)
     check_period(period, offset, A.shape[0])
     q, stripe, rest_max, rest_mean = stripe_profile(A, period, offset)
-    ax = _axes(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
+    ax = axes_or_new(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
     with style():
         ax.plot(q.numpy(), stripe.numpy(), color=HIGHLIGHT, linewidth=1.2, label="on the stripe")
         ax.plot(q.numpy(), rest_max.numpy(), color=BLUE, linewidth=0.9, label="largest elsewhere")
@@ -274,7 +207,7 @@ def plot_effects_scatter(estimate: Any, exact: Any = None, ax: Any = None, *, la
         raise InputError("no head was measured exactly: pass verify_top=k to head_effects, or exact=")
     x, y = ref[known].float(), est[known].float()
     names = [f"L{l}H{h}" for l, h in known.nonzero().tolist()]
-    ax = _axes(ax, ONE_COLUMN)
+    ax = axes_or_new(ax, ONE_COLUMN)
     with style():
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([lo, hi], [lo, hi], color=GREY, linewidth=0.6, linestyle=":", label="estimate = exact")
@@ -296,7 +229,7 @@ def plot_loss_curve(curves: Any, ax: Any = None, *, labels: Iterable[str] | None
         raise InputError("plot_loss_curve needs at least one LossCurve")
     check_int("smooth", smooth, 1)
     names = list(labels) if labels is not None else [repr(c).split("(", 1)[1].split(",")[0] for c in curves]
-    ax = _axes(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
+    ax = axes_or_new(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
     with style():
         for curve, name in zip(curves, names):
             y = curve.loss[1:].double()
@@ -323,7 +256,7 @@ def plot_mosaic(results: Mapping[str, Any] | Iterable[Any], metric: str = "overa
         raise InputError("plot_mosaic needs at least one result (got zero models)")
     ncols = ncols or min(4, len(items))
     nrows = math.ceil(len(items) / ncols)
-    plt = _plt()
+    plt = pyplot()
     with style():
         fig, axes = plt.subplots(nrows, ncols, figsize=(width, 2.2 * nrows), layout="constrained", squeeze=False)
         image = None
@@ -346,7 +279,7 @@ def plot_circuit_graph(circuit: Any, ax: Any = None, *, n: int = 12, n_heads: in
     edges = [e for e in circuit.top(n) if e[2] > 0]
     if not edges:
         raise InputError("the circuit has no edge with a positive effect to draw")
-    ax = _axes(ax, ONE_COLUMN)
+    ax = axes_or_new(ax, ONE_COLUMN)
     peak = max(e[2] for e in edges)
     nodes = {e[0] for e in edges} | {e[1] for e in edges}
     with style():
@@ -381,7 +314,7 @@ def plot_training_run(run: Any, ax: Any = None) -> Any:
     if not checkpoints:
         raise InputError("the training run has no checkpoints to plot")
     steps = [c.step for c in checkpoints]
-    ax = _axes(ax, TWO_COLUMN)
+    ax = axes_or_new(ax, TWO_COLUMN)
     with style():
         ax.plot(steps, [c.repeat_loss for c in checkpoints], color=BLUE, label="loss on repeated tokens")
         ax.set_xlabel("training step")
@@ -398,18 +331,20 @@ def plot_training_run(run: Any, ax: Any = None) -> Any:
     return ax
 
 
-def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
-    """Write ``fig`` (a Figure or Axes) to ``path``; with ``formats`` (e.g. ``("pdf", "png")``), one file
-    per format next to ``path`` with that suffix. No version or date metadata is written."""
-    fig = getattr(fig, "figure", fig)
-    path = Path(path)
-    formats = list(formats) if formats else [path.suffix.lstrip(".").lower()]
-    written = []
-    for fmt in formats:
-        if fmt not in _METADATA:
-            raise InputError(f"unsupported figure format {fmt!r}; use pdf, svg or png")
-        target = path.with_suffix("." + fmt)
-        with style():
-            fig.savefig(target, format=fmt, metadata=_METADATA[fmt])
-        written.append(target)
-    return written
+def compare_heads(panels: Sequence[tuple[Any, Any, Sequence[Any] | None, int | None]], *, pattern: str = "repeated",
+                  width: float = TWO_COLUMN[0]) -> Any:
+    """Heads' patterns side by side on the same input: ``panels`` of ``(HeadScore, attention [seq, seq],
+    tokens or None, period or None)``, one heatmap each (token labels up to 20 positions), titled with the
+    head's name and its prefix-matching and previous-token scores. A bare ``Figure`` (no pyplot state), shown inline by Jupyter."""
+    from matplotlib.figure import Figure
+
+    if not panels:
+        raise InputError("compare_heads needs at least one (score, attention, tokens, period) panel")
+    with style():
+        fig = Figure(figsize=(width, width / len(panels) + 0.9), layout="constrained")
+        for ax, (score, attention, tokens, period) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+            title = (f"{score.name}: prefix {score.prefix_matching:.2f}, prev-token {score.previous_token:.2f}")
+            readable = tokens is not None and len(tokens) <= 20  # a half-width panel fits ~20 token labels
+            plot_attention_heatmap(attention, tokens if readable else None, ax, period=period, title=title)
+        fig.suptitle(f"attention on the same '{pattern}' sequence", fontsize=9)
+    return fig
