@@ -5,8 +5,9 @@ SmolLM2 explorer opened from disk with the network blocked.
 
     python bench/explorer_screens.py [--out test-artifacts/screens]
 
-Prints, per case: kernel-side construction (s), render after the cell started (s), a click on a head
-whose patterns are at hand until the heatmap is redrawn (s), and the panel geometry. Not a test (the
+Prints, per case: kernel-side construction (s), render after the cell started (s) and its part after
+construction (display), a click on a head whose patterns are at hand until the heatmap is redrawn (s,
+once every cell has run), and the panel geometry. Not a test (the
 checked version is tests/test_browser.py); SmolLM2's construction includes its detection run.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_lab import ARGS, CHROMIUM, OfflinePage, jupyterlab, write_notebook  # noqa: E402
+from browser_lab import ARGS, CHROMIUM, KERNEL_IDLE, OfflinePage, jupyterlab, write_notebook  # noqa: E402
 
 SETUP = f"import sys, time\nsys.path.insert(0, {str(ROOT / 'tests')!r})\nfrom induction_nb import HeadExplorer"
 CASES = {
@@ -44,6 +45,10 @@ def _measure(page: OfflinePage, head: tuple[int, int]) -> dict:
     text = page.page.locator(".jp-OutputArea-output pre").filter(has_text="construction").first.inner_text()
     start, construction = re.search(r"start (\d+) construction ([\d.]+)", text).groups()
     drawn = page.page.evaluate("() => Number(document.querySelector('.inb-grid').dataset.firstDrawnEpoch)")
+    # every cell run (the export cell renders PNGs: a click sent meanwhile would wait for the kernel)
+    page.wait("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every("
+              "p => /\\[\\d+\\]/.test(p.innerText))", 300)
+    page.wait(KERNEL_IDLE, 60)
     t = page.page.evaluate("""([l, h]) => {
         const g = document.querySelector('.inb-grid'), c = g.querySelector('canvas'), r = c.getBoundingClientRect();
         const t = performance.now();
@@ -55,7 +60,9 @@ def _measure(page: OfflinePage, head: tuple[int, int]) -> dict:
     click = page.page.evaluate("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) - t", t)
     boxes = {k: page.page.locator(s).first.bounding_box() for k, s in
              (("grid", ".inb-grid-canvas"), ("heatmap", ".inb-heatmap canvas"), ("view", ".inb-view-panel"))}
-    return {"construction_s": float(construction), "render_s": (drawn - int(start)) / 1000, "click_s": click / 1000,
+    render = (drawn - int(start)) / 1000
+    return {"construction_s": float(construction), "render_s": render, "display_s": render - float(construction),
+            "click_s": click / 1000,
             "boxes": {k: {a: round(v) for a, v in b.items()} for k, b in boxes.items()}}
 
 

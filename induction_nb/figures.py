@@ -335,13 +335,12 @@ def compare_heads(panels: Sequence[tuple[Any, Any, Sequence[Any] | None, int | N
                   width: float = TWO_COLUMN[0]) -> Any:
     """Heads' patterns side by side on the same input: ``panels`` of ``(HeadScore, attention [seq, seq],
     tokens or None, period or None)``, one heatmap each (token labels up to 20 positions), titled with the
-    head's name and its prefix-matching and previous-token scores. A bare ``Figure`` (no pyplot state), shown inline by Jupyter."""
-    from matplotlib.figure import Figure
-
+    head's name and its prefix-matching and previous-token scores. Returns the Figure (a pyplot figure,
+    like the other figures made without ``ax``: Jupyter shows it inline)."""
     if not panels:
         raise InputError("compare_heads needs at least one (score, attention, tokens, period) panel")
     with style():
-        fig = Figure(figsize=(width, width / len(panels) + 0.9), layout="constrained")
+        fig = pyplot().figure(figsize=(width, width / len(panels) + 0.9), layout="constrained")
         for ax, (score, attention, tokens, period) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
             title = (f"{score.name}: prefix {score.prefix_matching:.2f}, prev-token {score.previous_token:.2f}")
             readable = tokens is not None and len(tokens) <= 20  # a half-width panel fits ~20 token labels

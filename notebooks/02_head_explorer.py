@@ -44,8 +44,7 @@ for layer, head in [(18, 6), (16, 0)]:
 # its own selection; `compare` draws a static figure.)
 
 # %%
-fig = explorer.compare([(18, 6), (16, 0)])
-fig
+explorer.compare([(18, 6), (16, 0)]);
 
 # %% [markdown]
 # Share what you see: `save_html` writes one self-contained page (grid, report, the heatmaps of the heads

@@ -189,6 +189,9 @@ def test_compare_two_heads_side_by_side(explorer):
     assert len(titles) == 2 and titles[0].startswith("L1H0") and titles[1].startswith("L0H0")
     left, right = (ax.get_position() for ax in fig.axes[:2])
     assert left.x1 <= right.x0, "side by side, not stacked"
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_save_figure_and_save(explorer, tmp_path):

@@ -143,7 +143,7 @@ function render({ model, el }) {
     const keys = document.createElement("div");
     keys.className = "inb-grid-keys";
     keys.innerHTML = '<span><i class="inb-key-detected"></i>detected</span><span><i class="inb-key-selected"></i>selected</span>'
-      + (g.cw >= 8 ? '<span><i class="inb-key-available"></i>attention kept</span>' : "")
+      + (g.cw >= 8 ? '<span><i class="inb-key-available"></i>pattern ready (no run)</span>' : "")
       + '<span><i class="inb-key-absent"></i>no such head</span>';
     legend.append(scale, keys);
   }
@@ -161,7 +161,7 @@ function render({ model, el }) {
     const cell = cellAt(event);
     if (cell === null) { tip.style.display = "none"; canvas.style.cursor = "default"; return; }
     const [l, h, v] = cell, nH = model.get("n_heads");
-    const flags = [model.get("detected").includes(l * nH + h) ? "detected" : "", model.get("available").includes(l * nH + h) ? "attention kept" : ""].filter(Boolean);
+    const flags = [model.get("detected").includes(l * nH + h) ? "detected" : "", model.get("available").includes(l * nH + h) ? "pattern ready" : ""].filter(Boolean);
     const label = (model.get("row_labels")[l] || `L${l}`);
     tip.textContent = `${label}H${h}  ${model.get("metric")} ${fmt(v)}${flags.length ? "  (" + flags.join(", ") + ")" : ""}`;
     tip.style.left = `${Math.min(event.offsetX + 12, g.width - 40)}px`;
