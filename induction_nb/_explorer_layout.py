@@ -17,13 +17,11 @@ __all__ = ["build"]
 
 
 def _metric_options(result: Any) -> list[tuple[str, str]]:
+    from ._canvas_state import metric_options
     from .scores import LABELS
 
-    options = [(LABELS[m], m) for m in ("overall_score", "prefix_matching", "contrast", "copying",
-                                         "previous_token", "duplicate_token", "diagonal")]
-    if any(s.causal_effect is not None for s in result.head_scores):
-        options.append(("ablation effect", "causal_effect"))
-    return options
+    names = {**LABELS, "causal_effect": "ablation effect"}
+    return [(names.get(m, m), m) for m in metric_options(result)]
 
 
 def _controls(ex: Any) -> list[Any]:
@@ -38,7 +36,8 @@ def _controls(ex: Any) -> list[Any]:
     n_ex = ex.source.n_examples_of(ex.patterns[0])
     ex._example = W.IntSlider(value=1, min=1, max=max(1, n_ex), description="example", layout=W.Layout(width="260px"))
     n = ex.sequence_length + 1
-    ex._window = W.IntRangeSlider(value=(0, n), min=0, max=n, description="window", layout=W.Layout(width="320px"))
+    ex._window = W.IntRangeSlider(value=(0, n), min=0, max=n, description="window", continuous_update=False,
+                                  layout=W.Layout(width="100%", max_width="560px"))
     ex._stripe = W.Checkbox(value=True, description="outline the induction stripe", indent=False,
                             layout=W.Layout(width="240px"))
     controls = [ex._layer, ex._head, ex._pattern, ex._example, ex._window, ex._stripe]
@@ -56,7 +55,7 @@ def build(ex: Any) -> None:
 
     r = ex.result
     ex.grid = HeadGrid(n_layers=r.n_layers, n_heads=r.n_heads)  # filled by the first select()
-    ex._metric = W.Dropdown(options=_metric_options(r), value="overall_score", description="colour by",
+    ex._metric = W.Dropdown(options=_metric_options(r), value=_metric_options(r)[0][1], description="colour by",
                             layout=W.Layout(width="260px"))
     ex._metric.add_class("inb-metric")
     heads = [f"L{l}H{h}" for l, h in r.induction_heads]

@@ -22,9 +22,10 @@ __all__ = ["heatmap_png", "metrics_html", "tokens_html", "detection_label", "hea
 _ROWS = ("overall_score", "prefix_matching", "contrast", "copying", "previous_token", "duplicate_token", "diagonal")
 
 
-def head_title(score: Any, detected: bool, pattern: str, example: int, n_examples: int) -> str:
-    """``L18H6 (induction head): attention on 'random', example 2 of 4``."""
-    mark = "induction head" if detected else "not detected"
+def head_title(score: Any, detected: bool, pattern: str, example: int, n_examples: int, kind: str | None = None) -> str:
+    """``L18H6 (induction head): attention on 'random', example 2 of 4`` (``retrieval head`` for a
+    retrieval scan's heads)."""
+    mark = ("retrieval head" if kind == "retrieval" else "induction head") if detected else "not detected"
     which = f", example {example + 1} of {n_examples}" if n_examples > 1 else ""
     return f"{score.name} ({mark}): attention on '{pattern}'{which}"
 
@@ -33,7 +34,8 @@ def detection_label(settings: dict) -> str:
     """What the result's scores were measured on, in a few words."""
     kind = settings.get("kind")
     if kind == "text":
-        return f"your text ({settings.get('documents', '?')} documents)"
+        n = settings.get("documents", "?")
+        return f"your text ({n} document{'' if n == 1 else 's'})"
     if kind == "retrieval":
         return "needle retrieval"
     batch, length = settings.get("batch_size"), settings.get("sequence_length")
@@ -64,8 +66,11 @@ def metrics_html(score: Any, threshold: float, settings: dict, shown: dict[str, 
     if score.causal_effect is not None:
         rows.append(f"<tr><td>ablation effect (nats)</td><td>{score.causal_effect:+.3f}</td>"
                     + ("<td>-</td>" if shown is not None else "") + "</tr>")
+    overall = {"text": "overall = prefix matching on your text",
+               "retrieval": "overall = retrieval score (needle tokens copied / needle length)"}.get(
+        settings.get("kind"), "overall = contrast x copying")
     return (f"<table class='inb-metric-table'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
-            f"<small>overall = contrast x copying, detected at >= {threshold:.2f}; '-': not defined "
+            f"<small>{overall}, detected at >= {threshold:.2f}; '-': not defined "
             f"(contrast needs the control probe)</small>")
 
 
@@ -91,7 +96,7 @@ def tokens_html(labels: list[str], tokens: torch.Tensor) -> str:
 
 
 def heatmap_png(attention: torch.Tensor, labels: list[str] | None, period: int | None, window: tuple[int, int],
-                title: str, dpi: int = 100) -> bytes:
+                title: str, dpi: int = 100, offset: int = 0) -> bytes:
     """One head's pattern ``[seq, seq]`` as PNG bytes (square axes, so the picture is at its true aspect
     wherever it is shown at its natural size; no software tag, so equal input gives equal bytes)."""
     from matplotlib.figure import Figure
@@ -100,7 +105,8 @@ def heatmap_png(attention: torch.Tensor, labels: list[str] | None, period: int |
 
     with style():
         fig = Figure(figsize=(4.8, 4.4), layout="constrained")
-        plot_attention_heatmap(attention, labels, ax=fig.subplots(), period=period, window=window, title=title)
+        plot_attention_heatmap(attention, labels, ax=fig.subplots(), period=period, window=window, title=title,
+                               offset=offset)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()

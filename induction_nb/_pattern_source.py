@@ -60,6 +60,11 @@ class PatternSource:
         return self.engine is not None or (name == "repeated" and (layer, head) in self.kept())
 
     def n_examples_of(self, name: str) -> int:
+        """Examples on pattern ``name``: those captured (fewer documents than ``n_examples`` give fewer),
+        else those a capture will give."""
+        for (n, _), p in self._cache.items():
+            if n == name:
+                return int(p.attention.shape[0])
         if self.engine is None:
             return 1 if self.result.kept_tokens is None else int(self.result.kept_tokens.shape[0])
         return self.n_examples

@@ -285,6 +285,8 @@ def plot_score_map(result: Any, metric: str = "overall_score", width: int = 80, 
         heads = range(first, min(n_heads, first + per_row))
         if cell == 3:
             lines.append(" " * lead + "".join(f"{h:>2} " for h in heads))
+        else:  # one character per head: head numbers and ticks above the block, so a column can be read
+            lines += [f"heads {first}..{heads[-1]}:", *reversed(_ruler(first, heads[-1] + 1, 1, lead, width, charset))]
         for layer in range(n_layers):
             cells = []
             for h in heads:

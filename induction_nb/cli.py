@@ -342,8 +342,14 @@ def _check_exports(args: argparse.Namespace) -> None:
     paths = [p.resolve() for p in (args.json, args.csv, getattr(args, "html", None)) if p is not None]
     if len(set(paths)) < len(paths):
         raise InputError("--json, --csv and --html name the same file; give them different paths")
-    if getattr(args, "html", None) is not None and args.html.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"--html writes an HTML page: give a path ending in .html, got {args.html}")
+    if getattr(args, "html", None) is not None:
+        import importlib.util
+
+        if args.html.suffix.lower() not in (".html", ".htm"):
+            raise InputError(f"--html writes an HTML page: give a path ending in .html, got {args.html}")
+        if importlib.util.find_spec("matplotlib") is None:  # the page's heatmaps are matplotlib PNGs
+            raise InputError("--html draws its heatmaps with matplotlib, which is not installed: "
+                             "pip install matplotlib (or drop --html)")
     for path in (args.json, args.csv, getattr(args, "html", None)):
         if path is not None and path.is_dir():
             raise InputError(f"cannot write {path}: it is a folder; give a file name")
@@ -375,12 +381,17 @@ def _export(args: argparse.Namespace, result: Any, text: str, model: Any = None)
     except OSError as e:  # the report still reaches stdout: the scan is not lost
         print(text)
         raise InputError(f"cannot write the export: {e.strerror or e} ({e.filename})") from None
+    except ImportError as e:
+        print(text)
+        raise InputError(f"cannot write the export: {e} (pip install it, or drop the export option)") from None
 
 
 def _report(args: argparse.Namespace) -> str:
     from .ascii import create_analysis_report
     from .results import DetectionResult
 
+    if args.html is not None:
+        _check_exports(argparse.Namespace(json=None, csv=None, html=args.html))
     result = DetectionResult.load(args.path)
     if args.html is not None:
         from .export_html import save_html

@@ -52,18 +52,20 @@ def _png_tag(png: bytes, alt: str) -> str:
 
 
 def head_panel(result: Any, layer: int, head: int, attention: torch.Tensor, tokens: torch.Tensor,
-               labels: list[str], period: int | None, pattern: str) -> dict[str, Any]:
-    """One head's exported panel: ``attention [seq, seq]`` on ``tokens [seq]`` as a heatmap, metrics, tokens."""
+               labels: list[str], period: int | None, pattern: str, offset: int = 0) -> dict[str, Any]:
+    """One head's exported panel: ``attention [seq, seq]`` on ``tokens [seq]`` as a heatmap, metrics
+    (of this pattern, scored from query ``1 + offset`` as the detector does; ``offset``: tokens before the
+    pattern, 1 with BOS), tokens."""
     from ._panels import head_title, heatmap_png, metrics_html, tokens_html
     from .scores import pattern_metrics
 
     score = result.score(layer, head)
     n = attention.shape[0]
-    title = head_title(score, (layer, head) in result.induction_heads, pattern, 0, 1)
-    shown = pattern_metrics(attention, tokens)
+    title = head_title(score, (layer, head) in result.induction_heads, pattern, 0, 1, result.settings.get("kind"))
+    shown = pattern_metrics(attention, tokens, 1 + offset)
     return {
         "layer": layer, "head": head, "title": title,
-        "png": heatmap_png(attention, labels, period, (0, n), f"L{layer}H{head} on '{pattern}'"),
+        "png": heatmap_png(attention, labels, period, (0, n), f"L{layer}H{head} on '{pattern}'", offset=offset),
         "metrics": metrics_html(score, result.threshold, result.settings, shown, f"'{pattern}'"),
         "tokens": tokens_html(labels, tokens),
     }
@@ -81,7 +83,7 @@ def panels_from_kept(result: Any, model: Any = None) -> list[dict[str, Any]]:
         p = source.get("repeated", layer, head)
         attention, tokens = p.example(0, head)
         names = token_labels(model, tokens.tolist()) if model is not None else [str(t) for t in tokens.tolist()]
-        panels.append(head_panel(result, layer, head, attention, tokens, names, p.period, "repeated"))
+        panels.append(head_panel(result, layer, head, attention, tokens, names, p.period, "repeated", p.offset))
     return panels
 
 
@@ -100,7 +102,7 @@ def capture_panels(result: Any, model: Any, heads: Sequence[tuple[int, int]], *,
         p = source.get(name, layer, head)
         attention, tokens = p.example(0, head)
         panels.append(head_panel(result, layer, head, attention, tokens, token_labels(model, tokens.tolist()),
-                                 p.period, name))
+                                 p.period, name, p.offset))
     return panels
 
 
@@ -113,8 +115,9 @@ def _top_table(result: Any, n: int = 12) -> str:
             f"<th>copying</th><th>previous token</th></tr>{rows}</table><small>*: detected</small>")
 
 
-def _page(result: Any, panels: Sequence[dict], selected: tuple[int, int], metric: str) -> str:
-    from ._canvas import STATIC, grid_state
+def _page(result: Any, panels: Sequence[dict], selected: tuple[int, int], metric: str,
+          missing: Sequence[tuple[int, int]] = ()) -> str:
+    from ._canvas_state import STATIC, grid_state
     from .ascii import create_analysis_report
 
     state = grid_state(result, metric, selected, {(p["layer"], p["head"]) for p in panels})
@@ -128,6 +131,8 @@ def _page(result: Any, panels: Sequence[dict], selected: tuple[int, int], metric
         for p in panels)
     report = html.escape(str(create_analysis_report(result, detailed=True)))
     state_json = json.dumps(state).replace("</", "<\\/")
+    skipped = ("<p class='inb-missing'><small>no attention patterns for " + " ".join(f"L{l}H{h}" for l, h in missing)
+               + " (not kept by the detection, and no model to capture them)</small></p>") if missing else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{name}: induction heads</title>
 <meta name="generator" content="induction_nb">
@@ -138,7 +143,7 @@ def _page(result: Any, panels: Sequence[dict], selected: tuple[int, int], metric
 threshold {result.threshold:.2f}: {html.escape(detected)}. Seed {result.seed}.</p>
 <div class="inb-explorer">
 <div class="inb-grid-panel"><div id="inb-grid-host"></div>{_top_table(result)}</div>
-<div class="inb-view-panel"><p id="inb-no-panel" hidden></p>{body or '<p>No heatmaps in this file: the result kept no patterns.</p>'}</div>
+<div class="inb-view-panel"><p id="inb-no-panel" hidden></p>{body or '<p class="inb-empty">No heatmaps in this file.</p>'}{skipped}</div>
 </div>
 <details><summary>ASCII report</summary><pre class="inb-report">{report}</pre></details>
 <script type="application/json" id="inb-state">{state_json}</script>
@@ -147,22 +152,36 @@ threshold {result.threshold:.2f}: {html.escape(detected)}. Seed {result.seed}.</
 """
 
 
+def check_path(path: Any) -> Path:
+    """``path`` as a ``Path`` ending in ``.html`` that is not a folder, or ``InputError``."""
+    from .errors import InputError
+
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"the HTML page needs a file path, got {type(path).__name__}")
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"the HTML export writes an .html file, got {str(path)!r}: give a path ending in .html")
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder; give a file name")
+    return path
+
+
 def save_html(result: Any, path: str | Path, *, panels: Sequence[dict] | None = None, model: Any = None,
-              selected: tuple[int, int] | None = None, metric: str = "overall_score") -> Path:
+              selected: tuple[int, int] | None = None, metric: str = "overall_score",
+              missing: Sequence[tuple[int, int]] = ()) -> Path:
     """Write ``result`` (with ``panels`` from ``head_panel``; default: the heads it kept, tokens spelled
-    by ``model``'s tokenizer when given) to ``path`` as one HTML file; returns the path. ``InputError``
-    for an empty result or a path without ``.html``."""
+    by ``model``'s tokenizer when given) to ``path`` as one HTML file (its folder created if needed);
+    returns the path. ``missing``: heads asked for but without patterns, listed on the page.
+    ``InputError`` for an empty result or a path that is not an ``.html`` file."""
     from .errors import InputError
 
     if not result.head_scores:
         raise InputError("the result is empty (no head scores): run detect() first")
-    path = Path(path)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"save_html writes an .html file, got {str(path)!r}: give a path ending in .html")
+    path = check_path(path)
     panels = panels_from_kept(result, model) if panels is None else list(panels)
     if selected is None:
         top = result.get_top_heads(1)[0]
         selected = (panels[0]["layer"], panels[0]["head"]) if panels else (top.layer, top.head)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_page(result, panels, selected, metric), encoding="utf-8")
+    path.write_text(_page(result, panels, selected, metric, missing), encoding="utf-8")
     return path

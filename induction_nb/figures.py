@@ -87,10 +87,12 @@ def _ticks(setter: Any, n: int) -> None:
 
 def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, ax: Any = None, *,
                            period: int | None = None, window: tuple[int, int] | None = None,
-                           highlight_stripe: bool = True, title: str | None = None, max_cells: int = 512) -> Any:
+                           highlight_stripe: bool = True, title: str | None = None, max_cells: int = 512,
+                           offset: int = 0) -> Any:
     """One head's pattern ``[seq, seq]`` (rows: queries, columns: keys), token labels when given and the
-    window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined (drawn as a
-    line over long windows). A window longer than ``max_cells`` positions is pooled by the block maximum
+    window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined over the
+    repeat's queries ``q >= offset + period`` (``offset``: tokens before the pattern, 1 with BOS; drawn as
+    a line over long windows). A window longer than ``max_cells`` positions is pooled by the block maximum
     (a 4k-token pattern as 512 x 512 cells, a one-position stripe still visible); the title says so."""
     A = square_attention(attention)
     n = A.shape[0]
@@ -109,7 +111,7 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
         extent = (start - 0.5, end - 0.5, end - 0.5, start - 0.5)
         image = ax.imshow(shown.numpy(), cmap=CMAP, vmin=0, vmax=1, extent=extent, interpolation="nearest")
         if period is not None and highlight_stripe:
-            _stripe(ax, start, stop, period)
+            _stripe(ax, start, stop, period, offset)
         if tokens is not None and stop - start <= 40:
             labels = [_token_label(t) for t in list(tokens)[start:stop]]
             ax.set_xticks(range(start, stop), labels, rotation=90)
@@ -125,10 +127,10 @@ def plot_attention_heatmap(attention: Any, tokens: Sequence[Any] | None = None, 
     return ax
 
 
-def _stripe(ax: Any, start: int, stop: int, period: int) -> None:
-    """The induction stripe ``k = q - period + 1`` inside the window: outlined cells, or a line when the
-    window is too long for cells to read."""
-    q = [q for q in range(max(start, period), stop) if start <= q - period + 1 < stop]
+def _stripe(ax: Any, start: int, stop: int, period: int, offset: int = 0) -> None:
+    """The induction stripe ``k = q - period + 1`` of the repeat's queries inside the window: outlined
+    cells, or a line when the window is too long for cells to read."""
+    q = [q for q in range(max(start, offset + period), stop) if start <= q - period + 1 < stop]
     if not q:
         return
     k = [x - period + 1 for x in q]
@@ -331,19 +333,20 @@ def plot_training_run(run: Any, ax: Any = None) -> Any:
     return ax
 
 
-def compare_heads(panels: Sequence[tuple[Any, Any, Sequence[Any] | None, int | None]], *, pattern: str = "repeated",
-                  width: float = TWO_COLUMN[0]) -> Any:
+def compare_heads(panels: Sequence[tuple], *, pattern: str = "repeated", width: float = TWO_COLUMN[0]) -> Any:
     """Heads' patterns side by side on the same input: ``panels`` of ``(HeadScore, attention [seq, seq],
-    tokens or None, period or None)``, one heatmap each (token labels up to 20 positions), titled with the
+    tokens or None, period or None[, offset])``, one heatmap each (token labels up to 20 positions), titled with the
     head's name and its prefix-matching and previous-token scores. Returns the Figure (a pyplot figure,
     like the other figures made without ``ax``: Jupyter shows it inline)."""
     if not panels:
         raise InputError("compare_heads needs at least one (score, attention, tokens, period) panel")
     with style():
         fig = pyplot().figure(figsize=(width, width / len(panels) + 0.9), layout="constrained")
-        for ax, (score, attention, tokens, period) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for ax, (score, attention, tokens, period, *offset) in zip(fig.subplots(1, len(panels), squeeze=False)[0],
+                                                                  panels):
             title = (f"{score.name}: prefix {score.prefix_matching:.2f}, prev-token {score.previous_token:.2f}")
             readable = tokens is not None and len(tokens) <= 20  # a half-width panel fits ~20 token labels
-            plot_attention_heatmap(attention, tokens if readable else None, ax, period=period, title=title)
+            plot_attention_heatmap(attention, tokens if readable else None, ax, period=period, title=title,
+                                   offset=offset[0] if offset else 0)
         fig.suptitle(f"attention on the same '{pattern}' sequence", fontsize=9)
     return fig

@@ -53,13 +53,16 @@ class HeadExplorer:
         if texts is not None and self.model is None:
             raise InputError("texts need the model to run them: HeadExplorer(result, model=model, texts=...)")
         engine = Engine.of(self.model) if self.model is not None else None
+        if engine is not None:
+            _check_model_matches(self.result, engine)
         self.sequence_length = sequence_length or int(self.result.settings.get("sequence_length", 48))
         self.source = PatternSource(self.result, engine, seed=seed, n_examples=n_examples,
                                     sequence_length=self.sequence_length, texts=texts, text_length=text_length)
-        self.patterns = tuple(patterns) if engine is not None else ("repeated",)
+        self.patterns = _check_patterns(patterns) if engine is not None else ("repeated",)
         if texts is not None:
             self.patterns = ("text", *self.patterns)
         self.viewed: list[tuple[int, int]] = []
+        self._sel, self._window_n = (0, 0), -1
         top = self.result.get_top_heads(1)[0]
         if layer is None and head is None and engine is None and self.source.kept():
             top = self.result.score(*max(self.source.kept(), key=lambda k: self.result.score(*k).overall_score))
@@ -70,11 +73,11 @@ class HeadExplorer:
 
     @property
     def layer(self) -> int:
-        return self._layer.value
+        return self._sel[0]
 
     @property
     def head(self) -> int:
-        return self._head.value
+        return self._sel[1]
 
     @property
     def pattern(self) -> str:
@@ -83,9 +86,9 @@ class HeadExplorer:
     def select(self, layer: int, head: int) -> None:
         """Show ``(layer, head)``; ``InputError`` when out of range. A head whose attention cannot be
         shown (no model, not kept) is selected all the same: the panel says how to get its patterns."""
-        self._check_head(layer, head)
+        self._sel = self._check_head(layer, head)
         self._quiet = True
-        self._layer.value, self._head.value = layer, head
+        self._layer.value, self._head.value = self._sel
         self._quiet = False
         self._refresh()
 
@@ -97,51 +100,27 @@ class HeadExplorer:
         attention, tokens = patterns.example(i, self.head)
         return attention, tokens, patterns.period
 
-    def compare(self, heads: Sequence[tuple[int, int]], *, pattern: str | None = None, example: int = 0) -> Any:
-        """A matplotlib figure of ``heads``' attention side by side on the same pattern and example
-        (default: the shown ones), each titled with its name and scores."""
-        from .figures import compare_heads
+    def compare(self, heads: Sequence[tuple[int, int]], *, pattern: str | None = None,
+                example: int | None = None) -> Any:
+        """A matplotlib figure of ``heads``' attention side by side (at most 6) on the same pattern and
+        example (default: the shown ones; ``example`` counts from 1, as the slider does)."""
+        from ._explorer_export import compare
 
-        name = pattern or self.pattern
-        panels = []
-        for layer, head in heads:
-            self._check_head(layer, head)
-            p = self.source.get(name, layer, head)
-            attention, tokens = p.example(min(example, p.attention.shape[0] - 1), head)
-            panels.append((self.result.score(layer, head), attention, self._labels(tokens), p.period))
-        return compare_heads(panels, pattern=name)
+        return compare(self, heads, pattern, example)
 
     def save_html(self, path: str | Path, heads: Sequence[tuple[int, int]] | None = None) -> Path:
         """One self-contained HTML file (no network, no kernel): the grid, the top heads, the report and
-        the heatmaps of ``heads`` (default: the heads viewed here, the selected one first)."""
-        from .export_html import head_panel, save_html
+        the heatmaps of ``heads`` on the shown pattern and example (default: the heads viewed here, the
+        selected one first; at most 24). Heads whose attention cannot be shown are listed, not drawn."""
+        from ._explorer_export import save_html
 
-        chosen = list(heads) if heads is not None else [(self.layer, self.head)] + [
-            k for k in reversed(self.viewed) if k != (self.layer, self.head)]
-        panels = []
-        for layer, head in chosen[:24]:
-            self._check_head(layer, head)
-            if not self.source.can_show(self.pattern, layer, head):
-                continue
-            p = self.source.get(self.pattern, layer, head)
-            attention, tokens = p.example(min(self._example_index(), p.attention.shape[0] - 1), head)
-            panels.append(head_panel(self.result, layer, head, attention, tokens, self._labels(tokens), p.period,
-                                     self.pattern))
-        return save_html(self.result, path, panels=panels, selected=(self.layer, self.head))
+        return save_html(self, path, heads)
 
     def save_figure(self, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
         """The current heatmap as PNG / SVG / PDF (``figures.save_figure``)."""
-        from matplotlib.figure import Figure  # not pyplot: no figure left open, no backend touched
+        from ._explorer_export import save_figure
 
-        from .figures import plot_attention_heatmap, save_figure, style
-
-        attention, tokens, period = self.attention()
-        with style():
-            fig = Figure(figsize=(4.8, 4.4), layout="constrained")
-            plot_attention_heatmap(attention, self._labels(tokens), fig.subplots(), title=self._short_title(),
-                                   period=period if self._stripe.value else None,
-                                   window=self._window_range(attention.shape[0]))
-        return save_figure(fig, path, formats)
+        return save_figure(self, path, formats)
 
     def save(self, path: str | Path) -> list[Path] | Path:
         """``save_html`` for ``.html``, else ``save_figure`` (``.png``, ``.svg``, ``.pdf``)."""
@@ -201,19 +180,29 @@ class HeadExplorer:
             self.select(layer, head)
 
     def _recolour(self, change: dict) -> None:
-        from ._canvas import grid_state
+        from ._canvas_state import grid_state
 
         self.grid.update(grid_state(self.result, change["new"], (self.layer, self.head),
                                        self.source.ready(self.pattern)))
 
     def _changed(self, change: dict) -> None:
-        if not self._quiet:
-            self._refresh()
+        if self._quiet:
+            return
+        if change["owner"] in (self._layer, self._head):
+            try:  # a layer without attention (hybrid models) or a head it lacks: say so, keep the view
+                self.select(self._layer.value, self._head.value)
+            except InputError as e:
+                self._quiet = True
+                self._layer.value, self._head.value = self._sel
+                self._quiet = False
+                self.message.value = f"<span style='color:#b00020'>{html.escape(str(e))}</span>"
+            return
+        self._refresh()
 
     def _refresh(self) -> None:
         """Redraw for the current controls; problems go to the message line (callbacks must not raise).
         The title is set last: a front end that shows the new title has already received the heatmap."""
-        from ._canvas import heatmap_state
+        from ._canvas_state import heatmap_state
         from ._panels import metrics_html, tokens_html
 
         key = (self.layer, self.head)
@@ -229,20 +218,30 @@ class HeadExplorer:
         else:
             from .scores import pattern_metrics
 
-            self._quiet = True
-            self._window.max = attention.shape[0]
-            self._example.max = max(1, self.source.n_examples_of(self.pattern))
-            self._quiet = False
+            offset = self.source.get(self.pattern, *key).offset
+            self._fit_controls(attention.shape[0])
             labels = self._labels(tokens)
             self.heatmap.update(heatmap_state(attention, labels, period if self._stripe.value else None,
-                                              self._window_range(attention.shape[0]), self._short_title()))
+                                              self._window_range(attention.shape[0]), self._short_title(),
+                                              offset=offset))
             self.heatmap.layout.display = None
             self.tokens.value = tokens_html(labels, tokens)
             self.message.value = ""
-            shown = pattern_metrics(attention, tokens, 1 + self.source.get(self.pattern, *key).offset)
+            shown = pattern_metrics(attention, tokens, 1 + offset)
         self.metrics.value = metrics_html(s, self.result.threshold, self.result.settings, shown, self._shown_label())
         self._sync_grid()
         self.title.value = f"<h4 class='inb-head-name'>{html.escape(escape_label(self._title_text()))}</h4>"
+
+    def _fit_controls(self, n: int) -> None:
+        """The window spans a new pattern's length whole (a crop is the user's, kept while the length
+        stays); the example slider ends at the examples there are."""
+        self._quiet = True
+        if n != self._window_n:
+            self._window.max = max(n, self._window.min + 1)
+            self._window.value = (0, n)
+            self._window_n = n
+        self._example.max = max(1, self.source.n_examples_of(self.pattern))
+        self._quiet = False
 
     def _show_missing(self, why: str) -> None:
         ready = sorted(self.source.ready(self.pattern))
@@ -259,7 +258,7 @@ class HeadExplorer:
         self._quiet = False
 
     def _sync_grid(self) -> None:
-        from ._canvas import grid_state
+        from ._canvas_state import grid_state
 
         self._quiet = True
         self.grid.update(grid_state(self.result, self._metric.value, (self.layer, self.head),
@@ -279,11 +278,13 @@ class HeadExplorer:
         stop = min(stop, n)
         return (0, n) if stop - start < 2 else (start, stop)
 
-    def _check_head(self, layer: int, head: int) -> None:
-        r = self.result
-        if not (isinstance(layer, int) and isinstance(head, int) and r.has_head(layer, head)):
-            r.score(layer, head)  # raises the result's own "out of range" error
-            raise InputError(f"L{layer}H{head} is out of range: layer and head must be integers")
+    def _check_head(self, layer: Any, head: Any) -> tuple[int, int]:
+        from ._validate import is_int
+
+        if not (is_int(layer) and is_int(head)):
+            raise InputError(f"layer and head must be integers, got {layer!r} and {head!r}")
+        self.result.score(int(layer), int(head))  # the result's own "out of range" error
+        return int(layer), int(head)
 
     def _labels(self, tokens: torch.Tensor) -> list[str]:
         if self.model is None:
@@ -295,11 +296,37 @@ class HeadExplorer:
         return f"'{self.pattern}'" + (f", example {self._example.value} of {n}" if n > 1 else "")
 
     def _short_title(self) -> str:
-        return f"L{self.layer}H{self.head} on {self._shown_label()}"
+        n = self._window_n
+        start, stop = self._window_range(n) if n > 0 else (0, 0)
+        crop = f", positions {start}-{stop - 1} of {n}" if n > 0 and (start, stop) != (0, n) else ""
+        return f"L{self.layer}H{self.head} on {self._shown_label()}{crop}"
 
     def _title_text(self) -> str:
         from ._panels import head_title
 
         detected = (self.layer, self.head) in self.result.induction_heads
         return head_title(self.result.score(self.layer, self.head), detected, self.pattern, self._example_index(),
-                          self.source.n_examples_of(self.pattern))
+                          self.source.n_examples_of(self.pattern), self.result.settings.get("kind"))
+
+
+def _check_patterns(patterns: Any) -> tuple[str, ...]:
+    from .patterns import PATTERN_NAMES
+
+    names = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+    bad = [p for p in names if p not in PATTERN_NAMES]
+    if not names or bad:
+        raise InputError(f"patterns must name probe patterns from {sorted(PATTERN_NAMES)}, got {list(names)!r}")
+    return names
+
+
+def _check_model_matches(result: DetectionResult, engine: Any) -> None:
+    """The model must be the one the result describes: its attention layers, its head count."""
+    layers, n_heads = set(engine.layers), engine.n_heads
+    want = result.heads_per_layer
+    bad = sorted(l for l, n in want.items() if l not in layers or (n_heads is not None and n > n_heads))
+    if bad:
+        raise InputError(
+            f"the model given does not match the result ({result.model_name}, {result.n_layers} layers x "
+            f"{result.n_heads} heads): it has no layer {bad[0]} or fewer heads there (attention in layers "
+            f"{sorted(layers)[:8]}{'...' if len(layers) > 8 else ''}, {n_heads} heads); pass the model the result "
+            "came from")

@@ -44,6 +44,8 @@ HANDBUILT = [SETUP, "from handbuilt import HandBuiltInduction\nfrom induction_nb
 FAKE = [SETUP + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\nresult = fake_result(80, 64)",
         "t0 = time.time()\nexplorer = HeadExplorer(result)\n"
         "print(f'start {t0 * 1000:.0f} construction {time.time() - t0:.3f}')\nexplorer"]
+WIDE = [SETUP + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\n"
+               "HeadExplorer(fake_result(1, 200, kept=((0, 150),)))"]
 DRAWN = "(sel) => { const e = document.querySelector(sel); return e && e.dataset.drawnAt; }"
 TITLE_HAS = "(text) => { const t = document.querySelector('.inb-title'); return t && t.innerText.includes(text); }"
 
@@ -53,6 +55,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     write_notebook(root / "handbuilt.ipynb", HANDBUILT)
     write_notebook(root / "fake.ipynb", FAKE)
+    write_notebook(root / "wide.ipynb", WIDE)
     with jupyterlab(root) as server:
         yield server
 
@@ -157,6 +160,29 @@ def test_80_by_64_heads_render_fast_and_fit(lab, browser, width):
         assert any(u.startswith(url) for u in page.allowed)
     except Exception:
         print(f"screenshot: {_shot(page, f'explorer-80x64-{width}-failure.png')}; aborted: {page.blocked[:10]}")
+        raise
+    finally:
+        page.page.close()
+
+
+def test_200_heads_in_a_row_fit_and_a_click_hits_its_head(lab, browser):
+    """Below 3 px a head the cells become fractional: every column inside the panel, no CSS squeeze, and
+    a click lands on the head drawn under the pointer."""
+    url, token = lab
+    page = OfflinePage(browser, 800)
+    try:
+        page.open_notebook(url, token, "wide.ipynb")
+        page.wait(DRAWN, 180, ".inb-heatmap")
+        page.wait(TITLE_HAS, 30, "L0H150")
+        _click_cell(page, 0, 37)
+        page.wait(TITLE_HAS, 10, "L0H37 ")
+        grid, canvas = _box(page, ".inb-grid-panel"), _box(page, ".inb-grid-canvas")
+        size = page.page.evaluate("() => { const c = document.querySelector('.inb-grid-canvas');"
+                                  " return [c.getBoundingClientRect().width, c.width / window.devicePixelRatio]; }")
+        assert canvas["x"] + canvas["width"] <= grid["x"] + grid["width"] + 1 and canvas["x"] + canvas["width"] <= 800
+        assert abs(size[0] - size[1]) < 1, "drawn at its own size, not squeezed by CSS"
+    except Exception:
+        print(f"screenshot: {_shot(page, 'explorer-wide-failure.png')}")
         raise
     finally:
         page.page.close()

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from fake_results import fake_result
-from induction_nb._canvas import HeadGrid, HeatmapView, grid_state, heatmap_state
+from induction_nb._canvas import HeadGrid, HeatmapView
+from induction_nb._canvas_state import grid_state, heatmap_state
 from induction_nb.results import DetectionResult
 
 

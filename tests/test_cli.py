@@ -162,3 +162,12 @@ def test_scan_writes_a_self_contained_html_page(folder, tmp_path, capsys):
 def test_bad_html_path_fails_before_the_scan(folder, tmp_path, capsys, argv, match):
     code, out, err = run(capsys, "scan", folder, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2 and out == "" and re.search(match, err) and "loading" not in err
+
+
+def test_html_without_matplotlib_fails_before_the_scan(folder, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    code, out, err = run(capsys, "scan", folder, "--html", tmp_path / "s.html")
+    assert code == 2 and "pip install matplotlib" in err and "loading" not in err

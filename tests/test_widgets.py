@@ -231,3 +231,125 @@ def test_your_text_is_shown_per_document_without_padding(tmp_path):
     assert "L1H2" in ex.text()
     with pytest.raises(InputError, match="texts need the model"):
         HeadExplorer(result, texts=docs)
+
+
+def _hybrid(**settings) -> DetectionResult:
+    """Attention in layers 1 and 3 only (a Jamba-like hybrid), 2 heads each, no patterns, no model."""
+    from induction_nb import HeadScore
+
+    scores = tuple(HeadScore(l, h, 0.5, 0.5, 1.0, 0.1, 0.0, 0.0, 0.5 if h else 0.1, 0.4, 0.6)
+                   for l in (1, 3) for h in (0, 1))
+    return DetectionResult(scores, 0.4, "hybrid", 4, 2, {"sequence_length": 16, **settings})
+
+
+def test_a_layer_without_attention_typed_in_the_box_is_refused_in_the_panel(tmp_path):
+    ex = HeadExplorer(_hybrid())
+    assert (ex.layer, ex.head) == (1, 1)
+    ex._layer.value = 2  # what typing 2 in the layer box does; the callback must not raise
+    assert (ex.layer, ex.head) == (1, 1) and ex._layer.value == 1, "the controls show what is selected"
+    assert "L2H1" in ex.message.value and "out of range" in ex.message.value
+    assert (2, 1) not in ex.viewed and "L1H1" in ex.title.value and "L1H1" in str(ex)
+    assert ex.save_html(tmp_path / "h.html").exists(), "nothing stale left to break the export"
+    ex._layer.value = 3
+    assert (ex.layer, ex.head) == (3, 1) and ex.grid.selected == [3, 1]
+
+
+@pytest.mark.parametrize("layer, head, match", [
+    (True, 0, "must be integers"), ("1", 0, "must be integers"), (1.0, 0, "must be integers"),
+    (9, 0, "out of range")])
+def test_select_checks_its_arguments(explorer, layer, head, match):
+    with pytest.raises(InputError, match=match):
+        explorer.select(layer, head)
+
+
+def test_numpy_integers_select(explorer):
+    import numpy as np
+
+    explorer.select(np.int64(1), np.int64(0))
+    assert (explorer.layer, explorer.head) == (1, 0) and type(explorer.layer) is int
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda ex: ex.compare((1, 0)), r"list of \(layer, head\) pairs"),
+    (lambda ex: ex.compare([(0, 0)] * 1 + [(1, h) for h in range(4)] + [(0, 1), (0, 2)]), "at most 6"),
+    (lambda ex: ex.compare([(1, 0)], example=9), r"example must be an integer in \[1, 4\]"),
+    (lambda ex: ex.compare([(1, 0)], pattern="text"), "unknown pattern .text.; use one of repeated, copy, random"),
+    (lambda ex: ex.save_html("x.html", heads=(1, 0)), r"list of \(layer, head\) pairs"),
+    (lambda ex: ex.save_html(123), "needs a file path"),
+])
+def test_exports_check_their_arguments(explorer, call, match):
+    with pytest.raises(InputError, match=match):
+        call(explorer)
+
+
+def test_patterns_are_checked_and_a_string_is_one_pattern():
+    model = HandBuiltInduction(period=PERIOD)
+    assert HeadExplorer(model, sequence_length=2 * PERIOD, patterns="copy").patterns == ("copy",)
+    with pytest.raises(InputError, match="patterns must name probe patterns"):
+        HeadExplorer(model, sequence_length=2 * PERIOD, patterns=("bogus",))
+
+
+def test_a_model_that_does_not_match_the_result_is_refused():
+    with pytest.raises(InputError, match="does not match the result.*pass the model the result came from"):
+        HeadExplorer(fake_result(6, 8, kept=(), sequence_length=8), HandBuiltInduction(period=PERIOD))
+
+
+def test_stripe_and_shown_metrics_count_the_bos_offset(tmp_path):
+    """Kept patterns with one token before the repeat: the outline starts at the repeat's first query and
+    the panel, the export and the detector score from the same query."""
+    from induction_nb.scores import pattern_metrics
+
+    result = fake_result(3, 2, kept=((1, 1),), sequence_length=16, batch=1)
+    ex = HeadExplorer(result)
+    assert ex.heatmap.period == 8 and ex.heatmap.stripe_from == 1 + 8
+    attention, tokens, _ = ex.attention()
+    shown = pattern_metrics(attention, tokens, 2)
+    cell = f"<td>{result.score(1, 1).previous_token:.3f}</td><td>{shown['previous_token']:.3f}</td>"
+    assert cell in ex.metrics.value and cell in ex.save_html(tmp_path / "p.html").read_text()
+
+
+def test_save_html_heads_dedupe_select_and_list_missing(tmp_path):
+    result = fake_result(3, 2, kept=((1, 1), (2, 0)), sequence_length=16, batch=1)
+    ex = HeadExplorer(result)
+    page = ex.save_html(tmp_path / "a.html", heads=[(2, 0), (2, 0), (0, 1)]).read_text()
+    assert page.count("class='inb-panel'") == 1 and '"selected": [2, 0]' in page, "opens on what it exported"
+    assert "no attention patterns for L0H1" in page
+
+
+def test_a_new_pattern_length_resets_the_window_and_examples_end_at_the_documents(tmp_path):
+    from induction_nb import detect_on_text, load_model
+    from tiny_models import save_with_words
+
+    model = load_model(save_with_words(tmp_path))
+    docs = [" ".join(f"t{5 + i % 7}" for i in range(40)), "t9 t10 t9 t10 t11 t12"]
+    result = detect_on_text(model, docs, n_bootstrap=20)
+    ex = HeadExplorer(result, model, texts=docs)  # n_examples=4 asked, 2 documents given
+    ex.select(1, 0)
+    assert ex._example.max == 2 and ex.heatmap.n == 40
+    ex._example.value = 2
+    assert ex.heatmap.n == 6 and "example 2 of 2" in ex.title.value
+    ex._example.value = 1
+    assert ex.heatmap.n == 40 and ex._window.value == (0, 40), "the long document whole again"
+    ex._window.value = (10, 20)
+    assert ex.heatmap.n == 10 and "positions 10-19 of 40" in ex.heatmap.title
+    assert "overall = prefix matching on your text" in ex.metrics.value
+
+
+def test_retrieval_results_are_labelled_as_such():
+    r = fake_result(2, 2, kept=(), sequence_length=8)
+    scores = tuple(s.__class__(**{**s.__dict__, "contrast": float("nan")}) for s in r.head_scores)
+    retrieval = DetectionResult(scores, 0.01, "m", 2, 2, {"kind": "retrieval"})
+    ex = HeadExplorer(retrieval, layer=1, head=1)
+    assert "contrast" not in [m for _, m in ex._metric.options], "no menu entry that colours every head blank"
+    assert "retrieval score" in ex.metrics.value
+    detected = retrieval.induction_heads[0]
+    ex.select(*detected)
+    assert "(retrieval head)" in ex.title.value
+
+
+def test_detected_outline_is_never_a_colour_of_the_scale():
+    r = fake_result(2, 2, kept=(), sequence_length=8)
+    scores = tuple(s.__class__(**{**s.__dict__, "causal_effect": 0.3 * (s.head - 0.5)}) for s in r.head_scores)
+    ex = HeadExplorer(DetectionResult(scores, 0.4, "m", 2, 2, r.settings))
+    ex._metric.value = "causal_effect"
+    assert ex.grid.outline not in ex.grid.stops and ex.grid.vmin == -ex.grid.vmax

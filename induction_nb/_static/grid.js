@@ -3,7 +3,8 @@
 // the whole grid is what lets 80 x 64 = 5,120 heads render in milliseconds; a DOM node per head does not.
 //
 // Model keys: n_layers, n_heads, values (row-major floats, null = no such head), row_labels,
-// detected / available (flat indices), selected ([layer, head]), metric, vmin, vmax, stops (hex colours).
+// detected / available (flat indices), selected ([layer, head]), metric, vmin, vmax, stops (hex colours),
+// outline (the detected heads' colour: never one of the scale's).
 
 const LABEL_W = 34, HEADER_H = 14, PAD = 3;
 
@@ -24,8 +25,10 @@ function fmt(v) { return v === null || v === undefined || Number.isNaN(v) ? "-" 
 // Cell size from the width the panel gives us: every head column always fits (down to 3 px a head).
 function geometry(el, nL, nH) {
   const width = Math.max(160, Math.floor(el.getBoundingClientRect().width || 400));
-  const cw = clamp(Math.floor((width - LABEL_W - 2 * PAD) / nH), 3, 24);
-  const ch = clamp(Math.min(cw, Math.floor(760 / nL)), 3, 16);
+  // whole pixels while they fit; below 3 px a head, fractional cells: every column stays inside the panel
+  const room = (width - LABEL_W - 2 * PAD) / nH;
+  const cw = room >= 3 ? Math.min(24, Math.floor(room)) : Math.max(0.5, room);
+  const ch = clamp(Math.min(Math.max(cw, 3), Math.floor(760 / nL)), 2, 16);
   return { cw, ch, x0: LABEL_W + PAD, y0: HEADER_H + PAD, width: LABEL_W + 2 * PAD + nH * cw, height: HEADER_H + 2 * PAD + nL * ch };
 }
 
@@ -75,7 +78,7 @@ function render({ model, el }) {
     }
     const line = Math.max(1, Math.min(2, g.cw / 6));
     ctx.lineWidth = line;
-    ctx.strokeStyle = "#e66100";
+    ctx.strokeStyle = model.get("outline");
     for (const i of model.get("detected")) {
       const l = Math.floor(i / nH), h = i % nH;
       ctx.strokeRect(g.x0 + h * g.cw + line / 2, g.y0 + l * g.ch + line / 2, g.cw - line - (g.cw > 5 ? 1 : 0) + line / 2, g.ch - line - (g.ch > 5 ? 1 : 0) + line / 2);
@@ -105,7 +108,7 @@ function render({ model, el }) {
     ctx.font = "10px sans-serif";
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
-    const rowStep = Math.ceil(12 / g.ch);
+    const rowStep = Math.ceil(13 / g.ch);
     for (let l = 0; l < nL; l++) {
       // every rowStep-th label, the selected row's in bold, none crowding it
       if (l !== sl && (l % rowStep !== 0 || Math.abs(l - sl) < rowStep)) continue;
@@ -114,7 +117,7 @@ function render({ model, el }) {
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "alphabetic";
-    const colStep = Math.ceil(22 / g.cw);
+    const colStep = Math.ceil((ctx.measureText(`H${nH - 1}`).width + 6) / g.cw);
     for (let h = 0; h < nH; h++) {
       if (h !== sh && (h % colStep !== 0 || Math.abs(h - sh) < colStep)) continue;
       ctx.font = h === sh ? "bold 10px sans-serif" : "10px sans-serif";
@@ -142,7 +145,8 @@ function render({ model, el }) {
     scale.innerHTML = `<span>${fmt(vmin)}</span><span class="inb-grid-bar" style="background:${bar}"></span><span>${fmt(vmax)}</span>`;
     const keys = document.createElement("div");
     keys.className = "inb-grid-keys";
-    keys.innerHTML = '<span><i class="inb-key-detected"></i>detected</span><span><i class="inb-key-selected"></i>selected</span>'
+    keys.innerHTML = `<span><i class="inb-key-detected" style="border-color:${model.get("outline")}"></i>detected</span>`
+      + '<span><i class="inb-key-selected"></i>selected</span>'
       + (g.cw >= 8 ? '<span><i class="inb-key-available"></i>pattern ready (no run)</span>' : "")
       + '<span><i class="inb-key-absent"></i>no such head</span>';
     legend.append(scale, keys);
@@ -150,7 +154,9 @@ function render({ model, el }) {
 
   function cellAt(event) {
     const r = canvas.getBoundingClientRect();
-    const h = Math.floor((event.clientX - r.left - g.x0) / g.cw), l = Math.floor((event.clientY - r.top - g.y0) / g.ch);
+    const sx = g.width / (r.width || g.width), sy = g.height / (r.height || g.height);  // CSS scaling, if any
+    const h = Math.floor(((event.clientX - r.left) * sx - g.x0) / g.cw);
+    const l = Math.floor(((event.clientY - r.top) * sy - g.y0) / g.ch);
     const nL = model.get("n_layers"), nH = model.get("n_heads");
     if (l < 0 || h < 0 || l >= nL || h >= nH) return null;
     const v = model.get("values")[l * nH + h];
@@ -177,7 +183,7 @@ function render({ model, el }) {
     model.save_changes();
     draw();
   });
-  for (const key of ["values", "selected", "detected", "available", "stops", "vmin", "vmax", "metric", "row_labels"]) {
+  for (const key of ["values", "selected", "detected", "available", "stops", "vmin", "vmax", "metric", "row_labels", "outline"]) {
     model.on(`change:${key}`, schedule);
   }
   // Redraw when the panel's width changes (window resize, sidebar), not when our own height does.

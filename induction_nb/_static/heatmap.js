@@ -5,6 +5,7 @@
 // Model keys: n (cells per side), start (first position shown), factor (positions per cell: a long
 // window is pooled by block max in Python), data (n*n uint8, attention * 255, row-major: query rows),
 // labels (token strings of the shown positions, or [] when they do not fit), period (0: no stripe),
+// stripe_from (the repeat's first query),
 // title, stops (colour map, hex).
 
 const LEFT = 78, TOP = 22, BAR = 46, BOTTOM = 78;
@@ -80,9 +81,10 @@ function render({ model, el }) {
     const period = model.get("period");
     if (!period) return;
     ctx.strokeStyle = "#e66100";
-    const first = g.start, last = g.start + g.n * g.factor - 1;
+    // the repeat's queries only (q >= stripe_from = offset + period), inside the window
+    const first = g.start, last = g.start + g.n * g.factor - 1, from = model.get("stripe_from") || period;
     const qs = [];
-    for (let q = Math.max(first, period - 1 + first); q <= last; q++) if (q - period + 1 >= first) qs.push(q);
+    for (let q = Math.max(first, from); q <= last; q++) if (q - period + 1 >= first) qs.push(q);
     if (!qs.length) return;
     const pos = (p) => (p - g.start) / g.factor * g.cell;
     if (g.cell / 1 >= 4 && g.factor === 1) {
@@ -143,7 +145,7 @@ function render({ model, el }) {
     tip.style.display = "block";
   });
   canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
-  for (const key of ["n", "start", "factor", "data", "labels", "period", "title", "stops"]) model.on(`change:${key}`, schedule);
+  for (const key of ["n", "start", "factor", "data", "labels", "period", "stripe_from", "title", "stops"]) model.on(`change:${key}`, schedule);
   const observer = new ResizeObserver(() => {
     const w = Math.floor(el.getBoundingClientRect().width);
     if (w !== lastWidth) { lastWidth = w; draw(); }

@@ -1,0 +1,79 @@
+"""The state the canvas views draw from (``_static/grid.js``, ``_static/heatmap.js``): plain numbers and
+strings, no widget library, so the static HTML export (which runs the same ES modules against a fixed
+state) works on a core install; ``_canvas.py`` holds the widgets that sync it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._colors import cividis_hex
+
+__all__ = ["grid_state", "heatmap_state", "metric_options", "STATIC"]
+
+STATIC = Path(__file__).resolve().parent / "_static"
+# PuOr-like diverging stops for signed metrics (causal effects): purple below 0, orange above
+_DIVERGING = ["#2d004b", "#5e3c99", "#b2abd2", "#f7f7f7", "#fdb863", "#e66101", "#7f3b08"]
+_OUTLINE = {"sequential": "#e66100", "diverging": "#00a08a"}  # detected heads: never a colour of the scale
+_METRICS = ("overall_score", "prefix_matching", "contrast", "copying", "previous_token", "duplicate_token",
+            "diagonal", "causal_effect")
+
+
+def metric_options(result: Any) -> list[str]:
+    """The metrics ``result`` has a number for (a text scan has no contrast, a retrieval scan only its
+    score, causal effects only once added): the grid is coloured by one of these."""
+    def known(m: str) -> bool:
+        return any(getattr(s, m) is not None and not math.isnan(getattr(s, m)) for s in result.head_scores)
+
+    return [m for m in _METRICS if known(m)]
+
+
+def grid_state(result: Any, metric: str = "overall_score", selected: tuple[int, int] = (0, 0),
+               available: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:
+    """The grid's synced state for ``result`` coloured by ``metric`` (values row-major, ``None`` where the
+    model has no such head; a signed metric gets a diverging scale centred on 0)."""
+    n_heads = result.n_heads
+    values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 5)
+              for row in result.score_matrix(metric) for v in row]
+    for layer in range(result.n_layers):  # score_matrix pads absent heads with NaN; say "no head" instead
+        for head in range(n_heads):
+            if not result.has_head(layer, head):
+                values[layer * n_heads + head] = None
+    vmin, vmax, stops, outline = 0.0, 1.0, [cividis_hex(i / 10) for i in range(11)], _OUTLINE["sequential"]
+    if metric == "causal_effect":
+        vmax = max([1e-6] + [abs(v) for v in values if v is not None])
+        vmin, stops, outline = -vmax, _DIVERGING, _OUTLINE["diverging"]
+    return {
+        "n_layers": result.n_layers, "n_heads": n_heads, "values": values,
+        "row_labels": [f"L{layer}" for layer in range(result.n_layers)],
+        "detected": sorted(l * n_heads + h for l, h in result.induction_heads),
+        "available": sorted(l * n_heads + h for l, h in available),
+        "selected": list(selected), "metric": metric.replace("_", " "), "vmin": vmin, "vmax": vmax, "stops": stops,
+        "outline": outline,
+    }
+
+
+def heatmap_state(attention: torch.Tensor, labels: list[str] | None, period: int | None, window: tuple[int, int],
+                  title: str, max_cells: int = 512, offset: int = 0) -> dict[str, Any]:
+    """The view's state for ``attention [seq, seq]`` inside ``window``: cells as ``uint8`` (weight x 255),
+    a window longer than ``max_cells`` pooled by block max (a one-position stripe stays visible). The
+    stripe is outlined from the repeat's first query, ``offset + period`` (``offset``: tokens before the
+    pattern, 1 with BOS)."""
+    from ._labels import escape_label
+    from .scores import block_max
+
+    start, stop = window
+    factor = max(1, math.ceil((stop - start) / max_cells))
+    shown = block_max(attention[start:stop, start:stop].float(), factor)
+    cells = (shown.clamp(0, 1) * 255).round().to(torch.uint8)
+    names = []
+    if labels is not None and factor == 1 and stop - start <= 64:
+        names = [(lambda t: t if len(t) <= 8 else t[:7] + "~")(escape_label(x)) for x in labels[start:stop]]
+    return {"n": int(cells.shape[0]), "start": start, "factor": factor, "data": cells.numpy().tobytes(),
+            "labels": names, "period": int(period or 0), "stripe_from": offset + int(period or 0), "title": title,
+            "stops": [cividis_hex(i / 10) for i in range(11)]}
+
+
