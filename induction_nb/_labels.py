@@ -10,9 +10,10 @@ distinguishable from a newline. Printable text, including non-ASCII letters and 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
-__all__ = ["escape_label", "escape_controls", "UNSAFE"]
+__all__ = ["escape_label", "escape_controls", "display_width", "fit_width", "UNSAFE"]
 
 # C0 and C1 controls, DEL, line/paragraph separators, zero-width and bidi controls, BOM, and friends
 UNSAFE = re.compile(
@@ -42,3 +43,18 @@ def escape_controls(text: str) -> str:
     """The last line of defence of a view: controls escaped in text that mixes ours and the user's (a model
     name, a settings value), where a literal backslash (a Windows path) stays as it is."""
     return _CONTROLS.sub(_escape, text)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide and full-width characters (CJK, most emoji) 2, combining
+    marks 0, others 1; what alignment needs where ``len`` counts code points."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def fit_width(text: str, size: int) -> str:
+    """``text`` cut (ending in ``~``) and padded to exactly ``size`` terminal columns."""
+    if display_width(text) > size:
+        while display_width(text) > size - 1:
+            text = text[:-1]
+        text += "~"
+    return text + " " * (size - display_width(text))

@@ -18,7 +18,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ._validate import check_int, check_period, check_probability, square_attention
-from ._labels import escape_controls, escape_label
+from ._labels import display_width, escape_controls, escape_label, fit_width
 from .errors import InputError
 from .scores import block_max, stripe_profile
 
@@ -162,7 +162,7 @@ def plot_attention_pattern(
     tokens = _tokens(tokens, n)
     start, stop = _window(n, window)
     A = A[start:stop, start:stop]
-    label_w = 0 if tokens is None else min(10, max(len(_label(t, 10)) for t in tokens[start:stop]))
+    label_w = 0 if tokens is None else min(10, max(display_width(escape_label(t)) for t in tokens[start:stop]))
     num_w = len(str(stop - 1))
     head_w = num_w + (label_w + 1 if label_w else 0) + 2  # "q label |": the grid's first column
     factor = max(1, math.ceil(A.shape[0] / (width - head_w - 1)))
@@ -173,7 +173,7 @@ def plot_attention_pattern(
     lines.append(f"queries {start}..{stop - 1} (rows) x keys {start}..{stop - 1} (columns){scale}")
     for r in range(grid.shape[0]):
         q = start + r * factor
-        name = "" if not label_w else " " + _label(tokens[q], label_w).ljust(label_w)
+        name = "" if not label_w else " " + fit_width(escape_label(tokens[q]), label_w)  # columns, not code points
         row = "".join(_shade(float(v), shades) for v in grid[r])
         lines.append(f"{q:>{num_w}}{name} {_BAR[charset][2]}{row}")
     lines += _ruler(start, stop, factor, head_w, width, charset)

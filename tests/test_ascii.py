@@ -337,3 +337,13 @@ def test_near_zero_weights_are_blank_and_the_key_says_so(charset, bar):
     rows = grid_cells(text, bar)
     assert len(rows) == n and all(row[0] != " " and row[1:].strip() == "" for row in rows)
     assert "' ' <0.05" in text
+
+
+def test_wide_and_combining_labels_keep_the_grid_aligned():
+    """CJK (2 columns each), a combining accent (0 columns) and ASCII: the bar stays in one column."""
+    from induction_nb._labels import display_width
+
+    tokens = ["漢字", "e\u0301", "abc", "日本語テキスト長い"]
+    text = plot_attention_pattern(torch.eye(4), tokens, 60)
+    rows = [line for line in text.splitlines() if "│" in line and line.lstrip()[:1].isdigit()]
+    assert len(rows) == 4 and len({display_width(r[: r.index("│")]) for r in rows}) == 1
