@@ -16,7 +16,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ._canvas_state import STATIC
+from ._canvas_state import STATIC, es_module
 
 __all__ = ["HeadGrid", "HeatmapView"]
 
@@ -24,7 +24,7 @@ __all__ = ["HeadGrid", "HeatmapView"]
 class HeadGrid(anywidget.AnyWidget):
     """The clickable layer x head grid (state: see ``_canvas_state.grid_state``)."""
 
-    _esm = STATIC / "grid.js"
+    _esm = es_module("grid.js")
     _css = STATIC / "explorer.css"
     n_layers = traitlets.Int(1).tag(sync=True)
     n_heads = traitlets.Int(1).tag(sync=True)
@@ -50,7 +50,7 @@ class HeadGrid(anywidget.AnyWidget):
 class HeatmapView(anywidget.AnyWidget):
     """One head's attention pattern (state: see ``_canvas_state.heatmap_state``)."""
 
-    _esm = STATIC / "heatmap.js"
+    _esm = es_module("heatmap.js")
     _css = STATIC / "explorer.css"
     n = traitlets.Int(0).tag(sync=True)
     start = traitlets.Int(0).tag(sync=True)

@@ -12,7 +12,7 @@ import torch
 
 from ._colors import cividis_hex
 
-__all__ = ["grid_state", "heatmap_state", "metric_options", "STATIC"]
+__all__ = ["grid_state", "heatmap_state", "metric_options", "es_module", "STATIC"]
 
 STATIC = Path(__file__).resolve().parent / "_static"
 # PuOr-like diverging stops for signed metrics (causal effects): purple below 0, orange above
@@ -20,6 +20,11 @@ _DIVERGING = ["#2d004b", "#5e3c99", "#b2abd2", "#f7f7f7", "#fdb863", "#e66101", 
 _OUTLINE = {"sequential": "#e66100", "diverging": "#00a08a"}  # detected heads: never a colour of the scale
 _METRICS = ("overall_score", "prefix_matching", "contrast", "copying", "previous_token", "duplicate_token",
             "diagonal", "causal_effect")
+
+
+def es_module(name: str) -> str:
+    """The ES module ``_static/{name}`` with the helpers it shares with the other canvas view prepended."""
+    return (STATIC / "canvas_common.js").read_text() + "\n" + (STATIC / name).read_text()
 
 
 def metric_options(result: Any) -> list[str]:

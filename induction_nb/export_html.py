@@ -117,11 +117,11 @@ def _top_table(result: Any, n: int = 12) -> str:
 
 def _page(result: Any, panels: Sequence[dict], selected: tuple[int, int], metric: str,
           missing: Sequence[tuple[int, int]] = ()) -> str:
-    from ._canvas_state import STATIC, grid_state
+    from ._canvas_state import STATIC, es_module, grid_state
     from .ascii import create_analysis_report
 
     state = grid_state(result, metric, selected, {(p["layer"], p["head"]) for p in panels})
-    module = (STATIC / "grid.js").read_text().replace("export default { render };", "") + _DRIVER
+    module = es_module("grid.js").replace("export default { render };", "") + _DRIVER
     css = (STATIC / "explorer.css").read_text()
     name = html.escape(escape_label(result.model_name))
     detected = " ".join(f"L{l}H{h}" for l, h in result.induction_heads) or "none"

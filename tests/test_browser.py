@@ -15,6 +15,7 @@ Needs the `chromium` Debian package and the `playwright` PyPI package (never `pl
 skipped without them outside CI, a failure in CI (.ci/run installs Chromium).
 """
 
+import contextlib
 import os
 import re
 import time
@@ -75,6 +76,20 @@ def _shot(page: OfflinePage, name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _page(browser, width: int, name: str):
+    """An offline page ``width`` px wide; on failure its screenshot (``{name}-failure.png``) and the
+    requests it had aborted are reported; closed either way."""
+    page = OfflinePage(browser, width)
+    try:
+        yield page
+    except Exception:
+        print(f"screenshot: {_shot(page, f'{name}-failure.png')}; aborted requests: {page.blocked[:10]}")
+        raise
+    finally:
+        page.page.close()
+
+
 def _click_cell(page: OfflinePage, layer: int, head: int) -> float:
     """Click the grid canvas at ``(layer, head)`` inside the page; returns the click's performance.now()."""
     return page.page.evaluate("""([l, h]) => {
@@ -92,8 +107,7 @@ def _box(page: OfflinePage, selector: str) -> dict:
 
 def test_explorer_in_jupyterlab(lab, browser):
     url, token = lab
-    page = OfflinePage(browser, 1400)
-    try:
+    with _page(browser, 1400, "explorer-handbuilt") as page:
         page.open_notebook(url, token, "handbuilt.ipynb")
         page.wait(DRAWN, 180, ".inb-heatmap")
         page.wait(TITLE_HAS, 30, "L1H0 (induction head)")
@@ -111,18 +125,12 @@ def test_explorer_in_jupyterlab(lab, browser):
         assert page.page.locator(".inb-tokens .inb-tok").count() == 32
         assert any(u.startswith(url) for u in page.allowed), "the request filter saw the page's own requests"
         _shot(page, "explorer-handbuilt-1400.png")
-    except Exception:
-        print(f"screenshot: {_shot(page, 'explorer-failure.png')}; aborted requests: {page.blocked[:10]}")
-        raise
-    finally:
-        page.page.close()
 
 
 @pytest.mark.parametrize("width", [1400, 800])
 def test_80_by_64_heads_render_fast_and_fit(lab, browser, width):
     url, token = lab
-    page = OfflinePage(browser, width)
-    try:
+    with _page(browser, width, f"explorer-80x64-{width}") as page:
         page.open_notebook(url, token, "fake.ipynb")
         page.wait(DRAWN, 180, ".inb-heatmap")
         page.wait(DRAWN, 30, ".inb-grid")
@@ -158,19 +166,13 @@ def test_80_by_64_heads_render_fast_and_fit(lab, browser, width):
         page.page.locator(".inb-heatmap").first.scroll_into_view_if_needed()
         _shot(page, f"explorer-80x64-{width}-heatmap.png")
         assert any(u.startswith(url) for u in page.allowed)
-    except Exception:
-        print(f"screenshot: {_shot(page, f'explorer-80x64-{width}-failure.png')}; aborted: {page.blocked[:10]}")
-        raise
-    finally:
-        page.page.close()
 
 
 def test_200_heads_in_a_row_fit_and_a_click_hits_its_head(lab, browser):
     """Below 3 px a head the cells become fractional: every column inside the panel, no CSS squeeze, and
     a click lands on the head drawn under the pointer."""
     url, token = lab
-    page = OfflinePage(browser, 800)
-    try:
+    with _page(browser, 800, "explorer-wide") as page:
         page.open_notebook(url, token, "wide.ipynb")
         page.wait(DRAWN, 180, ".inb-heatmap")
         page.wait(TITLE_HAS, 30, "L0H150")
@@ -181,11 +183,6 @@ def test_200_heads_in_a_row_fit_and_a_click_hits_its_head(lab, browser):
                                   " return [c.getBoundingClientRect().width, c.width / window.devicePixelRatio]; }")
         assert canvas["x"] + canvas["width"] <= grid["x"] + grid["width"] + 1 and canvas["x"] + canvas["width"] <= 800
         assert abs(size[0] - size[1]) < 1, "drawn at its own size, not squeezed by CSS"
-    except Exception:
-        print(f"screenshot: {_shot(page, 'explorer-wide-failure.png')}")
-        raise
-    finally:
-        page.page.close()
 
 
 @pytest.mark.slow
@@ -199,8 +196,7 @@ def test_exported_html_of_a_smollm2_scan_opens_offline(browser, tmp_path):
     top = [(s.layer, s.head) for s in detector.detect(sequence_length=32).get_top_heads(3)]
     result = detector.detect(sequence_length=32, keep_patterns=top)
     path = result.to_html(tmp_path / "smollm2.html", model)
-    page = OfflinePage(browser, 1400)
-    try:
+    with _page(browser, 1400, "export-smollm2") as page:
         page.page.goto(path.as_uri())
         page.wait(DRAWN, 30, ".inb-grid")
         images = page.page.evaluate("() => [...document.images].map(i => i.complete && i.naturalWidth > 0)")
@@ -213,5 +209,3 @@ def test_exported_html_of_a_smollm2_scan_opens_offline(browser, tmp_path):
         page.wait("() => !document.getElementById('inb-no-panel').hidden", 10)
         assert page.blocked == [], f"the page asked for {page.blocked[:5]}"
         _shot(page, "export-smollm2.png")
-    finally:
-        page.page.close()

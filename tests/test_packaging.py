@@ -70,5 +70,5 @@ def test_wheel_ships_the_explorer_es_modules(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
                     str(src)], check=True, capture_output=True, timeout=300)
     names = zipfile.ZipFile(next(tmp_path.glob("induction_nb-*.whl"))).namelist()
-    for name in ("grid.js", "heatmap.js", "explorer.css"):
+    for name in ("canvas_common.js", "grid.js", "heatmap.js", "explorer.css"):
         assert f"induction_nb/_static/{name}" in names

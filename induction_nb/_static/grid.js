@@ -8,10 +8,6 @@
 
 const LABEL_W = 34, HEADER_H = 14, PAD = 3;
 
-function clamp(x, lo, hi) { return Math.max(lo, Math.min(hi, x)); }
-
-function rgb(hex) { return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)); }
-
 function colour(stops, v, vmin, vmax) {
   if (v === null || v === undefined || Number.isNaN(v)) return null;
   const x = clamp((v - vmin) / (vmax - vmin || 1), 0, 1) * (stops.length - 1);
@@ -36,19 +32,12 @@ function render({ model, el }) {
   el.classList.add("inb-grid");
   const caption = document.createElement("div");
   caption.className = "inb-grid-caption";
-  const wrap = document.createElement("div");
-  wrap.className = "inb-grid-wrap";
-  const canvas = document.createElement("canvas");
-  canvas.className = "inb-grid-canvas";
-  const tip = document.createElement("div");
-  tip.className = "inb-grid-tip";
+  el.append(caption);
+  const { canvas, tip } = mountCanvas(el, "inb-grid-canvas");
   const legend = document.createElement("div");
   legend.className = "inb-grid-legend";
-  wrap.append(canvas, tip);
-  el.append(caption, wrap, legend);
-  let g = null, lastWidth = -1, pending = false;
-  // one draw for all the keys a message changes (they arrive as separate change events)
-  const schedule = () => { if (!pending) { pending = true; queueMicrotask(() => { pending = false; draw(); }); } };
+  el.append(legend);
+  let g = null;
 
   function draw() {
     const nL = model.get("n_layers"), nH = model.get("n_heads"), values = model.get("values");
@@ -183,17 +172,8 @@ function render({ model, el }) {
     model.save_changes();
     draw();
   });
-  for (const key of ["values", "selected", "detected", "available", "stops", "vmin", "vmax", "metric", "row_labels", "outline"]) {
-    model.on(`change:${key}`, schedule);
-  }
-  // Redraw when the panel's width changes (window resize, sidebar), not when our own height does.
-  const observer = new ResizeObserver(() => {
-    const w = Math.floor(el.getBoundingClientRect().width);
-    if (w !== lastWidth) { lastWidth = w; draw(); }
-  });
-  observer.observe(el);
-  draw();
-  return () => observer.disconnect();
+  return redrawOn(model, ["values", "selected", "detected", "available", "stops", "vmin", "vmax", "metric",
+                          "row_labels", "outline"], el, draw);
 }
 
 export default { render };

@@ -10,8 +10,6 @@
 
 const LEFT = 78, TOP = 22, BAR = 46, BOTTOM = 78;
 
-function rgb(hex) { return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)); }
-
 function lut(stops) {  // 256 colours interpolated from the stops
   const out = new Uint8ClampedArray(256 * 3), cs = stops.map(rgb);
   for (let v = 0; v < 256; v++) {
@@ -29,17 +27,8 @@ function bytesOf(data) {
 
 function render({ model, el }) {
   el.classList.add("inb-heatmap");
-  const canvas = document.createElement("canvas");
-  canvas.className = "inb-heatmap-canvas";
-  const tip = document.createElement("div");
-  tip.className = "inb-grid-tip";
-  const wrap = document.createElement("div");
-  wrap.className = "inb-grid-wrap";
-  wrap.append(canvas, tip);
-  el.append(wrap);
-  let g = null, lastWidth = -1, pending = false;
-  // one draw for all the keys a message changes (they arrive as separate change events)
-  const schedule = () => { if (!pending) { pending = true; queueMicrotask(() => { pending = false; draw(); }); } };
+  const { canvas, tip } = mountCanvas(el, "inb-heatmap-canvas");
+  let g = null;
 
   function draw() {
     const n = model.get("n"), labels = model.get("labels"), values = bytesOf(model.get("data"));
@@ -145,14 +134,7 @@ function render({ model, el }) {
     tip.style.display = "block";
   });
   canvas.addEventListener("mouseleave", () => { tip.style.display = "none"; });
-  for (const key of ["n", "start", "factor", "data", "labels", "period", "stripe_from", "title", "stops"]) model.on(`change:${key}`, schedule);
-  const observer = new ResizeObserver(() => {
-    const w = Math.floor(el.getBoundingClientRect().width);
-    if (w !== lastWidth) { lastWidth = w; draw(); }
-  });
-  observer.observe(el);
-  draw();
-  return () => observer.disconnect();
+  return redrawOn(model, ["n", "start", "factor", "data", "labels", "period", "stripe_from", "title", "stops"], el, draw);
 }
 
 export default { render };
