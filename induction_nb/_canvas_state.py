@@ -12,7 +12,7 @@ import torch
 
 from ._colors import cividis_hex
 
-__all__ = ["grid_state", "heatmap_state", "metric_options", "es_module", "STATIC"]
+__all__ = ["grid_state", "grid_colours", "grid_selection", "heatmap_state", "metric_options", "es_module", "STATIC"]
 
 STATIC = Path(__file__).resolve().parent / "_static"
 # PuOr-like diverging stops for signed metrics (causal effects): purple below 0, orange above
@@ -36,29 +36,33 @@ def metric_options(result: Any) -> list[str]:
     return [m for m in _METRICS if known(m)]
 
 
-def grid_state(result: Any, metric: str = "overall_score", selected: tuple[int, int] = (0, 0),
-               available: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:
-    """The grid's synced state for ``result`` coloured by ``metric`` (values row-major, ``None`` where the
-    model has no such head; a signed metric gets a diverging scale centred on 0)."""
-    n_heads = result.n_heads
-    values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 5)
+def grid_colours(result: Any, metric: str = "overall_score") -> dict[str, Any]:
+    """The part of the grid's state that depends on ``metric`` only: values row-major (``None`` where the
+    model has no such head: ``score_matrix`` gives NaN there) and the colour scale (a signed metric gets
+    a diverging one centred on 0). Computed once per metric, not per click."""
+    values = [None if v is None or math.isnan(v) else round(float(v), 5)
               for row in result.score_matrix(metric) for v in row]
-    for layer in range(result.n_layers):  # score_matrix pads absent heads with NaN; say "no head" instead
-        for head in range(n_heads):
-            if not result.has_head(layer, head):
-                values[layer * n_heads + head] = None
     vmin, vmax, stops, outline = 0.0, 1.0, [cividis_hex(i / 10) for i in range(11)], _OUTLINE["sequential"]
     if metric == "causal_effect":
         vmax = max([1e-6] + [abs(v) for v in values if v is not None])
         vmin, stops, outline = -vmax, _DIVERGING, _OUTLINE["diverging"]
     return {
-        "n_layers": result.n_layers, "n_heads": n_heads, "values": values,
+        "n_layers": result.n_layers, "n_heads": result.n_heads, "values": values,
         "row_labels": [f"L{layer}" for layer in range(result.n_layers)],
-        "detected": sorted(l * n_heads + h for l, h in result.induction_heads),
-        "available": sorted(l * n_heads + h for l, h in available),
-        "selected": list(selected), "metric": metric.replace("_", " "), "vmin": vmin, "vmax": vmax, "stops": stops,
-        "outline": outline,
+        "detected": sorted(l * result.n_heads + h for l, h in result.induction_heads),
+        "metric": metric.replace("_", " "), "vmin": vmin, "vmax": vmax, "stops": stops, "outline": outline,
     }
+
+
+def grid_selection(result: Any, selected: tuple[int, int], available: set[tuple[int, int]]) -> dict[str, Any]:
+    """The part of the grid's state a click changes: the selected head, the heads with patterns at hand."""
+    return {"selected": list(selected), "available": sorted(l * result.n_heads + h for l, h in available)}
+
+
+def grid_state(result: Any, metric: str = "overall_score", selected: tuple[int, int] = (0, 0),
+               available: set[tuple[int, int]] = frozenset()) -> dict[str, Any]:
+    """The grid's whole synced state for ``result`` coloured by ``metric``."""
+    return {**grid_colours(result, metric), **grid_selection(result, selected, available)}
 
 
 def heatmap_state(attention: torch.Tensor, labels: list[str] | None, period: int | None, window: tuple[int, int],
@@ -67,7 +71,7 @@ def heatmap_state(attention: torch.Tensor, labels: list[str] | None, period: int
     a window longer than ``max_cells`` pooled by block max (a one-position stripe stays visible). The
     stripe is outlined from the repeat's first query, ``offset + period`` (``offset``: tokens before the
     pattern, 1 with BOS)."""
-    from ._labels import escape_label
+    from ._labels import shorten
     from .scores import block_max
 
     start, stop = window
@@ -76,7 +80,7 @@ def heatmap_state(attention: torch.Tensor, labels: list[str] | None, period: int
     cells = (shown.clamp(0, 1) * 255).round().to(torch.uint8)
     names = []
     if labels is not None and factor == 1 and stop - start <= 64:
-        names = [(lambda t: t if len(t) <= 8 else t[:7] + "~")(escape_label(x)) for x in labels[start:stop]]
+        names = [shorten(x, 8) for x in labels[start:stop]]
     return {"n": int(cells.shape[0]), "start": start, "factor": factor, "data": cells.numpy().tobytes(),
             "labels": names, "period": int(period or 0), "stripe_from": offset + int(period or 0), "title": title,
             "stops": [cividis_hex(i / 10) for i in range(11)]}

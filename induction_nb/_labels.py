@@ -13,7 +13,7 @@ import re
 import unicodedata
 from typing import Any
 
-__all__ = ["escape_label", "escape_controls", "display_width", "fit_width", "UNSAFE"]
+__all__ = ["escape_label", "escape_controls", "shorten", "display_width", "fit_width", "UNSAFE"]
 
 # C0 and C1 controls, DEL, line/paragraph separators, zero-width and bidi controls, BOM, and friends
 UNSAFE = re.compile(
@@ -43,6 +43,12 @@ def escape_controls(text: str) -> str:
     """The last line of defence of a view: controls escaped in text that mixes ours and the user's (a model
     name, a settings value), where a literal backslash (a Windows path) stays as it is."""
     return _CONTROLS.sub(_escape, text)
+
+
+def shorten(token: Any, size: int) -> str:
+    """``escape_label(token)`` cut to ``size`` characters, the last one ``~`` when cut."""
+    text = escape_label(token)
+    return text if len(text) <= size else text[: size - 1] + "~"
 
 
 def display_width(text: str) -> int:

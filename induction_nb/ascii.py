@@ -18,7 +18,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ._validate import check_int, check_period, check_probability, square_attention
-from ._labels import display_width, escape_controls, escape_label, fit_width
+from ._labels import display_width, escape_controls, escape_label, fit_width, shorten
 from .errors import InputError
 from .scores import block_max, stripe_profile
 
@@ -119,11 +119,6 @@ def _ruler(start: int, stop: int, factor: int, indent: int, width: int, charset:
             numbers[c:c + len(str(k))] = str(k)
             free = c + len(str(k)) + 1
     return [" " * indent + "".join(ticks), " " * indent + "".join(numbers)]
-
-
-def _label(token: Any, size: int) -> str:
-    text = escape_label(token)
-    return text if len(text) <= size else text[: size - 1] + "~"
 
 
 def _tokens(tokens: Any, n: int) -> list | None:
@@ -259,8 +254,8 @@ def plot_induction_stripe(
             best = max(matched, key=lambda i: (float(stripe[i]), -i))
             qq = int(q[best])
             lines.append(
-                f"e.g. q={qq} '{_label(tokens[qq], 12)}' attends {float(stripe[best]):.2f} to k={qq - period + 1} "
-                f"'{_label(tokens[qq - period + 1], 12)}', the token after the earlier '{_label(tokens[qq], 12)}'"
+                f"e.g. q={qq} '{shorten(tokens[qq], 12)}' attends {float(stripe[best]):.2f} to k={qq - period + 1} "
+                f"'{shorten(tokens[qq - period + 1], 12)}', the token after the earlier '{shorten(tokens[qq], 12)}'"
             )
         else:
             lines.append(f"no query has an earlier copy {period} positions back: the tokens do not repeat with this period")

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 
 from ._validate import check_int, check_period, square_attention
-from ._labels import escape_label
+from ._labels import shorten
 from ._figure_style import (BLUE, CMAP, GREY, HIGHLIGHT, ONE_COLUMN, TWO_COLUMN, axes_or_new, pyplot, save_figure,
                             shared_legend, style)
 from ._placement import label_points, legend_above
@@ -143,8 +143,7 @@ def _stripe(ax: Any, start: int, stop: int, period: int, offset: int = 0) -> Non
 
 
 def _token_label(token: Any) -> str:
-    text = escape_label(token).replace("$", r"\$")
-    return text if len(text) <= 10 else text[:9] + "~"
+    return shorten(token, 10).replace("$", r"\$")  # a $ would start mathtext
 
 
 def plot_metric_scatter(result: Any, x: str = "prefix_matching", y: str = "copying", ax: Any = None, *,

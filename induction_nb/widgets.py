@@ -62,7 +62,7 @@ class HeadExplorer:
         if texts is not None:
             self.patterns = ("text", *self.patterns)
         self.viewed: list[tuple[int, int]] = []
-        self._sel, self._window_n = (0, 0), -1
+        self._sel, self._window_n, self._colours = (0, 0), -1, {}
         top = self.result.get_top_heads(1)[0]
         if layer is None and head is None and engine is None and self.source.kept():
             top = self.result.score(*max(self.source.kept(), key=lambda k: self.result.score(*k).overall_score))
@@ -180,10 +180,7 @@ class HeadExplorer:
             self.select(layer, head)
 
     def _recolour(self, change: dict) -> None:
-        from ._canvas_state import grid_state
-
-        self.grid.update(grid_state(self.result, change["new"], (self.layer, self.head),
-                                       self.source.ready(self.pattern)))
+        self._sync_grid()
 
     def _changed(self, change: dict) -> None:
         if self._quiet:
@@ -258,11 +255,14 @@ class HeadExplorer:
         self._quiet = False
 
     def _sync_grid(self) -> None:
-        from ._canvas_state import grid_state
+        from ._canvas_state import grid_colours, grid_selection
 
+        metric = self._metric.value
+        if metric not in self._colours:  # 5,120 values for an 80 x 64 grid: once per metric, not per click
+            self._colours[metric] = grid_colours(self.result, metric)
         self._quiet = True
-        self.grid.update(grid_state(self.result, self._metric.value, (self.layer, self.head),
-                                       self.source.ready(self.pattern)))
+        self.grid.update({**self._colours[metric],
+                          **grid_selection(self.result, (self.layer, self.head), self.source.ready(self.pattern))})
         self._quiet = False
         if self.heatmap.layout.display is None:
             self._offer.layout.display = "none"
