@@ -3,5 +3,5 @@
 A thin alias of ``induction_nb``'s public names; the package itself is ``induction_nb``.
 """
 
-from induction_nb import *  # noqa: F401,F403
+from induction_nb import *  # noqa: F403
 from induction_nb import __all__  # noqa: F401

@@ -34,10 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from tiny_configs import VOCAB, build  # noqa: E402  (the tests' generic tiny-model builder)
+from tiny_configs import VOCAB, build
 
 GOAL = 0.98
 SEQ, BATCH = 12, 2
+
 
 def tokens():
     import torch
@@ -102,8 +103,9 @@ def _emitter(tensor, emitted) -> str | None:
 def _reference_labels(model, paths) -> list[int] | None:
     """Labels from the layer list, or ``None`` (then: the entries' positions in ``output_attentions``)."""
     config = getattr(model, "config", None)
-    n = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
-                                                              "num_hidden_layers", None)
+    n = getattr(config, "num_hidden_layers", None) or getattr(
+        getattr(config, "text_config", None), "num_hidden_layers", None
+    )
     if None in paths or len(set(paths)) != len(paths) or not isinstance(n, int):
         return None
     import torch
@@ -112,7 +114,7 @@ def _reference_labels(model, paths) -> list[int] | None:
     for name in lists:
         prefix = name + "."
         if all(p.startswith(prefix) for p in paths):
-            return [int(p[len(prefix):].split(".")[0]) for p in paths]
+            return [int(p[len(prefix) :].split(".")[0]) for p in paths]
     return None
 
 
@@ -171,7 +173,9 @@ def _same_activations_retry(model_type, family, backend, want, ids, first: dict)
             if kw.get("sliding_window"):
                 allowed &= ~torch.ones(n_q, n_k, dtype=torch.bool).tril(n_k - n_q - kw["sliding_window"])
             mask = allowed if getattr(module, "is_causal", True) else None
-        add = mask if mask is None or mask.dtype != torch.bool else torch.zeros(mask.shape).masked_fill(~mask, -torch.inf)
+        add = (
+            mask if mask is None or mask.dtype != torch.bool else torch.zeros(mask.shape).masked_fill(~mask, -torch.inf)
+        )
         recorded.append(eager(module, q, k, v, add, **kw)[1].float())
         return sdpa_attention_forward(module, q, k, v, mask, **kw)
 
@@ -186,8 +190,10 @@ def _same_activations_retry(model_type, family, backend, want, ids, first: dict)
     except Exception as e:
         return {**first, "why": f"{first['why']}; same-activations retry failed: {type(e).__name__}: {_short(e)}"}
     if result["outcome"] == "parity":
-        result["why"] = (f"against the eager model: {first['why']} (the eager and sdpa forwards drift apart); "
-                         "parity with eager's function on the sdpa model's own activations")
+        result["why"] = (
+            f"against the eager model: {first['why']} (the eager and sdpa forwards drift apart); "
+            "parity with eager's function on the sdpa model's own activations"
+        )
     return result
 
 
@@ -214,10 +220,13 @@ def compare(model, ids, want) -> dict:
         if got.pattern.shape[2] > n_heads and not torch.isnan(got.pattern[:, j, n_heads:]).all():
             return {"outcome": "mismatch", "why": f"layer {labels[j]} has {n_heads} heads; the rest must be NaN"}
         if w.shape[-1] > w.shape[-2] == g.shape[-1]:  # keys beyond the tokens: eager's token block is the reference
-            blocks = [w[..., : w.shape[-2]], w[..., -w.shape[-2]:]]
+            blocks = [w[..., : w.shape[-2]], w[..., -w.shape[-2] :]]
             w = min(blocks, key=lambda b: float((g - b).abs().max()))
         if tuple(g.shape) != tuple(w.shape):
-            return {"outcome": "mismatch", "why": f"layer {labels[j]}: shape {tuple(g.shape)} != eager's {tuple(w.shape)}"}
+            return {
+                "outcome": "mismatch",
+                "why": f"layer {labels[j]}: shape {tuple(g.shape)} != eager's {tuple(w.shape)}",
+            }
         worst = max(worst, float((g - w).abs().max()))
     if not worst <= 1e-5:
         return {"outcome": "mismatch", "why": f"max |capture - eager| = {worst:.2e}"}
@@ -240,7 +249,7 @@ def _child(queue, model_type, family, backends):
         torch.set_num_threads(1)
         transformers.logging.set_verbosity_error()  # a child process of ours: its chatter hides the table
         queue.put(run_one(model_type, family, backends))
-    except BaseException as e:  # noqa: BLE001 - reported as the outcome
+    except BaseException as e:
         queue.put({b: {"outcome": "crash", "why": f"{type(e).__name__}: {_short(e)}"} for b in backends})
 
 
@@ -271,7 +280,7 @@ def _preload() -> None:
     import transformers
     from transformers.models.auto import modeling_auto  # noqa: F401
 
-    import induction_nb.capture  # noqa: F401
+    import induction_nb.engine.capture  # noqa: F401
 
     transformers.logging.set_verbosity_error()
 
@@ -326,16 +335,21 @@ def main(argv=None) -> int:
                 if r["outcome"] != "parity":
                     print(f"{fam:6} {be:5} {t:28} {r['outcome']:12} {r.get('why', '')[:150]}", flush=True)
     table = summarize(rows)
-    print(f"\n{'family/backend':16} {'parity':>6} {'refused':>7} {'mismatch':>8} {'crash':>5} {'no_ref':>6} "
-          f"{'unsupp':>6} {'coverage':>8}")
+    print(
+        f"\n{'family/backend':16} {'parity':>6} {'refused':>7} {'mismatch':>8} {'crash':>5} {'no_ref':>6} "
+        f"{'unsupp':>6} {'coverage':>8}"
+    )
     for key, c in table.items():
         cov = "-" if c["coverage"] is None else f"{c['coverage']:.1%}"
-        print(f"{key:16} {c.get('parity', 0):6} {c.get('refused', 0):7} {c.get('mismatch', 0):8} {c.get('crash', 0):5} "
-              f"{c.get('no_reference', 0):6} {c.get('unsupported', 0):6} {cov:>8}")
+        print(
+            f"{key:16} {c.get('parity', 0):6} {c.get('refused', 0):7} {c.get('mismatch', 0):8} {c.get('crash', 0):5} "
+            f"{c.get('no_reference', 0):6} {c.get('unsupported', 0):6} {cov:>8}"
+        )
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"transformers": transformers.__version__, "rows": rows, "table": table},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"transformers": transformers.__version__, "rows": rows, "table": table}, indent=1)
+        )
     if args.check:
         bad = [r for r in rows if r["outcome"] in ("mismatch", "crash")]
         low = [k for k, c in table.items() if c["coverage"] is not None and c["coverage"] < GOAL]

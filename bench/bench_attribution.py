@@ -15,7 +15,7 @@ import time
 import torch
 
 from induction_nb import InductionHeadDetector, head_effects, load_model
-from induction_nb.effects import spearman, top_recall
+from induction_nb.causal.effects import spearman, top_recall
 
 
 def _timed(fn):
@@ -45,21 +45,34 @@ def main(method: str = "zero", batch: int = 4, sequence_length: int = 64) -> Non
     print(f"SmolLM2, {exact.numel()} heads, batch {batch} x {probe.tokens.shape[1]} tokens, method {method}")
     print(f"  bare forward {bare:.2f} s; forward + backward {fb:.2f} s = {fb / bare:.1f} forward-equivalents")
     print(f"  attribution: {t_attr:.1f} s = {t_attr / bare:.1f} forward-equivalents ({attr.n_forward} counted)")
-    print(f"  exact, packed 32 per forward: {t_packed:.1f} s ({packed.n_forward} forwards); one head per forward: "
-          f"{t_naive:.1f} s ({naive.n_forward} forwards)")
+    print(
+        f"  exact, packed 32 per forward: {t_packed:.1f} s ({packed.n_forward} forwards); one head per forward: "
+        f"{t_naive:.1f} s ({naive.n_forward} forwards)"
+    )
     print(f"  attribution is {t_naive / t_attr:.0f}x faster than exact (naive), {t_packed / t_attr:.0f}x than packed")
-    print(f"  agreement: Spearman {spearman(est, exact):.3f} over all heads; recall of the exact top 10 in the "
-          f"estimate's top 20 {top_recall(est, exact, 10, 20):.2f}, in its top 20 by magnitude (what verify_top "
-          f"checks) {top_recall(est.abs(), exact, 10, 20):.2f}; packed vs naive max gap "
-          f"{float((packed.effects - exact).abs().max()):.1e}")
+    print(
+        f"  agreement: Spearman {spearman(est, exact):.3f} over all heads; recall of the exact top 10 in the "
+        f"estimate's top 20 {top_recall(est, exact, 10, 20):.2f}, in its top 20 by magnitude (what verify_top "
+        f"checks) {top_recall(est.abs(), exact, 10, 20):.2f}; packed vs naive max gap "
+        f"{float((packed.effects - exact).abs().max()):.1e}"
+    )
     gap = (est - exact).abs().flatten()
     worst = gap.argsort(descending=True)[:5].tolist()
     n = exact.shape[1]
-    print("  largest gaps: " + ", ".join(f"L{i // n}H{i % n} est {float(est.flatten()[i]):+.3f} exact "
-                                          f"{float(exact.flatten()[i]):+.3f}" for i in worst))
+    print(
+        "  largest gaps: "
+        + ", ".join(
+            f"L{i // n}H{i % n} est {float(est.flatten()[i]):+.3f} exact {float(exact.flatten()[i]):+.3f}"
+            for i in worst
+        )
+    )
     top = exact.flatten().argsort(descending=True)[:10].tolist()
-    print("  exact top 10: " + ", ".join(f"L{i // n}H{i % n} {float(exact.flatten()[i]):+.3f} "
-                                          f"(est {float(est.flatten()[i]):+.3f})" for i in top))
+    print(
+        "  exact top 10: "
+        + ", ".join(
+            f"L{i // n}H{i % n} {float(exact.flatten()[i]):+.3f} (est {float(est.flatten()[i]):+.3f})" for i in top
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ import sys
 import time
 
 import torch
+from _peak import peak_mib  # bench/_peak.py (the script folder is on sys.path)
 
 from induction_nb import InductionHeadDetector, load_model
-
-from _peak import peak_mib  # bench/_peak.py (the script folder is on sys.path)
 
 
 def _tokens(det: InductionHeadDetector, sequence_length: int) -> torch.Tensor:
@@ -49,11 +48,15 @@ def speed(repeats: int) -> None:
         t_bare = timed(lambda: hf(tokens))
         t_body = timed(lambda: hf.base_model(tokens))
     t_detect = timed(lambda: det.detect(sequence_length=128))
-    print(f"speed: tokens {tuple(tokens.shape)} (8 probes + 8 controls), median of {repeats}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"speed: tokens {tuple(tokens.shape)} (8 probes + 8 controls), median of {repeats}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"  bare eager forward {t_bare:.3f} s | without lm_head {t_body:.3f} s | detect() {t_detect:.3f} s")
-    print(f"  detect / bare forward = {t_detect / t_bare:.2f}x   (goal <= 1.15x); "
-          f"detect / forward without lm_head = {t_detect / t_body:.2f}x")
+    print(
+        f"  detect / bare forward = {t_detect / t_bare:.2f}x   (goal <= 1.15x); "
+        f"detect / forward without lm_head = {t_detect / t_body:.2f}x"
+    )
 
 
 def memory_case(case: str) -> None:
@@ -79,10 +82,14 @@ def memory() -> None:
             raise SystemExit(run.stderr)
         out[case] = float(run.stdout.strip().splitlines()[-1])
     print("memory: tokens (8, 1025) (4 probes + 4 controls), peak RSS above the level before the call")
-    print(f"  bare eager forward {out['bare']:.0f} MiB | without lm_head {out['body']:.0f} MiB | "
-          f"detect() {out['detect']:.0f} MiB")
-    print(f"  detect / bare forward = {out['detect'] / out['bare']:.2f}x   (goal <= 1.3x); "
-          f"detect / forward without lm_head = {out['detect'] / out['body']:.2f}x")
+    print(
+        f"  bare eager forward {out['bare']:.0f} MiB | without lm_head {out['body']:.0f} MiB | "
+        f"detect() {out['detect']:.0f} MiB"
+    )
+    print(
+        f"  detect / bare forward = {out['detect'] / out['bare']:.2f}x   (goal <= 1.3x); "
+        f"detect / forward without lm_head = {out['detect'] / out['body']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -78,14 +78,20 @@ def main() -> None:
     print(f"{'T':>5} | {'bare sdpa forward':>20} | {'detect(), sdpa model':>34} | {'no lm_head':>12}")
     for length in [int(x) for x in args.lengths.split(",")]:
         bare, body, det = (_run(k, "sdpa", length) for k in ("bare", "body", "detect"))
-        print(f"{length:>5} | {bare['seconds']:7.1f} s, +{bare['mib']:6.0f} MiB | "
-              f"{det['seconds']:7.1f} s ({det['seconds'] / bare['seconds']:.2f}x), "
-              f"+{det['mib']:6.0f} MiB ({det['mib'] / bare['mib']:.2f}x) | "
-              f"{body['seconds']:5.1f} s {body['mib']:5.0f} MiB   top {det['top']}", flush=True)
+        print(
+            f"{length:>5} | {bare['seconds']:7.1f} s, +{bare['mib']:6.0f} MiB | "
+            f"{det['seconds']:7.1f} s ({det['seconds'] / bare['seconds']:.2f}x), "
+            f"+{det['mib']:6.0f} MiB ({det['mib'] / bare['mib']:.2f}x) | "
+            f"{body['seconds']:5.1f} s {body['mib']:5.0f} MiB   top {det['top']}",
+            flush=True,
+        )
     for length in [int(x) for x in args.eager_lengths.split(",") if x]:
         bare, det = (_run(k, "eager", length) for k in ("bare", "detect"))
-        print(f"{length:>5} | eager: bare {bare['seconds']:.1f} s, +{bare['mib']:.0f} MiB | detect() "
-              f"{det['seconds']:.1f} s ({det['seconds'] / bare['seconds']:.2f}x), +{det['mib']:.0f} MiB", flush=True)
+        print(
+            f"{length:>5} | eager: bare {bare['seconds']:.1f} s, +{bare['mib']:.0f} MiB | detect() "
+            f"{det['seconds']:.1f} s ({det['seconds'] / bare['seconds']:.2f}x), +{det['mib']:.0f} MiB",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

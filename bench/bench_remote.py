@@ -18,18 +18,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import ndif_loopback as lb  # noqa: E402
+import ndif_loopback as lb
 
-from induction_nb import InductionHeadDetector, RemoteConfig, capture_attention, load_model  # noqa: E402
-from induction_nb.models import _cache_root  # noqa: E402
+from induction_nb import InductionHeadDetector, RemoteConfig, capture_attention, load_model
+from induction_nb.engine import embedded_model_folder
 
 
 def main() -> None:
     import nnsight
     from nnsight.intervention.backends.remote import RemoteBackend
 
-    load_model()  # make sure the converted folder exists
-    folder = next(p for p in _cache_root(None).iterdir() if p.name.startswith("smollm2-135m-instruct-"))
+    folder = embedded_model_folder()  # converted once, cached
     nnsight.CONFIG.APP.REMOTE_LOGGING = False
     os.environ.setdefault("NDIF_API_KEY", "loopback-bench-key")
     sizes: list[int] = []
@@ -51,11 +50,15 @@ def main() -> None:
         sizes.clear()
         one = capture_attention(model, tokens, layers=[18], remote=config)
         layer_bytes = sum(sizes)
-    print(f"remote detect() on SmolLM2 over loopback: {len(result.induction_heads)} heads "
-          f"{result.induction_heads}, {t_detect:.1f} s")
+    print(
+        f"remote detect() on SmolLM2 over loopback: {len(result.induction_heads)} heads "
+        f"{result.induction_heads}, {t_detect:.1f} s"
+    )
     print(f"  bytes returned: {detect_bytes:,} ({detect_bytes / 1024:.1f} KiB; goal <= 64 KB)")
-    print(f"  one layer's patterns {tuple(one.pattern.shape)}: {layer_bytes:,} bytes; all 30 layers ~ "
-          f"{30 * layer_bytes / 2**20:.0f} MiB = {30 * layer_bytes / detect_bytes:.0f}x the scan's scores")
+    print(
+        f"  one layer's patterns {tuple(one.pattern.shape)}: {layer_bytes:,} bytes; all 30 layers ~ "
+        f"{30 * layer_bytes / 2**20:.0f} MiB = {30 * layer_bytes / detect_bytes:.0f}x the scan's scores"
+    )
 
 
 if __name__ == "__main__":

@@ -27,17 +27,25 @@ from browser_lab import ARGS, CHROMIUM, KERNEL_IDLE, OfflinePage, jupyterlab, wr
 
 SETUP = f"import sys, time\nsys.path.insert(0, {str(ROOT / 'tests')!r})\nfrom induction_nb import HeadExplorer"
 CASES = {
-    "smollm2": ([SETUP + "\nfrom induction_nb import load_model\nmodel = load_model()"],
-                "HeadExplorer(model, sequence_length=64, n_examples=4)", (18, 7)),  # same layer: cached
-    "80x64": ([SETUP + "\nfrom fake_results import fake_result\nresult = fake_result(80, 64)"],
-              "HeadExplorer(result)", (41, 9)),
+    "smollm2": (
+        [SETUP + "\nfrom induction_nb import load_model\nmodel = load_model()"],
+        "HeadExplorer(model, sequence_length=64, n_examples=4)",
+        (18, 7),
+    ),  # same layer: cached
+    "80x64": (
+        [SETUP + "\nfrom fake_results import fake_result\nresult = fake_result(80, 64)"],
+        "HeadExplorer(result)",
+        (41, 9),
+    ),
 }
 
 
 def _cells(setup: list[str], build: str, export: Path) -> list[str]:
-    return setup + [f"t0 = time.time()\nexplorer = {build}\n"
-                    f"print(f'start {{t0 * 1000:.0f}} construction {{time.time() - t0:.3f}}')\nexplorer",
-                    f"explorer.save_html({str(export)!r})"]
+    return setup + [
+        f"t0 = time.time()\nexplorer = {build}\n"
+        f"print(f'start {{t0 * 1000:.0f}} construction {{time.time() - t0:.3f}}')\nexplorer",
+        f"explorer.save_html({str(export)!r})",
+    ]
 
 
 def _measure(page: OfflinePage, head: tuple[int, int]) -> dict:
@@ -46,24 +54,36 @@ def _measure(page: OfflinePage, head: tuple[int, int]) -> dict:
     start, construction = re.search(r"start (\d+) construction ([\d.]+)", text).groups()
     drawn = page.page.evaluate("() => Number(document.querySelector('.inb-grid').dataset.firstDrawnEpoch)")
     # every cell run (the export cell renders PNGs: a click sent meanwhile would wait for the kernel)
-    page.wait("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every("
-              "p => /\\[\\d+\\]/.test(p.innerText))", 300)
+    page.wait(
+        "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].every("
+        "p => /\\[\\d+\\]/.test(p.innerText))",
+        300,
+    )
     page.wait(KERNEL_IDLE, 60)
-    t = page.page.evaluate("""([l, h]) => {
+    t = page.page.evaluate(
+        """([l, h]) => {
         const g = document.querySelector('.inb-grid'), c = g.querySelector('canvas'), r = c.getBoundingClientRect();
         const t = performance.now();
         c.dispatchEvent(new MouseEvent('click', {bubbles: true,
             clientX: r.left + Number(g.dataset.x0) + (h + 0.5) * Number(g.dataset.cellW),
             clientY: r.top + Number(g.dataset.y0) + (l + 0.5) * Number(g.dataset.cellH)}));
-        return t; }""", list(head))
+        return t; }""",
+        list(head),
+    )
     page.wait("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) > t", 120, t)
     click = page.page.evaluate("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) - t", t)
-    boxes = {k: page.page.locator(s).first.bounding_box() for k, s in
-             (("grid", ".inb-grid-canvas"), ("heatmap", ".inb-heatmap canvas"), ("view", ".inb-view-panel"))}
+    boxes = {
+        k: page.page.locator(s).first.bounding_box()
+        for k, s in (("grid", ".inb-grid-canvas"), ("heatmap", ".inb-heatmap canvas"), ("view", ".inb-view-panel"))
+    }
     render = (drawn - int(start)) / 1000
-    return {"construction_s": float(construction), "render_s": render, "display_s": render - float(construction),
-            "click_s": click / 1000,
-            "boxes": {k: {a: round(v) for a, v in b.items()} for k, b in boxes.items()}}
+    return {
+        "construction_s": float(construction),
+        "render_s": render,
+        "display_s": render - float(construction),
+        "click_s": click / 1000,
+        "boxes": {k: {a: round(v) for a, v in b.items()} for k, b in boxes.items()},
+    }
 
 
 def main() -> None:
@@ -94,8 +114,10 @@ def main() -> None:
             page.wait("() => { const g = document.querySelector('.inb-grid'); return g && g.dataset.drawnAt; }", 30)
             ok = page.page.evaluate("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
             page.page.screenshot(path=str(args.out / f"{name}-export.png"), full_page=True)
-            print(f"{name} export: {len(page.page.query_selector_all('img'))} heatmaps, all decoded: {ok}; "
-                  f"requests aborted (network blocked): {len(page.blocked)}")
+            print(
+                f"{name} export: {len(page.page.query_selector_all('img'))} heatmaps, all decoded: {ok}; "
+                f"requests aborted (network blocked): {len(page.blocked)}"
+            )
             page.page.close()
         browser.close()
     print(f"screenshots in {args.out}")

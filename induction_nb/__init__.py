@@ -1,85 +1,118 @@
 """induction_nb: find and analyse induction heads in any transformer, Jupyter-first.
 
-Public names are imported lazily (``import induction_nb`` loads neither torch nor nnsight).
+The public names, by the group they come from (``import induction_nb`` loads neither torch nor nnsight:
+each name is imported on first use). Terminal views are ``text_*``, matplotlib figures ``plot_*``; the
+original spec's ``plot_attention_pattern``, ``plot_head_scores``, ``plot_induction_stripe`` and
+``create_analysis_report`` are the terminal views under their first names. The groups themselves
+(``induction_nb.metrics``, ``.probes``, ``.engine``, ``.draw``, ``.analysis``, ``.causal``, ``.explorer``)
+hold what is rarer, each with a face listing its public names.
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "load_model": "models",
-    "default_model_path": "models",
-    "capture_attention": "capture",
-    "stream_attention": "capture",
-    "capture_head": "capture",
-    "AttentionPatterns": "capture",
-    "CustomSites": "sites",
-    "Site": "sites",
-    "InductionHeadDetector": "detector",
-    "detect_induction_heads": "detector",
-    "InductionHeadAnalyzer": "detector",
-    "analyze_head_attention": "detector",
-    "PatternGenerator": "patterns",
-    "Pattern": "patterns",
-    "PATTERN_NAMES": "patterns",
-    "DetectionResult": "results",
-    "HeadScore": "results",
-    "HeadBehavior": "results",
-    "plot_attention_pattern": "ascii",
-    "plot_head_scores": "ascii",
-    "plot_induction_stripe": "ascii",
-    "plot_score_map": "ascii",
-    "create_analysis_report": "ascii",
-    "RemoteConfig": "remote",
-    "HeadExplorer": "widgets",
-    "plot_score_heatmap": "figures",
-    "plot_attention_heatmap": "figures",
-    "plot_metric_scatter": "figures",
-    "plot_stripe_profile": "figures",
-    "plot_mosaic": "figures",
-    "save_figure": "figures",
-    "plot_circuit_graph": "figures",
-    "plot_circuit": "ascii",
-    "ablate_heads": "causal",
-    "head_effects": "effects",
-    "HeadEffects": "effects",
-    "icl_score": "causal",
-    "find_circuit": "circuit",
-    "AblationResult": "causal",
-    "CircuitResult": "circuit",
-    "copying_dla": "logit_attribution",
-    "train_induction_model": "training",
-    "retrieval_heads": "retrieval",
-    "needle_accuracy": "retrieval",
-    "needle_cases": "retrieval",
-    "detect_on_text": "on_text",
-    "load_texts": "texts",
-    "loss_by_position": "loss_curve",
-    "LossCurve": "loss_curve",
-    "plot_loss_curve": "figures",
-    "plot_effects_scatter": "figures",
-    "plot_training_run": "figures",
-    "compare_heads": "figures",
-    "RemoteExecutionError": "errors",
-    "InductionNBError": "errors",
-    "InputError": "errors",
-    "ModelLoadError": "errors",
-    "AttentionNotFoundError": "errors",
-    "CaptureCheckError": "errors",
+_GROUPS = {
+    "engine": [
+        "load_model",
+        "default_model_path",
+        "capture_attention",
+        "stream_attention",
+        "capture_head",
+        "AttentionPatterns",
+        "CustomSites",
+        "Site",
+        "RemoteConfig",
+    ],
+    "probes": ["PatternGenerator", "Pattern", "PATTERN_NAMES", "load_texts"],
+    "analysis": [
+        "InductionHeadDetector",
+        "detect_induction_heads",
+        "InductionHeadAnalyzer",
+        "analyze_head_attention",
+        "detect_on_text",
+        "retrieval_heads",
+        "needle_accuracy",
+        "train_induction_model",
+        "HandBuiltInduction",
+        "ScanResult",
+        "DetectionResult",
+        "TextScanResult",
+        "RetrievalResult",
+        "load_result",
+        "HeadScore",
+        "HeadBehavior",
+    ],
+    "causal": [
+        "ablate_heads",
+        "AblationResult",
+        "icl_score",
+        "loss_by_position",
+        "LossCurve",
+        "head_effects",
+        "HeadEffects",
+        "find_circuit",
+        "CircuitResult",
+        "copying_dla",
+    ],
+    "draw": [
+        "text_attention_pattern",
+        "text_head_scores",
+        "text_induction_stripe",
+        "text_score_map",
+        "text_report",
+        "text_circuit",
+        "plot_attention_pattern",
+        "plot_head_scores",
+        "plot_induction_stripe",
+        "create_analysis_report",
+        "plot_score_heatmap",
+        "plot_attention_heatmap",
+        "plot_metric_scatter",
+        "plot_stripe_profile",
+        "plot_mosaic",
+        "plot_circuit_graph",
+        "plot_loss_curve",
+        "plot_effects_scatter",
+        "plot_training_run",
+        "compare_heads",
+        "save_figure",
+    ],
+    "explorer": ["HeadExplorer"],
+    "errors": [
+        "InductionNBError",
+        "InputError",
+        "ModelLoadError",
+        "AttentionNotFoundError",
+        "CaptureCheckError",
+        "RemoteExecutionError",
+    ],
 }
+_EXPORTS = {name: group for group, names in _GROUPS.items() for name in names}
+# earlier names of terminal views, kept working for a while: (group, current name)
+_RENAMED = {"plot_score_map": ("draw", "text_score_map"), "plot_circuit": ("draw", "text_circuit")}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name in _RENAMED:
+        group, current = _RENAMED[name]
+        warnings.warn(
+            f"induction_nb.{name} is now induction_nb.{current} (a terminal view: text_*); the old name "
+            "will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(f".{group}", __name__), current)
+    group = _EXPORTS.get(name)
+    if group is None:
         raise AttributeError(f"module 'induction_nb' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f".{group}", __name__), name)
     globals()[name] = value
     return value
 

@@ -9,15 +9,23 @@ counts the model really has, not against a ``range``.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
-from . import _model_info as info
 from .errors import InputError
 
-__all__ = ["is_int", "check_int", "check_choice", "check_probability", "check_heads", "describe_heads", "check_tokens",
-           "check_attention_mask", "square_attention", "check_period"]
+__all__ = [
+    "is_int",
+    "check_int",
+    "check_choice",
+    "check_probability",
+    "check_heads",
+    "describe_heads",
+    "square_attention",
+    "check_period",
+]
 
 
 def is_int(x: Any) -> bool:
@@ -68,8 +76,9 @@ def describe_heads(heads: Mapping[int, int]) -> str:
     return "the model has attention in layers " + ", ".join(f"{l} ({heads[l]} heads)" for l in layers)
 
 
-def check_heads(name: str, pairs: Any, heads: Mapping[int, int] | None = None, *, allow_empty: bool = False
-                ) -> list[tuple[int, int]]:
+def check_heads(
+    name: str, pairs: Any, heads: Mapping[int, int] | None = None, *, allow_empty: bool = False
+) -> list[tuple[int, int]]:
     """``pairs`` as a list of integer ``(layer, head)`` tuples; each must exist in ``heads`` (``{layer:
     n_heads}``, the model's attention layers; ``None``: not checked, e.g. before the model is known)."""
     try:
@@ -92,82 +101,6 @@ def _iterable(x: Any) -> Iterable:
     if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
         raise TypeError
     return x
-
-
-def check_tokens(tokens: Any, module: torch.nn.Module) -> torch.Tensor:
-    """Validate token ids against ``module`` and return them as ``[batch, seq]`` long on its device."""
-    if not isinstance(tokens, torch.Tensor):
-        try:
-            tokens = torch.as_tensor(tokens)
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(
-                f"tokens must be a tensor of token ids [batch, seq], got {type(tokens).__name__}"
-            ) from None
-    if tokens.dtype == torch.bool or tokens.is_floating_point() or tokens.is_complex():
-        raise InputError(
-            f"tokens must be integer token ids, got dtype {tokens.dtype}; convert with tokens.long() "
-            "(embeddings are not accepted: pass the ids the model embeds)"
-        )
-    if tokens.dim() == 1:
-        tokens = tokens.unsqueeze(0)
-    if tokens.dim() != 2:
-        raise InputError(f"tokens must have shape [batch, seq] or [seq], got {tuple(tokens.shape)}")
-    batch, seq = tokens.shape
-    if batch == 0:
-        raise InputError("tokens is an empty batch (batch size 0); pass at least one sequence")
-    if seq < 2:
-        raise InputError(f"sequences must have at least 2 tokens to have an attention pattern, got {seq}")
-    device = info.model_device(module)
-    if tokens.device != device and device.type != "meta":  # a meta model runs remotely: keep ids local
-        if tokens.device.type == "meta":
-            raise InputError("tokens are on the meta device and hold no values; create them on a real device")
-        tokens = tokens.to(device)
-    tokens = tokens.long()
-    low, high = int(tokens.min()), int(tokens.max())
-    if low < 0:
-        raise InputError(f"token ids must be >= 0, found {low}")
-    vocab = info.vocab_size(module)
-    if vocab is not None and high >= vocab:
-        raise InputError(
-            f"token id {high} is out of range: the model's vocabulary has {vocab} entries (ids 0..{vocab - 1})"
-        )
-    limit = info.max_positions(module)
-    if limit is not None and seq > limit:
-        raise InputError(
-            f"sequence length {seq} exceeds the model's {limit} positions; use sequences of at most {limit} tokens"
-        )
-    return tokens
-
-
-def check_attention_mask(mask: Any, tokens: torch.Tensor) -> torch.Tensor | None:
-    """``mask`` (1 = a real token, 0 = padding; ``[batch, seq]`` like ``tokens``) as a bool tensor on the
-    tokens' device, or ``None`` where there is no padding. Padding must be contiguous at one end of a row."""
-    if mask is None:
-        return None
-    try:
-        mask = torch.as_tensor(mask)
-    except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"attention_mask must be a tensor [batch, seq] of 0/1, got {type(mask).__name__}") from None
-    if mask.dim() == 1:
-        mask = mask.unsqueeze(0)
-    if tuple(mask.shape) != tuple(tokens.shape):
-        raise InputError(f"attention_mask has shape {tuple(mask.shape)} but tokens have {tuple(tokens.shape)}; "
-                         "they must match (1 for each real token, 0 for padding)")
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        raise InputError("attention_mask must hold only 0 (padding) and 1 (a real token)")
-    mask = mask.to(tokens.device).bool()
-    real = mask.sum(1)
-    short = (real < 2).nonzero().flatten().tolist()
-    if short:
-        what = "is all padding" if int(real[short[0]]) == 0 else "has a single real token"
-        raise InputError(f"row {short[0]} of attention_mask {what}; every sequence needs at least 2 real tokens "
-                         "(drop that row)")
-    runs = (mask[:, 1:] != mask[:, :-1]).sum(1)
-    holes = ((runs > 1) | ((runs == 1) & mask[:, 0] & mask[:, -1])).nonzero().flatten().tolist()
-    if holes:
-        raise InputError(f"row {holes[0]} of attention_mask has padding between real tokens; padding must sit at one "
-                         "end of each row (left or right)")
-    return None if bool(mask.all()) else mask
 
 
 def square_attention(attention: Any) -> torch.Tensor:

@@ -7,6 +7,10 @@ is one of these, with a message that names the problem and the fix. They subclas
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "InductionNBError",
     "InputError",
@@ -14,7 +18,10 @@ __all__ = [
     "AttentionNotFoundError",
     "CaptureCheckError",
     "RemoteExecutionError",
+    "warn_user",
 ]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class InductionNBError(Exception):
@@ -46,3 +53,13 @@ class RemoteExecutionError(InductionNBError, RuntimeError):
         super().__init__(message)
         self.kind = kind
         self.server_message = server_message
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first frame outside induction_nb (the user's line), however
+    deep inside the package the cause was found; a fixed ``stacklevel`` would point into our own code
+    whenever a public function reaches the check through a different number of calls."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 2: warn_user's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -62,6 +62,18 @@ print(create_analysis_report(result, decimals=2))
 # * **copying**: how often the key the head attends to most holds the token that comes next.
 # * **overall** = contrast x copying, with a bootstrap 95% interval over the sequences.
 
+# %% [markdown]
+# Every metric is one object in the metric registry (`induction_nb.metrics.REGISTRY`), with its label, what it
+# measures and where it is defined; a scan computes every metric the registry holds, and the report, the
+# figures, the explorer and the JSON read their columns from it.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from induction_nb.metrics import REGISTRY
+
+for name in ("prefix_matching", "contrast", "copying", "overall_score"):
+    print(f"{name:16} {REGISTRY[name].description}")
+
 # %%
 # NBVAL_CHECK_OUTPUT
 print("head     overall  prefix  contrast  copying  previous-token")
@@ -72,17 +84,19 @@ for s in result.get_top_heads(6):
 # %% [markdown]
 # ## One head, in the terminal and as a figure
 #
-# The top head's attention on one probe sequence (BOS + a block of 16 repeated), as ASCII and with matplotlib.
+# The top head's attention on one probe sequence (BOS + a block of 16 repeated), as ASCII and with matplotlib:
+# terminal views are named `text_*`, figures `plot_*` (the original spec's `plot_attention_pattern` and
+# `plot_induction_stripe` are the text views under their first names).
 
 # %%
-from induction_nb import InductionHeadDetector, capture_attention, plot_attention_pattern, plot_induction_stripe
+from induction_nb import InductionHeadDetector, capture_attention, text_attention_pattern, text_induction_stripe
 
 top = result.get_top_heads(1)[0]
 probe = InductionHeadDetector(model).generator().generate("repeated", seq_len=32, batch_size=1)
 attention = capture_attention(model, probe.tokens, layers=[top.layer]).head(top.layer, top.head)
 labels = [model.tokenizer.decode([i]) for i in probe.tokens[0].tolist()]
-print(plot_attention_pattern(attention, labels, width=80, charset="unicode", title=f"L{top.layer}H{top.head}"))
-print(plot_induction_stripe(attention, period=probe.period, tokens=labels, offset=probe.offset, charset="unicode"))
+print(text_attention_pattern(attention, labels, width=80, charset="unicode", title=f"L{top.layer}H{top.head}"))
+print(text_induction_stripe(attention, period=probe.period, tokens=labels, offset=probe.offset, charset="unicode"))
 
 # %%
 import matplotlib.pyplot as plt

@@ -77,7 +77,7 @@ print([p.name for p in explorer.save_figure(folder / "L18H6", formats=["png", "s
 # NBVAL_CHECK_OUTPUT
 import torch
 from induction_nb import InductionHeadDetector, capture_attention
-from induction_nb.scores import match_mask, stripe_attention
+from induction_nb.metrics import match_mask, stripe_attention
 
 gen = InductionHeadDetector(model, batch_size=4).generator()
 probe = gen.generate("repeated", seq_len=64, batch_size=4)

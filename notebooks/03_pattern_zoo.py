@@ -48,7 +48,7 @@ for name, p in patterns.items():
 # %%
 # NBVAL_CHECK_OUTPUT
 from induction_nb import capture_attention
-from induction_nb.scores import stripe_attention, previous_token
+from induction_nb.metrics import REGISTRY, stripe_attention  # every metric is an object in the registry
 
 heads = [(18, 6), (17, 3), (16, 0)]
 print("pattern   " + "  ".join(f"L{l}H{h} prefix" for l, h in heads) + "   L16H0 prev-token")
@@ -58,7 +58,7 @@ for name, p in patterns.items():
     for l, h in heads:
         v = stripe_attention(captured.pattern[:, captured.layers.index(l), h], p.match_mask).nanmean()
         row.append("     -     " if v.isnan() else f"   {v:.2f}     ")
-    prev = previous_token(captured.pattern[:, 0, 0], first_query=2).mean()
+    prev = REGISTRY["previous_token"].of(captured.pattern[:, 0, 0], first_query=2).mean()
     print(f"{name:9s} " + " ".join(row) + f"      {prev:.2f}")
 
 # %% [markdown]
@@ -69,7 +69,7 @@ for name, p in patterns.items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from induction_nb.scores import match_mask
+from induction_nb.metrics import match_mask
 
 p = patterns["repeated"]
 control = gen.control_for(p)

@@ -19,14 +19,14 @@
 #
 # ## A transformer whose heads we know
 #
-# `induction_nb.toy.HandBuiltInduction` has weights set by hand: layer 0 head 0 is a previous-token head,
+# `induction_nb.HandBuiltInduction` has weights set by hand: layer 0 head 0 is a previous-token head,
 # layer 1 head 0 an induction head built on it (K-composition), layer 1 head 1 attends by position only.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 import torch
 from induction_nb import detect_induction_heads, capture_attention
-from induction_nb.toy import HandBuiltInduction
+from induction_nb import HandBuiltInduction
 
 toy = HandBuiltInduction(period=16)
 r = detect_induction_heads(toy, sequence_length=32)

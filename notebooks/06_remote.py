@@ -39,10 +39,9 @@ sys.path.insert(0, str(Path("..", "tests").resolve()))
 import ndif_loopback
 import nnsight
 from induction_nb import load_model
-from induction_nb.models import _cache_root
+from induction_nb.engine import embedded_model_folder
 
-load_model()  # converts the embedded model once (cached)
-folder = next(p for p in _cache_root(None).iterdir() if p.name.startswith("smollm2-135m-instruct-"))
+folder = embedded_model_folder()  # the embedded model as a save_pretrained folder (converted once, cached)
 server = ndif_loopback.start_server(folder)
 os.environ["NDIF_API_KEY"] = "loopback-key"
 nnsight.CONFIG.APP.REMOTE_LOGGING = False

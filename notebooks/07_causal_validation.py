@@ -106,11 +106,11 @@ plt.show()
 # drop of the two best induction heads' prefix matching.
 
 # %%
-from induction_nb import find_circuit, plot_circuit, plot_circuit_graph
+from induction_nb import find_circuit, text_circuit, plot_circuit_graph
 
 candidates = [(l, h) for l in range(10, 18) for h in range(9)]
 circuit = find_circuit(model, [(18, 6), (17, 3)], candidates=candidates, sequence_length=64, batch_size=4)
-print(plot_circuit(circuit, n=8, charset="unicode"))
+print(text_circuit(circuit, n=8, charset="unicode"))
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -41,7 +41,7 @@ print("best induction score rose from below to above the 0.4 threshold:", first.
 
 # %%
 import matplotlib.pyplot as plt
-from induction_nb.figures import plot_training_run
+from induction_nb import plot_training_run
 
 plot_training_run(run)  # loss (left axis) and best score (right axis), one legend above both
 plt.show()

@@ -47,13 +47,13 @@ print("the best head at 1024 tokens is one of the 128-token induction heads:", (
 
 # %%
 import matplotlib.pyplot as plt
-from induction_nb import InductionHeadDetector, capture_head, plot_attention_heatmap, plot_attention_pattern
+from induction_nb import InductionHeadDetector, capture_head, plot_attention_heatmap, text_attention_pattern
 
 tokens = InductionHeadDetector(model).generator().generate("repeated", 1023, 1).tokens  # BOS + 2 x 511
 pattern = capture_head(model, tokens, best.layer, best.head)[0]
 ax = plot_attention_heatmap(pattern, period=511, title=best.name, max_cells=256)
 plt.show()
-print(plot_attention_pattern(pattern, width=80, charset="unicode", title=f"{best.name}, 1024 tokens"))
+print(text_attention_pattern(pattern, width=80, charset="unicode", title=f"{best.name}, 1024 tokens"))
 
 # %% [markdown]
 # ## Retrieval heads (Wu et al. 2024)
@@ -131,7 +131,7 @@ for L in lengths:
               f"without 5 random heads of the same layers {randoms}")
 
 # %%
-from induction_nb.figures import shared_legend
+from induction_nb.draw import shared_legend
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained", sharex=True)
 x = [int(L) for L in lengths]

@@ -53,7 +53,7 @@ print("the padded row equals the text run alone (max difference < 1e-5):", bool(
 # pooled over every scored query, with a bootstrap interval over documents.
 
 # %%
-from induction_nb._passages import PASSAGES  # the public-domain prose the natural probes use
+from induction_nb.probes import PASSAGES  # the public-domain prose the natural probes use
 
 on_passages = detect_on_text(model, list(PASSAGES.values()), n_bootstrap=200)
 on_folder = detect_on_text(model, "data/your_text", max_length=512, overflow="chunk", n_bootstrap=200)

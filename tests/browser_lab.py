@@ -21,19 +21,31 @@ import uuid
 from pathlib import Path
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-KERNEL_IDLE = ("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-               " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-               " return k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+KERNEL_IDLE = (
+    "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+    " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+    " return k && k.connectionStatus === 'connected' && k.status === 'idle'; }"
+)
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:
     notebook = {
-        "cells": [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
-                  for src in cells],
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
+            for src in cells
+        ],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
+        "nbformat": 4,
+        "nbformat_minor": 5,
     }
     path.write_text(json.dumps(notebook))
 
@@ -58,10 +70,25 @@ def jupyterlab(root: Path):
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     log = open(root / "lab.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", f"--ServerApp.root_dir={root}"],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=",
+            f"--ServerApp.root_dir={root}",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -72,7 +99,7 @@ def jupyterlab(root: Path):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-3000:]}")
+                    raise RuntimeError(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-3000:]}") from None
                 time.sleep(0.3)
         yield url, token
     finally:
@@ -111,5 +138,7 @@ class OfflinePage:
         """Open ``name`` in a fresh workspace, wait for an idle kernel, run all cells (not awaited)."""
         self.page.goto(f"{url}/lab/workspaces/{uuid.uuid4().hex}/tree/{name}?token={token}")
         self.wait(KERNEL_IDLE)
-        self.page.evaluate("() => { window.__runStart = performance.now();"
-                           " window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        self.page.evaluate(
+            "() => { window.__runStart = performance.now();"
+            " window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+        )

@@ -8,8 +8,11 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny_models
 
 
 def pytest_addoption(parser):
-    parser.addoption("--update-references", action="store_true",
-                     help="rewrite the ASCII snapshots and baseline images (make snapshots); never in a test run")
+    parser.addoption(
+        "--update-references",
+        action="store_true",
+        help="rewrite the ASCII snapshots and baseline images (make snapshots); never in a test run",
+    )
 
 
 def pytest_configure(config):

@@ -1,3 +1,3 @@
-"""The hand-built induction transformer lives in the package (induction_nb.toy) for the notebooks too."""
+"""The hand-built induction transformer lives in the package (induction_nb.analysis.toy) for the notebooks too."""
 
-from induction_nb.toy import BETA, T_MAX, V, HandBuiltInduction, ToyAttention  # noqa: F401
+from induction_nb.analysis.toy import BETA, T_MAX, HandBuiltInduction, ToyAttention, V  # noqa: F401

@@ -69,6 +69,7 @@ Limits
 """
 
 import argparse
+import contextlib
 import importlib.abc
 import importlib.util
 import json
@@ -81,8 +82,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 # Modules the server must not be able to import: the project's own code has to reach it by value.
 BLOCKED_MODULES = ("induction_nb", "induction_head_detector")
@@ -153,10 +155,8 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
 
     import torch
     import zstandard
-    from fastapi import FastAPI, File, Form, Header, HTTPException, Request, UploadFile
-    from fastapi import WebSocket, WebSocketDisconnect
+    from fastapi import FastAPI, File, Form, Header, HTTPException, Request, UploadFile, WebSocket, WebSocketDisconnect
     from fastapi.responses import JSONResponse, Response
-
     from ndif.common.errors import RequestError
     from ndif.common.schema.request import BackendRequestModel
     from ndif.services.ray.deployments.modeling.nns import (
@@ -203,9 +203,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
             self.loop = loop
 
         def respond(self, status, description="", data=None, pickled=False, meta=None):
-            response = ResponseModel(
-                id=self.request.id, status=status, description=description, data=data, meta=meta
-            )
+            response = ResponseModel(id=self.request.id, status=status, description=description, data=data, meta=meta)
             if self.request.session_id:
                 frame = response.pickle() if pickled else response.model_dump_json()
                 queue = state["sessions"].get(self.request.session_id)
@@ -234,8 +232,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
             repo_id = None
         if not isinstance(repo_id, str) or os.path.realpath(repo_id) != served_dir:
             raise NotServed(
-                f"Model {model_key!r} is not served by this loopback server: it serves only the "
-                f"model in {served_dir}."
+                f"Model {model_key!r} is not served by this loopback server: it serves only the model in {served_dir}."
             )
         # One deployment per model, however the client spelled the folder's path.
         key = f"{import_path}:{json.dumps({**data, 'repo_id': served_dir})}"
@@ -267,7 +264,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
         try:
             try:
                 model = await asyncio.to_thread(load_model, request.model_key)
-            except Exception as exception:  # noqa: BLE001 - every deploy failure goes to the client
+            except Exception as exception:
                 reason = str(exception) if isinstance(exception, NotServed) else format_error(exception)
                 job.respond(Status.ERROR, f"Could not deploy this model. {reason}")
                 return
@@ -276,7 +273,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
                 if controls.get("delay_s"):
                     await asyncio.sleep(float(controls["delay_s"]))
                 await run_on_replica(job, model, request, bool(controls.get("crash")))
-        except Exception as exception:  # noqa: BLE001 - never leave a client waiting
+        except Exception as exception:
             job.respond(Status.ERROR, f"Loopback server error: {format_error(exception)}")
 
     async def run_on_replica(job: Job, model, request: BackendRequestModel, crash: bool) -> None:
@@ -299,7 +296,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
             exec_ms = (time.time() - started) * 1000
             if request.compress:  # BaseModelDeployment.prepare_result
                 data = zstandard.ZstdCompressor(level=3).compress(data)
-        except Exception as exception:  # noqa: BLE001 - the user's failure goes back as ERROR
+        except Exception as exception:
             job.respond(
                 Status.ERROR,
                 format_error(exception),
@@ -324,7 +321,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
         # reported, not fatal: the request for that key will then get it as its ERROR.
         try:
             load_model(model_key(served_dir))
-        except Exception:  # noqa: BLE001
+        except Exception:
             print("preloading the model failed; requests for it will report why:", flush=True)
             traceback.print_exc()
 
@@ -336,7 +333,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
     async def create_request(
         data: str = Form(...),
         blob: UploadFile = File(...),
-        api_key: Optional[str] = Header(default=None, alias="ndif-api-key"),
+        api_key: str | None = Header(default=None, alias="ndif-api-key"),
     ):
         # ndif/services/api/auth.py validate_request + app.py create_request, without auth/Redis.
         try:
@@ -409,7 +406,7 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
     return app
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Loopback NDIF server for nnsight remote tests.")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model-dir", required=True, help="a folder written by save_pretrained")
@@ -486,10 +483,8 @@ class ServerHandle:
     def _signal_group(self, sig: int) -> None:
         # The server is its own session/process group leader (start_new_session), so its pgid is
         # its pid: signal exactly that group, nothing else.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """SIGKILL the server now (for tests of a server dying); waits for it to be gone."""
@@ -519,13 +514,13 @@ class ServerHandle:
 
 def start_server(
     model_dir: "str | os.PathLike",
-    port: Optional[int] = None,
+    port: int | None = None,
     *,
     timeout: float = 60.0,
     dtype: str = "float32",
     block: Iterable[str] = (),
     preload: bool = True,
-    python: Optional[str] = None,
+    python: str | None = None,
 ) -> ServerHandle:
     """Start the loopback server for ``model_dir`` and wait (up to ``timeout`` s) until it answers.
 
@@ -545,16 +540,30 @@ def start_server(
         workdir = Path(tempfile.mkdtemp(prefix="ndif-loopback-"))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", PYTHONUNBUFFERED="1")
-        command = [python, "-P", str(Path(__file__).resolve()), "--port", str(chosen),
-                   "--model-dir", str(Path(model_dir).resolve()), "--dtype", dtype]
+        command = [
+            python,
+            "-P",
+            str(Path(__file__).resolve()),
+            "--port",
+            str(chosen),
+            "--model-dir",
+            str(Path(model_dir).resolve()),
+            "--dtype",
+            dtype,
+        ]
         for name in block:
             command += ["--block", name]
         if not preload:
             command.append("--no-preload")
         log = open(workdir / "server.log", "wb")
         proc = subprocess.Popen(
-            command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()  # the child holds its own copy
         handle = ServerHandle(proc, chosen, workdir)
@@ -588,7 +597,7 @@ def model_key(model_dir: "str | os.PathLike", task: str = "text-generation") -> 
 
 def remote_model(
     model_dir: "str | os.PathLike",
-    url: Optional[str] = None,
+    url: str | None = None,
     *,
     task: str = "text-generation",
     api_key: str = "loopback-test-key",
@@ -626,7 +635,7 @@ def remote_model(
     return TransformersModel(path, task=task, **kwargs)
 
 
-def write_tokenizer(model_dir: "str | os.PathLike", vocab_size: Optional[int] = None) -> None:
+def write_tokenizer(model_dir: "str | os.PathLike", vocab_size: int | None = None) -> None:
     """Save a tiny word-level tokenizer (tokens ``t3``..``t{V-1}``, ids 0-2 special) into ``model_dir``.
 
     Optional: only for tests that want to trace *text* on a random-weight model (token ids work

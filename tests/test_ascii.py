@@ -9,9 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from fake_results import probe_score
 
-from induction_nb import (CircuitResult, DetectionResult, HeadScore, InputError, create_analysis_report,
-                          plot_attention_pattern, plot_circuit, plot_head_scores, plot_induction_stripe, plot_score_map)
+from induction_nb import (
+    CircuitResult,
+    DetectionResult,
+    InputError,
+    create_analysis_report,
+    plot_attention_pattern,
+    plot_head_scores,
+    plot_induction_stripe,
+    text_circuit,
+    text_score_map,
+)
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -44,7 +54,7 @@ def fake_result() -> DetectionResult:
         for head in range(4):
             v = {(2, 1): 0.82, (1, 3): 0.55, (2, 0): 0.31}.get((layer, head), 0.02 * (layer + head))
             prev = 0.9 if (layer, head) == (0, 2) else 0.01
-            scores.append(HeadScore(layer, head, v + 0.05, v + 0.01, 0.97, prev, 0.04, 0.1, v, v - 0.04, v + 0.03))
+            scores.append(probe_score(layer, head, v + 0.05, v + 0.01, 0.97, prev, 0.04, 0.1, v, v - 0.04, v + 0.03))
     return DetectionResult(tuple(scores), 0.4, "toy-model", 3, 4, {"sequence_length": 64, "batch_size": 8}, seed=11)
 
 
@@ -57,7 +67,7 @@ def big_result(n_layers: int = 12, n_heads: int = 12) -> DetectionResult:
             i = layer * n_heads + head
             v = 0.45 + 0.002 * i if (layer * 5 + head * 3) % 7 == 0 else 0.01 * ((layer + head) % 9)
             prev = 0.99 - 0.003 * i if (layer + head) % 5 == 0 else 0.02
-            scores.append(HeadScore(layer, head, v + 0.05, v + 0.01, 0.97, prev, 0.04, 0.1, v, v - 0.04, v + 0.03))
+            scores.append(probe_score(layer, head, v + 0.05, v + 0.01, 0.97, prev, 0.04, 0.1, v, v - 0.04, v + 0.03))
     return DetectionResult(tuple(scores), 0.4, "big-toy", n_layers, n_heads, {"sequence_length": 64}, seed=3)
 
 
@@ -76,9 +86,10 @@ def test_snapshots(charset):
     r = fake_result()
     snapshot(f"pattern_{charset}", plot_attention_pattern(A, tokens=TOKENS, width=60, charset=charset))
     snapshot(f"stripe_{charset}", plot_induction_stripe(A, period=4, tokens=TOKENS, charset=charset))
-    snapshot(f"scores_{charset}", plot_head_scores([s.to_dict() for s in r.head_scores], top=6, width=60,
-                                                   charset=charset))
-    snapshot(f"map_{charset}", plot_score_map(r, charset=charset))
+    snapshot(
+        f"scores_{charset}", plot_head_scores([s.to_dict() for s in r.head_scores], top=6, width=60, charset=charset)
+    )
+    snapshot(f"map_{charset}", text_score_map(r, charset=charset))
 
 
 def test_report_snapshots_and_original_headings():
@@ -86,14 +97,29 @@ def test_report_snapshots_and_original_headings():
     brief = create_analysis_report(r, detailed=False)
     snapshot("report_brief", brief)
     lines = brief.splitlines()
-    for heading in ["INDUCTION HEAD ANALYSIS REPORT", "==============================", "Model Info:", "n_layers: 3",
-                    "Detection Summary:", "Threshold: 0.40", "Heads detected: 2", "Top Heads by Score:"]:
+    for heading in [
+        "INDUCTION HEAD ANALYSIS REPORT",
+        "==============================",
+        "Model Info:",
+        "n_layers: 3",
+        "Detection Summary:",
+        "Threshold: 0.40",
+        "Heads detected: 2",
+        "Top Heads by Score:",
+    ]:
         assert heading in lines
     assert "L2H1: 0.820 [########--]" in lines
     detailed = create_analysis_report(r, detailed=True)
     snapshot("report_detailed", detailed)
-    for part in ["Per-Head Metrics", "Layer x Head Map:", "Previous-Token Heads", "L0H2 0.90", "Settings:",
-                 "sequence_length: 64", "Seed: 11"]:
+    for part in [
+        "Per-Head Metrics",
+        "Layer x Head Map:",
+        "Previous-Token Heads",
+        "L0H2 0.90",
+        "Settings:",
+        "sequence_length: 64",
+        "Seed: 11",
+    ]:
         assert part in detailed
 
 
@@ -106,11 +132,11 @@ def test_never_wider_than_width(width):
         plot_attention_pattern(long, tokens=[f"tok{i}" for i in range(300)], width=width, charset="ascii"),
         plot_induction_stripe(long, period=100, width=width),
         plot_head_scores([s.to_dict() for s in r.head_scores], width=width),
-        plot_score_map(r, width=width),
+        text_score_map(r, width=width),
         create_analysis_report(r, detailed=True, width=width),
         create_analysis_report(big_result(), detailed=True, width=width, charset="unicode"),
-        plot_score_map(big_result(), width=width, charset="ascii"),
-        plot_circuit(big_circuit(), width=width),
+        text_score_map(big_result(), width=width, charset="ascii"),
+        text_circuit(big_circuit(), width=width),
     ]
     for text in outputs:
         assert max(len(line) for line in text.splitlines()) <= width
@@ -134,9 +160,11 @@ def test_tokens_are_escaped_and_text_displays_as_itself():
 
 
 def test_many_heads_fall_back_to_one_character_cells():
-    scores = tuple(HeadScore(0, h, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0, 0.5 if h == 30 else 0.0, 0.0, 0.0) for h in range(40))
+    scores = tuple(
+        probe_score(0, h, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0, 0.5 if h == 30 else 0.0, 0.0, 0.0) for h in range(40)
+    )
     r = DetectionResult(scores, 0.4, "wide", 1, 40)
-    text = plot_score_map(r, width=40)
+    text = text_score_map(r, width=40)
     assert "detected: L0H30" in text and max(map(len, text.splitlines())) <= 40
 
 
@@ -198,8 +226,8 @@ def test_head_names_are_never_zero_padded_and_columns_still_align(charset):
     r, circuit = big_result(), big_circuit()
     bars = plot_head_scores([s.to_dict() for s in r.head_scores], top=None, charset=charset)
     report = create_analysis_report(r, detailed=True, top=30, charset=charset)
-    wide, narrow = plot_score_map(r, width=80, charset=charset), plot_score_map(r, width=40, charset=charset)
-    edges = plot_circuit(circuit, charset=charset)
+    wide, narrow = text_score_map(r, width=80, charset=charset), text_score_map(r, width=40, charset=charset)
+    edges = text_circuit(circuit, charset=charset)
     for text in (bars, report, wide, narrow, edges):
         assert not ZERO_PADDED.search(text), ZERO_PADDED.search(text)
     assert "L11H10 " in bars and "L2H1 " in bars and "L0H0:" in report and "L11H5:" in report
@@ -240,9 +268,9 @@ def test_lists_of_heads_wrap_only_between_entries(width):
     prev = section(report, "Previous-Token Heads", "Settings:")[1:]
     entries = [f"L{l}H{h} {r.score(l, h).previous_token:.2f}" for l, h in r.previous_token_heads(0.4)[:8]]
     assert len(entries) == 8 and all(whole_on_one_line(e, prev) for e in entries), prev
-    baseline = section(plot_circuit(circuit, width=width), "baseline:", "L")
+    baseline = section(text_circuit(circuit, width=width), "baseline:", "L")
     assert all(whole_on_one_line(f"L{l}H{h} {v:.2f}", baseline) for (l, h), v in circuit.baseline.items())
-    detected = section(plot_score_map(r, width=40) + "\nend", "detected:", "key:")
+    detected = section(text_score_map(r, width=40) + "\nend", "detected:", "key:")
     assert all(whole_on_one_line(name, detected) for name in names)
     for text in (report, "\n".join(baseline)):
         assert max(map(len, text.splitlines())) <= width
@@ -286,11 +314,11 @@ def test_every_symbol_is_named_in_a_key_that_matches_the_shading(charset, bar, w
     assert len(spark) == 9 and spark[line[-1]][0] <= 0.3 < spark[line[-1]][1], (line, spark)
     full = fake_result()  # without L1H0: a '-' cell
     result = DetectionResult(tuple(s for s in full.head_scores if (s.layer, s.head) != (1, 0)), 0.4, "toy", 3, 4)
-    grid = plot_score_map(result, width=width, charset=charset)
+    grid = text_score_map(result, width=width, charset=charset)
     shades = legend(grid)
     assert "[x] detected" in grid and "'-' no such head" in grid and set(shades) == set(key)
-    for text in (text, stripe, grid):  # no symbol is named twice (the ASCII shades once included '-')
-        symbols = re.findall(r"'(.)' ", text[text.index("\nkey: "):])
+    for view in (text, stripe, grid):  # no symbol is named twice (the ASCII shades once included '-')
+        symbols = re.findall(r"'(.)' ", view[view.index("\nkey: ") :])
         assert len(symbols) == len(set(symbols)), symbols
     for layer, row in enumerate(r for r in grid.splitlines() if re.match(rf"L\d {re.escape(bar)}", r)):
         for head, cell in enumerate(row.split(bar, 1)[1].ljust(12)[1::3]):
@@ -307,12 +335,15 @@ def ruler_positions(text: str) -> tuple[int, dict[int, int], str]:
     return first, {int(m.group()): m.start() for m in re.finditer(r"\d+", numbers)}, ticks
 
 
-@pytest.mark.parametrize("n,key,window,width,charset", [
-    (300, 150, None, 80, "unicode"),       # downsampled x5
-    (300, 100, None, 40, "ascii"),         # downsampled x9: key 100 lies inside column 11 (keys 99..107)
-    (120, 60, (23, 83), 80, "ascii"),      # a window that starts between round keys
-    (12, 10, None, 60, "unicode"),
-])
+@pytest.mark.parametrize(
+    "n,key,window,width,charset",
+    [
+        (300, 150, None, 80, "unicode"),  # downsampled x5
+        (300, 100, None, 40, "ascii"),  # downsampled x9: key 100 lies inside column 11 (keys 99..107)
+        (120, 60, (23, 83), 80, "ascii"),  # a window that starts between round keys
+        (12, 10, None, 60, "unicode"),
+    ],
+)
 def test_the_ruler_numbers_sit_at_the_key_columns(n, key, window, width, charset):
     A = torch.zeros(n, n)
     A[:, key] = 1.0  # every query on one known key: one hot column
@@ -320,7 +351,11 @@ def test_the_ruler_numbers_sit_at_the_key_columns(n, key, window, width, charset
     start = window[0] if window else 0
     factor = int(re.search(r"downsampled x(\d+)", text).group(1)) if "downsampled" in text else 1
     first, numbers, ticks = ruler_positions(text)
-    hot = {line.index({"ascii": "@", "unicode": "█"}[charset]) for line in text.splitlines()[1:] if "|" in line or "│" in line}
+    hot = {
+        line.index({"ascii": "@", "unicode": "█"}[charset])
+        for line in text.splitlines()[1:]
+        if "|" in line or "│" in line
+    }
     assert hot == {numbers[key]}, (hot, numbers)
     assert len(numbers) >= 2 or n == 12
     for k, column in numbers.items():
@@ -341,9 +376,73 @@ def test_near_zero_weights_are_blank_and_the_key_says_so(charset, bar):
 
 def test_wide_and_combining_labels_keep_the_grid_aligned():
     """CJK (2 columns each), a combining accent (0 columns) and ASCII: the bar stays in one column."""
-    from induction_nb._labels import display_width
+    from induction_nb.draw.labels import display_width
 
     tokens = ["漢字", "e\u0301", "abc", "日本語テキスト長い"]
     text = plot_attention_pattern(torch.eye(4), tokens, 60)
     rows = [line for line in text.splitlines() if "│" in line and line.lstrip()[:1].isdigit()]
     assert len(rows) == 4 and len({display_width(r[: r.index("│")]) for r in rows}) == 1
+
+
+def test_a_narrow_report_continues_its_metric_table_instead_of_wrapping_rows():
+    result = fake_result()
+    text = create_analysis_report(result, detailed=True, width=50)
+    table = text.split("Per-Head Metrics (top heads):\n")[1].split("\n\nLayer x Head Map")[0]
+    blocks = table.split("\n\n")
+    assert len(blocks) == 2 and all(len(line) <= 50 for line in table.splitlines())
+    headers = blocks[0].splitlines()[0].split() + blocks[1].splitlines()[0].split()
+    assert headers == ["head", "overall", "95%", "CI", "prefix", "contrast", "head", "copying", "prev", "dup"]
+    assert [line.split()[0] for line in blocks[1].splitlines()[1:]] == [s.name for s in result.get_top_heads(10)]
+
+
+@pytest.mark.parametrize("width", range(40, 101))
+def test_the_report_table_never_wraps_a_row(width):
+    """At every width the table's rows stay whole: columns that do not fit continue in a second table."""
+    result = fake_result().with_causal_effects([[0.1 * (l - h) for h in range(4)] for l in range(3)])
+    text = create_analysis_report(result, detailed=True, width=width)
+    table = text.split("Per-Head Metrics (top heads):\n")[1].split("\n\nLayer x Head Map")[0]
+    for block in table.split("\n\n"):
+        lines = block.splitlines()
+        assert len(lines) == 1 + 10 and all(len(line) <= width for line in lines), (width, block)
+        assert [line.split()[0] for line in lines[1:]] == [s.name for s in result.get_top_heads(10)]
+
+
+SIGNED_ENTRY = re.compile(r"'(.)' (?:<(\S+)|>=(\S+)|(-\S+) to (\S+)|(\S+)-(\S+))")
+
+
+def signed_result() -> DetectionResult:
+    """``fake_result`` with ablation effects of both signs (nats): the signed metric the views must not
+    squeeze into [0, 1]."""
+    effects = [[-0.3 if (l + h) % 3 == 0 else 0.2 * h for h in range(4)] for l in range(3)]
+    return fake_result().with_causal_effects(effects)
+
+
+@pytest.mark.parametrize("charset,bar", [("ascii", "|"), ("unicode", "│")])
+def test_a_signed_metric_is_shaded_on_both_sides_of_zero(charset, bar):
+    result = signed_result()
+    text = text_score_map(result, "causal_effect", width=80, charset=charset)
+    assert text.startswith("causal_effect (nats, to |0.6|) by layer")
+    key = {}
+    for m in SIGNED_ENTRY.finditer(text[text.index("key: ") :]):
+        below, above, lo, hi, lo2, hi2 = m.group(2, 3, 4, 5, 6, 7)
+        lo, hi = (lo, hi) if lo is not None else (lo2, hi2)
+        key[m.group(1)] = (-1e9, float(below)) if below else (float(above), 1e9) if above else (float(lo), float(hi))
+    assert " to " in text and "--" not in text, "a negative range reads 'a to b', never 'a--b'"
+    matrix = result.score_matrix("causal_effect")
+    for layer, row in enumerate(r for r in text.splitlines() if re.match(rf"L\d {re.escape(bar)}", r)):
+        for head, cell in enumerate(row.split(bar, 1)[1].ljust(12)[1::3]):
+            lo, hi = key[cell]
+            assert lo <= matrix[layer][head] < hi, (layer, head, cell, key[cell])
+    assert {row.split(bar, 1)[1][1] for row in text.splitlines() if row.startswith("L0 ")} == {"x"}, "-0.3: 'x'"
+
+
+def test_signed_bars_scale_to_the_largest_magnitude_and_mark_negatives():
+    scores = [s.to_dict() for s in signed_result().head_scores]
+    scores[0]["causal_effect"] = float("nan")
+    text = plot_head_scores(scores, metric="causal_effect", width=60, charset="ascii")
+    lines = text.splitlines()
+    assert "bars to |0.6|, '=' below zero" in lines[0] and "threshold" not in lines[0]
+    bars = {line.split()[0]: line.split()[2] if len(line.split()) > 2 else "" for line in lines if line[:1] == "L"}
+    assert set(bars["L1H3"]) == {"#"} and set(bars["L1H2"]) == {"="}, "sign by fill"
+    assert abs(len(bars["L1H2"]) - len(bars["L1H3"]) / 2) <= 1, "|-0.3| is half of 0.6"
+    assert lines[-1].startswith("L0H0") and "nan" in lines[-1], "NaN sorts last"

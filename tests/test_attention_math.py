@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from induction_nb._attention_math import attention_from_qk, repeat_kv_heads
+from induction_nb.engine.attention_math import attention_from_qk, repeat_kv_heads
 
 
 def reference(q, k, scaling, softcap=None, causal=False, window=None, add=None, sink=None):
@@ -55,7 +55,9 @@ def test_softcap_and_sliding_window(qk):
 def test_float_mask_is_added_and_bool_mask_means_may_attend(qk):
     q, k = qk
     add = torch.randn(2, 1, 7, 7)
-    torch.testing.assert_close(attention_from_qk(q, k, mask=add).double(), reference(q, k, 0.5, add=add), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        attention_from_qk(q, k, mask=add).double(), reference(q, k, 0.5, add=add), atol=1e-6, rtol=0
+    )
     keep = torch.ones(7, 7, dtype=torch.bool).tril()
     torch.testing.assert_close(
         attention_from_qk(q, k, mask=keep).double(), reference(q, k, 0.5, causal=True), atol=1e-6, rtol=0

@@ -1,14 +1,14 @@
-"""Padded batches (``_batch``): a padded batch equals each sequence run alone, under eager and sdpa, for
+"""Padded batches (``engine.batch``): a padded batch equals each sequence run alone, under eager and sdpa, for
 grouped-query attention, a sliding window, learned absolute positions (GPT-2), ALiBi (BLOOM) and an
 encoder, padded on the right and on the left; HF eager ``output_attentions`` on the same padded batch as
 a second reference; strings through a tokenizer; every kind of bad input."""
 
 import pytest
 import torch
+from tiny_models import EncoderStack, make_hf
 
 from induction_nb import capture_attention, capture_head, stream_attention
 from induction_nb.errors import InputError
-from tiny_models import EncoderStack, make_hf
 
 FAMILIES = ["llama_gqa", "mistral_sliding", "gpt2", "bloom_alibi", "bert_encoder"]
 LENGTHS = [11, 7, 4]
@@ -43,8 +43,9 @@ def test_padded_batch_equals_each_sequence_alone(arch, backend, side):
         assert (got.pattern[i][:, :, ~real] == 0).all() and (got.pattern[i][:, :, :, ~real] == 0).all()
     if backend == "eager" and arch != "bert_encoder":  # HF's own weights on the same padded batch, real rows
         with torch.no_grad():
-            want = torch.stack(model(tokens, attention_mask=mask, **_positions(model, mask),
-                                     output_attentions=True).attentions, 1)
+            want = torch.stack(
+                model(tokens, attention_mask=mask, **_positions(model, mask), output_attentions=True).attentions, 1
+            )
         rows = mask.bool()[:, None, None, :, None]
         torch.testing.assert_close(torch.where(rows, want, 0), got.pattern, atol=1e-5, rtol=0)
 
@@ -97,8 +98,9 @@ def test_a_full_mask_is_no_padding():
 def test_strings_through_the_tokenizer(tmp_path):
     """A tiny word-level tokenizer (tests/ndif_loopback.write_tokenizer): strings are padded on the
     tokenizer's side, and each equals its own ids run alone."""
-    from induction_nb import load_model
     from tiny_models import save_with_words
+
+    from induction_nb import load_model
 
     model = load_model(save_with_words(tmp_path, "llama_gqa", "eager"))
     texts = ["t5 t17 t5 t17 t9 t30", "t8 t8 t40"]
@@ -114,8 +116,9 @@ def test_strings_through_the_tokenizer(tmp_path):
 
 
 def test_a_tokenizer_without_a_pad_token_is_left_as_it_was(tmp_path):
-    from induction_nb import load_model
     from tiny_models import save_with_words
+
+    from induction_nb import load_model
 
     model = load_model(save_with_words(tmp_path, "gpt2", "eager"))
     model.tokenizer.pad_token = None
@@ -157,3 +160,31 @@ def test_a_forward_without_attention_mask_is_refused_for_a_padded_batch():
     _, tokens, mask = _padded("right")
     with pytest.raises(InputError, match="forward takes no attention_mask, so a padded batch cannot be run"):
         capture_attention(EncoderStack(causal=True).eval(), tokens, attention_mask=mask)
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_one_overflow_rule_for_batches_and_documents(left):
+    """``max_length`` with ``overflow``: "truncate" keeps each row's first real tokens on its own padding side,
+    "chunk" makes each window a row, "error" names the fix; the same rule (``fit_length``) cuts documents."""
+    from induction_nb.engine import Engine
+    from induction_nb.engine.batch import fit_length
+
+    engine = Engine.of(make_hf("gpt2"))
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    width = 6
+    tokens = torch.zeros(2, width, dtype=torch.long)
+    mask = torch.zeros(2, width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        where = slice(width - len(r), width) if left else slice(0, len(r))
+        tokens[i, where], mask[i, where] = torch.tensor(r), 1
+    with pytest.warns(UserWarning, match="truncated to 4"):
+        cut = engine.batch(tokens, mask, max_length=4, overflow="truncate")
+    real = [t[m].tolist() for t, m in zip(cut.tokens, cut.valid())]
+    assert real == [[5, 6, 7, 8], [11, 12, 13]] and cut.left_padded == left
+    chunked = engine.batch(tokens, mask, max_length=4, overflow="chunk")
+    assert [t[m].tolist() for t, m in zip(chunked.tokens, chunked.valid())] == [[5, 6, 7, 8], [9, 10], [11, 12, 13]]
+    with pytest.raises(InputError, match="a sequence has 6 tokens, more than max_length=4; pass overflow='truncate'"):
+        engine.batch(tokens, mask, max_length=4)
+    assert fit_length(rows, 4, "chunk") == ([[5, 6, 7, 8], [9, 10], [11, 12, 13]], 1)
+    with pytest.raises(InputError, match="unknown overflow 'wrap'"):
+        fit_length(rows, 4, "wrap")

@@ -18,11 +18,9 @@ skipped without them outside CI, a failure in CI (.ci/run installs Chromium).
 import contextlib
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
-
 from browser_lab import ARGS, CHROMIUM, OfflinePage, jupyterlab, write_notebook
 
 TESTS = Path(__file__).resolve().parent
@@ -39,14 +37,22 @@ if sync_playwright is None or not Path(CHROMIUM).exists():
     pytest.skip("browser tests need Debian's chromium and the playwright package", allow_module_level=True)
 
 SETUP = f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})"
-HANDBUILT = [SETUP, "from handbuilt import HandBuiltInduction\nfrom induction_nb.widgets import HeadExplorer\n"
-                    "explorer = HeadExplorer(HandBuiltInduction(period=16), sequence_length=32)\nexplorer"]
+HANDBUILT = [
+    SETUP,
+    "from handbuilt import HandBuiltInduction\nfrom induction_nb import HeadExplorer\n"
+    "explorer = HeadExplorer(HandBuiltInduction(period=16), sequence_length=32)\nexplorer",
+]
 # the second cell prints the kernel's clock when it starts, so render time counts from the cell's run
-FAKE = [SETUP + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\nresult = fake_result(80, 64)",
-        "t0 = time.time()\nexplorer = HeadExplorer(result)\n"
-        "print(f'start {t0 * 1000:.0f} construction {time.time() - t0:.3f}')\nexplorer"]
-WIDE = [SETUP + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\n"
-               "HeadExplorer(fake_result(1, 200, kept=((0, 150),)))"]
+FAKE = [
+    SETUP
+    + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\nresult = fake_result(80, 64)",
+    "t0 = time.time()\nexplorer = HeadExplorer(result)\n"
+    "print(f'start {t0 * 1000:.0f} construction {time.time() - t0:.3f}')\nexplorer",
+]
+WIDE = [
+    SETUP + "\nfrom fake_results import fake_result\nfrom induction_nb import HeadExplorer\n"
+    "HeadExplorer(fake_result(1, 200, kept=((0, 150),)))"
+]
 DRAWN = "(sel) => { const e = document.querySelector(sel); return e && e.dataset.drawnAt; }"
 TITLE_HAS = "(text) => { const t = document.querySelector('.inb-title'); return t && t.innerText.includes(text); }"
 
@@ -92,13 +98,16 @@ def _page(browser, width: int, name: str):
 
 def _click_cell(page: OfflinePage, layer: int, head: int) -> float:
     """Click the grid canvas at ``(layer, head)`` inside the page; returns the click's performance.now()."""
-    return page.page.evaluate("""([l, h]) => {
+    return page.page.evaluate(
+        """([l, h]) => {
         const g = document.querySelector('.inb-grid'), c = g.querySelector('canvas'), r = c.getBoundingClientRect();
         const x = r.left + Number(g.dataset.x0) + (h + 0.5) * Number(g.dataset.cellW);
         const y = r.top + Number(g.dataset.y0) + (l + 0.5) * Number(g.dataset.cellH);
         const t = performance.now();
         c.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
-        return t; }""", [layer, head])
+        return t; }""",
+        [layer, head],
+    )
 
 
 def _box(page: OfflinePage, selector: str) -> dict:
@@ -141,10 +150,14 @@ def test_80_by_64_heads_render_fast_and_fit(lab, browser, width):
         t_click = _click_cell(page, 41, 9)
         page.wait(TITLE_HAS, 10, "L41H9")
         page.wait("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) > t", 10, t_click)
-        click = page.page.evaluate("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) - t",
-                                   t_click) / 1000
-        print(f"{width} px: rendered {render:.2f} s after the cell started (construction {construction} s); "
-              f"click to redrawn heatmap {click:.3f} s")
+        click = (
+            page.page.evaluate("(t) => Number(document.querySelector('.inb-heatmap').dataset.drawnAt) - t", t_click)
+            / 1000
+        )
+        print(
+            f"{width} px: rendered {render:.2f} s after the cell started (construction {construction} s); "
+            f"click to redrawn heatmap {click:.3f} s"
+        )
         assert render < 2.0 and float(construction) < 1.0 and click < 0.5
 
         grid, view = _box(page, ".inb-grid-panel"), _box(page, ".inb-view-panel")
@@ -157,7 +170,8 @@ def test_80_by_64_heads_render_fast_and_fit(lab, browser, width):
             assert view["x"] >= grid["x"] + grid["width"], "side by side at 1400 px"
         else:
             assert view["y"] >= grid["y"] + grid["height"], "stacked at 800 px"
-        heat = page.page.evaluate("""() => { const e = document.querySelector('.inb-heatmap'), c = e.querySelector('canvas');
+        heat = page.page.evaluate("""() => {
+            const e = document.querySelector('.inb-heatmap'), c = e.querySelector('canvas');
             return {css: c.getBoundingClientRect().width, px: c.width / window.devicePixelRatio,
                     side: Number(e.dataset.side), cells: Number(e.dataset.cells)}; }""")
         assert abs(heat["css"] - heat["px"]) < 1, "the heatmap is shown at its own size (no stretching)"
@@ -179,8 +193,10 @@ def test_200_heads_in_a_row_fit_and_a_click_hits_its_head(lab, browser):
         _click_cell(page, 0, 37)
         page.wait(TITLE_HAS, 10, "L0H37 ")
         grid, canvas = _box(page, ".inb-grid-panel"), _box(page, ".inb-grid-canvas")
-        size = page.page.evaluate("() => { const c = document.querySelector('.inb-grid-canvas');"
-                                  " return [c.getBoundingClientRect().width, c.width / window.devicePixelRatio]; }")
+        size = page.page.evaluate(
+            "() => { const c = document.querySelector('.inb-grid-canvas');"
+            " return [c.getBoundingClientRect().width, c.width / window.devicePixelRatio]; }"
+        )
         assert canvas["x"] + canvas["width"] <= grid["x"] + grid["width"] + 1 and canvas["x"] + canvas["width"] <= 800
         assert abs(size[0] - size[1]) < 1, "drawn at its own size, not squeezed by CSS"
 

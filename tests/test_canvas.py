@@ -3,11 +3,11 @@ bytes, pooling of long windows, labels only where they can be read)."""
 
 import pytest
 import torch
-
 from fake_results import fake_result
-from induction_nb._canvas import HeadGrid, HeatmapView
-from induction_nb._canvas_state import grid_state, heatmap_state
-from induction_nb.results import DetectionResult
+
+from induction_nb.analysis.results import DetectionResult
+from induction_nb.draw.canvas_state import grid_state, heatmap_state
+from induction_nb.explorer.canvas import HeadGrid, HeatmapView
 
 
 def test_grid_state_values_detected_and_scale():
@@ -21,7 +21,7 @@ def test_grid_state_values_detected_and_scale():
 
 def test_signed_metric_gets_a_scale_centred_on_zero():
     r = fake_result(2, 2, kept=(), sequence_length=8)
-    scores = tuple(s.__class__(**{**s.__dict__, "causal_effect": (-0.5 if s.head else 0.2)}) for s in r.head_scores)
+    scores = tuple(s.with_values(causal_effect=-0.5 if s.head else 0.2) for s in r.head_scores)
     state = grid_state(DetectionResult(scores, 0.4, "m", 2, 2), "causal_effect")
     assert state["vmin"] == -state["vmax"] == pytest.approx(-0.5) and len(state["stops"]) == 7
 

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 import transformers
+from tiny_models import ARCHS, EncoderStack, NanoGPT, make_hf, random_tokens
 
 from induction_nb import AttentionPatterns, capture_attention, stream_attention
 from induction_nb.errors import CaptureCheckError, InputError
-from tiny_models import ARCHS, EncoderStack, NanoGPT, make_hf, random_tokens
 
 BACKENDS = ["eager", "sdpa", "noweights"]
 
@@ -187,7 +187,9 @@ def test_bad_tokens(tiny, tokens, match):
         capture_attention(tiny, tokens)
 
 
-@pytest.mark.parametrize("layers,match", [([2], r"out of range.*2 layers"), ([-1], "out of range"), ([], "empty"), ("x", "list of ints")])
+@pytest.mark.parametrize(
+    "layers,match", [([2], r"out of range.*2 layers"), ([-1], "out of range"), ([], "empty"), ("x", "list of ints")]
+)
 def test_bad_layers(tiny, layers, match):
     with pytest.raises(InputError, match=match):
         capture_attention(tiny, random_tokens(), layers=layers)
@@ -209,19 +211,26 @@ def test_self_check_names_the_layer():
 
     model = make_hf("gpt2", "eager")
     broken = CustomSites(
-        "transformer.h.{layer}.attn", n_layers=2, op="attention_interface_1",
+        "transformer.h.{layer}.attn",
+        n_layers=2,
+        op="attention_interface_1",
         read=lambda a, k, out: out[1] * 1.5,
     )
     with pytest.raises(CaptureCheckError, match="layer 0: attention rows do not sum to 1"):
         capture_attention(model, random_tokens(), sites=broken)
     leaky = CustomSites(
-        "transformer.h.{layer}.attn", n_layers=2, op="attention_interface_1", causal=True,
+        "transformer.h.{layer}.attn",
+        n_layers=2,
+        op="attention_interface_1",
+        causal=True,
         read=lambda a, k, out: torch.full_like(out[1], 1 / out[1].shape[-1]),
     )
     with pytest.raises(CaptureCheckError, match="layer 0: a causal layer attends to future positions"):
         capture_attention(model, random_tokens(), sites=leaky)
     nan = CustomSites(
-        "transformer.h.{layer}.attn", n_layers=2, op="attention_interface_1",
+        "transformer.h.{layer}.attn",
+        n_layers=2,
+        op="attention_interface_1",
         read=lambda a, k, out: out[1] * float("nan"),
     )
     with pytest.raises(CaptureCheckError, match="layer 0: .*NaN"):

@@ -5,11 +5,19 @@ import random
 
 import pytest
 import torch
-
-from induction_nb import (InputError, ablate_heads, create_analysis_report, detect_induction_heads, find_circuit,
-                          head_effects, icl_score, plot_circuit)
-from induction_nb.toy import HandBuiltInduction
 from tiny_models import EncoderStack, NanoGPT
+
+from induction_nb import (
+    InputError,
+    ablate_heads,
+    create_analysis_report,
+    detect_induction_heads,
+    find_circuit,
+    head_effects,
+    icl_score,
+    text_circuit,
+)
+from induction_nb.analysis.toy import HandBuiltInduction
 
 PERIOD = 16
 
@@ -57,7 +65,7 @@ def test_circuit_finds_the_previous_token_head(toy):
     assert (src, dst) == ((0, 0), (1, 0)) and drop > 0.5
     assert circuit.baseline[(1, 0)] > 0.9 and circuit.feeding((1, 0))[0][0] == (0, 0)
     assert all(d < 1e-4 for s, _, d in circuit.edges if s != (0, 0))
-    text = plot_circuit(circuit, width=60)
+    text = text_circuit(circuit, width=60)
     assert "L0H0 -> L1H0 +0.9" in text and max(map(len, text.splitlines())) <= 60
 
 
@@ -122,8 +130,10 @@ def test_smollm2_top_heads_matter_more_than_random_heads_of_the_same_layers(smol
     control = rng.sample(pool, 5)
     hit = ablate_heads(smollm2, top, sequence_length=64, batch_size=8, seed=0)
     miss = ablate_heads(smollm2, control, sequence_length=64, batch_size=8, seed=0)
-    print(f"top 5 {top}: +{hit.effect:.3f} nats (natural {hit.natural_effect:+.3f}); "
-          f"random 5 {control}: +{miss.effect:.3f} (natural {miss.natural_effect:+.3f})")
+    print(
+        f"top 5 {top}: +{hit.effect:.3f} nats (natural {hit.natural_effect:+.3f}); "
+        f"random 5 {control}: +{miss.effect:.3f} (natural {miss.natural_effect:+.3f})"
+    )
     assert hit.effect > 0.5 and hit.effect > 5 * max(miss.effect, 0.01)
     assert hit.ablated_accuracy < hit.baseline_accuracy - 0.2
     icl = icl_score(smollm2, sequence_length=64, batch_size=8)
@@ -136,6 +146,7 @@ def test_ablation_matches_an_independent_hook_on_a_model_where_every_head_writes
     """A random tiny llama (all heads write everywhere): the loss with head (1, 2) removed equals the loss
     computed with a plain torch pre-hook that edits o_proj's input slice itself."""
     from tiny_models import make_hf
+
     from induction_nb import InductionHeadDetector
 
     model = make_hf("llama_gqa", "eager")
@@ -169,6 +180,9 @@ def test_ablation_matches_an_independent_hook_on_a_model_where_every_head_writes
     assert got.ablated_loss == pytest.approx(ablated, abs=1e-5) and abs(got.effect) > 1e-4
 
 
+TOO_LONG = r"sequence_length=100 \(\+0 BOS\) exceeds the model's 48 positions; pass sequence_length=48 or less"
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
@@ -176,6 +190,9 @@ def test_ablation_matches_an_independent_hook_on_a_model_where_every_head_writes
         (lambda m: find_circuit(m, [(1, 0)], method="shuffle"), "unknown ablation method"),
         (lambda m: icl_score(m, sequence_length=8), "sequence_length >= 24"),
         (lambda m: ablate_heads(m, [(1.0, 0)]), "integer"),
+        (lambda m: ablate_heads(m, [(1, 0)], sequence_length=100), TOO_LONG),
+        (lambda m: head_effects(m, sequence_length=100), TOO_LONG),
+        (lambda m: find_circuit(m, [(1, 0)], sequence_length=60), "sequence_length=60 .* pass sequence_length=48"),
     ],
 )
 def test_more_bad_input(toy, call, match):
@@ -190,9 +207,16 @@ def test_ablating_one_application_of_a_shared_layer():
 
     from induction_nb import InductionHeadDetector
 
-    config = transformers.AlbertConfig(vocab_size=128, hidden_size=64, num_attention_heads=4, intermediate_size=128,
-                                       num_hidden_layers=3, num_hidden_groups=1, embedding_size=32,
-                                       initializer_range=0.3)  # large weights: every head matters visibly
+    config = transformers.AlbertConfig(
+        vocab_size=128,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_hidden_groups=1,
+        embedding_size=32,
+        initializer_range=0.3,
+    )  # large weights: every head matters visibly
     torch.manual_seed(0)
     model = transformers.AlbertForMaskedLM(config).eval()
     got = ablate_heads(model, [(1, 2)], sequence_length=24, batch_size=4)

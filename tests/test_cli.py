@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
-from induction_nb import DetectionResult
-from induction_nb.cli import main
 from tiny_models import make_hf
+
+from induction_nb import DetectionResult, RetrievalResult, load_result
+from induction_nb.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,21 @@ def run(capsys, *argv):
 
 
 def test_scan_exports_and_report_round_trip(folder, tmp_path, capsys):
-    code, out, err = run(capsys, "scan", folder, "--seq-len", 32, "--batch", 3, "--json", tmp_path / "r.json",
-                         "--csv", tmp_path / "r.csv", "--width", 70)
+    code, out, err = run(
+        capsys,
+        "scan",
+        folder,
+        "--seq-len",
+        32,
+        "--batch",
+        3,
+        "--json",
+        tmp_path / "r.json",
+        "--csv",
+        tmp_path / "r.csv",
+        "--width",
+        70,
+    )
     assert code == 0
     assert out.startswith("INDUCTION HEAD ANALYSIS REPORT\n==============================\nModel Info:\n")
     assert "n_layers: 2" in out and "Heads detected: 0" in out and "Seed: 0" in out
@@ -35,16 +48,21 @@ def test_scan_exports_and_report_round_trip(folder, tmp_path, capsys):
     assert "loading" in err and "wrote" in err
     saved = DetectionResult.load(tmp_path / "r.json")
     assert saved.n_heads == 4 and saved.settings["batch_size"] == 3
-    assert (tmp_path / "r.csv").read_text().splitlines()[0].startswith("layer,head,prefix_matching")
+    header = (tmp_path / "r.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["layer", "head"] and header[-3:] == ["ci_low", "ci_high", "detected"]
+    assert header[2:-3] == list(saved.metrics), "every metric of the scan, in the registry's order"
     code, again, _ = run(capsys, "report", tmp_path / "r.json", "--width", 70)
     assert code == 0 and again == out
 
 
 def test_scan_writes_figures(folder, tmp_path, capsys):
+    from induction_nb.metrics import REGISTRY
+
     code, _, err = run(capsys, "scan", folder, "--seq-len", 24, "--batch", 2, "--figures", tmp_path / "figs")
-    assert code == 0 and "wrote 16 figure files" in err
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert "heatmap_overall_score.pdf" in names and "scatter_prefix_vs_copying.png" in names
+    heatmaps = [m for m in REGISTRY if REGISTRY[m].table and m != "causal_effect"]  # no effects without --effects
+    assert code == 0 and f"wrote {2 * (len(heatmaps) + 3)} figure files" in err  # + scatter, pattern, stripe
+    assert {f"heatmap_{m}.pdf" for m in heatmaps} <= set(names) and "scatter_prefix_vs_copying.png" in names
     assert any(n.startswith("pattern_L") and n.endswith(".png") for n in names)
     assert all((tmp_path / "figs" / n).read_bytes()[:4] in (b"%PDF", b"\x89PNG") for n in names)
 
@@ -113,8 +131,11 @@ def test_bad_input_exits_2_with_one_line(folder, tmp_path, capsys, argv, match):
 
 
 def test_python_dash_m_without_subcommand_is_scan_and_never_tracebacks(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "induction_nb", str(tmp_path / "missing"), "--no-progress"],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "induction_nb", str(tmp_path / "missing"), "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2 and run.stderr.startswith("error:") and "Traceback" not in run.stderr
 
 
@@ -128,24 +149,49 @@ def test_default_scan_is_the_embedded_model(smollm2, capsys):
 
 @pytest.mark.slow
 def test_retrieval_on_the_embedded_model(smollm2, tmp_path, capsys):
-    code, out, err = run(capsys, "retrieval", "--lengths", 512, "--depths", "0.5", "--needle-length", 6,
-                         "--json", tmp_path / "r.json", "--no-progress", "--brief")
+    code, out, err = run(
+        capsys,
+        "retrieval",
+        "--lengths",
+        512,
+        "--depths",
+        "0.5",
+        "--needle-length",
+        6,
+        "--json",
+        tmp_path / "r.json",
+        "--no-progress",
+        "--brief",
+    )
     assert code == 0 and "Traceback" not in err
-    saved = DetectionResult.load(tmp_path / "r.json")
-    assert saved.settings["kind"] == "retrieval" and saved.settings["lengths"] == [512]
+    saved = load_result(tmp_path / "r.json")
+    assert isinstance(saved, RetrievalResult) and saved.settings["lengths"] == [512]
     top = saved.get_top_heads(1)[0]
     assert out.startswith("RETRIEVAL HEAD ANALYSIS REPORT") and "Needle accuracy: 1.00" in out
     assert re.search(rf"^L{top.layer}H{top.head}: +{top.overall_score:.3f} ", out, re.M) and top.overall_score > 0.5
     # a context too short for this model to repeat the needle: said, not a silent table of zeros
     with pytest.warns(UserWarning, match=r"reproduced \d+% of the needle tokens"):
-        code, out, _ = run(capsys, "retrieval", "--lengths", 256, "--depths", "0.5", "--needle-length", 6,
-                           "--no-progress", "--brief")
+        code, out, _ = run(
+            capsys, "retrieval", "--lengths", 256, "--depths", "0.5", "--needle-length", 6, "--no-progress", "--brief"
+        )
     assert code == 0 and "Needle accuracy: 0." in out and "retrieval scores are uninformative" in out
 
 
 def test_scan_writes_a_self_contained_html_page(folder, tmp_path, capsys):
-    code, out, err = run(capsys, "scan", folder, "--seq-len", 24, "--batch", 2, "--brief", "--html", tmp_path / "s.html",
-                         "--json", tmp_path / "s.json")
+    code, out, err = run(
+        capsys,
+        "scan",
+        folder,
+        "--seq-len",
+        24,
+        "--batch",
+        2,
+        "--brief",
+        "--html",
+        tmp_path / "s.html",
+        "--json",
+        tmp_path / "s.json",
+    )
     page = (tmp_path / "s.html").read_text()
     assert code == 0 and f"wrote {tmp_path / 's.html'}" in err and out.startswith("INDUCTION HEAD ANALYSIS REPORT")
     assert page.count("class='inb-panel'") == 6 and page.count("data:image/png;base64,") == 6, "the top six heads"
@@ -154,11 +200,14 @@ def test_scan_writes_a_self_contained_html_page(folder, tmp_path, capsys):
     assert code == 0 and "No heatmaps in this file" in (tmp_path / "r.html").read_text()
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--html", "{tmp}/s.txt"], r"--html writes an HTML page: give a path ending in \.html"),
-    (["--html", "{tmp}/s.html", "--json", "{tmp}/s.html"], "name the same file"),
-    (["--html", "{tmp}/missing/s.html"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--html", "{tmp}/s.txt"], r"--html writes an HTML page: give a path ending in \.html"),
+        (["--html", "{tmp}/s.html", "--json", "{tmp}/s.html"], "name the same file"),
+        (["--html", "{tmp}/missing/s.html"], "does not exist"),
+    ],
+)
 def test_bad_html_path_fails_before_the_scan(folder, tmp_path, capsys, argv, match):
     code, out, err = run(capsys, "scan", folder, *[a.format(tmp=tmp_path) for a in argv])
     assert code == 2 and out == "" and re.search(match, err) and "loading" not in err

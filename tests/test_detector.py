@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
 from handbuilt import HandBuiltInduction
+from tiny_models import EncoderStack, NanoGPT, make_hf, make_jamba
+
 from induction_nb import InputError, capture_attention, detect_induction_heads
-from tiny_models import EncoderStack, NanoGPT, make_hf
 
 PERIOD = 16
 
@@ -193,26 +193,13 @@ def test_smollm2_original_snippets_and_reference_heads(smollm2, capsys):
     assert full.score(18, 6).overall_score > 0.8 and full.score(16, 0).previous_token > 0.8
 
 
-def _jamba():
-    import transformers
-
-    config = transformers.JambaConfig(vocab_size=128, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                                      num_key_value_heads=2, intermediate_size=128, attn_layer_period=2,
-                                      attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, num_experts=2,
-                                      use_mamba_kernels=False, mamba_d_state=8, mamba_expand=2)
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    return transformers.JambaForCausalLM(config).eval()
-
-
 def test_hybrid_model_heads_carry_the_model_layer_index(tmp_path):
     """Jamba has attention in layers 1 and 3 only: the result names L1/L3 heads, layers 0 and 2 have none."""
     from induction_nb import DetectionResult, create_analysis_report
-    from induction_nb.ascii import plot_score_map
+    from induction_nb.draw.ascii import text_score_map
 
-    model = _jamba()
-    result = detect_induction_heads(model, sequence_length=32, batch_size=2, n_bootstrap=50,
-                                    keep_patterns=[(3, 1)])
+    model = make_jamba()
+    result = detect_induction_heads(model, sequence_length=32, batch_size=2, n_bootstrap=50, keep_patterns=[(3, 1)])
     assert result.layers == [1, 3] and result.n_layers == 4 and len(result.head_scores) == 8
     assert result.has_head(3, 1) and not result.has_head(2, 0)
     assert (3, 1) in result.kept_patterns
@@ -220,11 +207,14 @@ def test_hybrid_model_heads_carry_the_model_layer_index(tmp_path):
         result.score(2, 0)
     again = DetectionResult.load(result.save(tmp_path / "jamba.json"))
     assert again == result and again.layers == [1, 3]
-    grid = plot_score_map(result, width=80)
+    grid = text_score_map(result, width=80)
     assert "L2 │ -  -  -  -" in grid and "'-' no such head" in grid
     assert "L3 |" in create_analysis_report(result, detailed=True)
-    with pytest.raises(InputError, match=r"keep_patterns \[\(2, 0\)\] out of range: the model has attention in "
-                                         r"layers 1, 3 \(4 heads each\)"):
+    with pytest.raises(
+        InputError,
+        match=r"keep_patterns \[\(2, 0\)\] out of range: the model has attention in "
+        r"layers 1, 3 \(4 heads each\)",
+    ):
         detect_induction_heads(model, sequence_length=32, batch_size=2, keep_patterns=[(2, 0)])
 
 
@@ -247,13 +237,20 @@ def test_default_call_fits_any_small_vocabulary(vocab):
 
     kind = vocab % 3
     if kind == 0:
-        config = transformers.GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
-                                            num_attention_heads=4, intermediate_size=64)
+        config = transformers.GPTNeoXConfig(
+            vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+        )
     elif kind == 1:
         config = transformers.GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4)
     else:
-        config = transformers.LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2,
-                                          num_attention_heads=4, num_key_value_heads=2, intermediate_size=64)
+        config = transformers.LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+        )
     config._attn_implementation = "eager"
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
@@ -278,3 +275,19 @@ def test_default_call_finds_the_heads_of_a_small_vocabulary_model(toy):
         warnings.simplefilter("always")
         result = detect_induction_heads(toy)
     assert result.induction_heads == [(1, 0)] and result.settings["sequence_length"] < 128
+
+
+def test_kept_patterns_are_the_first_patterns_and_say_so(tmp_path):
+    """With several probe patterns the kept rows are the first pattern's, labelled with its period: an abab
+    probe is drawn with its stripe at period 2, not the repeated probe's."""
+    from induction_nb import HandBuiltInduction, InductionHeadDetector
+
+    result = InductionHeadDetector(HandBuiltInduction(period=16), batch_size=2, n_bootstrap=10).detect(
+        sequence_length=32, patterns=("abab", "repeated"), keep_patterns=[(1, 0)]
+    )
+    assert result.kept_patterns[(1, 0)].shape[0] == 2 == result.kept_tokens.shape[0]
+    assert result.settings["kept"] == {"pattern": "abab", "period": 2, "offset": 0}  # the toy has no BOS
+    kept = result.kept_layer(1, 0)
+    assert (kept.name, kept.period, kept.offset) == ("abab", 2, 0)
+    page = result.to_html(tmp_path / "r.html").read_text()
+    assert "attention on &#x27;abab&#x27;" in page or "attention on 'abab'" in page

@@ -4,11 +4,11 @@ other on the hand-built transformer (known heads) and on tiny random models; whe
 
 import pytest
 import torch
+from tiny_models import make_hf
 
 from induction_nb import HeadEffects, InputError, head_effects
-from induction_nb.effects import spearman, top_recall
-from induction_nb.toy import HandBuiltInduction
-from tiny_models import make_hf
+from induction_nb.analysis.toy import HandBuiltInduction
+from induction_nb.causal.effects import spearman, top_recall
 
 PERIOD = 16
 KW = dict(sequence_length=2 * PERIOD, batch_size=4)
@@ -28,7 +28,9 @@ def test_estimate_ranks_the_induction_head_first_and_matches_exact(toy, method):
     # measured: zero 0.903 vs 0.925, mean 0.896 vs 0.918, corrupt 0.868 vs 0.898
     assert abs(float(r.effects[1, 0] - exact.effects[1, 0])) < 0.06
     assert float(r.exact[1, 0]) == pytest.approx(float(exact.effects[1, 0]), abs=1e-6)
-    assert int((~torch.isnan(r.exact)).sum()) == 2 and r.n_forward == 3 + (method != "zero") + 1  # both packed in one forward
+    assert (
+        int((~torch.isnan(r.exact)).sum()) == 2 and r.n_forward == 3 + (method != "zero") + 1
+    )  # both packed in one forward
 
 
 def test_where_the_first_order_estimate_fails(toy):

@@ -7,10 +7,10 @@ import re
 
 import pytest
 import torch
-
 from fake_results import fake_result
+
 from induction_nb import DetectionResult, InputError
-from induction_nb.export_html import save_html
+from induction_nb.draw.html_page import save_html
 
 
 def _state(page: str) -> dict:
@@ -35,8 +35,17 @@ def test_page_is_self_contained_with_grid_and_kept_heads(tmp_path):
 
 def test_names_and_tokens_are_escaped(tmp_path):
     r = fake_result(3, 2, kept=((1, 1),), sequence_length=8, batch=1)
-    evil = DetectionResult(r.head_scores, r.threshold, "</script><script>alert(1)</script>", r.n_layers, r.n_heads,
-                           r.settings, 0, r.kept_patterns, r.kept_tokens)
+    evil = DetectionResult(
+        r.head_scores,
+        r.threshold,
+        "</script><script>alert(1)</script>",
+        r.n_layers,
+        r.n_heads,
+        r.settings,
+        0,
+        r.kept_patterns,
+        r.kept_tokens,
+    )
     page = save_html(evil, tmp_path / "e.html").read_text()
     assert "<script>alert(1)" not in page and "&lt;/script&gt;&lt;script&gt;alert(1)" in page
     assert _state(page)["n_layers"] == 3, "the embedded state still parses"
@@ -68,10 +77,13 @@ def test_empty_result(tmp_path):
 
 
 def test_panel_metrics_are_the_shown_patterns(tmp_path):
-    from induction_nb.scores import pattern_metrics
+    from induction_nb.metrics import pattern_metrics
 
     r = fake_result(2, 2, kept=((1, 1),), sequence_length=16, batch=1)
     page = save_html(r, tmp_path / "p.html").read_text()
     shown = pattern_metrics(r.kept_patterns[(1, 1)][0], r.kept_tokens[0])
-    assert f"<td>prefix matching</td><td>{r.score(1, 1).prefix_matching:.3f}</td><td>{shown['prefix_matching']:.3f}</td>" in page
+    assert (
+        f"<td>prefix matching</td><td>{r.score(1, 1).prefix_matching:.3f}</td><td>{shown['prefix_matching']:.3f}</td>"
+        in page
+    )
     assert torch.isfinite(torch.tensor(shown["prefix_matching"]))

@@ -3,21 +3,32 @@ byte-stable export, bad input, and geometry measured with the Agg renderer (lege
 data, point labels clear of each other). A test run only compares; regenerate the baselines deliberately
 with ``make snapshots`` and review them."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.testing.compare import compare_images  # noqa: E402
+import matplotlib.pyplot as plt
+import pytest
+from fake_results import probe_score
+from matplotlib.testing.compare import compare_images
+from test_ascii import TOKENS, fake_result, stripe_pattern
 
-from induction_nb import InputError  # noqa: E402
-from induction_nb.figures import (plot_attention_heatmap, plot_circuit_graph, plot_effects_scatter,  # noqa: E402
-                                  plot_metric_scatter, plot_mosaic, plot_score_heatmap, plot_stripe_profile,
-                                  plot_training_run, save_figure, shared_legend)
-from test_ascii import TOKENS, fake_result, stripe_pattern  # noqa: E402
+from induction_nb import InputError
+from induction_nb.draw import (
+    plot_attention_heatmap,
+    plot_circuit_graph,
+    plot_effects_scatter,
+    plot_metric_scatter,
+    plot_mosaic,
+    plot_score_heatmap,
+    plot_stripe_profile,
+    plot_training_run,
+    save_figure,
+    shared_legend,
+)
 
 BASELINE = Path(__file__).parent / "baseline"
 TOLERANCE = 2.0  # RMS over 0..255 pixel values
@@ -47,8 +58,11 @@ def test_attention_heatmap_with_tokens_and_stripe(tmp_path):
 
 
 def test_attention_heatmap_windowed(tmp_path):
-    check(plot_attention_heatmap(stripe_pattern(n=200, period=80), period=80, window=(70, 130)),
-          "attention_heatmap_window", tmp_path)
+    check(
+        plot_attention_heatmap(stripe_pattern(n=200, period=80), period=80, window=(70, 130)),
+        "attention_heatmap_window",
+        tmp_path,
+    )
 
 
 def test_metric_scatter(tmp_path):
@@ -60,7 +74,9 @@ def test_stripe_profile(tmp_path):
 
 
 def test_mosaic(tmp_path):
-    check(plot_mosaic({"model A": fake_result(), "model B": fake_result(), "model C": fake_result()}), "mosaic", tmp_path)
+    check(
+        plot_mosaic({"model A": fake_result(), "model B": fake_result(), "model C": fake_result()}), "mosaic", tmp_path
+    )
 
 
 def test_axes_are_reused_and_returned():
@@ -95,12 +111,28 @@ def test_export_has_no_version_metadata_and_is_byte_stable(tmp_path, fmt):
         (lambda: plot_attention_heatmap(stripe_pattern(), tokens=["a"]), "tokens has 1"),
         (lambda: plot_stripe_profile(stripe_pattern(), period=12), "period must be"),
         (lambda: save_figure(plt.figure(), "x.jpg"), "unsupported figure format"),
+        (lambda: plot_score_heatmap({"L0H0": 0.5}), "needs a scan result .*got dict"),
+        (lambda: plot_metric_scatter([0.1, 0.2]), "needs a scan result .*got list"),
     ],
 )
 def test_bad_input(call, match):
     with pytest.raises(InputError, match=match):
         call()
     plt.close("all")
+
+
+def test_compare_heads_titles_with_what_each_scan_measured():
+    """A probe scan's head shows its prefix-matching and previous-token scores; a retrieval scan's head,
+    which has neither, its overall (retrieval) score, instead of failing."""
+    from induction_nb import HeadScore
+    from induction_nb.draw import compare_heads
+
+    probe = fake_result().score(2, 1)
+    retrieval = HeadScore(3, 0, {"overall_score": 0.42})
+    fig = compare_heads([(probe, stripe_pattern(), None, 4), (retrieval, stripe_pattern(), None, None)])
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titles == ["L2H1: prefix 0.87, prev 0.01", "L3H0: overall 0.42"]
+    plt.close(fig)
 
 
 def test_empty_result():
@@ -113,23 +145,28 @@ def test_empty_result():
 def test_effects_scatter_and_loss_curve_draw_what_they_are_given():
     import torch
 
-    from induction_nb.effects import HeadEffects
-    from induction_nb.figures import plot_loss_curve
-    from induction_nb.loss_curve import LossCurve
+    from induction_nb.causal.effects import HeadEffects
+    from induction_nb.causal.loss_curve import LossCurve
+    from induction_nb.draw import plot_loss_curve
 
     est = torch.tensor([[0.1, 0.5], [0.9, float("nan")]])
     exact = torch.tensor([[0.2, float("nan")], [1.0, float("nan")]])
     effects = HeadEffects(est, 3, "attribution", "zero", exact, ((1, 0), (0, 0)))
     ax = plot_effects_scatter(effects)
     points = ax.collections[0].get_offsets()
-    assert sorted(map(tuple, points.tolist())) == [(pytest.approx(0.2), pytest.approx(0.1)),
-                                                   (pytest.approx(1.0), pytest.approx(0.9))]
+    assert sorted(map(tuple, points.tolist())) == [
+        (pytest.approx(0.2), pytest.approx(0.1)),
+        (pytest.approx(1.0), pytest.approx(0.9)),
+    ]
     with pytest.raises(InputError, match="no head was measured exactly"):
         plot_effects_scatter(HeadEffects(est, 3, "attribution", "zero", torch.full_like(est, float("nan"))))
     loss = torch.tensor([float("nan"), 5.0, 4.0, 3.0, 2.0, 1.0])
     curve = LossCurve(loss, torch.ones(6), torch.tensor([-2.0]), 1, 4, 1, (), "zero", 1, -2.0, -2.0, 0)
     ax = plot_loss_curve([curve], labels=["intact"], smooth=1)
-    assert list(ax.lines[0].get_ydata()) == [5.0, 4.0, 3.0, 2.0, 1.0] and "intact: ICL -2.00" in ax.get_legend().texts[0].get_text()
+    assert (
+        list(ax.lines[0].get_ydata()) == [5.0, 4.0, 3.0, 2.0, 1.0]
+        and "intact: ICL -2.00" in ax.get_legend().texts[0].get_text()
+    )
     plt.close("all")
 
 
@@ -147,8 +184,12 @@ def _axis_texts(ax):
     for axis in (ax.xaxis, ax.yaxis):
         lo, hi = sorted(axis.get_view_interval())
         # the locator also makes ticks just beyond the limits, which are not drawn
-        texts += [label for tick in axis.get_major_ticks() if lo <= tick.get_loc() <= hi
-                  for label in (tick.label1, tick.label2)]
+        texts += [
+            label
+            for tick in axis.get_major_ticks()
+            if lo <= tick.get_loc() <= hi
+            for label in (tick.label1, tick.label2)
+        ]
     return [t for t in texts if t.get_visible() and t.get_text()]
 
 
@@ -168,11 +209,17 @@ def assert_legend_clear(legend, fig) -> None:
 
 
 def training_run(scale: float = 1.0):
-    from induction_nb.training import Checkpoint, TrainingRun
+    from induction_nb.analysis.training import Checkpoint, TrainingRun
 
     steps = range(200, 2001, 200)
-    return TrainingRun(0, tuple(Checkpoint(s, 3.0, scale * (4.0 - 0.3 * i), (1, 0), 0.09 * i,
-                                           ((1, 0),) if i >= 5 else ()) for i, s in enumerate(steps)), None)
+    return TrainingRun(
+        0,
+        tuple(
+            Checkpoint(s, 3.0, scale * (4.0 - 0.3 * i), (1, 0), 0.09 * i, ((1, 0),) if i >= 5 else ())
+            for i, s in enumerate(steps)
+        ),
+        None,
+    )
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-6])  # 1e-6: the loss axis gets an offset text above its frame
@@ -182,7 +229,10 @@ def test_training_run_legend_clears_both_axes(scale):
     (twin,) = [a for a in ax.figure.axes if a is not ax]
     assert twin.get_ylabel() == "best overall score"
     assert [t.get_text() for t in ax.get_legend().texts] == [
-        "loss on repeated tokens", "first detected head (step 1200)", "best induction score"]
+        "loss on repeated tokens",
+        "first detected head (step 1200)",
+        "best induction score",
+    ]
     assert_legend_clear(ax.get_legend(), ax.figure)
     plt.close(ax.figure)
 
@@ -215,12 +265,12 @@ def test_shared_legend_over_panels_and_under_a_title():
 
 def crowded_result():
     """Six heads above the threshold at nearly one point, (0.9, 0.95), six far below."""
-    from induction_nb import DetectionResult, HeadScore
+    from induction_nb import DetectionResult
 
     scores = []
     for i in range(12):
         v, c = (0.9 + 0.004 * i, 0.95 + 0.002 * i) if i < 6 else (0.05, 0.1)
-        scores.append(HeadScore(i // 4, i % 4, v, v, c, 0.01, 0.04, 0.1, v, v - 0.04, v + 0.03))
+        scores.append(probe_score(i // 4, i % 4, v, v, c, 0.01, 0.04, 0.1, v, v - 0.04, v + 0.03))
     return DetectionResult(tuple(scores), 0.4, "crowded", 3, 4, {}, seed=0)
 
 
@@ -234,17 +284,21 @@ class _Circuit:
 def _effects():
     import torch
 
-    from induction_nb.effects import HeadEffects
+    from induction_nb.causal.effects import HeadEffects
 
     est = torch.tensor([[0.9, 0.91, 0.92, 0.0], [0.905, 0.915, 0.895, 0.05]])
     return HeadEffects(est, 3, "attribution", "zero", est + 0.001, ())
 
 
-@pytest.mark.parametrize("draw", [
-    lambda: plot_metric_scatter(crowded_result(), "prefix_matching", "copying", label_top=6),
-    lambda: plot_effects_scatter(_effects(), label_top=6),
-    lambda: plot_circuit_graph(_Circuit(), n_heads=32),
-], ids=["metric_scatter", "effects_scatter", "circuit_graph"])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plot_metric_scatter(crowded_result(), "prefix_matching", "copying", label_top=6),
+        lambda: plot_effects_scatter(_effects(), label_top=6),
+        lambda: plot_circuit_graph(_Circuit(), n_heads=32),
+    ],
+    ids=["metric_scatter", "effects_scatter", "circuit_graph"],
+)
 def test_point_labels_do_not_overlap(draw):
     """Six labels for points a few pixels apart: before, five of them lay on top of one another."""
     from matplotlib.text import Text
@@ -268,15 +322,25 @@ def test_point_labels_do_not_overlap(draw):
     plt.close(fig)
 
 
-@pytest.mark.parametrize("draw,entries", [
-    (lambda: plot_score_heatmap(fake_result()), ["detected (overall >= 0.40)"]),
-    (lambda: plot_attention_heatmap(stripe_pattern(), TOKENS, period=4, title="L2H1"),
-     ["induction stripe (k = q - 3)"]),
-    (lambda: plot_stripe_profile(stripe_pattern(n=40, period=10), period=10),
-     ["on the stripe", "largest elsewhere", "mean elsewhere"]),
-    (lambda: plot_metric_scatter(fake_result(), "prefix_matching", "overall_score"),
-     ["other heads", "detected (overall >= 0.40)", "threshold 0.40"]),
-], ids=["score_heatmap", "attention_heatmap", "stripe_profile", "metric_scatter"])
+@pytest.mark.parametrize(
+    "draw,entries",
+    [
+        (lambda: plot_score_heatmap(fake_result()), ["detected (overall >= 0.40)"]),
+        (
+            lambda: plot_attention_heatmap(stripe_pattern(), TOKENS, period=4, title="L2H1"),
+            ["induction stripe (k = q - 3)"],
+        ),
+        (
+            lambda: plot_stripe_profile(stripe_pattern(n=40, period=10), period=10),
+            ["on the stripe", "largest elsewhere", "mean elsewhere"],
+        ),
+        (
+            lambda: plot_metric_scatter(fake_result(), "prefix_matching", "overall_score"),
+            ["other heads", "detected (overall >= 0.40)", "threshold 0.40"],
+        ),
+    ],
+    ids=["score_heatmap", "attention_heatmap", "stripe_profile", "metric_scatter"],
+)
 def test_legends_name_what_is_drawn_and_cover_nothing(draw, entries):
     """Each marked thing has its legend entry (the heatmap's outline had none), each colour bar its
     label, and the legend covers no cell, line, point or label."""
@@ -297,3 +361,28 @@ def test_mosaic_names_the_outline_once():
     assert [t.get_text() for t in legend.texts] == ["detected (overall >= 0.40)"]
     assert_legend_clear(legend, fig)
     plt.close(fig)
+
+
+def test_a_signed_metric_keeps_its_sign_in_scatter_heatmap_and_mosaic():
+    """An ablation effect (nats, either sign) is not drawn on a [0, 1] axis: the scatter's axis spans its
+    values and zero, names its unit; heatmaps centre a diverging map on 0; a mosaic shares one scale."""
+    from test_ascii import signed_result
+
+    small = signed_result()  # effects from -0.3 to 0.6
+    large = fake_result().with_causal_effects([[2.0 if h == 1 else -1.5 for h in range(4)] for _ in range(3)])
+    ax = plot_metric_scatter(small, "prefix_matching", "causal_effect")
+    low, high = ax.get_ylim()
+    assert low < -0.3 and 0.6 < high < 1.0 and ax.get_xlim() == pytest.approx((-0.02, 1.02))
+    assert ax.get_ylabel().endswith("(nats)")
+    plt.close(ax.figure)
+    image = plot_score_heatmap(small, "causal_effect").images[0]
+    assert image.get_clim() == pytest.approx((-0.6, 0.6))
+    plt.close(image.figure)
+    fig = plot_mosaic({"small": small, "large": large}, "causal_effect")
+    assert [a.images[0].get_clim() for a in fig.axes if a.images] == [pytest.approx((-2.0, 2.0))] * 2
+    plt.close(fig)
+    with pytest.raises(InputError, match=r"has no 'causal_effect' .*add it with result.with_causal_effects"):
+        plot_score_heatmap(fake_result(), "causal_effect")
+    undefined = replace(small, head_scores=tuple(s.with_values(causal_effect=None) for s in small.head_scores))
+    with pytest.raises(InputError, match="has no value of 'causal_effect' for any head"):
+        plot_score_heatmap(undefined, "causal_effect")

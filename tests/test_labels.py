@@ -7,12 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
+from test_ascii import fake_result, stripe_pattern
 
-from induction_nb import create_analysis_report, plot_attention_pattern, plot_induction_stripe  # noqa: E402
-from induction_nb._labels import escape_label  # noqa: E402
-from test_ascii import fake_result, stripe_pattern  # noqa: E402
+from induction_nb import create_analysis_report, plot_attention_pattern, plot_induction_stripe
+from induction_nb.draw.labels import escape_label
 
 BAD = ["\x0b", "\x0c", "\x08", "\x1b[31m", "\x85", "\u2028", "\u2029", "\u202e", "\u200b", "\ufeff", "\x00", "\x7f"]
 # 12 positions: every bad character once, a period of 4 so that some repeat
@@ -27,11 +27,23 @@ def _clean(text: str) -> bool:
     return not any(ch in text for ch in CONTROLS)
 
 
-@pytest.mark.parametrize("raw,shown", [
-    ("\n", "\\n"), ("\t", "\\t"), ("\x0b", "\\x0b"), ("\x1b[31m", "\\x1b[31m"), ("\x85", "\\x85"),
-    ("\u2028", "\\u2028"), ("\u202e", "\\u202e"), ("\u200d", "\\u200d"), ("\ufeff", "\\ufeff"),
-    ("\\n", "\\\\n"), ("café 😀 日本", "café 😀 日本"), (7, "7"),
-])
+@pytest.mark.parametrize(
+    "raw,shown",
+    [
+        ("\n", "\\n"),
+        ("\t", "\\t"),
+        ("\x0b", "\\x0b"),
+        ("\x1b[31m", "\\x1b[31m"),
+        ("\x85", "\\x85"),
+        ("\u2028", "\\u2028"),
+        ("\u202e", "\\u202e"),
+        ("\u200d", "\\u200d"),
+        ("\ufeff", "\\ufeff"),
+        ("\\n", "\\\\n"),
+        ("café 😀 日本", "café 😀 日本"),
+        (7, "7"),
+    ],
+)
 def test_escape_label(raw, shown):
     assert escape_label(raw) == shown
 
@@ -59,7 +71,7 @@ def test_stripe_example_line_and_report_model_name():
 
 def test_widget_text_and_html_escape_labels():
     from induction_nb import HeadExplorer
-    from induction_nb._panels import tokens_html as _tokens_html
+    from induction_nb.draw.panels import tokens_html as _tokens_html
 
     page = _tokens_html(TOKENS, torch.tensor([1, 2, 3, 4] * 3))
     assert _clean(html.unescape(page)) and "\\x1b[2J" in html.unescape(page)
@@ -67,8 +79,12 @@ def test_widget_text_and_html_escape_labels():
     kept = {(2, 1): stripe_pattern(12, 4)[None]}
     from dataclasses import replace
 
-    result = replace(result, kept_patterns=kept, kept_tokens=torch.arange(12)[None],
-                     settings={**result.settings, "sequence_length": 12, "n_repeats": 3})
+    result = replace(
+        result,
+        kept_patterns=kept,
+        kept_tokens=torch.arange(12)[None],
+        settings={**result.settings, "sequence_length": 12, "n_repeats": 3},
+    )
     explorer = HeadExplorer(result, layer=2, head=1)
     explorer._labels = lambda tokens: TOKENS
     text = explorer.text()

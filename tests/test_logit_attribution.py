@@ -3,12 +3,13 @@
 import pytest
 
 from induction_nb import InputError, copying_dla
-from induction_nb.toy import HandBuiltInduction
+from induction_nb.analysis.toy import HandBuiltInduction
 
 
 def test_hand_built_induction_head_copies_and_others_do_not():
-    scores = {(s.layer, s.head): s for s in copying_dla(HandBuiltInduction(16), [(1, 0), (0, 0), (1, 2)],
-                                                        sequence_length=32)}
+    scores = {
+        (s.layer, s.head): s for s in copying_dla(HandBuiltInduction(16), [(1, 0), (0, 0), (1, 2)], sequence_length=32)
+    }
     assert scores[(1, 0)].top_k_rate == 1.0 and scores[(1, 0)].mean_z > 3 and scores[(1, 0)].median_rank == 0
     assert scores[(0, 0)].top_k_rate == 0.0, "the previous-token head writes no logits directly"
     assert scores[(1, 2)].top_k_rate == 0.0 and scores[(1, 2)].mean_z == 0.0

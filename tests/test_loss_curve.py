@@ -4,11 +4,11 @@ slice of the output projection's input; bad input; the real SmolLM2 (slow)."""
 
 import pytest
 import torch
+from tiny_models import make_hf, save_with_words
 
 from induction_nb import icl_score, load_model
+from induction_nb.causal.loss_curve import loss_by_position
 from induction_nb.errors import InputError
-from induction_nb.loss_curve import loss_by_position
-from tiny_models import make_hf, save_with_words
 
 DOCS = [" ".join(f"t{3 + (i * 7 + j) % 40}" for i in range(n)) for j, n in enumerate([30, 12, 25, 7, 30, 18])]
 HEADS = [(1, 0), (1, 3), (0, 5)]
@@ -30,8 +30,9 @@ def _reference(folder, heads=(), means=None):
             z = args[0].clone()
             for l, h in heads:
                 if l == layer:
-                    z[..., h * d:(h + 1) * d] = 0 if means is None else means[l][h * d:(h + 1) * d]
+                    z[..., h * d : (h + 1) * d] = 0 if means is None else means[l][h * d : (h + 1) * d]
             return (z,)
+
         return hook
 
     hooks = [hf.model.layers[l].self_attn.o_proj.register_forward_pre_hook(cut(l)) for l in range(2)]
@@ -46,8 +47,8 @@ def _reference(folder, heads=(), means=None):
     T = max(len(x) for x in per_doc) + 1
     sums, counts = torch.zeros(T, dtype=torch.float64), torch.zeros(T, dtype=torch.float64)
     for x in per_doc:
-        sums[1:len(x) + 1] += x
-        counts[1:len(x) + 1] += 1
+        sums[1 : len(x) + 1] += x
+        counts[1 : len(x) + 1] += 1
     return sums / counts.clamp_min(1), counts, per_doc
 
 
@@ -76,8 +77,12 @@ def _global_means():
     """Each layer's o_proj input averaged over every token of every document, each run alone."""
     hf = make_hf("llama_gqa", "eager")
     seen = {0: [], 1: []}
-    hooks = [hf.model.layers[l].self_attn.o_proj.register_forward_pre_hook(
-        lambda m, a, l=l: seen[l].append(a[0][0].detach().clone())) for l in range(2)]
+    hooks = [
+        hf.model.layers[l].self_attn.o_proj.register_forward_pre_hook(
+            lambda m, a, l=l: seen[l].append(a[0][0].detach().clone())
+        )
+        for l in range(2)
+    ]
     with torch.no_grad():
         for doc in DOCS:
             hf(torch.tensor([[int(w[1:]) for w in doc.split()]]))
@@ -88,8 +93,9 @@ def _global_means():
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_mean_ablation_uses_one_mean_over_all_documents(folder, batch_size):
-    curve = loss_by_position(load_model(folder), DOCS, ablate=HEADS, method="mean", early=3, late=20,
-                             batch_size=batch_size, n_bootstrap=20)
+    curve = loss_by_position(
+        load_model(folder), DOCS, ablate=HEADS, method="mean", early=3, late=20, batch_size=batch_size, n_bootstrap=20
+    )
     loss, _, _ = _reference(folder, HEADS, _global_means())
     torch.testing.assert_close(curve.loss[1:], loss[1:].float(), atol=1e-5, rtol=0)
 
@@ -117,7 +123,7 @@ def test_smollm2_uses_its_context_and_needs_its_induction_heads(smollm2):
     """Prose read twice (three shipped passages, ~400 tokens): the same position of the second reading
     is predicted far better than of the first, and removing the five probe-detected induction heads undoes
     most of that, while five other heads of the same layers do not."""
-    from induction_nb._passages import PASSAGES
+    from induction_nb.probes.passages import PASSAGES
 
     text = " ".join(list(PASSAGES.values())[:3])
     n = len(smollm2.tokenizer(text)["input_ids"])
@@ -127,4 +133,7 @@ def test_smollm2_uses_its_context_and_needs_its_induction_heads(smollm2):
     intact, ablated, control = (icl_score(smollm2, ablate=heads, **kwargs) for heads in ([], induction, others))
     # measured (sdpa, 2 threads): -3.05, -0.74, -3.11; eager alike
     assert intact.icl_score < -2 and ablated.icl_score > intact.icl_score + 1.5 and control.icl_score < -2, (
-        intact, ablated, control)
+        intact,
+        ablated,
+        control,
+    )

@@ -6,10 +6,10 @@ import time
 import nnsight
 import pytest
 import torch
+from tiny_models import NanoGPT, make_hf, random_tokens
 
 from induction_nb import InputError, ModelLoadError, capture_attention, load_model
-from induction_nb.models import default_model_path
-from tiny_models import NanoGPT, make_hf, random_tokens
+from induction_nb.engine.models import default_model_path
 
 
 def test_plain_module_is_wrapped_and_nnsight_model_returned_as_is():
@@ -73,7 +73,7 @@ def test_embedded_model(smollm2):
     tok = smollm2.tokenizer
     ids = tok("The cat sat on the mat. The cat sat on the", return_tensors="pt").input_ids
     out = hf.generate(ids, max_new_tokens=3, do_sample=False)
-    assert tok.decode(out[0, ids.shape[1]:]).startswith(" mat")
+    assert tok.decode(out[0, ids.shape[1] :]).startswith(" mat")
 
 
 @pytest.mark.slow

@@ -4,14 +4,20 @@ passages (probe-detected heads lead on text too)."""
 
 import pytest
 import torch
-
-from induction_nb import capture_attention, detect_on_text, load_model
-from induction_nb.errors import InputError
-from induction_nb.scores import duplicate_mask, match_mask
 from tiny_models import make_hf, save_with_words
 
-DOCS = ["t5 t6 t7 t8 t5 t6 t7 t9 t5", "t10 t11 t10 t11 t10", "t3 t4 t12 t13 t14 t15 t3 t4 t12 t16 t17 t3",
-        "t20 t21 t22 t20", "t30 t31", "t40 t41 t42 t43 t44 t45 t46 t47 t40 t41 t42 t43"]
+from induction_nb import TextScanResult, capture_attention, detect_on_text, load_model
+from induction_nb.errors import InputError
+from induction_nb.metrics import duplicate_mask, match_mask
+
+DOCS = [
+    "t5 t6 t7 t8 t5 t6 t7 t9 t5",
+    "t10 t11 t10 t11 t10",
+    "t3 t4 t12 t13 t14 t15 t3 t4 t12 t16 t17 t3",
+    "t20 t21 t22 t20",
+    "t30 t31",
+    "t40 t41 t42 t43 t44 t45 t46 t47 t40 t41 t42 t43",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def _by_hand(model, docs):
 def test_pooled_scores_equal_each_document_scored_by_hand(worded, batch_size):
     result = detect_on_text(worded, DOCS, batch_size=batch_size, n_bootstrap=50)
     want, scored = _by_hand(worded, DOCS)
-    assert result.settings["kind"] == "text" and result.settings["scored_queries"] == scored
+    assert isinstance(result, TextScanResult) and result.settings["scored_queries"] == scored
     assert result.settings["documents"] == len(DOCS) and result.settings["tokens"] == sum(len(d.split()) for d in DOCS)
     for name in want:
         got = torch.tensor([[getattr(result.score(l, h), name) for h in range(6)] for l in range(2)])
@@ -110,14 +116,16 @@ def test_cli_scan_text(folder, tmp_path, capsys):
     code = main(["scan", str(model), "--text", str(docs), "--no-progress", "--json", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("INDUCTION ON TEXT REPORT") and "documents: 6" in out
-    from induction_nb import DetectionResult
+    from induction_nb import DetectionResult, TextScanResult, load_result
 
-    assert DetectionResult.load(tmp_path / "r.json").settings["kind"] == "text"
+    assert isinstance(load_result(tmp_path / "r.json"), TextScanResult)
+    with pytest.raises(InputError, match=r"holds a TextScanResult .* load it with induction_nb.load_result"):
+        DetectionResult.load(tmp_path / "r.json")
 
 
 @pytest.mark.slow
 def test_smollm2_probe_heads_lead_on_the_shipped_passages(smollm2):
-    from induction_nb._passages import PASSAGES
+    from induction_nb.probes.passages import PASSAGES
 
     result = detect_on_text(smollm2, list(PASSAGES.values()), n_bootstrap=200)
     top = [(s.layer, s.head) for s in result.get_top_heads(5)]

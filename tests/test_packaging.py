@@ -4,8 +4,9 @@ import path, the README's commands wired into CI."""
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,8 +68,23 @@ def test_wheel_ships_the_explorer_es_modules(tmp_path):
     shutil.copytree(ROOT / "induction_nb", src / "induction_nb", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "induction_head_detector.py"):
         shutil.copy(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-                    str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     names = zipfile.ZipFile(next(tmp_path.glob("induction_nb-*.whl"))).namelist()
     for name in ("canvas_common.js", "grid.js", "heatmap.js", "explorer.css"):
-        assert f"induction_nb/_static/{name}" in names
+        assert f"induction_nb/draw/_static/{name}" in names

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from induction_nb import PATTERN_NAMES, InputError, PatternGenerator
-from induction_nb.scores import match_mask
+from induction_nb.metrics import match_mask
 
 
 def test_original_snippets():

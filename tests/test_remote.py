@@ -4,13 +4,19 @@ everything of ours it runs arrived by value. NDIF itself is out of reach from he
 
 import os
 
+import ndif_loopback as lb
 import pytest
 import torch
-
-import ndif_loopback as lb
-from induction_nb import (CustomSites, InductionHeadDetector, RemoteConfig, RemoteExecutionError, capture_attention,
-                          load_model)
 from tiny_models import make_hf
+
+from induction_nb import (
+    CustomSites,
+    InductionHeadDetector,
+    RemoteConfig,
+    RemoteExecutionError,
+    capture_attention,
+    load_model,
+)
 
 missing = lb.missing_server_requirements()
 if missing:
@@ -65,7 +71,9 @@ def test_remote_detection_equals_local_and_returns_only_scores(folder, remote, m
     capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=config)  # site discovery: 3 small probe requests
     sizes = []
     finalize = RemoteBackend.finalize
-    monkeypatch.setattr(RemoteBackend, "finalize", lambda self, content: sizes.append(len(content)) or finalize(self, content))
+    monkeypatch.setattr(
+        RemoteBackend, "finalize", lambda self, content: sizes.append(len(content)) or finalize(self, content)
+    )
     remote_result = InductionHeadDetector(model, batch_size=4, chunk_size=2, remote=config).detect(sequence_length=24)
     local_result = InductionHeadDetector(load_model(folder), batch_size=4, chunk_size=2).detect(sequence_length=24)
     assert len(sizes) == 2, "one request per chunk"
@@ -82,7 +90,7 @@ def test_our_code_travels_by_value(remote):
 
     from nnsight.intervention.backends.remote import RemoteBackend
 
-    from induction_nb.remote import resolve
+    from induction_nb.engine.remote import resolve
 
     model, config = remote
     backend = RemoteBackend(resolve(model, config).model_key, host=config.host, api_key="loopback-test-key")
@@ -151,10 +159,14 @@ def test_causal_tools_run_remotely_and_match_local(folder, remote):
     model, config = remote
     local = load_model(folder)
     kwargs = dict(sequence_length=24, batch_size=2)
-    r, l = ablate_heads(model, [(1, 0), (1, 3)], remote=config, **kwargs), ablate_heads(local, [(1, 0), (1, 3)], **kwargs)
+    r, l = (
+        ablate_heads(model, [(1, 0), (1, 3)], remote=config, **kwargs),
+        ablate_heads(local, [(1, 0), (1, 3)], **kwargs),
+    )
     assert r.effect == pytest.approx(l.effect, abs=1e-5) and r.baseline_loss == pytest.approx(l.baseline_loss, abs=1e-5)
-    assert icl_score(model, remote=config, **kwargs)["repeated"] == pytest.approx(icl_score(local, **kwargs)["repeated"],
-                                                                                   abs=1e-5)
+    assert icl_score(model, remote=config, **kwargs)["repeated"] == pytest.approx(
+        icl_score(local, **kwargs)["repeated"], abs=1e-5
+    )
     rc = find_circuit(model, [(1, 0)], remote=config, **kwargs)
     lc = find_circuit(local, [(1, 0)], **kwargs)
     assert [e[:2] for e in rc.top(4)] == [e[:2] for e in lc.top(4)]
@@ -196,26 +208,41 @@ def test_cli_scan_remote(folder, server, monkeypatch, capsys):
 ENTRY_POINTS = {
     "capture_attention": lambda m, local, c: capture_attention(m, torch.tensor([[3, 4, 5, 6]]), remote=c),
     "stream_attention": lambda m, local, c: __import__("induction_nb").stream_attention(
-        m, torch.tensor([[3, 4, 5, 6]]), lambda layer, p: p.sum(), remote=c),
+        m, torch.tensor([[3, 4, 5, 6]]), lambda layer, p: p.sum(), remote=c
+    ),
     "detect_induction_heads": lambda m, local, c: __import__("induction_nb").detect_induction_heads(
-        m, sequence_length=16, batch_size=2, remote=c),
-    "InductionHeadAnalyzer": lambda m, local, c: __import__("induction_nb").InductionHeadAnalyzer(
-        m, batch_size=2, remote=c).head_attention(1, 0, sequence_length=16),
+        m, sequence_length=16, batch_size=2, remote=c
+    ),
+    "InductionHeadAnalyzer": lambda m, local, c: (
+        __import__("induction_nb")
+        .InductionHeadAnalyzer(m, batch_size=2, remote=c)
+        .head_attention(1, 0, sequence_length=16)
+    ),
     "ablate_heads": lambda m, local, c: __import__("induction_nb").ablate_heads(
-        m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+        m, [(1, 0)], sequence_length=24, batch_size=2, remote=c
+    ),
     "head_effects": lambda m, local, c: __import__("induction_nb").head_effects(
-        m, sequence_length=24, batch_size=2, remote=c),
+        m, sequence_length=24, batch_size=2, remote=c
+    ),
     "head_effects_attribution": lambda m, local, c: __import__("induction_nb").head_effects(
-        m, estimator="attribution", sequence_length=24, batch_size=2, remote=c),
-    "icl_score": lambda m, local, c: __import__("induction_nb").icl_score(m, sequence_length=24, batch_size=2, remote=c),
+        m, estimator="attribution", sequence_length=24, batch_size=2, remote=c
+    ),
+    "icl_score": lambda m, local, c: __import__("induction_nb").icl_score(
+        m, sequence_length=24, batch_size=2, remote=c
+    ),
     "find_circuit": lambda m, local, c: __import__("induction_nb").find_circuit(
-        m, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+        m, [(1, 0)], sequence_length=24, batch_size=2, remote=c
+    ),
     "copying_dla": lambda m, local, c: __import__("induction_nb").copying_dla(
-        local, [(1, 0)], sequence_length=24, batch_size=2, remote=c),
+        local, [(1, 0)], sequence_length=24, batch_size=2, remote=c
+    ),
     "capture_head": lambda m, local, c: __import__("induction_nb").capture_head(
-        m, torch.tensor([[3, 4, 5, 6]]), 1, 0, remote=c),
+        m, torch.tensor([[3, 4, 5, 6]]), 1, 0, remote=c
+    ),
     "retrieval_heads": lambda m, local, c: __import__("induction_nb").retrieval_heads(m, remote=c, **NEEDLES),
-    "needle_accuracy": lambda m, local, c: __import__("induction_nb").needle_accuracy(m, [(1, 0)], remote=c, **NEEDLE_CASES),
+    "needle_accuracy": lambda m, local, c: __import__("induction_nb").needle_accuracy(
+        m, [(1, 0)], remote=c, **NEEDLE_CASES
+    ),
 }
 NEEDLE_CASES = dict(lengths=[40], depths=[0.5], needle_length=4, haystack=list(range(10, 40)))
 NEEDLES = dict(NEEDLE_CASES, n_bootstrap=10)
@@ -239,8 +266,11 @@ def test_every_entry_point_reports_a_remote_failure_by_kind(entry, failure, warm
     RemoteExecutionError kind from every entry point that runs a model remotely."""
     monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
     model, local, config = warm
-    bad = (RemoteConfig(host=f"http://127.0.0.1:{lb.free_port()}") if failure == "unreachable"
-           else RemoteConfig(host=config.host, model_key=lb.model_key("/nowhere/else")))
+    bad = (
+        RemoteConfig(host=f"http://127.0.0.1:{lb.free_port()}")
+        if failure == "unreachable"
+        else RemoteConfig(host=config.host, model_key=lb.model_key("/nowhere/else"))
+    )
     with pytest.raises(RemoteExecutionError) as e:
         ENTRY_POINTS[entry](model, local, bad)
     assert e.value.kind == failure, str(e.value)
@@ -267,8 +297,9 @@ def test_padded_batches_and_text_scores_run_remotely_and_match_local(folder, rem
     tokens = torch.tensor([[2, 2, 5, 6, 7, 5, 6], [8, 9, 10, 8, 9, 10, 8]])
     mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
     got = capture_attention(model, tokens, attention_mask=mask, remote=config)
-    torch.testing.assert_close(got.pattern, capture_attention(local, tokens, attention_mask=mask).pattern,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        got.pattern, capture_attention(local, tokens, attention_mask=mask).pattern, atol=1e-6, rtol=0
+    )
     docs = ["t5 t6 t7 t5 t6 t7", "t8 t9 t8 t9 t8 t9 t10 t8", "t11 t12 t11"]
     r, l = detect_on_text(model, docs, remote=config, n_bootstrap=20), detect_on_text(local, docs, n_bootstrap=20)
     assert r.settings["scored_queries"] == l.settings["scored_queries"] and r.settings["remote"]
@@ -278,26 +309,28 @@ def test_padded_batches_and_text_scores_run_remotely_and_match_local(folder, rem
 def test_retrieval_runs_remotely_and_matches_local(folder, remote):
     """Greedy decoding on the server (nnsight's generate, with the KV cache), last-row arg-max per step."""
     from induction_nb import capture_head, needle_accuracy, retrieval_heads
-
-    from induction_nb._engine import Engine
-    from induction_nb.retrieval import _decode, needle_cases
+    from induction_nb.analysis.retrieval import needle_cases
+    from induction_nb.engine.decoding import greedy_decode
+    from induction_nb.engine.engine import Engine
 
     model, config = remote
     local = load_model(folder)
     engines = Engine.of(model, config), Engine.of(local, False)
     (case,) = needle_cases(engines[1], **NEEDLE_CASES)
-    (r_ids, r_keys), (l_ids, l_keys) = (_decode(e, case, [(1, 0)]) for e in engines)
+    (r_ids, r_keys), (l_ids, l_keys) = (greedy_decode(e, case.tokens, len(case.answer), [(1, 0)]) for e in engines)
     assert r_keys.shape == (4, 2, 6) and len(set(r_keys.flatten().tolist())) > 3  # each step's arg-max keys
     assert torch.equal(r_ids, l_ids) and torch.equal(r_keys, l_keys)
     with pytest.warns(UserWarning, match="reproduced 0% of the needle"):  # random weights repeat no needle
         r, l = retrieval_heads(model, remote=config, **NEEDLES), retrieval_heads(local, **NEEDLES)
     assert r.settings["needle_accuracy"] == l.settings["needle_accuracy"] and r.settings["remote"]
     assert [s.overall_score for s in r.head_scores] == pytest.approx([s.overall_score for s in l.head_scores], abs=1e-6)
-    assert (needle_accuracy(model, [(1, 0)], remote=config, **NEEDLE_CASES)
-            == needle_accuracy(local, [(1, 0)], **NEEDLE_CASES))
+    assert needle_accuracy(model, [(1, 0)], remote=config, **NEEDLE_CASES) == needle_accuracy(
+        local, [(1, 0)], **NEEDLE_CASES
+    )
     tokens = torch.randint(3, 97, (1, 20), generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(capture_head(model, tokens, 1, 2, remote=config), capture_head(local, tokens, 1, 2),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        capture_head(model, tokens, 1, 2, remote=config), capture_head(local, tokens, 1, 2), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("command", ["scan", "show"])

@@ -7,9 +7,10 @@ import random
 import pytest
 import torch
 
-from induction_nb import InputError, needle_accuracy, needle_cases, retrieval_heads
-from induction_nb._engine import Engine
-from induction_nb.toy import HandBuiltInduction
+from induction_nb import InputError, RetrievalResult, needle_accuracy, retrieval_heads
+from induction_nb.analysis.retrieval import needle_cases
+from induction_nb.analysis.toy import HandBuiltInduction
+from induction_nb.engine.engine import Engine
 
 HAYSTACK = list(range(4, 20)) * 2  # ids 4..19; the needle and the marker come from the rest of the vocabulary
 KWARGS = dict(lengths=[40], depths=[0.2, 0.5, 0.8], needle_length=4, haystack=HAYSTACK, n_bootstrap=50)
@@ -33,7 +34,7 @@ def test_needles_hold_no_haystack_token_and_sit_at_their_depth(toy):
 
 def test_the_induction_head_is_the_retrieval_head(toy):
     result = retrieval_heads(toy, **KWARGS)
-    assert result.settings["kind"] == "retrieval" and result.settings["needle_accuracy"] == 1.0
+    assert isinstance(result, RetrievalResult) and result.settings["needle_accuracy"] == 1.0
     top = result.get_top_heads(1)[0]
     assert (top.layer, top.head) == (1, 0) and top.overall_score >= 0.75
     others = [s.overall_score for s in result.head_scores if (s.layer, s.head) != (1, 0)]
@@ -56,11 +57,22 @@ def test_removing_the_retrieval_head_breaks_the_needle(toy):
         (dict(depths=[1.5]), r"depth must be a number in \[0, 1\]"),
         (dict(depths=[-0.1]), r"depth must be a number in \[0, 1\]"),
         (dict(haystack=None), "needs the model's tokenizer.*pass haystack="),
+        (dict(haystack="some words"), "haystack must be a non-empty list of token ids, got 'some words'"),
+        (dict(haystack=[]), "haystack must be a non-empty list of token ids"),
+        (dict(haystack=[[4, 5], [6, 7]]), r"haystack must hold token ids \(integers >= 0\) in one flat list"),
+        (dict(haystack=[4, -1, 5]), r"haystack must hold token ids \(integers >= 0\)"),
+        (dict(haystack=torch.ones(2, 8, dtype=torch.long)), "in one flat list"),
     ],
 )
 def test_bad_input(toy, kwargs, match):
     with pytest.raises(InputError, match=match):
         retrieval_heads(toy, **{**KWARGS, **kwargs})
+
+
+def test_a_tensor_haystack_reads_as_its_ids(toy):
+    as_list = needle_cases(Engine.of(toy), [40], [0.5], 4, seed=3, haystack=HAYSTACK)[0]
+    as_tensor = needle_cases(Engine.of(toy), [40], [0.5], 4, seed=3, haystack=torch.tensor(HAYSTACK))[0]
+    assert torch.equal(as_list.tokens, as_tensor.tokens)
 
 
 @pytest.mark.slow
@@ -75,5 +87,30 @@ def test_smollm2_retrieval_heads_and_their_causal_effect(smollm2):
     for layer, _ in top:  # one per top head, in its layer
         pool = [h for h in range(9) if result.score(layer, h).overall_score < 0.1 and (layer, h) not in same_layers]
         same_layers.append((layer, rng.choice(pool)))
-    without_top, without_random = needle_accuracy(smollm2, top, **kwargs), needle_accuracy(smollm2, same_layers, **kwargs)
+    without_top, without_random = (
+        needle_accuracy(smollm2, top, **kwargs),
+        needle_accuracy(smollm2, same_layers, **kwargs),
+    )
     assert without_top < without_random - 0.3, (without_top, without_random)
+
+
+def test_a_plain_hf_model_decodes_step_by_step():
+    """An HF model passed as it is (wrapped with nnsight.NNsight, which cannot trace ``generate``) decodes
+    one forward per step instead of failing inside nnsight, and generates what HF's own greedy ``generate``
+    does."""
+    from tiny_models import make_hf
+
+    from induction_nb.engine.decoding import greedy_decode
+
+    model = make_hf("llama_gqa", "eager")
+    plain = Engine.of(model)
+    assert not plain.can_generate
+    case = needle_cases(plain, [30], [0.5], 3, haystack=list(range(20, 60)))[0]
+    result = retrieval_heads(
+        model, lengths=[30], depths=[0.5], needle_length=3, haystack=list(range(20, 60)), n_bootstrap=10
+    )
+    assert isinstance(result, RetrievalResult) and len(result.head_scores) == 2 * 6
+    ids, keys = greedy_decode(plain, case.tokens, 3)
+    with torch.no_grad():
+        reference = model.generate(case.tokens, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert torch.equal(ids, reference[0, case.tokens.shape[1] :]) and keys.shape == (3, 2, 6)

@@ -4,26 +4,28 @@ windows and soft-capping (and the rows themselves equal eager's weights)."""
 
 import pytest
 import torch
-
-from induction_nb import InductionHeadDetector, capture_attention
-from induction_nb import _rows
-from induction_nb import scores as S
 from test_capture import _register_noweights
 from tiny_models import make_hf
 
-CASES = [("llama_gqa", "eager"), ("llama_gqa", "sdpa"), ("mistral_sliding", "sdpa"), ("gpt2", "sdpa"),
-         ("gemma2_softcap_sliding", "noweights"), ("qwen2", "sdpa")]
+from induction_nb import InductionHeadDetector, capture_attention
+from induction_nb.engine import rows as _rows
+from induction_nb.metrics import per_sequence
+
+CASES = [
+    ("llama_gqa", "eager"),
+    ("llama_gqa", "sdpa"),
+    ("mistral_sliding", "sdpa"),
+    ("gpt2", "sdpa"),
+    ("gemma2_softcap_sliding", "noweights"),
+    ("qwen2", "sdpa"),
+]
 
 
 def _whole_pattern_metrics(model, tokens, control, first_query):
-    """The reference: every metric from the full captured patterns, with the whole-pattern functions."""
+    """The reference: every metric from the full captured patterns ``[n, layer, head, T, T]``, on the dense
+    path (itself held to hand-computed values in test_scores.py)."""
     probe, ctrl = capture_attention(model, tokens).pattern, capture_attention(model, control).pattern
-    match = S.match_mask(tokens)
-    return {
-        "prefix_matching": S.stripe_attention(probe, match), "control": S.stripe_attention(ctrl, match),
-        "copying": S.copying(probe, tokens, match), "previous_token": S.previous_token(probe, first_query),
-        "duplicate_token": S.duplicate_token(probe, tokens), "diagonal": S.diagonal(probe),
-    }
+    return per_sequence(probe, tokens, first_query=first_query, control=ctrl)
 
 
 @pytest.mark.parametrize("arch,backend", CASES)
@@ -35,7 +37,7 @@ def test_blockwise_metrics_equal_whole_pattern_metrics(arch, backend, monkeypatc
     probe = gen.generate("repeated", 40, 3)
     control = gen.control_for(probe)
     monkeypatch.setattr(_rows, "BLOCK_BYTES", 3 * 2 * 4 * 40 * 4 * 7)  # 7 query rows per block: 6 blocks
-    from induction_nb._engine import Engine
+    from induction_nb.engine.engine import Engine
 
     monkeypatch.setattr(Engine, "lse_ok", lambda self: False)  # the row-block path (the other is tested below)
     per_seq, _, layers, _ = detector._run(probe.tokens, control, first_query=1, keep=[])
@@ -68,7 +70,7 @@ def test_self_check_runs_on_every_block():
 def test_kernel_logsumexp_path_equals_the_blockwise_path(arch, monkeypatch):
     """An sdpa model on the CPU: scoring from the flash kernel's logsumexp (only the needed weights) gives
     the blockwise path's metrics, and the model's forward is unchanged by running the kernel ourselves."""
-    from induction_nb._engine import Engine
+    from induction_nb.engine.engine import Engine
 
     model = make_hf(arch, "sdpa")
     detector = InductionHeadDetector(model, batch_size=3, bos=False, n_bootstrap=10)

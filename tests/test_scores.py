@@ -10,7 +10,24 @@ import math
 import pytest
 import torch
 
-from induction_nb import scores as S
+from induction_nb import metrics as S
+from induction_nb.metrics import REGISTRY, combine_heads, control_key
+
+copying = REGISTRY["copying"].of
+previous_token = REGISTRY["previous_token"].of
+diagonal = REGISTRY["diagonal"].of
+duplicate_token = REGISTRY["duplicate_token"].of
+
+
+def combine(prefix, control, copy):
+    """The head metrics from per-sequence values, as the detector combines them."""
+    means = {
+        "prefix_matching": prefix.nanmean(0),
+        control_key("prefix_matching"): control.nanmean(0),
+        "copying": copy.nanmean(0),
+    }
+    return combine_heads(means)
+
 
 TOKENS = torch.tensor([[1, 2, 3, 1, 2, 3]])
 
@@ -65,22 +82,21 @@ def test_no_scored_query_gives_nan():
 
 
 def test_copying_by_hand():
-    M = S.match_mask(TOKENS)
     # scored q with q + 1 < T: q = 3, 4. Induction: k* = 1, 2 hold B, C = t[4], t[5]
-    assert S.copying(INDUCTION, TOKENS, M).item() == pytest.approx(1.0)
-    assert S.copying(SAME_TOKEN, TOKENS, M).item() == pytest.approx(0.0)
-    assert S.copying(PREVIOUS, TOKENS, M).item() == pytest.approx(0.0)
+    assert copying(INDUCTION, TOKENS).item() == pytest.approx(1.0)
+    assert copying(SAME_TOKEN, TOKENS).item() == pytest.approx(0.0)
+    assert copying(PREVIOUS, TOKENS).item() == pytest.approx(0.0)
     mixed = head({3: {1: 1.0}, 4: {4: 1.0}, 5: {3: 1.0}})
-    assert S.copying(mixed, TOKENS, M).item() == pytest.approx(0.5)
+    assert copying(mixed, TOKENS).item() == pytest.approx(0.5)
 
 
 def test_companions_by_hand():
-    assert S.previous_token(PREVIOUS).item() == pytest.approx(1.0)
-    assert S.previous_token(INDUCTION).item() == pytest.approx(0.0)
-    assert S.previous_token(PREVIOUS, first_query=2).item() == pytest.approx(1.0)
-    assert S.diagonal(INDUCTION).item() == pytest.approx(3 / 6)
-    assert S.duplicate_token(SAME_TOKEN, TOKENS).item() == pytest.approx(1.0)
-    assert S.duplicate_token(INDUCTION, TOKENS).item() == pytest.approx(0.0)
+    assert previous_token(PREVIOUS).item() == pytest.approx(1.0)
+    assert previous_token(INDUCTION).item() == pytest.approx(0.0)
+    assert previous_token(PREVIOUS, first_query=2).item() == pytest.approx(1.0)
+    assert diagonal(INDUCTION).item() == pytest.approx(3 / 6)
+    assert duplicate_token(SAME_TOKEN, TOKENS).item() == pytest.approx(1.0)
+    assert duplicate_token(INDUCTION, TOKENS).item() == pytest.approx(0.0)
 
 
 def test_positional_head_high_prefix_no_contrast_not_detected():
@@ -90,10 +106,10 @@ def test_positional_head_high_prefix_no_contrast_not_detected():
     prefix = S.stripe_attention(INDUCTION, M)  # positional head == INDUCTION pattern on the probe...
     on_control = S.stripe_attention(INDUCTION, M)  # ...and the same pattern on the control
     assert S.match_mask(control).sum() == 0
-    out = S.combine(prefix, on_control, S.copying(INDUCTION, TOKENS, M))
+    out = combine(prefix, on_control, copying(INDUCTION, TOKENS))
     assert out["prefix_matching"].item() == pytest.approx(1.0)
     assert out["contrast"].item() == pytest.approx(0.0) and out["overall_score"].item() < 0.4
-    genuine = S.combine(prefix, S.stripe_attention(UNIFORM, M), S.copying(INDUCTION, TOKENS, M))
+    genuine = combine(prefix, S.stripe_attention(UNIFORM, M), copying(INDUCTION, TOKENS))
     assert genuine["contrast"].item() == pytest.approx(1 - (1 / 4 + 1 / 5 + 1 / 6) / 3)
     assert genuine["overall_score"].item() > 0.4
 
@@ -105,8 +121,8 @@ def test_vectorised_over_layers_and_heads_and_pure():
     got = S.stripe_attention(A, S.match_mask(tokens))
     assert got.shape == (2, 2, 3)
     torch.testing.assert_close(got[1, 1], torch.tensor([1.0, 0.0, 0.5]))
-    assert S.copying(A, tokens, S.match_mask(tokens)).shape == (2, 2, 3)
-    assert S.previous_token(A).shape == S.diagonal(A).shape == (2, 2, 3)
+    assert copying(A, tokens).shape == (2, 2, 3)
+    assert previous_token(A).shape == diagonal(A).shape == (2, 2, 3)
     assert torch.equal(A, before)
 
 
@@ -121,12 +137,18 @@ def test_all_mass_rescales_renormalised_rows_and_keeps_shares():
 
 def test_pattern_metrics_by_hand():
     """One head's pattern on [5, 6, 5, 6], every value worked out by hand (metrics.md's definitions)."""
-    from induction_nb.scores import pattern_metrics
+    from induction_nb.metrics import pattern_metrics
 
     A = torch.tensor([[1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.2, 0.6, 0.2, 0], [0.1, 0.1, 0.7, 0.1]])
     before = A.clone()
     m = pattern_metrics(A, torch.tensor([5, 6, 5, 6]))
-    expected = {"prefix_matching": (0.6 + 0.7) / 2, "copying": 1.0, "previous_token": (0.5 + 0.6 + 0.7) / 3,
-                "duplicate_token": (0.2 + 0.1) / 2, "diagonal": (1 + 0.5 + 0.2 + 0.1) / 4}
-    assert m == pytest.approx(expected, abs=1e-6) and torch.equal(A, before)
+    expected = {
+        "prefix_matching": (0.6 + 0.7) / 2,
+        "copying": 1.0,
+        "previous_token": (0.5 + 0.6 + 0.7) / 3,
+        "duplicate_token": (0.2 + 0.1) / 2,
+        "diagonal": (1 + 0.5 + 0.2 + 0.1) / 4,
+    }
+    # the built-in metrics defined in metrics.md; a metric added later brings its own by-hand test
+    assert {k: m[k] for k in expected} == pytest.approx(expected, abs=1e-6) and torch.equal(A, before)
     assert math.isnan(pattern_metrics(A, torch.tensor([1, 2, 3, 4]))["prefix_matching"]), "no repeat: undefined"

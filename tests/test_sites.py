@@ -3,10 +3,11 @@
 import nnsight
 import pytest
 import torch
+from tiny_models import LensAttention, MixerModel, make_hf, random_tokens
 
 from induction_nb import AttentionNotFoundError, CustomSites, capture_attention
-from induction_nb.sites import envoy_at, find_sites
-from tiny_models import HookPoint, LensAttention, MixerModel, make_hf, random_tokens
+from induction_nb.engine.discovery import find_sites
+from induction_nb.engine.sites import envoy_at
 
 
 def _mixer_reference(model: MixerModel, tokens: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,9 @@ def test_transformerlens_style_hook_pattern():
     model = LensModel().eval()
     tokens = random_tokens(batch=2, seq=8)
     kept = []
-    hooks = [b["attn"].hook_pattern.register_forward_hook(lambda m, i, o: kept.append(o.detach())) for b in model.blocks]
+    hooks = [
+        b["attn"].hook_pattern.register_forward_hook(lambda m, i, o: kept.append(o.detach())) for b in model.blocks
+    ]
     with torch.no_grad():
         model(tokens)
     for h in hooks:

@@ -6,7 +6,8 @@ import textwrap
 
 import torch
 
-from induction_nb._stats import bootstrap_overall
+from induction_nb.metrics import control_key
+from induction_nb.metrics.stats import bootstrap_head
 
 
 def _reference(prefix, control, copy, n, seed, level=0.95):
@@ -19,7 +20,7 @@ def _reference(prefix, control, copy, n, seed, level=0.95):
 
 
 def test_chunked_interval_equals_the_direct_one(monkeypatch):
-    import induction_nb._stats as stats
+    import induction_nb.metrics.stats as stats
 
     g = torch.Generator().manual_seed(0)
     prefix, control, copy = (torch.rand(12, 5, 7, generator=g) for _ in range(3))
@@ -37,7 +38,12 @@ def test_a_70b_sized_scan_needs_under_100_mb():
     metric. Measured in a fresh process as the rise of the resident-set high-water mark."""
     code = textwrap.dedent("""
         import torch
-        from induction_nb._stats import bootstrap_overall
+        from induction_nb.metrics import control_key
+        from induction_nb.metrics.stats import bootstrap_head
+
+        def bootstrap_overall(prefix, control, copy, n):
+            per_seq = {"prefix_matching": prefix, control_key("prefix_matching"): control, "copying": copy}
+            return bootstrap_head(per_seq, "overall_score", n)
 
         def hwm():
             return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) // 1024
@@ -53,3 +59,9 @@ def test_a_70b_sized_scan_needs_under_100_mb():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) < 100
+
+
+def bootstrap_overall(prefix, control, copy, n=1000, seed=0):
+    """The overall score's interval from its three per-sequence inputs."""
+    per_seq = {"prefix_matching": prefix, control_key("prefix_matching"): control, "copying": copy}
+    return bootstrap_head(per_seq, "overall_score", n, seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from induction_nb.errors import InputError
-from induction_nb.texts import load_texts
+from induction_nb.probes.texts import load_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +21,7 @@ def _jsonl(path: Path, *rows) -> Path:
 
 
 # ---------------------------------------------------------------- files and folders
+
 
 def test_txt_file_is_one_document(tmp_path):
     (tmp_path / "a.txt").write_text("line one\nline two\n", encoding="utf-8")
@@ -64,8 +65,11 @@ def test_jsonl_invalid_json_names_file_and_line(tmp_path):
 
 def test_jsonl_missing_field_lists_fields(tmp_path):
     path = _jsonl(tmp_path / "m.jsonl", {"body": "x", "id": 3})
-    with pytest.raises(InputError, match=r"m\.jsonl', line 1: no field 'text'; its fields are 'body', 'id'; "
-                                         r"pass column='body'"):
+    with pytest.raises(
+        InputError,
+        match=r"m\.jsonl', line 1: no field 'text'; its fields are 'body', 'id'; "
+        r"pass column='body'",
+    ):
         load_texts(path)
 
 
@@ -121,8 +125,11 @@ def test_other_suffix_file(tmp_path):
 
 
 def test_string_that_is_no_path_is_never_text(tmp_path):
-    with pytest.raises(InputError, match=r"no such file or folder: 'The cat sat\.'; to score a string itself, "
-                                         r"pass a list: \[text\]"):
+    with pytest.raises(
+        InputError,
+        match=r"no such file or folder: 'The cat sat\.'; to score a string itself, "
+        r"pass a list: \[text\]",
+    ):
         load_texts("The cat sat.")
     with pytest.raises(InputError, match="no such file or folder"):
         load_texts(tmp_path / "missing.txt")
@@ -133,6 +140,7 @@ def test_string_that_is_no_path_is_never_text(tmp_path):
 
 
 # ---------------------------------------------------------------- in-memory sources
+
 
 def test_list_tuple_and_generator():
     texts = ["a b", "c d"]
@@ -213,8 +221,10 @@ def test_hf_dataset_dict_asks_for_a_split():
 
 def test_module_imports_no_table_library():
     """texts.py adds none of pandas/pyarrow/datasets to sys.modules (induction_nb itself is checked first)."""
-    code = ("import sys; import induction_nb; before = {m for m in ('pandas', 'pyarrow', 'datasets') "
-            "if m in sys.modules}; import induction_nb.texts as t; t.load_texts(['a']); "
-            "print(sorted({m for m in ('pandas', 'pyarrow', 'datasets') if m in sys.modules} - before))")
+    code = (
+        "import sys; import induction_nb; before = {m for m in ('pandas', 'pyarrow', 'datasets') "
+        "if m in sys.modules}; import induction_nb.probes.texts as t; t.load_texts(['a']); "
+        "print(sorted({m for m in ('pandas', 'pyarrow', 'datasets') if m in sys.modules} - before))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

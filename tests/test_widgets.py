@@ -6,11 +6,11 @@ import time
 
 import pytest
 import torch
-
-from fake_results import fake_result
+from fake_results import fake_result, probe_score
 from handbuilt import HandBuiltInduction
-from induction_nb import DetectionResult, InductionHeadDetector, InputError
-from induction_nb.widgets import HeadExplorer
+
+from induction_nb import DetectionResult, HeadScore, InductionHeadDetector, InputError, RetrievalResult
+from induction_nb.explorer.widgets import HeadExplorer
 
 PERIOD = 16
 
@@ -28,7 +28,9 @@ def _cells(ex) -> torch.Tensor:
 
 def test_starts_on_the_best_head(explorer):
     assert (explorer.layer, explorer.head) == (1, 0) and explorer.grid.selected == [1, 0]
-    assert "L1H0 (induction head): attention on 'repeated', example 1 of 4" in explorer.title.value.replace("&#x27;", "'")
+    assert "L1H0 (induction head): attention on 'repeated', example 1 of 4" in explorer.title.value.replace(
+        "&#x27;", "'"
+    )
     assert 1 * 4 + 0 in explorer.grid.detected and explorer.heatmap.period == PERIOD
     attention, tokens, period = explorer.attention()
     torch.testing.assert_close(_cells(explorer), attention, atol=1 / 255, rtol=0)
@@ -50,7 +52,7 @@ def test_grid_click_selects_that_head(explorer):
 
 def test_metrics_belong_to_the_pattern_shown(explorer):
     """The detection's scores stay; the second column is recomputed from the pattern on screen."""
-    from induction_nb.scores import pattern_metrics
+    from induction_nb.metrics import pattern_metrics
 
     explorer.select(1, 0)
     explorer._pattern.value = "random"
@@ -154,7 +156,8 @@ def test_a_saved_scan_opens_without_patterns_or_model(tmp_path):
 
 def test_result_keeping_another_head_than_zero():
     result = InductionHeadDetector(HandBuiltInduction(period=PERIOD), batch_size=2).detect(
-        sequence_length=2 * PERIOD, keep_patterns=[(1, 1)])
+        sequence_length=2 * PERIOD, keep_patterns=[(1, 1)]
+    )
     ex = HeadExplorer(result, layer=1, head=1)
     assert (ex.layer, ex.head) == (1, 1) and ex.heatmap.n == 2 * PERIOD
     with pytest.raises(InputError, match=r"no attention patterns for L1H2.*keep_patterns=\[\(1, 2\)\]"):
@@ -214,8 +217,9 @@ def test_save_html_embeds_the_viewed_heads(explorer, tmp_path):
 def test_your_text_is_shown_per_document_without_padding(tmp_path):
     """A detect_on_text result explored on the documents themselves: each example is one document's
     pattern over its own tokens (the padded batch cut back), equal to that document run alone."""
-    from induction_nb import capture_attention, detect_on_text, load_model
     from tiny_models import save_with_words
+
+    from induction_nb import capture_attention, detect_on_text, load_model
 
     model = load_model(save_with_words(tmp_path))
     docs = ["t5 t6 t7 t5 t6 t7 t8", "t9 t10 t9 t10", "t11 t12 t13 t14 t11 t12"]
@@ -235,10 +239,10 @@ def test_your_text_is_shown_per_document_without_padding(tmp_path):
 
 def _hybrid(**settings) -> DetectionResult:
     """Attention in layers 1 and 3 only (a Jamba-like hybrid), 2 heads each, no patterns, no model."""
-    from induction_nb import HeadScore
 
-    scores = tuple(HeadScore(l, h, 0.5, 0.5, 1.0, 0.1, 0.0, 0.0, 0.5 if h else 0.1, 0.4, 0.6)
-                   for l in (1, 3) for h in (0, 1))
+    scores = tuple(
+        probe_score(l, h, 0.5, 0.5, 1.0, 0.1, 0.0, 0.0, 0.5 if h else 0.1, 0.4, 0.6) for l in (1, 3) for h in (0, 1)
+    )
     return DetectionResult(scores, 0.4, "hybrid", 4, 2, {"sequence_length": 16, **settings})
 
 
@@ -254,9 +258,10 @@ def test_a_layer_without_attention_typed_in_the_box_is_refused_in_the_panel(tmp_
     assert (ex.layer, ex.head) == (3, 1) and ex.grid.selected == [3, 1]
 
 
-@pytest.mark.parametrize("layer, head, match", [
-    (True, 0, "must be integers"), ("1", 0, "must be integers"), (1.0, 0, "must be integers"),
-    (9, 0, "out of range")])
+@pytest.mark.parametrize(
+    "layer, head, match",
+    [(True, 0, "must be integers"), ("1", 0, "must be integers"), (1.0, 0, "must be integers"), (9, 0, "out of range")],
+)
 def test_select_checks_its_arguments(explorer, layer, head, match):
     with pytest.raises(InputError, match=match):
         explorer.select(layer, head)
@@ -269,14 +274,17 @@ def test_numpy_integers_select(explorer):
     assert (explorer.layer, explorer.head) == (1, 0) and type(explorer.layer) is int
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda ex: ex.compare((1, 0)), r"list of \(layer, head\) pairs"),
-    (lambda ex: ex.compare([(0, 0)] * 1 + [(1, h) for h in range(4)] + [(0, 1), (0, 2)]), "at most 6"),
-    (lambda ex: ex.compare([(1, 0)], example=9), r"example must be an integer in \[1, 4\]"),
-    (lambda ex: ex.compare([(1, 0)], pattern="text"), "unknown pattern .text.; use one of repeated, copy, random"),
-    (lambda ex: ex.save_html("x.html", heads=(1, 0)), r"list of \(layer, head\) pairs"),
-    (lambda ex: ex.save_html(123), "needs a file path"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda ex: ex.compare((1, 0)), r"list of \(layer, head\) pairs"),
+        (lambda ex: ex.compare([(0, 0)] * 1 + [(1, h) for h in range(4)] + [(0, 1), (0, 2)]), "at most 6"),
+        (lambda ex: ex.compare([(1, 0)], example=9), r"example must be an integer in \[1, 4\]"),
+        (lambda ex: ex.compare([(1, 0)], pattern="text"), "unknown pattern .text.; use one of repeated, copy, random"),
+        (lambda ex: ex.save_html("x.html", heads=(1, 0)), r"list of \(layer, head\) pairs"),
+        (lambda ex: ex.save_html(123), "needs a file path"),
+    ],
+)
 def test_exports_check_their_arguments(explorer, call, match):
     with pytest.raises(InputError, match=match):
         call(explorer)
@@ -297,7 +305,7 @@ def test_a_model_that_does_not_match_the_result_is_refused():
 def test_stripe_and_shown_metrics_count_the_bos_offset(tmp_path):
     """Kept patterns with one token before the repeat: the outline starts at the repeat's first query and
     the panel, the export and the detector score from the same query."""
-    from induction_nb.scores import pattern_metrics
+    from induction_nb.metrics import pattern_metrics
 
     result = fake_result(3, 2, kept=((1, 1),), sequence_length=16, batch=1)
     ex = HeadExplorer(result)
@@ -317,8 +325,9 @@ def test_save_html_heads_dedupe_select_and_list_missing(tmp_path):
 
 
 def test_a_new_pattern_length_resets_the_window_and_examples_end_at_the_documents(tmp_path):
-    from induction_nb import detect_on_text, load_model
     from tiny_models import save_with_words
+
+    from induction_nb import detect_on_text, load_model
 
     model = load_model(save_with_words(tmp_path))
     docs = [" ".join(f"t{5 + i % 7}" for i in range(40)), "t9 t10 t9 t10 t11 t12"]
@@ -337,10 +346,12 @@ def test_a_new_pattern_length_resets_the_window_and_examples_end_at_the_document
 
 def test_retrieval_results_are_labelled_as_such():
     r = fake_result(2, 2, kept=(), sequence_length=8)
-    scores = tuple(s.__class__(**{**s.__dict__, "contrast": float("nan")}) for s in r.head_scores)
-    retrieval = DetectionResult(scores, 0.01, "m", 2, 2, {"kind": "retrieval"})
+    scores = tuple(
+        HeadScore(s.layer, s.head, {"overall_score": s.overall_score}, s.ci_low, s.ci_high) for s in r.head_scores
+    )
+    retrieval = RetrievalResult(scores, 0.01, "m", 2, 2, {"needle_accuracy": 1.0})
     ex = HeadExplorer(retrieval, layer=1, head=1)
-    assert "contrast" not in [m for _, m in ex._metric.options], "no menu entry that colours every head blank"
+    assert [m for _, m in ex._metric.options] == ["overall_score"], "no menu entry that colours every head blank"
     assert "retrieval score" in ex.metrics.value
     detected = retrieval.induction_heads[0]
     ex.select(*detected)
@@ -349,7 +360,7 @@ def test_retrieval_results_are_labelled_as_such():
 
 def test_detected_outline_is_never_a_colour_of_the_scale():
     r = fake_result(2, 2, kept=(), sequence_length=8)
-    scores = tuple(s.__class__(**{**s.__dict__, "causal_effect": 0.3 * (s.head - 0.5)}) for s in r.head_scores)
+    scores = tuple(s.with_values(causal_effect=0.3 * (s.head - 0.5)) for s in r.head_scores)
     ex = HeadExplorer(DetectionResult(scores, 0.4, "m", 2, 2, r.settings))
     ex._metric.value = "causal_effect"
     assert ex.grid.outline not in ex.grid.stops and ex.grid.vmin == -ex.grid.vmax

@@ -6,6 +6,22 @@ import torch
 
 VOCAB = 97
 SEQ = 12
+JAMBA = dict(
+    vocab_size=128,
+    hidden_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    attn_layer_period=2,
+    attn_layer_offset=1,
+    expert_layer_period=2,
+    expert_layer_offset=1,
+    num_experts=2,
+    use_mamba_kernels=False,
+    mamba_d_state=8,
+    mamba_expand=2,
+)
 
 # architecture -> (config class name, model class name, config kwargs)
 ARCHS: dict[str, tuple[str, str, dict]] = {
@@ -13,58 +29,120 @@ ARCHS: dict[str, tuple[str, str, dict]] = {
     "gpt_neox": (
         "GPTNeoXConfig",
         "GPTNeoXForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
+        dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64
+        ),
     ),
     "llama_gqa": (
         "LlamaConfig",
         "LlamaForCausalLM",
-        dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2, intermediate_size=64,
-             max_position_embeddings=64),
+        dict(
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=6,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
     ),
     "mistral_sliding": (
         "MistralConfig",
         "MistralForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-             max_position_embeddings=64, sliding_window=5),
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            sliding_window=5,
+        ),
     ),
     "qwen2": (
         "Qwen2Config",
         "Qwen2ForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-             max_position_embeddings=64),
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
     ),
     "gemma2_softcap_sliding": (
         "Gemma2Config",
         "Gemma2ForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-             head_dim=8, max_position_embeddings=64, sliding_window=5, attn_logit_softcapping=2.0,
-             query_pre_attn_scalar=8),
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            head_dim=8,
+            max_position_embeddings=64,
+            sliding_window=5,
+            attn_logit_softcapping=2.0,
+            query_pre_attn_scalar=8,
+        ),
     ),
     "phi3": (
         "Phi3Config",
         "Phi3ForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, intermediate_size=64,
-             max_position_embeddings=64, pad_token_id=0),
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            pad_token_id=0,
+        ),
     ),
     "opt": (
         "OPTConfig",
         "OPTForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, ffn_dim=64, max_position_embeddings=64,
-             word_embed_proj_dim=32),
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            ffn_dim=64,
+            max_position_embeddings=64,
+            word_embed_proj_dim=32,
+        ),
     ),
     "bert_encoder": (
         "BertConfig",
         "BertModel",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64),
+        dict(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64
+        ),
     ),
     "bloom_alibi": ("BloomConfig", "BloomForCausalLM", dict(hidden_size=32, n_layer=2, n_head=4)),
     "falcon": (
         "FalconConfig",
         "FalconForCausalLM",
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, new_decoder_architecture=False,
-             multi_query=True, parallel_attn=True, bias=False),
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            new_decoder_architecture=False,
+            multi_query=True,
+            parallel_attn=True,
+            bias=False,
+        ),
     ),
 }
+
+
+def make_jamba() -> torch.nn.Module:
+    """A tiny Jamba (hybrid: attention in layers 1 and 3, Mamba in 0 and 2), eager, seed 0."""
+    import transformers
+
+    config = transformers.JambaConfig(**JAMBA)
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return transformers.JambaForCausalLM(config).eval()
 
 
 def make_hf(arch: str, attn_implementation: str = "eager", seed: int = 0) -> torch.nn.Module:

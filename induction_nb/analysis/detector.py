@@ -1,0 +1,283 @@
+"""The original API: ``InductionHeadDetector``, ``detect_induction_heads``, ``InductionHeadAnalyzer`` and
+``analyze_head_attention``.
+
+Detection runs the probe sequences (a random block repeated, BOS prepended where the model has one)
+together with their controls (the same sequences with everything after the first block replaced by
+fresh tokens) through ``stream_attention``: each layer's pattern is reduced to per-sequence, per-head
+metric values *inside the trace* (``scores``), so nothing larger than ``[batch, head]`` leaves a layer
+unless the caller asks to keep some heads' patterns. Large batches run in chunks with a progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from .._validate import check_heads, check_int, check_probability, describe_heads
+from ..engine.capture import stream_attention
+from ..engine.engine import Engine
+from ..errors import InputError, warn_user
+from ..metrics import REGISTRY, RowScorer, all_mass, bootstrap_head, head_means, lse_scores, pattern_metric_list
+from ..probes.patterns import PatternGenerator
+from .head_score import HeadScore
+from .results import DetectionResult
+
+__all__ = ["InductionHeadDetector", "detect_induction_heads"]
+
+
+class InductionHeadDetector:
+    """Find the induction heads of ``model`` (anything ``load_model`` accepts or returns).
+
+    ``threshold``: on the overall score, in [0, 1]. ``batch_size``: sequences per pattern.
+    ``chunk_size``: sequences per forward pass (each with its control). ``vocab_size``: restrict the
+    random token ids to ``[0, vocab_size)`` of the model's vocabulary. ``bos``: prepend the model's BOS
+    token where it has one. ``n_bootstrap``: resamples for the confidence interval. ``remote``: run on
+    NDIF (``True`` or a ``RemoteConfig``; one request per chunk, scores computed on the server).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        threshold: float = 0.4,
+        *,
+        batch_size: int = 8,
+        chunk_size: int = 8,
+        seed: int = 0,
+        vocab_size: int | None = None,
+        bos: bool = True,
+        n_bootstrap: int = 1000,
+        progress: bool | None = None,
+        remote: Any = False,
+    ):
+        self.threshold = check_probability("threshold", threshold)
+        for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("n_bootstrap", n_bootstrap)):
+            check_int(name, value, 1)
+        self.engine = Engine.of(model, remote)
+        self.model, self.module, self.tokenizer = self.engine.model, self.engine.module, self.engine.tokenizer
+        model_vocab = self.engine.vocab_size
+        if vocab_size is None and model_vocab is None:
+            raise InputError(f"cannot tell the vocabulary size of {type(self.module).__name__}; pass vocab_size=")
+        if vocab_size is not None:
+            check_int("vocab_size", vocab_size, 2)
+            if model_vocab is not None and vocab_size > model_vocab:
+                raise InputError(f"vocab_size {vocab_size} is larger than the model's vocabulary ({model_vocab})")
+        self.vocab_size = vocab_size or model_vocab
+        self.bos_token_id = self.engine.bos_token_id() if bos else None
+        self.special_ids = self.engine.special_ids
+        self.batch_size, self.chunk_size, self.seed = batch_size, chunk_size, seed
+        self.n_bootstrap, self.progress, self.remote = n_bootstrap, progress, remote
+
+    def generator(self) -> PatternGenerator:
+        return self.engine.generator(self.seed, bos=self.bos_token_id is not None, vocab_size=self.vocab_size)
+
+    def detect(
+        self,
+        sequence_length: int | None = None,
+        *,
+        n_repeats: int = 2,
+        patterns: Sequence[str] = ("repeated",),
+        keep_patterns: Iterable[tuple[int, int]] = (),
+    ) -> DetectionResult:
+        """Score every head on ``batch_size`` sequences of ``sequence_length`` tokens (BOS not counted)
+        per pattern, each with its control. ``keep_patterns``: ``(layer, head)`` pairs whose full patterns
+        ``[batch, q, k]`` on the first pattern's sequences (not the controls) are kept in
+        ``result.kept_patterns``.
+
+        ``sequence_length=None`` (the default): 128 tokens, or what the model allows: shorter where its
+        positions or its vocabulary cannot hold a 128-token probe and its control (a small model trained
+        at home with 100 token ids gets a 90-token probe). What was chosen is in ``result.settings`` and said
+        once in a warning; ``InputError`` only where no valid probe exists."""
+        if isinstance(patterns, str):
+            patterns = (patterns,)
+        if not patterns:
+            raise InputError("no patterns given; use one or more periodic patterns: repeated, abab, copy, natural")
+        keep = _check_keep(keep_patterns, self.engine)
+        gen = self.generator()
+        sequence_length, adapted = self._probe_length(gen, sequence_length, n_repeats)
+        probes = [gen.generate(name, sequence_length, self.batch_size, n_repeats=n_repeats) for name in patterns]
+        controls = [gen.control_for(p) for p in probes]
+        repeated = torch.cat([p.tokens for p in probes])
+        control = torch.cat(controls)
+        per_seq, kept, layers, heads = self._run(repeated, control, first_query=1 + probes[0].offset, keep=keep)
+        present = {(l, h) for l, n in zip(layers, heads) for h in range(n)}
+        bad = [(l, h) for l, h in keep if (l, h) not in present]
+        if bad:
+            raise InputError(f"keep_patterns {bad} out of range: {describe_heads(dict(zip(layers, heads)))}")
+        scores = _head_scores(per_seq, layers, heads, self.n_bootstrap, self.seed)
+        n_layers = max(max(layers) + 1, self.engine.n_layers)
+        settings = self._settings(gen, probes, sequence_length, n_repeats, adapted)
+        if kept:  # the first pattern's sequences (their period and offset are known): the rest are not kept
+            kept = {key: pattern[: self.batch_size] for key, pattern in kept.items()}
+            settings["kept"] = {"pattern": probes[0].name, "period": probes[0].period, "offset": probes[0].offset}
+        return DetectionResult(
+            scores,
+            self.threshold,
+            self.engine.name,
+            n_layers,
+            max(heads),
+            settings,
+            self.seed,
+            kept,
+            probes[0].tokens.cpu() if kept else None,
+        )
+
+    def _settings(
+        self, gen: PatternGenerator, probes: list, sequence_length: int, n_repeats: int, adapted: str | None
+    ) -> dict:
+        """What produced the scores, for the record (``result.settings``)."""
+        settings = {
+            "sequence_length": sequence_length,
+            "n_repeats": n_repeats,
+            "batch_size": self.batch_size,
+            "patterns": [p.name for p in probes],
+            "bos_token_id": self.bos_token_id,
+            "token_range": [gen.low, gen.high],
+            "n_bootstrap": self.n_bootstrap,
+            "chunk_size": self.chunk_size,
+            "attn_implementation": getattr(getattr(self.module, "config", None), "_attn_implementation", None),
+            "remote": bool(self.remote),
+            "control": sorted({gen.control_kind(p) for p in probes}),
+        }
+        if adapted:
+            settings["probe_adapted"] = adapted
+        return settings
+
+    def _probe_length(self, gen: PatternGenerator, requested: Any, n_repeats: int) -> tuple[int, str | None]:
+        """``(sequence_length, why it was adapted or None)``: the default fits the model's positions and
+        vocabulary (see ``detect``); the reason is warned about once."""
+        if requested is not None:
+            return requested, None
+        preferred = 128
+        limit = self.engine.max_positions
+        if limit is not None:
+            room = limit - (1 if self.bos_token_id is not None else 0)
+            preferred = min(preferred, room - room % n_repeats)
+        length, why = gen.probe_length(None, n_repeats, preferred)
+        if preferred < 128:
+            why = f"the model has {limit} positions: " + (why or f"using sequence_length={length}")
+        if why:
+            warn_user(f"induction_nb: {why}")
+        return length, why
+
+    def _run(self, repeated: torch.Tensor, control: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
+        """Per-sequence metrics ``{name: [n_sequences, site, head]}`` (NaN past a layer's own head count), the
+        kept patterns, and each site's layer index and head count, chunk by chunk."""
+        chunks = range(0, repeated.shape[0], self.chunk_size)
+        show = self.progress if self.progress is not None else len(chunks) > 1
+        if show:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="detect", unit="chunk")
+        collected: dict[str, list[torch.Tensor]] = {}
+        kept: dict[tuple[int, int], list[torch.Tensor]] = {}
+        layers = heads = None
+        for start in chunks:
+            r = repeated[start : start + self.chunk_size]
+            c = control[start : start + self.chunk_size]
+            reducer = _LayerReducer(r, first_query, keep, pattern_metric_list(), use_lse=self.engine.lse_ok())
+            out = stream_attention(self.engine, torch.cat([r, c]), reducer)
+            layers = [x["layer"] for x in out]
+            heads = [next(iter(x["metrics"].values())).shape[1] for x in out]  # [batch, head, ...]
+            for name in out[0]["metrics"]:
+                collected.setdefault(name, []).append(
+                    torch.stack([_pad(x["metrics"][name], max(heads)) for x in out], 1)
+                )
+            for x in out:
+                for key, pattern in x["kept"].items():
+                    kept.setdefault(key, []).append(pattern)
+        return (
+            {k: torch.cat(v) for k, v in collected.items()},
+            {k: torch.cat(v) for k, v in kept.items()},
+            layers,
+            heads,
+        )
+
+
+class _LayerReducer:
+    """Runs inside the trace on one layer's pattern ``[2n, head, T, T]`` (n probes, then n controls), row
+    block by row block (``engine.rows``): at most ``[2n, head, block, T]`` exists at a time, so an 8k-token scan
+    never holds a layer's whole pattern. With ``use_lse`` (an sdpa model on a CPU, see
+    ``Engine.lse_ok``) the layer comes as the query, key and the flash kernel's row logsumexp instead, and
+    only the weights the metrics need are computed.
+
+    Where a learned sink takes part of each row, the metrics are taken over *all* the row's mass: the
+    pattern is rescaled to each key's share of the full softmax (sink included), so attention parked on
+    the sink counts against the prefix-matching score as attention on a BOS token would. Copying's arg-max
+    runs over the tokens."""
+
+    accepts_rows = True  # a class attribute: a remote request ships the class by value, attributes included
+
+    def __init__(
+        self, tokens: torch.Tensor, first_query: int, keep: list[tuple[int, int]], metrics: tuple, use_lse: bool = False
+    ):
+        self.tokens, self.first_query, self.keep, self.metrics = tokens, first_query, keep, metrics
+        self.use_lse = use_lse and not keep  # kept patterns need the rows themselves
+
+    def __call__(self, layer: int, rows) -> dict:
+        n = self.tokens.shape[0]
+        if hasattr(rows, "entries"):  # the flash kernel's logsumexp (see engine.read_layer): no rows at all
+            metrics = lse_scores(rows, self.tokens.to(rows.lse.device), self.first_query, self.metrics)
+            return {"layer": layer, "metrics": {k: v.cpu() for k, v in metrics.items()}, "kept": {}}
+        heads = [h for l, h in self.keep if l == layer and h < rows.shape[1]]
+        scorer, kept = None, {h: [] for h in heads}
+        for start, block, sink, lo in rows.column_blocks():
+            if scorer is None:
+                scorer = RowScorer(self.tokens.to(block.device), rows.shape[1], self.first_query, self.metrics)
+            for h in heads:
+                whole = block.new_zeros(n, block.shape[2], rows.shape[3])
+                whole[..., lo : lo + block.shape[-1]] = block[:n, h]
+                kept[h].append(whole.cpu())
+            if sink is not None:
+                block = all_mass(block, sink)
+            scorer.add(start, block[:n], block[n:], lo)
+        metrics = scorer.finish()
+        return {
+            "layer": layer,
+            "metrics": {k: v.cpu() for k, v in metrics.items()},
+            "kept": {(layer, h): torch.cat(v, dim=1) for h, v in kept.items()},
+        }
+
+
+def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``[batch, head]`` padded with NaN to ``n`` heads (a layer with fewer heads than others)."""
+    if x.shape[1] == n:
+        return x
+    return torch.cat([x, torch.full((x.shape[0], n - x.shape[1]), float("nan"))], dim=1)
+
+
+def _head_scores(
+    per_seq: dict, layers: list[int], heads: list[int], n_bootstrap: int, seed: int
+) -> tuple[HeadScore, ...]:
+    """Each head's scores (every registered metric the scan measured, means over sequences, and the head
+    metrics) with the bootstrap interval of its overall score, layer by layer."""
+    means = head_means(per_seq)  # {key: [site, head]}
+    low, high = bootstrap_head(per_seq, "overall_score", n=n_bootstrap, seed=seed)
+    names = [m for m in REGISTRY if m in means]
+    return tuple(
+        HeadScore(l, h, {m: float(means[m][i, h]) for m in names}, float(low[i, h]), float(high[i, h]))
+        for i, (l, n) in sorted(enumerate(zip(layers, heads)), key=lambda x: x[1][0])
+        for h in range(n)
+    )
+
+
+def _check_keep(keep: Iterable[tuple[int, int]], engine: Engine) -> list[tuple[int, int]]:
+    """(layer, head) integer pairs, checked against the config up front where it says the model's size
+    (a remote scan would otherwise pay for a whole job before the error); against the attention layers
+    the scan finds after it."""
+    pairs = check_heads("keep_patterns", keep, allow_empty=True)
+    n_layers, n_heads = engine.config_layers, engine.n_heads
+    if n_layers is not None and n_heads is not None:
+        bad = [(l, h) for l, h in pairs if not (0 <= l < n_layers and 0 <= h < n_heads)]
+        if bad:
+            raise InputError(f"keep_patterns {bad} out of range: the model has {n_layers} layers x {n_heads} heads")
+    return pairs
+
+
+def detect_induction_heads(model: Any, threshold: float = 0.4, **kwargs) -> DetectionResult:
+    """One call: ``InductionHeadDetector(model, threshold, ...).detect(...)``. Keyword arguments go to the
+    detector (batch_size, seed, ...) or to ``detect`` (sequence_length, n_repeats, patterns, keep_patterns)."""
+    detect_keys = {"sequence_length", "n_repeats", "patterns", "keep_patterns"}
+    detect_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in detect_keys}
+    return InductionHeadDetector(model, threshold, **kwargs).detect(**detect_kwargs)

@@ -1,0 +1,87 @@
+"""The file format of scan results (JSON): its tag, its versions, and the checks a stored result must pass.
+
+Version 3 (written now): a ``kind`` (``probe``, ``text``, ``retrieval``), the ``metrics`` the heads carry,
+and per head its metrics by registry name (``null`` where undefined, absent where not measured). Version 2
+stored a fixed set of fields per head and the kind in ``settings["kind"]`` (a hybrid model's layers may be
+skipped); version 1 stored the whole ``n_layers x n_heads`` grid. Both still load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError, warn_user
+from ..metrics import REGISTRY
+
+__all__ = ["FORMAT", "VERSION", "READABLE", "read_header", "check_grid", "warn_unregistered"]
+
+FORMAT = "induction_nb.DetectionResult"
+VERSION = 3
+READABLE = (1, 2, 3)
+
+
+def read_header(d: Any) -> tuple[int, str, dict]:
+    """``(version, kind, settings)`` of a stored result (the kind moved out of the settings of versions 1
+    and 2); ``InputError`` for a foreign file or an unreadable version."""
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise InputError(f'not an induction_nb detection result (expected "format": "{FORMAT}")')
+    version = d.get("version")
+    if version not in READABLE:
+        raise InputError(
+            f"result format version {version!r} is not supported (readable: {', '.join(map(str, READABLE))})"
+        )
+    settings = d.get("settings", {})
+    if not isinstance(settings, dict):
+        raise InputError("damaged detection result: settings must be an object")
+    settings = dict(settings)
+    kind = d.get("kind") if version >= 3 else (settings.pop("kind", None) or "probe")
+    return version, kind, settings
+
+
+def check_grid(d: dict, result: Any) -> None:
+    """The stored heads are the whole grid (version 1) or the layers and head counts ``heads_per_layer``
+    names (2, 3), layer by layer; the threshold is in [0, 1]."""
+    per_layer = d["model"].get("heads_per_layer") if d.get("version", 1) >= 2 else None
+    if per_layer is None:
+        expected = [(l, h) for l in range(result.n_layers) for h in range(result.n_heads)]
+    else:
+        try:
+            heads = sorted((int(l), int(n)) for l, n in per_layer.items())
+        except (AttributeError, TypeError, ValueError):
+            raise InputError(
+                "damaged detection result: model.heads_per_layer must map layer indices to head counts"
+            ) from None
+        bad = [l for l, n in heads if not (0 <= l < result.n_layers and 0 < n <= result.n_heads)]
+        if bad:
+            raise InputError(
+                f"damaged detection result: heads_per_layer names layers {bad} outside the "
+                f"{result.n_layers} x {result.n_heads} grid"
+            )
+        expected = [(l, h) for l, n in heads for h in range(n)]
+    scores = result.head_scores
+    if len(scores) != len(expected):
+        where = (
+            f"{result.n_layers} x {result.n_heads} heads"
+            if len(expected) == result.n_layers * result.n_heads
+            else f"the {len(expected)} heads of its layers"
+        )
+        raise InputError(f"damaged detection result: {len(scores)} head scores for {where}")
+    for i, (s, key) in enumerate(zip(scores, expected)):
+        if (s.layer, s.head) != key:
+            raise InputError(
+                f"damaged detection result: entry {i} is L{s.layer}H{s.head}, expected "
+                f"L{key[0]}H{key[1]} (scores are stored layer by layer)"
+            )
+    if not 0 <= result.threshold <= 1:
+        raise InputError(f"damaged detection result: threshold {result.threshold} is outside [0, 1]")
+
+
+def warn_unregistered(scores: Any) -> None:
+    """A warning naming the metrics the loaded heads carry that this session has not registered (a user's
+    own metric): they are kept, and saved again, but no view shows them until registered."""
+    unknown = sorted({k for s in scores for k in s.values} - set(REGISTRY))
+    if unknown:
+        warn_user(
+            f"the result holds metrics this session has not registered: {', '.join(unknown)}; they are "
+            "kept but not shown until registered (induction_nb.metrics.register)"
+        )

@@ -1,0 +1,400 @@
+"""Result types: every head's scores from one scan and the settings that produced them, as frozen
+dataclasses with JSON round trips.
+
+One base, ``ScanResult`` (the grid of heads, ranking, detection at a threshold, JSON, a DataFrame, the
+report as its text form), and one type per kind of scan, each saying what its scores mean (its report's
+title, what its overall score is, what it was measured on), so that no view asks which kind it holds:
+
+* ``DetectionResult``: probes, repeated random tokens with their controls (the original API); it may keep
+  some heads' patterns (``detect(keep_patterns=...)``, not serialised).
+* ``TextScanResult``: natural repeats in your documents (``detect_on_text``); no control, so no contrast;
+  its overall score is the prefix-matching score.
+* ``RetrievalResult``: needle retrieval (``retrieval_heads``); its overall score is the retrieval score.
+
+Heads are named by the model's own layer index: a hybrid model's attention layers keep their indices
+(``L1``, ``L3``) and its other layers have no scores; ``n_layers x n_heads`` is the grid the heads live in.
+``ScanResult.load`` (``induction_nb.load_result``) returns the kind a file holds; format versions 1 and 2
+(a fixed set of fields per head, the kind in ``settings``) still load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .._validate import check_int, describe_heads, is_int
+from ..draw.html_page import save_html
+from ..draw.html_repr import result_html
+from ..draw.report import create_analysis_report
+from ..errors import InputError
+from ..metrics import REGISTRY
+from .head_score import HeadScore
+from .kept import Patterns, kept_heads, kept_layer
+from .result_format import FORMAT, VERSION, check_grid, read_header, warn_unregistered
+
+__all__ = ["ScanResult", "DetectionResult", "TextScanResult", "RetrievalResult", "load_result", "FORMAT"]
+
+_KINDS: dict[str, type[ScanResult]] = {}
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Every head's scores from one scan: which heads are detected (``overall_score >= threshold``), with
+    the settings that produced them. Subclasses are the kinds of scan (see the module docstring)."""
+
+    head_scores: tuple[HeadScore, ...]
+    threshold: float
+    model_name: str
+    n_layers: int
+    n_heads: int
+    settings: dict = field(default_factory=dict)
+    seed: int = 0
+
+    kind: ClassVar[str] = ""  # the JSON tag
+    title: ClassVar[str] = "HEAD ANALYSIS REPORT"
+    head_noun: ClassVar[str] = "head"  # what a detected head is called ("induction head")
+    overall_meaning: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            _KINDS[cls.kind] = cls
+
+    def __post_init__(self):
+        index = {(s.layer, s.head): i for i, s in enumerate(self.head_scores)}
+        object.__setattr__(self, "_index", index)
+
+    # -- what the scores mean (the kind's own words) ---------------------------------------------------
+
+    def measured_on(self) -> str:
+        """What the scores were measured on, in a few words."""
+        return "a scan"
+
+    def notes(self) -> list[str]:
+        """Lines the report prints under its summary (what was scored, warnings)."""
+        return []
+
+    # -- the heads ------------------------------------------------------------------------------------
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this result's heads carry, in the registry's display order."""
+        names = {k for s in self.head_scores for k in s.values}
+        return tuple(k for k in REGISTRY if k in names)
+
+    @property
+    def layers(self) -> list[int]:
+        """The model's layer indices that have attention heads (and so scores)."""
+        return sorted({s.layer for s in self.head_scores})
+
+    def has_head(self, layer: int, head: int) -> bool:
+        return (layer, head) in self._index
+
+    @property
+    def induction_heads(self) -> list[tuple[int, int]]:
+        """``(layer, head)`` of the detected heads (overall score at or above the threshold), best first."""
+        return [(s.layer, s.head) for s in self.get_top_heads() if s.overall_score >= self.threshold]
+
+    @property
+    def num_heads_detected(self) -> int:
+        return len(self.induction_heads)
+
+    def _check_metric(self, metric: Any) -> str:
+        if not isinstance(metric, str):
+            raise InputError(f"metric must be a metric's name (e.g. 'overall_score'), got {metric!r:.40}")
+        if metric not in self.metrics:
+            have = ", ".join(self.metrics) or "none"
+            if metric in REGISTRY:
+                hint = "; add it with result.with_causal_effects(...)" if metric == "causal_effect" else ""
+                raise InputError(f"this {type(self).__name__} has no {metric!r} (its metrics: {have}){hint}")
+            raise InputError(f"unknown metric {metric!r}; this result's metrics: {have}")
+        return metric
+
+    def get_top_heads(self, n: int | None = None, metric: str = "overall_score") -> list[HeadScore]:
+        """Heads sorted by ``metric`` (descending, NaN last; ties by layer, head), the first ``n`` (all with
+        ``None``)."""
+        self._check_metric(metric)
+        if n is not None:
+            check_int("n", n, 0)
+
+        def key(s: HeadScore):
+            v = s.values.get(metric, float("nan"))
+            return (-(v if not math.isnan(v) else -math.inf), s.layer, s.head)
+
+        ranked = sorted(self.head_scores, key=key)
+        return ranked if n is None else ranked[:n]
+
+    def score(self, layer: int, head: int) -> HeadScore:
+        """The scores of head ``(layer, head)`` (the model's layer index); ``InputError`` where there is none."""
+        if not (is_int(layer) and is_int(head)):
+            raise InputError(f"layer and head must be integers, got {layer!r} and {head!r}")
+        i = self._index.get((int(layer), int(head)))
+        if i is None:
+            raise InputError(f"L{layer}H{head} is out of range: {describe_heads(self.heads_per_layer)}")
+        return self.head_scores[i]
+
+    @property
+    def heads_per_layer(self) -> dict[int, int]:
+        """``{layer: number of heads}`` of the layers that have attention."""
+        out: dict[int, int] = {}
+        for s in self.head_scores:
+            out[s.layer] = max(out.get(s.layer, 0), s.head + 1)
+        return out
+
+    def score_matrix(self, metric: str = "overall_score") -> list[list[float]]:
+        """``[layer][head]`` values of ``metric`` over the ``n_layers x n_heads`` grid; NaN where the model has
+        no such head (a layer without attention, a layer with fewer heads) or the value is undefined."""
+        self._check_metric(metric)
+        nan = float("nan")
+        return [
+            [
+                self.head_scores[self._index[(l, h)]].values.get(metric, nan) if (l, h) in self._index else nan
+                for h in range(self.n_heads)
+            ]
+            for l in range(self.n_layers)
+        ]
+
+    def previous_token_heads(self, threshold: float = 0.4) -> list[tuple[int, int]]:
+        """``(layer, head)`` of the heads whose previous-token score reaches ``threshold``, best first."""
+        if "previous_token" not in self.metrics:
+            return []
+        return [(s.layer, s.head) for s in self.get_top_heads(metric="previous_token") if s.previous_token >= threshold]
+
+    def with_causal_effects(self, effects: Any, method: str = "zero") -> ScanResult:
+        """A copy whose head scores carry ``causal_effect``: ``head_effects(model)`` itself (exact or
+        attribution estimate) or any ``[layer][head]`` values (nats)."""
+        if effects is None or isinstance(effects, (str, bytes, int, float)):
+            raise InputError(f"effects must be head_effects(...) or [layer][head] values, got {effects!r:.40}")
+        if hasattr(effects, "estimator"):  # a causal.effects.HeadEffects
+            estimate = ", attribution estimate" if effects.estimator == "attribution" else ""
+            method, effects = f"{effects.method} ablation{estimate}", effects.effects
+        else:
+            method = f"{method} ablation"
+        shape = tuple(getattr(effects, "shape", ())) or (len(effects), len(effects[0]) if len(effects) else 0)
+        if shape != (self.n_layers, self.n_heads):
+            raise InputError(f"effects has shape {shape}, expected [layer, head] = ({self.n_layers}, {self.n_heads})")
+        try:
+            values = [[float(effects[l][h]) for h in range(self.n_heads)] for l in range(self.n_layers)]
+        except (IndexError, TypeError, ValueError):
+            raise InputError(
+                f"effects must be indexable as [layer][head] over {self.n_layers} x {self.n_heads}"
+            ) from None
+        missing = [s.name for s in self.head_scores if math.isnan(values[s.layer][s.head])]
+        if missing:
+            raise InputError(f"effects has no value (NaN) for heads the result scores: {', '.join(missing[:6])}")
+        scores = tuple(s.with_values(causal_effect=values[s.layer][s.head]) for s in self.head_scores)
+        settings = {**self.settings, "causal_effect": f"loss increase on repeated tokens, {method}"}
+        return replace(self, head_scores=scores, settings=settings)
+
+    # -- export ---------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numbers and strings only (JSON-safe); ``load``/``from_dict`` read it back as this type."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": self.kind,
+            "model": {
+                "name": self.model_name,
+                "n_layers": self.n_layers,
+                "n_heads": self.n_heads,
+                "heads_per_layer": {str(l): n for l, n in self.heads_per_layer.items()},
+            },
+            "threshold": self.threshold,
+            "seed": self.seed,
+            "settings": dict(self.settings),
+            "metrics": list(self.metrics),
+            "induction_heads": [list(x) for x in self.induction_heads],
+            "head_scores": [s.to_dict() for s in self.head_scores],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ScanResult:
+        """The result a ``to_dict`` (or a saved file) holds, as its own kind; ``InputError`` for a foreign or
+        damaged one, or for another kind than ``cls`` asks for (``ScanResult.from_dict`` takes any)."""
+        version, kind, settings = read_header(d)
+        target = _KINDS.get(kind) if isinstance(kind, str) else None
+        if target is None:
+            raise InputError(f"damaged detection result: unknown kind {kind!r} (known: {', '.join(_KINDS)})")
+        if not issubclass(target, cls):
+            raise InputError(
+                f"this file holds a {target.__name__} ({target.title.lower()}), not a {cls.__name__}; "
+                f"load it with induction_nb.load_result(path) or {target.__name__}.load(path)"
+            )
+        try:
+            model = d["model"]
+            heads = [s if version >= 3 else target._migrate(s) for s in d["head_scores"]]
+            scores = tuple(HeadScore.from_dict(s) for s in heads)
+            result = target(
+                scores,
+                float(d["threshold"]),
+                str(model["name"]),
+                int(model["n_layers"]),
+                int(model["n_heads"]),
+                settings,
+                int(d.get("seed", 0)),
+            )
+        except InputError as e:
+            raise InputError(f"damaged detection result: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"damaged detection result: {type(e).__name__}: {e}") from None
+        check_grid(d, result)
+        warn_unregistered(scores)
+        return result
+
+    @classmethod
+    def _migrate(cls, d: Any) -> Any:
+        """A version 1 or 2 head entry (every field, NaN or null where a kind has none) as version 3."""
+        if not isinstance(d, dict):
+            return d
+        return {k: v for k, v in d.items() if not (k == "causal_effect" and v is None)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON (kept patterns are not written)."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScanResult:
+        """The result saved at ``path`` (``ScanResult.load``: whatever kind it holds)."""
+        if not isinstance(path, (str, Path)):
+            raise InputError(f"load needs the path of a saved result, got {type(path).__name__}")
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as e:
+            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path} is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+    def to_html(self, path: str | Path, model: Any = None) -> Path:
+        """One self-contained offline HTML page: grid, top heads, report, and the heatmaps of the heads whose
+        patterns the result holds (tokens spelled by ``model``'s tokenizer when given). For the heads viewed
+        in an explorer, ``HeadExplorer.save_html``."""
+        return save_html(self, path, model=model)
+
+    def kept_heads(self) -> set[tuple[int, int]]:
+        """``(layer, head)`` of the heads whose patterns this result holds (none but a detection's)."""
+        return set()
+
+    def kept_layer(self, layer: int, head: int) -> Patterns:
+        """The held patterns of ``layer`` (``analysis.kept.Patterns``); ``InputError`` where there are none."""
+        return kept_layer(self, layer, head)
+
+    def to_dataframe(self):
+        """One row per head (pandas): ``layer``, ``head``, every metric, the interval, ``detected``."""
+        import pandas as pd
+
+        rows = [s.to_dict() for s in self.head_scores]
+        columns = ["layer", "head", *self.metrics, "ci_low", "ci_high"]
+        df = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
+        df = df.astype({"layer": int, "head": int})
+        df["detected"] = df["overall_score"] >= self.threshold
+        return df
+
+    def summary(self) -> str:
+        """One line: model, heads detected, the best five."""
+        top = ", ".join(f"{s.name} {s.overall_score:.3f}" for s in self.get_top_heads(5))
+        return (
+            f"{type(self).__name__}({self.model_name}: {self.num_heads_detected} {self.head_noun}s at threshold "
+            f"{self.threshold:.2f} of {self.n_layers}x{self.n_heads}; top: {top})"
+        )
+
+    def __repr__(self) -> str:
+        """The ASCII report: what a terminal, a log or a notebook without HTML shows."""
+        return str(create_analysis_report(self, detailed=False))
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        """Notebook display: summary, the top heads' metrics, and a layer x head heatmap of the overall score."""
+        return result_html(self)
+
+
+@dataclass(frozen=True, repr=False)  # repr: the report, as the base's
+class DetectionResult(ScanResult):
+    """Which heads are induction heads on probes (repeated random tokens, each with its control), with
+    every head's scores. ``kept_patterns``: ``{(layer, head): [batch, q, k]}`` of the heads asked for with
+    ``detect(keep_patterns=...)`` on ``kept_tokens [batch, seq]`` (not serialised)."""
+
+    kept_patterns: dict = field(default_factory=dict, compare=False, repr=False)
+    kept_tokens: Any = field(default=None, compare=False, repr=False)
+
+    kind: ClassVar[str] = "probe"
+    title: ClassVar[str] = "INDUCTION HEAD ANALYSIS REPORT"
+    head_noun: ClassVar[str] = "induction head"
+    overall_meaning: ClassVar[str] = "overall = contrast x copying"
+
+    def measured_on(self) -> str:
+        batch, length = self.settings.get("batch_size"), self.settings.get("sequence_length")
+        return "repeated-token probe" + (f", {batch} x {length} tokens" if batch and length else "")
+
+    def kept_heads(self) -> set[tuple[int, int]]:
+        return kept_heads(self)
+
+
+@dataclass(frozen=True, repr=False)  # repr: the report, as the base's
+class TextScanResult(ScanResult):
+    """Every head's induction scores on the natural repeats of your documents (``detect_on_text``): no
+    control, so no contrast; the overall score is the prefix-matching score, its interval over documents."""
+
+    kind: ClassVar[str] = "text"
+    title: ClassVar[str] = "INDUCTION ON TEXT REPORT"
+    head_noun: ClassVar[str] = "induction head"
+    overall_meaning: ClassVar[str] = "overall = prefix matching on your text"
+
+    def measured_on(self) -> str:
+        n = self.settings.get("documents", "?")
+        return f"your text ({n} document{'' if n == 1 else 's'})"
+
+    def notes(self) -> list[str]:
+        st = self.settings
+        return [
+            f"Scored queries: {st.get('scored_queries')} (tokens seen earlier in their document) of "
+            f"{st.get('tokens')} tokens in {st.get('documents')} documents; score = prefix matching"
+        ]
+
+    @classmethod
+    def _migrate(cls, d: Any) -> Any:
+        d = super()._migrate(d)
+        return {k: v for k, v in d.items() if k != "contrast"} if isinstance(d, dict) else d
+
+
+@dataclass(frozen=True, repr=False)  # repr: the report, as the base's
+class RetrievalResult(ScanResult):
+    """Every head's retrieval score (Wu et al. 2024, ``retrieval_heads``): needle tokens it copied over the
+    needle's length, as the overall score, with its interval over the runs; retrieval heads reach 0.1."""
+
+    kind: ClassVar[str] = "retrieval"
+    title: ClassVar[str] = "RETRIEVAL HEAD ANALYSIS REPORT"
+    head_noun: ClassVar[str] = "retrieval head"
+    overall_meaning: ClassVar[str] = "overall = retrieval score (needle tokens copied / needle length)"
+
+    def measured_on(self) -> str:
+        return "needle retrieval"
+
+    def notes(self) -> list[str]:
+        accuracy = self.settings.get("needle_accuracy", float("nan"))
+        lines = [f"Needle accuracy: {accuracy:.2f} (needle tokens the model reproduced)"]
+        if not accuracy >= 0.5:
+            lines.append(
+                "warning: the model rarely repeats the needle, so few steps could show a copy; retrieval "
+                "scores are uninformative: use longer contexts or a longer needle"
+            )
+        return lines
+
+    @classmethod
+    def _migrate(cls, d: Any) -> Any:
+        keep = ("layer", "head", "overall_score", "ci_low", "ci_high", "causal_effect")
+        d = super()._migrate(d)
+        return {k: v for k, v in d.items() if k in keep} if isinstance(d, dict) else d
+
+
+def load_result(path: str | Path) -> ScanResult:
+    """The result saved at ``path`` as the kind it holds (``DetectionResult``, ``TextScanResult`` or
+    ``RetrievalResult``); ``InputError`` for a file that is not one."""
+    return ScanResult.load(path)

@@ -1,0 +1,256 @@
+"""Retrieval heads (Wu, Wang, Xiao, Peng, Fu 2024, arXiv 2404.15574): the heads that copy a needle out of a
+long haystack while the model repeats it.
+
+A *needle* (a marker phrase followed by ``needle_length`` token ids that occur nowhere in the haystack) is
+inserted at relative depth ``d`` into a haystack of ``C`` tokens (the shipped public-domain passages,
+cycled, or token ids of your own); the context ends with the marker phrase again, so that repeating the
+needle is what the model should do next. The model decodes greedily with its KV cache; at every step only
+the *last* query row of each head is read (``[head, C]`` per layer per step, never ``[C, C]``), reduced
+inside the trace to its arg-max key. A head *copies* at a step whose generated token ``w`` belongs to the
+needle when its arg-max lands inside the needle on a position holding ``w``. Its retrieval score is the
+number of needle tokens it copied over the needle's length, averaged over every ``(C, d)``, with a seeded
+bootstrap interval over those runs; heads above 0.1 are the paper's retrieval heads.
+
+``needle_accuracy(model, heads)`` is the causal check: the share of needle tokens reproduced, in place,
+with ``heads`` removed (zero ablation at the output projection's input, at every decoding step).
+Decoding uses the model's ``generate`` with its KV cache where the model has one (an HF causal LM loaded
+with its tokenizer, local or remote), else one forward per step over the growing sequence.
+Limits: sites that run once per forward (no shared or looped layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._validate import check_heads, check_int, check_probability, is_int
+from ..engine.decoding import greedy_decode
+from ..engine.engine import Engine
+from ..errors import InputError, warn_user
+from ..metrics.stats import bootstrap_mean
+from ..probes.passages import PASSAGES
+from .head_score import HeadScore
+from .results import RetrievalResult
+
+__all__ = ["Needle", "needle_cases", "retrieval_heads", "needle_accuracy", "RETRIEVAL_THRESHOLD"]
+
+RETRIEVAL_THRESHOLD = 0.1  # Wu et al.: heads above it are retrieval heads
+_MARKER = "\nThe secret sequence is:"
+
+
+@dataclass(frozen=True)
+class Needle:
+    """One needle-in-a-haystack context: ``tokens`` ``[1, C]``, the needle's answer ids ``answer`` ``[k]``
+    at positions ``start .. start + k`` of the context, its length ``C`` and depth ``d``."""
+
+    tokens: torch.Tensor
+    answer: torch.Tensor
+    start: int
+    length: int
+    depth: float
+
+
+def needle_cases(
+    engine: Engine,
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    needle_length: int = 8,
+    seed: int = 0,
+    haystack: Sequence[int] | None = None,
+) -> list[Needle]:
+    """One ``Needle`` per ``(length, depth)``: the haystack (``haystack`` token ids, or the shipped passages
+    through the model's tokenizer) cycled to fill ``length`` tokens with the marker, the needle and the
+    closing marker; needle ids drawn (seeded) from the model's ordinary token range, none in the haystack
+    (with a tokenizer: whole lower-case words, so that the needle reads as words)."""
+    tok = engine.tokenizer
+    if haystack is None:
+        if tok is None:
+            raise InputError(
+                "the natural haystack needs the model's tokenizer, which this model does not have; "
+                "pass haystack=[token ids] (the marker is then 3 random ids)"
+            )
+        hay = [i for name in sorted(PASSAGES) for i in tok(" " + PASSAGES[name], add_special_tokens=False)["input_ids"]]
+        marker = tok(_MARKER, add_special_tokens=False)["input_ids"]
+    else:
+        hay, marker = _haystack_ids(haystack), None
+    gen = engine.generator(seed)
+    pool = gen.pool[~torch.isin(gen.pool, torch.tensor(sorted(set(hay))))]
+    if tok is not None:  # whole lower-case words (" violet"): a needle the model reads as words, not fragments
+        words = [i for i in pool.tolist() if _is_word(tok.decode([i]))]
+        pool = torch.tensor(words) if len(words) >= needle_length else pool
+    g = torch.Generator().manual_seed(seed)
+    if marker is None:
+        marker = pool[torch.randperm(len(pool), generator=g)[:3]].tolist()
+        pool = pool[~torch.isin(pool, torch.tensor(marker))]
+    if len(pool) < needle_length:
+        raise InputError(
+            f"only {len(pool)} token ids occur nowhere in the haystack; a needle of {needle_length} needs that many"
+        )
+    bos = [] if gen.bos_token_id is None else [gen.bos_token_id]
+    cases = []
+    for length in lengths:
+        for depth in depths:
+            answer = pool[torch.randperm(len(pool), generator=g)[:needle_length]]
+            room = length - len(bos) - 2 * len(marker) - needle_length
+            if room < 1:
+                raise InputError(
+                    f"a context of {length} tokens cannot hold the needle ({needle_length} ids) and its "
+                    f"markers ({2 * len(marker)} ids); use longer lengths or a shorter needle"
+                )
+            filler = (hay * (room // len(hay) + 1))[:room]
+            cut = round(depth * room)
+            ids = bos + filler[:cut] + marker + answer.tolist() + filler[cut:] + marker
+            start = len(bos) + cut + len(marker)
+            cases.append(Needle(torch.tensor([ids]), answer, start, length, float(depth)))
+    return cases
+
+
+def _haystack_ids(haystack: Any) -> list[int]:
+    """``haystack`` as a list of token ids: a non-empty 1-D sequence or tensor of integers."""
+    ids = haystack.tolist() if hasattr(haystack, "tolist") else haystack
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple)) or not ids:
+        raise InputError(f"haystack must be a non-empty list of token ids, got {haystack!r:.60}")
+    if not all(is_int(i) and i >= 0 for i in ids):
+        raise InputError(f"haystack must hold token ids (integers >= 0) in one flat list, got {ids!r:.60}")
+    return [int(i) for i in ids]
+
+
+def _is_word(text: str) -> bool:
+    return len(text) >= 4 and text[0] == " " and text[1:].isalpha() and text[1:].islower() and text.isascii()
+
+
+def _check(engine: Engine, lengths: Any, depths: Any, needle_length: Any) -> tuple[list[int], list[float]]:
+    lengths = [check_int("length", x, 8) for x in (lengths if isinstance(lengths, (list, tuple)) else [lengths])]
+    depths = [check_probability("depth", x) for x in (depths if isinstance(depths, (list, tuple)) else [depths])]
+    check_int("needle_length", needle_length, 1)
+    if min(lengths) <= 2 * needle_length:
+        raise InputError(
+            f"the needle ({needle_length} tokens) is longer than the haystack of a {min(lengths)}-token "
+            "context; use longer lengths or a shorter needle"
+        )
+    limit = engine.max_positions
+    if limit is not None and max(lengths) + needle_length > limit:
+        raise InputError(
+            f"a context of {max(lengths)} tokens plus {needle_length} generated exceeds the model's "
+            f"{limit} positions; use lengths <= {limit - needle_length}"
+        )
+    if any(s.call for s in engine.sites()):
+        raise InputError(
+            "retrieval heads read each attention module once per decoding step; this model applies "
+            "a module several times per forward (shared or looped layers)"
+        )
+    if engine.remote is not None and not engine.can_generate:
+        raise InputError(
+            "remote retrieval decodes on the server with generate(): pass an nnsight "
+            "TransformersModel (load_model(name, remote=True))"
+        )
+    return lengths, depths
+
+
+def _copies(case: Needle, generated: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Per head ``[layer, head]``: needle tokens it copied (arg-max inside the needle on a position holding
+    the token generated at that step)."""
+    context = case.tokens[0]
+    span = slice(case.start, case.start + len(case.answer))
+    copied = torch.zeros(keys.shape[1:])
+    for step, w in enumerate(generated.tolist()[: keys.shape[0]]):
+        if w not in case.answer.tolist():
+            continue
+        pos = keys[step]  # [layer, head]
+        inside = (pos >= span.start) & (pos < span.stop)
+        copied += (inside & (context[pos.clamp(max=len(context) - 1)] == w)).float()
+    return copied
+
+
+def retrieval_heads(
+    model: Any,
+    *,
+    lengths: Sequence[int] = (1024, 2048),
+    depths: Sequence[float] = (0.1, 0.5, 0.9),
+    needle_length: int = 8,
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    haystack: Sequence[int] | None = None,
+    remote: Any = False,
+    progress: bool | None = None,
+) -> RetrievalResult:
+    """The retrieval score of every head (see the module docstring), as a ``RetrievalResult`` whose
+    ``overall_score`` is the retrieval score (threshold 0.1) with its bootstrap interval over the
+    ``len(lengths) * len(depths)`` runs; ``settings`` holds the runs, the needle-copy accuracy of each and
+    what was measured. Views, JSON and CSV work as for detection."""
+    engine = Engine.of(model, remote)
+    lengths, depths = _check(engine, lengths, depths, needle_length)
+    cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
+    runs = cases if not (progress or (progress is None and len(cases) > 2)) else _bar(cases, "needles")
+    scores, accuracy = [], []
+    for case in runs:
+        generated, keys = greedy_decode(engine, case.tokens, len(case.answer))
+        scores.append(_copies(case, generated, keys) / needle_length)
+        accuracy.append(float((generated[:needle_length] == case.answer).float().mean()))
+    per_run = torch.stack(scores)  # [runs, layer-site, head]
+    if sum(accuracy) / len(accuracy) < 0.5:  # a head can copy only at steps that produce the needle
+        warn_user(
+            f"the model reproduced {sum(accuracy) / len(accuracy):.0%} of the needle tokens, so the "
+            "retrieval scores rest on few steps (all zero if none); use longer contexts or a longer "
+            "needle (SmolLM2-135M repeats 6-word needles from 512 tokens on)"
+        )
+    return _result(engine, per_run, cases, accuracy, seed, n_bootstrap)
+
+
+def _result(
+    engine: Engine, per_run: torch.Tensor, cases: list[Needle], accuracy: list[float], seed: int, n_bootstrap: int
+) -> RetrievalResult:
+    mean = per_run.mean(0)
+    low, high = bootstrap_mean(per_run, n_bootstrap, seed)
+    head_scores = tuple(
+        HeadScore(l, h, {"overall_score": float(mean[i, h])}, float(low[i, h]), float(high[i, h]))
+        for i, l in sorted(enumerate(engine.layers), key=lambda x: x[1])
+        for h in range(per_run.shape[2])
+    )
+    settings = {
+        "score": "retrieval score (Wu et al. 2024): needle tokens copied / needle length",
+        "lengths": sorted({c.length for c in cases}),
+        "depths": sorted({c.depth for c in cases}),
+        "needle_length": len(cases[0].answer),
+        "runs": len(cases),
+        "needle_accuracy": round(sum(accuracy) / len(accuracy), 4),
+        "per_run_accuracy": [[c.length, c.depth, round(a, 4)] for c, a in zip(cases, accuracy)],
+        "n_bootstrap": n_bootstrap,
+        "remote": engine.remote is not None,
+    }
+    return RetrievalResult(
+        head_scores, RETRIEVAL_THRESHOLD, engine.name, engine.n_layers, per_run.shape[2], settings, seed
+    )
+
+
+def needle_accuracy(
+    model: Any,
+    heads: Sequence[tuple[int, int]] = (),
+    *,
+    lengths: Sequence[int] = (1024, 2048),
+    depths: Sequence[float] = (0.1, 0.5, 0.9),
+    needle_length: int = 8,
+    seed: int = 0,
+    haystack: Sequence[int] | None = None,
+    remote: Any = False,
+) -> float:
+    """The share of needle tokens the model reproduces in place (greedy), with ``heads`` removed: the
+    causal check of retrieval heads (remove the top ones, and as many random heads of the same layers)."""
+    engine = Engine.of(model, remote)
+    lengths, depths = _check(engine, lengths, depths, needle_length)
+    heads = check_heads("heads", heads, {l: engine.n_heads for l in engine.layers}, allow_empty=True)
+    cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
+    hits = [
+        float((greedy_decode(engine, c.tokens, len(c.answer), heads)[0][:needle_length] == c.answer).float().mean())
+        for c in cases
+    ]
+    return sum(hits) / len(hits)
+
+
+def _bar(items: list, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="run")

@@ -1,0 +1,58 @@
+"""How results and patterns are shown: terminal text (``ascii``, ``report``: named ``text_*``), paper
+figures (``figures``, ``evidence_figures``: ``plot_*``, matplotlib on first use), the HTML a notebook
+shows and the static page (``html_repr``, ``html_page``), and the state the explorer's canvases draw
+from (``canvas_state``).
+
+Pure drawing: nothing here runs a model. Results are read through their public attributes (and metrics
+through ``metrics.REGISTRY``), so the views serve every kind of result and every metric.
+"""
+
+from .ascii import (
+    plot_attention_pattern,
+    plot_head_scores,
+    plot_induction_stripe,
+    text_attention_pattern,
+    text_circuit,
+    text_head_scores,
+    text_induction_stripe,
+    text_score_map,
+)
+from .evidence_figures import plot_circuit_graph, plot_effects_scatter, plot_loss_curve, plot_training_run
+from .figures import (
+    compare_heads,
+    plot_attention_heatmap,
+    plot_metric_scatter,
+    plot_mosaic,
+    plot_score_heatmap,
+    plot_stripe_profile,
+)
+from .report import create_analysis_report, text_report
+from .style import save_figure, shared_legend, style
+from .text_kit import TextPlot
+
+__all__ = [
+    "TextPlot",
+    "compare_heads",
+    "create_analysis_report",
+    "plot_attention_heatmap",
+    "plot_attention_pattern",
+    "plot_circuit_graph",
+    "plot_effects_scatter",
+    "plot_head_scores",
+    "plot_induction_stripe",
+    "plot_loss_curve",
+    "plot_metric_scatter",
+    "plot_mosaic",
+    "plot_score_heatmap",
+    "plot_stripe_profile",
+    "plot_training_run",
+    "save_figure",
+    "shared_legend",
+    "style",
+    "text_attention_pattern",
+    "text_circuit",
+    "text_head_scores",
+    "text_induction_stripe",
+    "text_report",
+    "text_score_map",
+]

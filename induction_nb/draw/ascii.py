@@ -1,0 +1,269 @@
+"""Terminal views: one head's attention grid, score bars, the induction stripe, the layer x head map, the
+previous-token -> induction circuit. (The report is ``draw.report``.)
+
+Every function returns a ``TextPlot`` (a ``str`` that displays as itself in IPython/Jupyter): plain,
+deterministic text in which no line is wider than ``width``. ``charset="unicode"`` shades with block
+characters, ``charset="ascii"`` with plain ASCII for logs and old terminals. Long sequences are shown
+through a ``window=(start, stop)`` or downsampled (block maximum, so a one-position stripe survives).
+Heads are named ``L18H6`` everywhere (no zero padding; columns align by padding to the widest name), and
+every view ends with a key naming each symbol it uses. Text views are named ``text_*``; the original
+spec's ``plot_attention_pattern``, ``plot_head_scores`` and ``plot_induction_stripe`` are the same
+functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .._validate import check_period, check_probability, square_attention
+from ..errors import InputError
+from ..metrics import REGISTRY, block_max, stripe_profile
+from .labels import display_width, escape_label, fit_width, shorten
+from .text_kit import (
+    BAR,
+    SHADES,
+    SPARK,
+    TICK,
+    Charset,
+    TextPlot,
+    check_view_options,
+    entries,
+    finish,
+    head_name,
+    legend,
+    ruler,
+    shade,
+    signed_scale,
+    token_list,
+    window_range,
+)
+
+__all__ = [
+    "text_attention_pattern",
+    "text_head_scores",
+    "text_induction_stripe",
+    "text_score_map",
+    "text_circuit",
+    "plot_attention_pattern",
+    "plot_head_scores",
+    "plot_induction_stripe",
+]
+
+
+def text_attention_pattern(
+    attention: Any,
+    tokens: Sequence[Any] | None = None,
+    width: int = 80,
+    *,
+    window: tuple[int, int] | None = None,
+    charset: Charset = "unicode",
+    title: str | None = None,
+) -> TextPlot:
+    """One head's attention ``[seq, seq]`` as a shaded grid: rows are queries, columns keys.
+    ``tokens`` (ids or strings, ``[seq]``) label the rows."""
+    check_view_options(width, charset)
+    A = square_attention(attention)
+    n = A.shape[0]
+    tokens = token_list(tokens, n)
+    start, stop = window_range(n, window)
+    A = A[start:stop, start:stop]
+    label_w = 0 if tokens is None else min(10, max(display_width(escape_label(t)) for t in tokens[start:stop]))
+    num_w = len(str(stop - 1))
+    head_w = num_w + (label_w + 1 if label_w else 0) + 2  # "q label |": the grid's first column
+    factor = max(1, math.ceil(A.shape[0] / (width - head_w - 1)))
+    grid = block_max(A, factor)
+    shades = SHADES[charset]
+    lines = [title] if title else []
+    scale = f", downsampled x{factor} (block max)" if factor > 1 else ""
+    lines.append(f"queries {start}..{stop - 1} (rows) x keys {start}..{stop - 1} (columns){scale}")
+    for r in range(grid.shape[0]):
+        q = start + r * factor
+        name = "" if not label_w else " " + fit_width(escape_label(tokens[q]), label_w)  # columns, not code points
+        row = "".join(shade(float(v), shades) for v in grid[r])
+        lines.append(f"{q:>{num_w}}{name} {BAR[charset][2]}{row}")
+    lines += ruler(start, stop, factor, head_w, width, charset)
+    lines += entries("key: ", legend(shades, bool(grid.isnan().any())) + [f"'{TICK[charset]}' key position"], width)
+    return finish(lines, width)
+
+
+def text_head_scores(
+    scores: Sequence[dict],
+    threshold: float = 0.4,
+    width: int = 80,
+    *,
+    metric: str = "overall_score",
+    top: int | None = 20,
+    charset: Charset = "unicode",
+) -> TextPlot:
+    """Horizontal bars of ``metric`` for each head (dicts with ``layer``, ``head`` and the metric, e.g.
+    ``[s.to_dict() for s in result.head_scores]``), sorted descending (NaN last), the threshold marked. A
+    signed metric (``metrics.REGISTRY``: the ablation effect) gets bars scaled to its largest ``|value|``,
+    negative ones drawn with their own character, and no threshold."""
+    check_view_options(width, charset)
+    check_probability("threshold", threshold)
+    rows = []
+    for d in scores:
+        try:
+            value = d[metric]
+            rows.append((float("nan") if value is None else float(value), int(d["layer"]), int(d["head"])))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"each score needs 'layer', 'head' and {metric!r}; got {d!r:.80}") from None
+    if not rows:
+        raise InputError("no head scores to plot")
+    rows.sort(key=lambda r: (-(r[0] if not math.isnan(r[0]) else -math.inf), r[1], r[2]))
+    shown = rows if top is None else rows[:top]
+    full, empty, mark = BAR[charset]
+    name_w = max(len(head_name(layer, head)) for _, layer, head in shown)
+    bar_w = width - max(16, name_w + 10)
+    metric_ = REGISTRY.get(metric)
+    if metric_ is not None and metric_.signed:  # a sign and 3 decimals: one character more
+        return finish(_signed_bars(shown, len(rows), metric_, name_w, bar_w - 1, charset), width)
+    cut = min(bar_w - 1, round(threshold * bar_w))  # threshold 1.0 marks the last column
+    lines = [f"{metric} (threshold {threshold:.2f} at '{mark}'), top {len(shown)} of {len(rows)}"]
+    for value, layer, head in shown:
+        filled = 0 if math.isnan(value) else round(min(1.0, max(0.0, value)) * bar_w)
+        bar = [full if i < filled else empty for i in range(bar_w)]
+        if cut < bar_w and bar[cut] == empty:
+            bar[cut] = mark
+        lines.append(f"{head_name(layer, head):<{name_w}} {value:5.3f} {''.join(bar)}")
+    return finish(lines, width)
+
+
+def _signed_bars(shown: list, total: int, metric: Any, name_w: int, bar_w: int, charset: str) -> list[str]:
+    """Bars of a signed metric: length ``|value| / max |value|``, negative values with their own fill."""
+    vmax = max([abs(v) for v, _, _ in shown if not math.isnan(v)] + [1e-6])
+    negative = {"unicode": "░", "ascii": "="}[charset]
+    lines = [
+        f"{metric.name} ({metric.unit or 'signed'}; bars to |{vmax:.3g}|, '{negative}' below zero), "
+        f"top {len(shown)} of {total}"
+    ]
+    for value, layer, head in shown:
+        n = 0 if math.isnan(value) else round(abs(value) / vmax * bar_w)
+        fill = negative if value < 0 else BAR[charset][0]
+        lines.append(f"{head_name(layer, head):<{name_w}} {value:+6.3f} {fill * n}")
+    return lines
+
+
+def text_induction_stripe(
+    attention: Any,
+    period: int = 8,
+    width: int = 80,
+    *,
+    tokens: Sequence[Any] | None = None,
+    charset: Charset = "unicode",
+    offset: int = 0,
+) -> TextPlot:
+    """Attention on the induction stripe ``A[q, q - period + 1]`` against the largest weight anywhere
+    else in the row, for each query of the repeat, ``q >= offset + period`` (``offset``: tokens before the
+    pattern, 1 with BOS): the stripe stands out as the upper sparkline."""
+    check_view_options(width, charset)
+    A = square_attention(attention)
+    n = A.shape[0]
+    check_period(period, offset, n)
+    tokens = token_list(tokens, n)
+    q, stripe, rest, _ = stripe_profile(A, period, offset)
+    room = width - 12
+    factor = max(1, math.ceil(len(q) / room))
+    spark = SPARK[charset]
+
+    def line(v: torch.Tensor) -> str:
+        pad = (-len(v)) % factor
+        v = torch.nn.functional.pad(v, (0, pad)).view(-1, factor).mean(-1)
+        return "".join(shade(float(x), spark) for x in v)
+
+    lines = [
+        f"induction stripe k = q - {period - 1} (period {period}), queries {offset + period}..{n - 1}"
+        + (f", {factor} per column (mean)" if factor > 1 else ""),
+        f"stripe mean {float(stripe.mean()):.3f}, max elsewhere in the row: mean {float(rest.mean()):.3f}",
+        f"stripe    {BAR[charset][2]}{line(stripe)}",
+        f"elsewhere {BAR[charset][2]}{line(rest)}",
+    ]
+    if tokens is not None:
+        matched = [i for i, qq in enumerate(q.tolist()) if tokens[qq - period] == tokens[qq]]
+        if matched:
+            best = max(matched, key=lambda i: (float(stripe[i]), -i))
+            qq = int(q[best])
+            lines.append(
+                f"e.g. q={qq} '{shorten(tokens[qq], 12)}' attends {float(stripe[best]):.2f} to k={qq - period + 1} "
+                f"'{shorten(tokens[qq - period + 1], 12)}', the token after the earlier '{shorten(tokens[qq], 12)}'"
+            )
+        else:
+            lines.append(
+                f"no query has an earlier copy {period} positions back: the tokens do not repeat with this period"
+            )
+    return finish(lines + entries("key: ", legend(spark), width), width)
+
+
+def text_score_map(
+    result: Any, metric: str = "overall_score", width: int = 80, *, charset: Charset = "unicode"
+) -> TextPlot:
+    """Layer x head map of ``metric`` in characters; detected heads in brackets (3-character cells)
+    where the width allows, otherwise one character per head and the detected heads listed below."""
+    check_view_options(width, charset)
+    matrix = result.score_matrix(metric)
+    detected = set(result.induction_heads)
+    n_layers, n_heads = result.n_layers, result.n_heads
+    shades, scaled = SHADES[charset], ""
+    if REGISTRY[metric].signed:  # either sign: shades on both sides of zero, to the largest |value|
+        vmax = max([abs(v) for row in matrix for v in row if not math.isnan(v)] + [1e-6])
+        shades, scaled = signed_scale(vmax), f" ({REGISTRY[metric].unit or 'signed'}, to |{vmax:.3g}|)"
+    name_w = len(f"L{n_layers - 1}")
+    lead = name_w + 2  # "L12 |"
+    cell = 3 if lead + 3 * n_heads <= width else 1
+    per_row = max(1, (width - lead) // cell)
+    lines = [f"{metric}{scaled} by layer (rows) x head (columns)" + ("" if cell == 3 else "; detected listed below")]
+    absent = unmeasured = False
+    for first in range(0, n_heads, per_row):
+        heads = range(first, min(n_heads, first + per_row))
+        if cell == 3:
+            lines.append(" " * lead + "".join(f"{h:>2} " for h in heads))
+        else:  # one character per head: head numbers and ticks above the block, so a column can be read
+            lines += [f"heads {first}..{heads[-1]}:", *reversed(ruler(first, heads[-1] + 1, 1, lead, width, charset))]
+        for layer in range(n_layers):
+            cells = []
+            for h in heads:
+                if not result.has_head(layer, h):
+                    absent = True
+                    cells.append(" - " if cell == 3 else "-")
+                    continue
+                c = shade(float(matrix[layer][h]), shades)
+                unmeasured |= c == "?"
+                cells.append((f"[{c}]" if (layer, h) in detected else f" {c} ") if cell == 3 else c)
+            lines.append(f"{f'L{layer}':<{name_w}} {BAR[charset][2]}" + "".join(cells))
+    if cell == 1 and detected:
+        lines += entries("detected: ", [head_name(l, h) for l, h in sorted(detected)], width)
+    key = legend(shades, unmeasured) + (["[x] detected"] if cell == 3 else [])
+    lines += entries("key: ", key + (["'-' no such head (no attention there)"] if absent else []), width)
+    return finish(lines, width)
+
+
+def text_circuit(circuit: Any, n: int = 10, width: int = 80, *, charset: Charset = "unicode") -> TextPlot:
+    """The ``n`` strongest edges of a ``causal.CircuitResult``: earlier head -> induction head, with the
+    drop of the induction head's prefix matching when the earlier head is ablated."""
+    check_view_options(width, charset)
+    edges = circuit.top(n)
+    if not edges:
+        raise InputError("the circuit has no edges (no earlier head was ablated)")
+    full = BAR[charset][0]
+    src_w = max(len(head_name(*src)) for src, _, _ in edges)
+    dst_w = max(len(head_name(*dst)) for _, dst, _ in edges)
+    bar_w = max(5, width - src_w - dst_w - 22)
+    peak = max(max(e[2] for e in edges), 1e-9)
+    lines = ["previous-token -> induction circuit: prefix-matching drop when the earlier head is ablated"]
+    lines += entries(
+        "baseline: ", [f"{head_name(l, h)} {v:.2f}" for (l, h), v in sorted(circuit.baseline.items())], width
+    )
+    for src, dst, drop in edges:
+        bar = full * max(0, round(max(0.0, drop) / peak * bar_w))
+        lines.append(f"{head_name(*src):<{src_w}} -> {head_name(*dst):<{dst_w}} {drop:+.3f} {bar}")
+    return finish(lines, width)
+
+
+# the original spec's names
+plot_attention_pattern = text_attention_pattern
+plot_head_scores = text_head_scores
+plot_induction_stripe = text_induction_stripe

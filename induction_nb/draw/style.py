@@ -1,0 +1,110 @@
+"""The house style of the paper figures: the colour map, sizes and rc settings, the Axes a figure draws
+into when none is given, the shared legend above the axes, and byte-stable export (``save_figure``).
+Kept apart from ``figures.py`` (the figures themselves); matplotlib is imported on first use."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .placement import legend_above
+
+__all__ = [
+    "style",
+    "ONE_COLUMN",
+    "TWO_COLUMN",
+    "CMAP",
+    "HIGHLIGHT",
+    "BLUE",
+    "GREY",
+    "axes_or_new",
+    "pyplot",
+    "shared_legend",
+    "save_figure",
+]
+
+CMAP = "cividis"
+ONE_COLUMN = (3.3, 2.6)
+TWO_COLUMN = (6.8, 3.0)
+HIGHLIGHT = "#e66100"  # orange: stands out on cividis' blue-to-yellow and for colour-blind readers
+BLUE, GREY = "#3b528b", "#5d6d7e"
+_RC = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "svg.hashsalt": "induction_nb",  # stable element ids in SVG output
+    "svg.fonttype": "none",
+    "pdf.fonttype": 42,
+    "image.cmap": CMAP,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+    "svg": {"Creator": None, "Date": None},
+}
+
+
+def pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@contextlib.contextmanager
+def style():
+    """The house style as an rc context: ``with style(): ...``."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        yield
+
+
+def axes_or_new(ax: Any, size: tuple[float, float]) -> Any:
+    if ax is not None:
+        return ax
+    plt = pyplot()
+    with style():
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
+    return ax
+
+
+def shared_legend(*axes: Any, **kwargs: Any) -> Any:
+    """One legend for the labelled lines, points and patches of ``axes`` (twin axes, or panels in one row
+    whose lines share names: one entry per name) above the first one's frame, within its width (panels in
+    a constrained layout: in a row of its own at the top of the figure), in as many columns as fit. There
+    it covers no data, no axis label and no tick label on either side (``fig.legend`` in a corner meets
+    the right axis' labels); a title is raised above it. ``kwargs`` go to ``Axes.legend``. Call it once
+    the axes are otherwise complete. Returns the Legend."""
+    if not axes:
+        raise InputError("shared_legend needs at least one Axes")
+    with style():
+        return legend_above(axes, **{"frameon": False, **kwargs})
+
+
+def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
+    """Write ``fig`` (a Figure or Axes) to ``path``; with ``formats`` (e.g. ``("pdf", "png")``), one file
+    per format next to ``path`` with that suffix. No version or date metadata is written."""
+    fig = getattr(fig, "figure", fig)
+    path = Path(path)
+    formats = list(formats) if formats else [path.suffix.lstrip(".").lower()]
+    written = []
+    for fmt in formats:
+        if fmt not in _METADATA:
+            raise InputError(f"unsupported figure format {fmt!r}; use pdf, svg or png")
+        target = path.with_suffix("." + fmt)
+        with style():
+            fig.savefig(target, format=fmt, metadata=_METADATA[fmt])
+        written.append(target)
+    return written

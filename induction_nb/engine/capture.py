@@ -1,0 +1,298 @@
+"""Capture attention patterns ``[batch, layer, head, q, k]`` from any model through nnsight.
+
+``capture_attention`` returns every requested layer's pattern; ``stream_attention`` hands each layer's
+pattern ``[batch, head, q, k]`` to a reducer *inside the trace* and keeps only what the reducer returns,
+so callers (the scorer, remote execution) never hold all layers at once.
+
+Every pattern is float32 (fp16/bf16 models are recomputed in float32 from their query and key) and is
+self-checked before anyone sees it: finite, rows summing to 1 (with the sink's share, where a learned
+attention sink takes part of each row), zeros above the diagonal where the site is causal. A failure
+raises ``CaptureCheckError`` naming the layer. Layers are the model's own layer indices.
+Padded batches: pass ``attention_mask`` with the ids, or strings (the tokenizer pads them); padding rows
+and columns are 0 in the pattern and never checked, the real rows are (see ``engine.batch``). Limits:
+self-attention only; a padded batch is read whole (no row-block streaming).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+from .._validate import is_int
+from ..errors import CaptureCheckError, InputError
+from .engine import Engine, read_layer
+from .sites import CustomSites, Site
+from .tracing import mha_fastpath_off
+
+if TYPE_CHECKING:
+    from .remote import RemoteConfig
+
+__all__ = ["AttentionPatterns", "capture_attention", "capture_head", "stream_attention"]
+
+T = TypeVar("T")
+Reducer = Callable[[int, torch.Tensor], T]
+
+
+@dataclass(frozen=True)
+class AttentionPatterns:
+    """Attention patterns of several layers.
+
+    ``pattern``: ``[batch, layer, head, q, k]`` float32, rows sum to 1, exactly the weights eager
+    ``output_attentions`` gives. ``layers``: the model's layer index of each entry along dim 1 (layers
+    without attention are absent, not renumbered). ``causal``: keys after the query are masked.
+    ``tokens``: ``[batch, seq]``. ``attention_mask``: ``[batch, seq]`` bool, ``True`` on real tokens
+    (``None`` without padding; padding rows and columns of ``pattern`` are 0). ``sink_mass``:
+    ``[batch, layer, head, q]``, the share of each row that goes to no token: a learned attention sink
+    (gpt-oss, deepseek-v4: rows then sum to ``1 - sink_mass``) or positions the model puts before the
+    tokens (CPM-Ant's prompt); ``None`` where no layer has one (zeros for the layers without one
+    otherwise). ``heads``: the number of heads of each layer where layers differ in it (``None`` where
+    they all have ``n_heads``); the missing heads of a smaller layer are NaN in ``pattern``.
+    """
+
+    pattern: torch.Tensor
+    layers: tuple[int, ...]
+    causal: bool
+    tokens: torch.Tensor
+    sites: tuple[Site, ...]
+    sink_mass: torch.Tensor | None = None
+    heads: tuple[int, ...] | None = None
+    attention_mask: torch.Tensor | None = None
+
+    @property
+    def n_heads(self) -> int:
+        return self.pattern.shape[2]
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.pattern.shape
+
+    def head(self, layer: int, head: int, batch: int = 0) -> torch.Tensor:
+        """One head's pattern ``[q, k]`` by *model* layer index."""
+        if layer not in self.layers:
+            raise InputError(f"layer {layer} was not captured; captured layers: {list(self.layers)}")
+        n = self.n_heads if self.heads is None else self.heads[self.layers.index(layer)]
+        if not 0 <= head < n:
+            raise InputError(f"head {head} out of range: layer {layer} has {n} heads (0..{n - 1})")
+        return self.pattern[batch, self.layers.index(layer), head]
+
+    def __repr__(self) -> str:
+        b, l, h, q, k = self.pattern.shape
+        return (
+            f"AttentionPatterns(batch={b}, layers={l} {list(self.layers)[:4]}{'...' if l > 4 else ''}, "
+            f"heads={h}, q={q}, k={k}, causal={self.causal})"
+        )
+
+
+def capture_attention(
+    model: Any,
+    tokens: torch.Tensor | Sequence[Sequence[int]] | str | Sequence[str],
+    layers: int | Iterable[int] | None = None,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    sites: CustomSites | None = None,
+    remote: bool | RemoteConfig = False,
+) -> AttentionPatterns:
+    """Capture the attention patterns of ``model`` on ``tokens`` ``[batch, seq]`` (or ``[seq]``).
+
+    ``model``: an nnsight model, a HuggingFace model or any ``torch.nn.Module`` taking token ids.
+    ``tokens``: ids; a ragged list of id lists (padded on the right); or a string / list of strings
+    (the model's tokenizer, padded on its side). ``attention_mask``: ``[batch, seq]``, 1 on real tokens,
+    0 on padding (left or right). ``layers``: layer indices (default: all). ``sites``: the escape hatch
+    for attention that discovery cannot find (see ``CustomSites``). ``remote``: run on NDIF (``True``, or
+    a ``RemoteConfig``); the model must then be an nnsight model that names a served model.
+    """
+    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask)
+    per_layer = _run(ctx, _Keep())
+    heads = tuple(p.shape[1] for _, (p, _), _ in per_layer)
+    shapes = {(p.shape[0], *p.shape[2:]) for _, (p, _), _ in per_layer}
+    if len(shapes) > 1:
+        found = {layer: tuple(p.shape) for layer, (p, _), _ in per_layer}
+        raise CaptureCheckError(
+            f"layers have different pattern shapes and cannot be stacked: {found}; capture "
+            "them separately with layers=[...]"
+        )
+    stacked = torch.stack([_pad_heads(p, max(heads)) for _, (p, _), _ in per_layer], dim=1)
+    sinks = [s for _, (_, s), _ in per_layer]
+    sink_mass = None
+    if any(s is not None for s in sinks):
+        zeros = torch.zeros(stacked.shape[0], max(heads), stacked.shape[3], device=stacked.device)
+        sink_mass = torch.stack(
+            [zeros if s is None else _pad_heads(s.to(stacked.device), max(heads)) for s in sinks], dim=1
+        )
+    return AttentionPatterns(
+        pattern=stacked,
+        layers=tuple(layer for layer, _, _ in per_layer),
+        causal=all(c for _, _, c in per_layer),
+        tokens=ctx.tokens,
+        sites=ctx.sites,
+        sink_mass=sink_mass,
+        heads=heads if len(set(heads)) > 1 else None,
+        attention_mask=ctx.batch.mask,
+    )
+
+
+def _pad_heads(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``[batch, head, ...]`` padded with NaN to ``n`` heads (a layer with fewer heads than others)."""
+    if x.shape[1] == n:
+        return x
+    pad = torch.full((x.shape[0], n - x.shape[1], *x.shape[2:]), float("nan"), dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad], dim=1)
+
+
+class _Keep:
+    """The identity reducer: the pattern and the sink's share, as they are."""
+
+    accepts_sink = True  # a class attribute: a remote request ships the class by value, attributes included
+
+    def __call__(self, layer: int, pattern: torch.Tensor, sink: torch.Tensor | None):
+        return pattern, sink
+
+
+def capture_head(
+    model: Any,
+    tokens: torch.Tensor | Sequence[Sequence[int]],
+    layer: int,
+    head: int,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    sites: CustomSites | None = None,
+    remote: bool | RemoteConfig = False,
+) -> torch.Tensor:
+    """One head's pattern ``[batch, q, k]`` (float32), built row block by row block: at 4k tokens that is
+    the 64 MB of one head, never the layer's ``[head, T, T]`` (what a long-context view needs). A padded
+    batch (``attention_mask``, strings) is read whole, its padding rows and columns 0."""
+    ctx = _prepare(model, tokens, [layer], sites, remote, attention_mask)
+    heads = ctx.engine.n_heads
+    if not is_int(head) or not 0 <= head < (heads if heads is not None else head + 1):
+        raise InputError(f"head {head!r} out of range: the model has {heads} heads per layer (0..{(heads or 1) - 1})")
+    return _run(ctx, _OneHead(head))[0][1]
+
+
+class _OneHead:
+    """Collects one head's rows, block by block."""
+
+    accepts_rows = True  # a class attribute: shipped by value with a remote request
+
+    def __init__(self, head: int):
+        self.head = head
+
+    def __call__(self, layer: int, rows) -> torch.Tensor:
+        return torch.cat([block[:, self.head].clone().cpu() for _, block, _ in rows.blocks()], dim=1)
+
+
+def stream_attention(
+    model: Any,
+    tokens: torch.Tensor | Sequence[Sequence[int]],
+    reducer: Reducer[T],
+    layers: int | Iterable[int] | None = None,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    sites: CustomSites | None = None,
+    remote: bool | RemoteConfig = False,
+) -> list[T]:
+    """Run ``reducer(layer, pattern)`` inside the trace on each layer's checked pattern
+    ``[batch, head, q, k]`` (float32) and return the reducer's results in layer order.
+
+    Only what the reducer returns leaves the trace; the pattern itself is dropped after each layer.
+    The reducer must not modify the pattern (it may be the model's own tensor). A reducer with the
+    attribute ``accepts_sink = True`` is called as ``reducer(layer, pattern, sink_mass)``, ``sink_mass``
+    ``[batch, head, q]`` or ``None`` (see ``AttentionPatterns``). ``tokens`` and ``attention_mask`` as
+    for ``capture_attention``: a padded batch's padding rows and columns are 0 in what the reducer gets.
+    """
+    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask)
+    return [value for _, value, _ in _run(ctx, reducer)]
+
+
+@dataclass(frozen=True)
+class _Context:
+    engine: Engine
+    batch: Any  # _batch.Batch
+    sites: tuple[Site, ...]
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self.batch.tokens
+
+
+def _prepare(
+    model: Any, tokens: Any, layers: Any, sites: CustomSites | None, remote: Any = False, attention_mask: Any = None
+) -> _Context:
+    engine = Engine.of(model, remote)
+    batch = engine.batch(tokens, attention_mask)
+    tokens = batch.tokens
+    engine.check_eval()
+    if sites is not None:
+        if not isinstance(sites, CustomSites):
+            raise InputError(f"sites must be an induction_nb.CustomSites, not {type(sites).__name__}")
+        all_sites = sites.expand()
+    else:
+        all_sites = engine.sites(tokens[:1, batch.valid()[0]])  # discovery probes one real sequence
+    chosen = _select_layers(layers, [s.layer for s in all_sites])
+    return _Context(engine, batch, tuple(s for s in all_sites if s.layer in chosen))
+
+
+def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool]]:
+    """One trace over ``ctx.tokens``: each site's pattern is read, checked and reduced *inside* the trace;
+    returns ``(layer, reduce(layer, pattern), causal)`` per site. Everything the trace body calls lives at
+    module level in induction_nb, so that a remote request ships it by value."""
+    import nnsight
+
+    # plain locals: a remote request serialises what the body references, and ctx holds the model
+    engine, sites, valid = ctx.engine, ctx.sites, ctx.batch.mask
+    model, tolerance = engine.model, engine.tolerance
+    batch, n_tokens = ctx.tokens.shape
+    out = None
+    try:
+        with torch.no_grad(), mha_fastpath_off(), engine.trace(ctx.batch) as tracer:
+            out = nnsight.save([])
+            for site in sites:
+                out.append(read_layer(model, tracer, site, tolerance, reduce, n_tokens, batch, valid))
+            tracer.stop()
+    except Exception as e:
+        raise engine.translate(e, sites) from e
+    out = list(out or [])
+    done = {layer for layer, _, _ in out}
+    missing = [s.layer for s in ctx.sites if s.layer not in done]
+    out = [x for x in out if x[2] is not None]  # causal None: not attention among the tokens (pooled)
+    if not out:
+        raise CaptureCheckError(
+            "no attention layer covers the tokens (every site attends over other positions); "
+            "name the sites with sites=CustomSites(...)"
+        )
+    if missing:
+        raise CaptureCheckError(
+            f"the attention of layer(s) {missing} never ran during the forward pass "
+            f"(site {ctx.sites[0].path!r}...); if the model skips these modules, pass sites=CustomSites(...)"
+        )
+    return out
+
+
+def _select_layers(layers: Any, labels: list[int]) -> set[int]:
+    """The requested model layer indices, each one the model has attention in."""
+    if layers is None:
+        return set(labels)
+    if is_int(layers):
+        layers = [layers]
+    try:
+        chosen = {int(i) for i in layers}
+    except (TypeError, ValueError):
+        raise InputError(f"layers must be an int or a list of ints, got {layers!r}") from None
+    if not chosen:
+        raise InputError("layers is empty; pass None for all layers")
+    bad = sorted(chosen - set(labels))
+    if bad:
+        raise InputError(
+            f"layer(s) {bad} out of range: the model has {len(set(labels))} layers with attention "
+            f"(layer indices {_ranges(labels)})"
+        )
+    return chosen
+
+
+def _ranges(labels: list[int]) -> str:
+    labels = sorted(set(labels))
+    if labels == list(range(labels[0], labels[-1] + 1)) and len(labels) > 3:
+        return f"{labels[0]}..{labels[-1]}"
+    return ", ".join(map(str, labels))

@@ -1,0 +1,137 @@
+"""Where attention happens in a model: one attention *site* per layer, and the escape hatch.
+
+A site is a module path, optionally one operation inside that module's ``forward`` as nnsight's
+``.source`` names it (``attention_interface_1``, ``F_softmax_0`` ...; a dotted chain such as
+``self__attn_0.nn_functional_softmax_0`` reaches into a helper method the forward calls), and which
+*application* of the module it is (``call``: a module that runs several times per forward, as ALBERT's
+shared layer or a looped model's block, gives one layer per application). ``layer`` is the model's own
+layer index (its position in the model's layer list; the application order where modules repeat), so
+that layers without attention are absent rather than renumbered.
+
+Discovery (``engine.discovery.find_sites``) finds sites by what they do; ``CustomSites`` names
+them by hand where it cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ..errors import InputError
+from .site_kinds import Custom, SiteKind
+
+__all__ = ["Site", "CustomSites", "envoy_at", "op_node"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """One layer's attention site: ``layer`` (the model's layer index), ``path`` (dotted module path from
+    the model root), ``op`` (an operation of that module's forward, dotted to reach into helpers, or
+    ``None`` for the module call itself), ``kind``: its reader (``site_kinds``: how the call is read into a
+    pattern; equal to its name, e.g. ``"hf_interface"``) and ``call`` (which application of the module, 0
+    for the first)."""
+
+    layer: int
+    path: str
+    op: str | None
+    kind: SiteKind
+    call: int = 0
+
+    @property
+    def needs_output(self) -> bool:
+        return self.kind.needs_output
+
+
+@dataclass(frozen=True)
+class CustomSites:
+    """The escape hatch: say which module holds each layer's attention and how to read the pattern.
+
+    ``modules``: explicit dotted paths, one per layer, or one template containing ``{layer}`` together
+    with ``n_layers``. ``read``: ``"output"`` (the module's output is the pattern ``[batch, head, q, k]``,
+    e.g. TransformerLens's ``hook_pattern``), ``"input"`` (its first input is), or a function
+    ``read(args, kwargs, output) -> pattern``. ``op`` optionally names an operation inside the module's
+    forward (``print(model.<path>.source)`` lists them). ``causal``: whether keys after the query are
+    masked (``None``: inferred from the pattern). ``layers``: the model's layer index of each path
+    (default ``0, 1, ...``).
+
+    Example (a TransformerLens ``HookedTransformer`` wrapped with ``nnsight.NNsight``)::
+
+        sites = CustomSites("blocks.{layer}.attn.hook_pattern", n_layers=model.cfg.n_layers)
+        capture_attention(model, tokens, sites=sites)
+    """
+
+    modules: str | Sequence[str]
+    read: Literal["output", "input"] | Callable[[tuple, dict, Any], torch.Tensor] = "output"
+    n_layers: int | None = None
+    op: str | None = None
+    causal: bool | None = None
+    layers: Sequence[int] | None = None
+
+    def expand(self) -> tuple[Site, ...]:
+        if isinstance(self.modules, str):
+            if "{layer}" not in self.modules or self.n_layers is None:
+                raise InputError(
+                    "CustomSites: pass a list of module paths, or a template containing '{layer}' "
+                    f"together with n_layers (got modules={self.modules!r}, n_layers={self.n_layers})"
+                )
+            paths = [self.modules.format(layer=i) for i in range(self.n_layers)]
+        else:
+            paths = list(self.modules)
+        if not paths:
+            raise InputError("CustomSites: no module paths given")
+        if self.read == "output":
+            reader = _read_output
+        elif self.read == "input":
+            reader = _read_input
+        elif callable(self.read):
+            reader = self.read
+        else:
+            raise InputError(f"CustomSites.read must be 'output', 'input' or a function, not {self.read!r}")
+        labels = list(range(len(paths))) if self.layers is None else [int(i) for i in self.layers]
+        if len(labels) != len(paths) or len(set(labels)) != len(labels):
+            raise InputError(
+                f"CustomSites.layers must give one distinct layer index per path ({len(paths)}), got {self.layers!r}"
+            )
+        counts: dict[str, int] = {}
+        sites = []
+        for label, path in zip(labels, paths):
+            kind = Custom(reader, self.causal, f"layer {label}: the custom reader for {path!r}")
+            sites.append(Site(layer=label, path=path, op=self.op, kind=kind, call=counts.get(path, 0)))
+            counts[path] = counts.get(path, 0) + 1  # a path named twice: its second application
+        return tuple(sites)
+
+
+def envoy_at(model: Any, path: str) -> Any:
+    """The nnsight envoy of the submodule at dotted ``path``. Unlike ``model.get``, a submodule named like
+    an nnsight attribute (BERT's ``output``) resolves to the submodule, not to the module's output."""
+    envoy = model
+    if not path:
+        return envoy
+    for part in path.split("."):
+        children = getattr(envoy, "_child_map", None)
+        envoy = children[part] if isinstance(children, dict) and part in children else getattr(envoy, part)
+    return envoy
+
+
+def op_node(envoy: Any, op: str | None) -> Any:
+    """Inside a trace: the envoy of operation ``op`` of ``envoy``'s forward (a dotted chain reaches into the
+    functions it calls, ``a_0.b_1`` = operation ``b_1`` inside the call ``a_0``), or ``envoy`` itself."""
+    if not op:
+        return envoy
+    node, source = None, envoy.source
+    for i, name in enumerate(op.split(".")):
+        node = getattr(source, name)
+        if i < op.count("."):
+            source = node.source
+    return node
+
+
+def _read_output(args: tuple, kwargs: dict, output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _read_input(args: tuple, kwargs: dict, output: Any) -> torch.Tensor:
+    return args[0] if args else next(iter(kwargs.values()))

@@ -1,0 +1,11 @@
+"""What goes into the model: generated probe sequences with their controls, the shipped public-domain
+passages, and your own documents read from files, folders and tables.
+
+No model is touched here: token ids come from a vocabulary size (and a tokenizer for text).
+"""
+
+from .passages import PASSAGES
+from .patterns import PATTERN_NAMES, Pattern, PatternGenerator
+from .texts import load_texts
+
+__all__ = ["PASSAGES", "PATTERN_NAMES", "Pattern", "PatternGenerator", "load_texts"]
