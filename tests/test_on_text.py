@@ -2,6 +2,8 @@
 run alone and scored by hand from its captured pattern; bad input; the real SmolLM2 on the shipped
 passages (probe-detected heads lead on text too)."""
 
+import math
+
 import pytest
 import torch
 from tiny_models import make_hf, save_with_words
@@ -72,6 +74,15 @@ def test_same_seed_same_interval_and_report(worded):
     assert [s.ci_low for s in a.head_scores] == [s.ci_low for s in b.head_scores]
     report = create_analysis_report(a, detailed=True)
     assert report.startswith("INDUCTION ON TEXT REPORT") and f"Scored queries: {a.settings['scored_queries']}" in report
+
+
+def test_a_metric_with_no_scored_query_is_undefined_not_zero(worded):
+    """No 3-token context repeats in these documents: 3-prefix matching is NaN for every head (a 0 would
+    claim the heads avoid the target), while 2-prefix matching, which has queries, is a number."""
+    result = detect_on_text(worded, ["t5 t6 t5 t6", "t7 t8 t9 t7 t8"], n_bootstrap=10)
+    assert all(math.isnan(s.prefix_matching_3) for s in result.head_scores)
+    assert not any(math.isnan(s.prefix_matching_2) for s in result.head_scores)
+    assert result.to_dataframe()["prefix_matching_3"].isna().all()
 
 
 def test_long_documents_are_cut_or_chunked(worded):
