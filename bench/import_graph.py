@@ -6,6 +6,11 @@ contract in pyproject.toml (``[tool.importlinter]``). The contract itself is che
     python bench/import_graph.py                      # this checkout
     python bench/import_graph.py --root /other/checkout --groups groups.json   # e.g. an older, flat layout
 
+The flat layout before the floor plan (commit 42d66d9), measured with the groups its modules moved to:
+
+    git worktree add /tmp/flat 42d66d9
+    python bench/import_graph.py --root /tmp/flat --groups bench/flat_layout_groups.json
+
 ``--groups``: a JSON ``{module: group}`` for a layout whose modules are not in group folders.
 """
 
