@@ -446,3 +446,31 @@ def test_signed_bars_scale_to_the_largest_magnitude_and_mark_negatives():
     assert set(bars["L1H3"]) == {"#"} and set(bars["L1H2"]) == {"="}, "sign by fill"
     assert abs(len(bars["L1H2"]) - len(bars["L1H3"]) / 2) <= 1, "|-0.3| is half of 0.6"
     assert lines[-1].startswith("L0H0") and "nan" in lines[-1], "NaN sorts last"
+
+
+@pytest.mark.parametrize("scale", [0.0, 2e-7])
+def test_a_signed_map_of_zero_or_tiny_effects_keeps_zero_blank(scale):
+    """All effects zero (or within 1e-6): zero-effect heads are blank and the key's ranges stay ordered."""
+    effects = [[scale * (1 if h == 1 else -1 if h == 2 else 0) for h in range(4)] for _ in range(3)]
+    text = text_score_map(fake_result().with_causal_effects(effects), "causal_effect", charset="ascii")
+    cells = [row.split("|", 1)[1].ljust(12)[1::3] for row in text.splitlines() if re.match(r"L\d \|", row)]
+    assert all(row[0] == " " and row[3] == " " for row in cells), cells
+    if scale:  # below the 1e-6 floor of the scale: faint marks, never the strongest shades
+        assert all(row[1] in ".o" and row[2] in ",x" for row in cells), cells
+    assert "-0--0" not in text and "0-0 " not in text
+
+
+@pytest.mark.parametrize("top", [0, -1, 2.5, "2", True])
+def test_head_scores_top_must_be_a_positive_integer(top):
+    scores = [s.to_dict() for s in fake_result().head_scores]
+    with pytest.raises(InputError, match="top must be"):
+        plot_head_scores(scores, top=top)
+
+
+def test_signed_bars_stay_in_one_column_for_large_effects():
+    effects = [[-150.0 if h == 2 else 3.0 * h for h in range(4)] for _ in range(3)]
+    scores = [s.to_dict() for s in fake_result().with_causal_effects(effects).head_scores]
+    text = plot_head_scores(scores, metric="causal_effect", width=60, top=None, charset="ascii")
+    rows = [line for line in text.splitlines() if line.startswith("L") and line.split()[-1][0] in "#="]
+    starts = {len(line) - len(line.split()[-1]) for line in rows}
+    assert len(rows) == 9 and len(starts) == 1 and max(map(len, text.splitlines())) <= 60, text

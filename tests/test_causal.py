@@ -192,6 +192,8 @@ TOO_LONG = r"sequence_length=100 \(\+0 BOS\) exceeds the model's 48 positions; p
         (lambda m: ablate_heads(m, [(1.0, 0)]), "integer"),
         (lambda m: ablate_heads(m, [(1, 0)], sequence_length=100), TOO_LONG),
         (lambda m: head_effects(m, sequence_length=100), TOO_LONG),
+        (lambda m: ablate_heads(m, [(1, 0)], sequence_length="40"), "sequence_length must be an integer >= 4"),
+        (lambda m: head_effects(m, sequence_length=None), "sequence_length must be an integer >= 4"),
         (lambda m: find_circuit(m, [(1, 0)], sequence_length=60), "sequence_length=60 .* pass sequence_length=48"),
     ],
 )

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from induction_nb import HeadScore
+from induction_nb.analysis.head_score import HeadBehavior
 from induction_nb.errors import InputError
+from induction_nb.metrics import RESERVED
 
 
 def _score(**values):
@@ -60,3 +62,18 @@ def test_none_is_undefined_and_numbers_of_any_kind_are_floats():
     s = HeadScore(0, 0, {"overall_score": np.float32(0.25), "copying": torch.tensor(0.5), "diagonal": None})
     assert s.overall_score == 0.25 and s.copying == 0.5 and math.isnan(s.diagonal)
     assert all(type(v) is float for v in s.values.values())
+
+
+def test_numpy_integers_are_stored_as_ints_so_json_takes_them():
+    s = HeadScore(np.int64(1), np.int32(0), {"overall_score": 0.5})
+    assert type(s.layer) is int and type(s.head) is int and json.loads(json.dumps(s.to_dict()))["layer"] == 1
+
+
+def test_no_metric_name_can_hide_a_head_field_or_method():
+    """A metric is read as an attribute, so its name must not be one the score types use themselves (nor
+    one nnsight adds to every object)."""
+    import nnsight  # noqa: F401
+
+    used = {n for t in (HeadScore, HeadBehavior) for n in dir(t) if not n.startswith("_")}
+    used |= {f for t in (HeadScore, HeadBehavior) for f in t.__dataclass_fields__}
+    assert used <= RESERVED, f"add to metrics.RESERVED: {sorted(used - RESERVED)}"

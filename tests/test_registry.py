@@ -127,3 +127,43 @@ def test_missing_texts_are_refused():
         register(_define(short="far too long"))
     with pytest.raises(InputError, match="needs a label"):
         register(_define(description=""))
+
+
+def test_built_in_and_needed_metrics_cannot_be_unregistered():
+    with pytest.raises(InputError, match="'contrast' is a built-in metric"):
+        unregister("contrast")
+    try:
+        register(_define("base_share"))
+
+        @register
+        class Uses(HeadMetric):
+            name, label, short, description = "uses_base", "uses", "uses", "a metric built on base_share"
+            needs = ("base_share",)
+
+            def combine(self, means):
+                return means["base_share"]
+
+        with pytest.raises(InputError, match="'base_share' is needed by uses_base; unregister those first"):
+            unregister("base_share")
+    finally:
+        for name in ("uses_base", "base_share"):
+            if name in REGISTRY:
+                unregister(name)
+
+
+def test_a_head_metric_needing_an_unknown_metric_is_refused():
+    combine = {"combine": lambda self, means: means["nothing"], "needs": ("nothing",)}
+    with pytest.raises(InputError, match="needs nothing, which no other registered metric provides"):
+        register(_define(base=HeadMetric, with_path=False, **combine))
+    assert "scratch" not in REGISTRY
+
+
+def test_every_built_in_metric_needs_only_registered_metrics():
+    needed = {n.split(":")[0] for m in REGISTRY.values() for n in getattr(m, "needs", ())}
+    assert needed <= set(REGISTRY) and needed, needed
+
+
+@pytest.mark.parametrize("thing", [42, "prefix", type("Plain", (), {"name": "plain"})])
+def test_register_takes_metric_classes_only(thing):
+    with pytest.raises(InputError, match="register takes a Metric subclass"):
+        register(thing)

@@ -14,6 +14,7 @@ from induction_nb import (
     RetrievalResult,
     ScanResult,
     TextScanResult,
+    create_analysis_report,
     load_result,
 )
 
@@ -146,6 +147,46 @@ def test_damaged_version_3_entries(edit, match):
     edit(d)
     with pytest.raises(InputError, match=match):
         DetectionResult.from_dict(d)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda d: d.update(seed=float("inf")), "seed must be an integer"),
+        (lambda d: d["model"].update(n_layers=float("inf")), "model.n_layers must be an integer >= 0"),
+        (lambda d: d["model"].update(n_layers=2.7), "model.n_layers must be an integer >= 0, got 2.7"),
+        (lambda d: d["model"].update(n_heads=-4), "model.n_heads must be an integer >= 0, got -4"),
+        (lambda d: d["model"].update(name=None), "model.name must be a string, got None"),
+        (lambda d: d.update(threshold="0.4"), "threshold must be a finite number, got '0.4'"),
+        (lambda d: d.update(threshold=True), "threshold must be a finite number, got True"),
+        (lambda d: d.update(version=True), "version True is not supported"),
+        (lambda d: d.update(model="toy"), "model must be an object"),
+    ],
+)
+def test_fields_of_the_wrong_json_type_are_refused_not_coerced(edit, match):
+    d = _result().to_dict()
+    edit(d)
+    with pytest.raises(InputError, match=match):
+        DetectionResult.from_dict(d)
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_a_huge_damaged_grid_is_an_error_not_a_memory_blow_up(version):
+    d = _result().to_dict()
+    d.update(version=version, head_scores=[])
+    d["model"].update(n_layers=100_000, n_heads=100_000)
+    d["model"].pop("heads_per_layer")
+    if version == 1:
+        d["settings"]["kind"] = "probe"
+    with pytest.raises(InputError, match=r"0 head scores for 100000 x 100000 heads"):
+        DetectionResult.from_dict(d)
+
+
+def test_effects_must_be_finite_and_a_damaged_retrieval_file_still_prints():
+    with pytest.raises(InputError, match=r"no finite value \(NaN or inf\) for heads .*L0H0"):
+        _result().with_causal_effects([[float("inf")] * 3] * 2)
+    retrieval = RetrievalResult(_result().head_scores, 0.1, "toy", 2, 3, {"needle_accuracy": None})
+    assert "Needle accuracy: nan" in repr(retrieval) + create_analysis_report(retrieval)
 
 
 def test_a_metric_this_session_has_not_registered_is_kept_with_a_warning(tmp_path):

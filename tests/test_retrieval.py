@@ -62,6 +62,7 @@ def test_removing_the_retrieval_head_breaks_the_needle(toy):
         (dict(haystack=[[4, 5], [6, 7]]), r"haystack must hold token ids \(integers >= 0\) in one flat list"),
         (dict(haystack=[4, -1, 5]), r"haystack must hold token ids \(integers >= 0\)"),
         (dict(haystack=torch.ones(2, 8, dtype=torch.long)), "in one flat list"),
+        (dict(haystack=[5, 6, 2**70]), r"haystack holds id 1180591620717411303424, outside the model's vocabulary of"),
     ],
 )
 def test_bad_input(toy, kwargs, match):
@@ -72,7 +73,9 @@ def test_bad_input(toy, kwargs, match):
 def test_a_tensor_haystack_reads_as_its_ids(toy):
     as_list = needle_cases(Engine.of(toy), [40], [0.5], 4, seed=3, haystack=HAYSTACK)[0]
     as_tensor = needle_cases(Engine.of(toy), [40], [0.5], 4, seed=3, haystack=torch.tensor(HAYSTACK))[0]
+    as_range = needle_cases(Engine.of(toy), [40], [0.5], 4, seed=3, haystack=range(4, 20))[0]
     assert torch.equal(as_list.tokens, as_tensor.tokens)
+    assert torch.equal(as_range.tokens, needle_cases(Engine.of(toy), [40], [0.5], 4, 3, list(range(4, 20)))[0].tokens)
 
 
 @pytest.mark.slow

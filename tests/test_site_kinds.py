@@ -129,3 +129,20 @@ def test_a_new_kind_is_one_class_that_discovery_then_tries():
     finally:
         KINDS.pop("tagged_kernel", None)
     assert "tagged_kernel" not in KINDS and KINDS["softmax"].__class__.__name__ == "Softmax"
+
+
+@pytest.mark.parametrize(
+    "attrs, match",
+    [
+        ({"name": "mine", "discovery_rank": "5"}, "discovery_rank must be a finite number or None, got '5'"),
+        ({"name": "mine", "discovery_rank": float("nan")}, "discovery_rank must be a finite number"),
+        ({"name": 5}, "needs a name \\(a non-empty string\\), got 5"),
+        ({"name": ""}, "needs a name"),
+    ],
+)
+def test_a_malformed_site_kind_is_refused_when_registered(attrs, match):
+    with pytest.raises(InputError, match=match):
+        register_kind(type("Mine", (SiteKind,), attrs))
+    assert "mine" not in KINDS and 5 not in KINDS
+    with pytest.raises(InputError, match="register_kind takes a SiteKind subclass"):
+        register_kind(type("Plain", (), {"name": "plain"}))

@@ -129,6 +129,7 @@ class HeadScore(_ReadsValues):
         for field_name in ("layer", "head"):
             if not is_int(getattr(self, field_name)):
                 raise InputError(f"a head score's {field_name} must be an integer, got {getattr(self, field_name)!r}")
+            object.__setattr__(self, field_name, int(getattr(self, field_name)))  # numpy ints: JSON needs int
         where = f"head score L{self.layer}H{self.head}"
         object.__setattr__(self, "values", Values(self.values, where))
         if "overall_score" not in self.values:

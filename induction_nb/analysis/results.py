@@ -33,7 +33,7 @@ from ..errors import InputError
 from ..metrics import REGISTRY
 from .head_score import HeadScore
 from .kept import Patterns, kept_heads, kept_layer
-from .result_format import FORMAT, VERSION, check_grid, read_header, warn_unregistered
+from .result_format import FORMAT, VERSION, check_grid, read_fields, read_header, warn_unregistered
 
 __all__ = ["ScanResult", "DetectionResult", "TextScanResult", "RetrievalResult", "load_result", "FORMAT"]
 
@@ -182,9 +182,11 @@ class ScanResult:
             raise InputError(
                 f"effects must be indexable as [layer][head] over {self.n_layers} x {self.n_heads}"
             ) from None
-        missing = [s.name for s in self.head_scores if math.isnan(values[s.layer][s.head])]
+        missing = [s.name for s in self.head_scores if not math.isfinite(values[s.layer][s.head])]
         if missing:
-            raise InputError(f"effects has no value (NaN) for heads the result scores: {', '.join(missing[:6])}")
+            raise InputError(
+                f"effects has no finite value (NaN or inf) for heads the result scores: {', '.join(missing[:6])}"
+            )
         scores = tuple(s.with_values(causal_effect=values[s.layer][s.head]) for s in self.head_scores)
         settings = {**self.settings, "causal_effect": f"loss increase on repeated tokens, {method}"}
         return replace(self, head_scores=scores, settings=settings)
@@ -225,21 +227,13 @@ class ScanResult:
                 f"load it with induction_nb.load_result(path) or {target.__name__}.load(path)"
             )
         try:
-            model = d["model"]
             heads = [s if version >= 3 else target._migrate(s) for s in d["head_scores"]]
             scores = tuple(HeadScore.from_dict(s) for s in heads)
-            result = target(
-                scores,
-                float(d["threshold"]),
-                str(model["name"]),
-                int(model["n_layers"]),
-                int(model["n_heads"]),
-                settings,
-                int(d.get("seed", 0)),
-            )
+            threshold, name, n_layers, n_heads, seed = read_fields(d)
+            result = target(scores, threshold, name, n_layers, n_heads, settings, seed)
         except InputError as e:
             raise InputError(f"damaged detection result: {e}") from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise InputError(f"damaged detection result: {type(e).__name__}: {e}") from None
         check_grid(d, result)
         warn_unregistered(scores)
@@ -378,7 +372,9 @@ class RetrievalResult(ScanResult):
         return "needle retrieval"
 
     def notes(self) -> list[str]:
-        accuracy = self.settings.get("needle_accuracy", float("nan"))
+        accuracy = self.settings.get("needle_accuracy")
+        if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool):  # a damaged or foreign file
+            accuracy = float("nan")
         lines = [f"Needle accuracy: {accuracy:.2f} (needle tokens the model reproduced)"]
         if not accuracy >= 0.5:
             lines.append(

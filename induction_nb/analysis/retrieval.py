@@ -75,7 +75,7 @@ def needle_cases(
         hay = [i for name in sorted(PASSAGES) for i in tok(" " + PASSAGES[name], add_special_tokens=False)["input_ids"]]
         marker = tok(_MARKER, add_special_tokens=False)["input_ids"]
     else:
-        hay, marker = _haystack_ids(haystack), None
+        hay, marker = _haystack_ids(haystack, engine.vocab_size), None
     gen = engine.generator(seed)
     pool = gen.pool[~torch.isin(gen.pool, torch.tensor(sorted(set(hay))))]
     if tok is not None:  # whole lower-case words (" violet"): a needle the model reads as words, not fragments
@@ -108,13 +108,18 @@ def needle_cases(
     return cases
 
 
-def _haystack_ids(haystack: Any) -> list[int]:
-    """``haystack`` as a list of token ids: a non-empty 1-D sequence or tensor of integers."""
+def _haystack_ids(haystack: Any, vocab_size: int | None) -> list[int]:
+    """``haystack`` as a list of token ids: a non-empty 1-D sequence (list, range, tensor, array) of integers
+    in ``[0, vocab_size)``."""
     ids = haystack.tolist() if hasattr(haystack, "tolist") else haystack
-    if isinstance(ids, (str, bytes)) or not isinstance(ids, (list, tuple)) or not ids:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) or not len(ids):
         raise InputError(f"haystack must be a non-empty list of token ids, got {haystack!r:.60}")
+    ids = list(ids)
     if not all(is_int(i) and i >= 0 for i in ids):
         raise InputError(f"haystack must hold token ids (integers >= 0) in one flat list, got {ids!r:.60}")
+    top = vocab_size if vocab_size is not None else 2**63
+    if max(ids) >= top:
+        raise InputError(f"haystack holds id {max(ids)}, outside the model's vocabulary of {top} ids")
     return [int(i) for i in ids]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .._validate import check_int
 from ..engine.ablator import Ablator
 from ..errors import InputError
 
@@ -19,6 +20,7 @@ def repeat_probe(ab: Ablator, sequence_length: int, batch_size: int, seed: int):
     repeated random blocks (BOS first where the model has one) and, with a tokenizer, repeated natural
     passages. The positions are the queries predicting the repeat's 2nd..last token (its first token
     follows nothing that repeats)."""
+    check_int("sequence_length", sequence_length, 4)  # a block of >= 2 tokens, repeated
     gen = ab.engine.generator(seed)
     room = ab.engine.max_positions
     bos = 0 if gen.bos_token_id is None else 1

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._validate import check_period, check_probability, square_attention
+from .._validate import check_int, check_period, check_probability, square_attention
 from ..errors import InputError
 from ..metrics import REGISTRY, block_max, stripe_profile
 from .labels import display_width, escape_label, fit_width, shorten
@@ -105,6 +105,8 @@ def text_head_scores(
     negative ones drawn with their own character, and no threshold."""
     check_view_options(width, charset)
     check_probability("threshold", threshold)
+    if top is not None:
+        check_int("top", top, 1)
     rows = []
     for d in scores:
         try:
@@ -141,10 +143,13 @@ def _signed_bars(shown: list, total: int, metric: Any, name_w: int, bar_w: int, 
         f"{metric.name} ({metric.unit or 'signed'}; bars to |{vmax:.3g}|, '{negative}' below zero), "
         f"top {len(shown)} of {total}"
     ]
-    for value, layer, head in shown:
+    texts = [f"{value:+.3f}" for value, _, _ in shown]
+    num_w = max(6, *map(len, texts))  # effects of 100 nats and more keep the bars in one column
+    bar_w -= num_w - 6
+    for (value, layer, head), text in zip(shown, texts):
         n = 0 if math.isnan(value) else round(abs(value) / vmax * bar_w)
         fill = negative if value < 0 else BAR[charset][0]
-        lines.append(f"{head_name(layer, head):<{name_w}} {value:+6.3f} {fill * n}")
+        lines.append(f"{head_name(layer, head):<{name_w}} {text:>{num_w}} {fill * n}")
     return lines
 
 

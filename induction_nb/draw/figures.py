@@ -231,7 +231,7 @@ def plot_metric_scatter(
         top = result.get_top_heads(label_top)
         label_points(
             ax,
-            [(getattr(s, x), getattr(s, y)) for s in top],
+            [(s.values[x], s.values[y]) for s in top],
             [f"L{s.layer}H{s.head}" for s in top],
             avoid=lines,
             fontsize=6,

@@ -64,7 +64,7 @@ _EIGHTHS = (0.05, 0.12, 0.25, 0.38, 0.5, 0.62, 0.75, 0.88)  # eighths rounded to
 def signed_scale(vmax: float) -> Scale:
     """Shades of a signed metric (an ablation effect) up to ``|value| = vmax``: ``X x ,`` below zero,
     ``. o O`` above, blank within 5% of ``vmax`` of zero; the same characters in both charsets."""
-    bounds = tuple(round(b * vmax, 6) for b in (-0.66, -0.33, -0.05, 0.05, 0.33, 0.66))
+    bounds = tuple(b * vmax for b in (-0.66, -0.33, -0.05, 0.05, 0.33, 0.66))  # unrounded: a tiny vmax stays ordered
     return scale_of("Xx, .oO", bounds)
 
 

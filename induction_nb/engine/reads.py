@@ -4,19 +4,29 @@
 the share of each row a learned attention sink takes. Then: ``token_block`` trims positions the model adds
 around the tokens (their share joins the sink's), ``mask_padding`` zeroes a padded batch's padding rows and
 columns and checks the real rows, ``check_pattern`` is the self-check of a whole pattern (rows plus sink
-sum to 1, nothing above the diagonal of a causal layer, finite), row block by row block.
+sum to 1, nothing above the diagonal of a causal layer, finite), row block by row block. Two tests the
+site kinds share: ``mask_blocks_future`` (does a mask make a call causal) and ``is_stochastic`` (could a
+tensor be a pattern).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from ..errors import CaptureCheckError
 from .rows import DenseRows, Rows
 
-__all__ = ["Read", "blocks_future", "token_block", "mask_padding", "check_pattern"]
+__all__ = [
+    "Read",
+    "blocks_future",
+    "mask_blocks_future",
+    "is_stochastic",
+    "token_block",
+    "mask_padding",
+    "check_pattern",
+]
 
 
 class Read(NamedTuple):
@@ -39,6 +49,28 @@ def blocks_future(pattern: torch.Tensor) -> bool:
     if n_q < 2 or n_q != n_k:
         return False
     return bool((pattern.triu(1) == 0).all())
+
+
+def mask_blocks_future(mask: torch.Tensor | None) -> bool:
+    """Whether a mask (bool "may attend", or additive float) forbids every key after its query."""
+    if mask is None or mask.dim() < 2:
+        return False
+    n_q, n_k = mask.shape[-2:]
+    if n_q < 2 or n_q != n_k:
+        return False
+    future = torch.ones(n_q, n_k, dtype=torch.bool, device=mask.device).triu(1)
+    blocked = ~mask if mask.dtype == torch.bool else torch.isneginf(mask)
+    return bool(blocked[..., future].all())
+
+
+def is_stochastic(x: Any) -> bool:
+    """A float ``[..., q, k]`` tensor of 3 or 4 dims, square, non-negative, whose rows sum to 1."""
+    if not (isinstance(x, torch.Tensor) and x.dim() in (3, 4) and x.is_floating_point()):
+        return False
+    if x.shape[-1] != x.shape[-2] or x.shape[-1] < 2:
+        return False
+    o = x.float()
+    return bool((o >= 0).all()) and bool(torch.allclose(o.sum(-1), torch.ones_like(o[..., 0]), atol=1e-4))
 
 
 def token_block(read: Read, n_tokens: int, layer: int) -> Read:

@@ -18,6 +18,7 @@ compares equal to its name (``site.kind == "hf_interface"``).
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -25,7 +26,7 @@ import torch
 
 from ..errors import CaptureCheckError, InputError
 from .attention_math import attention_from_qk, repeat_kv_heads
-from .reads import Read, blocks_future
+from .reads import Read, blocks_future, is_stochastic, mask_blocks_future
 from .rows import QKRows
 
 __all__ = [
@@ -93,8 +94,13 @@ def register_kind(cls: type[SiteKind]) -> type[SiteKind]:
     """Class decorator: one shared instance of ``cls`` in ``KINDS`` under its ``name``. A class of the same
     module and name replaces its earlier self (a notebook cell run again); another class under a taken name
     is an ``InputError``."""
-    if not cls.name:
-        raise InputError(f"site kind {cls.__qualname__} needs a name (the class attribute ``name``)")
+    if not (isinstance(cls, type) and issubclass(cls, SiteKind)):
+        raise InputError(f"register_kind takes a SiteKind subclass, got {cls!r:.60}")
+    if not (isinstance(cls.name, str) and cls.name):
+        raise InputError(f"site kind {cls.__qualname__} needs a name (a non-empty string), got {cls.name!r}")
+    rank = cls.discovery_rank
+    if rank is not None and not (isinstance(rank, (int, float)) and not isinstance(rank, bool) and math.isfinite(rank)):
+        raise InputError(f"site kind {cls.name!r}: discovery_rank must be a finite number or None, got {rank!r}")
     old = KINDS.get(cls.name)
     if old is not None and (type(old).__module__, type(old).__qualname__) != (cls.__module__, cls.__qualname__):
         raise InputError(
@@ -136,7 +142,7 @@ class HFInterface(SiteKind):
                 if window is not None:
                     tri = tri & ~torch.ones_like(tri).tril(n_k - n_q - int(window))
                 mask = mask & tri
-        causal = bool(declared) if declared is not None else (is_causal if mask is None else _mask_blocks_future(mask))
+        causal = bool(declared) if declared is not None else (is_causal if mask is None else mask_blocks_future(mask))
         rows = QKRows(
             query.float(),
             key.float(),
@@ -185,7 +191,7 @@ class SDPACall(SiteKind):
         query, key = args[0], args[1]
         mask = _arg(args, kwargs, 3, "attn_mask")
         is_causal = bool(_arg(args, kwargs, 5, "is_causal") or False)
-        causal = is_causal or _mask_blocks_future(mask)
+        causal = is_causal or mask_blocks_future(mask)
         rows = QKRows(
             query.float(),
             key.float(),
@@ -216,7 +222,7 @@ class Softmax(SiteKind):
         return Read(pattern, blocks_future(pattern))
 
     def looks_like(self, args, kwargs, output) -> bool:
-        return _stochastic(output)
+        return is_stochastic(output)
 
 
 @register_kind
@@ -232,7 +238,7 @@ class ReturnedWeights(SiteKind):
         return Read(pattern, blocks_future(pattern))
 
     def looks_like(self, args, kwargs, output) -> bool:
-        return isinstance(output, (tuple, list)) and len(output) == 2 and _stochastic(output[1])
+        return isinstance(output, (tuple, list)) and len(output) == 2 and is_stochastic(output[1])
 
 
 _MHA_SIGNATURE = inspect.signature(torch.nn.MultiheadAttention.forward)
@@ -291,7 +297,7 @@ class MultiheadAttention(SiteKind):
         if bias is not None:
             float_mask = float_mask + bias
         pattern = attention_from_qk(q, k, mask=float_mask)
-        return Read(pattern, _mask_blocks_future(float_mask))
+        return Read(pattern, mask_blocks_future(float_mask))
 
 
 class Custom(SiteKind):
@@ -371,25 +377,3 @@ def _as_4d(x: torch.Tensor, batch: int | None) -> torch.Tensor:
             raise ValueError(f"cannot split {x.shape[0]} rows into a batch of {batch}")
         return x.reshape(batch, -1, *x.shape[1:])
     return x
-
-
-def _mask_blocks_future(mask: torch.Tensor | None) -> bool:
-    """Whether a mask (bool "may attend", or additive float) forbids every key after its query."""
-    if mask is None or mask.dim() < 2:
-        return False
-    n_q, n_k = mask.shape[-2:]
-    if n_q < 2 or n_q != n_k:
-        return False
-    future = torch.ones(n_q, n_k, dtype=torch.bool, device=mask.device).triu(1)
-    blocked = ~mask if mask.dtype == torch.bool else torch.isneginf(mask)
-    return bool(blocked[..., future].all())
-
-
-def _stochastic(x: Any) -> bool:
-    """A float ``[..., q, k]`` tensor of 3 or 4 dims, square, non-negative, whose rows sum to 1."""
-    if not (isinstance(x, torch.Tensor) and x.dim() in (3, 4) and x.is_floating_point()):
-        return False
-    if x.shape[-1] != x.shape[-2] or x.shape[-1] < 2:
-        return False
-    o = x.float()
-    return bool((o >= 0).all()) and bool(torch.allclose(o.sum(-1), torch.ones_like(o[..., 0]), atol=1e-4))

@@ -78,8 +78,27 @@ class HeadMetric(Metric):
 
 
 REGISTRY: dict[str, Metric] = {}
-# names a head's other fields, its DataFrame row or its attributes already use
-RESERVED = frozenset({"layer", "head", "ci_low", "ci_high", "detected", "name", "values", "induction_score"})
+# names a head's other fields, its DataFrame row, its attributes and methods (HeadScore, HeadBehavior)
+# already use: a metric under one of them would be hidden behind it (tests/test_head_score.py keeps this whole)
+RESERVED = frozenset(
+    {
+        "layer",
+        "head",
+        "ci_low",
+        "ci_high",
+        "detected",
+        "name",
+        "values",
+        "induction_score",
+        "to_dict",
+        "from_dict",
+        "with_values",
+        "diagonal_score",
+        "previous_token_score",
+        "induction_stripe_score",
+        "save",  # nnsight gives every object a .save() once a trace has run
+    }
+)
 
 
 def is_metric_name(name: Any) -> bool:
@@ -105,6 +124,8 @@ def register(cls: type[Metric]) -> type[Metric]:
     same module and name replaces its earlier self (a notebook cell run again); any other clash, a malformed
     or reserved name, missing texts, or a path the metric's family needs and the class does not define is an
     ``InputError``."""
+    if not (isinstance(cls, type) and issubclass(cls, Metric)):
+        raise InputError(f"register takes a Metric subclass (e.g. class Mine(KeySumMetric)), got {cls!r:.60}")
     metric = cls()
     name = metric.name
     if not is_metric_name(name):
@@ -123,6 +144,13 @@ def register(cls: type[Metric]) -> type[Metric]:
     missing = _undefined(cls)
     if missing:
         raise InputError(f"metric {name!r} must define {', '.join(missing)} (its per-query definition)")
+    unknown = [n for n in getattr(metric, "needs", ()) if n.split(":")[0] not in REGISTRY or n.split(":")[0] == name]
+    # the catalog loads in file order, so its needs are checked once whole (tests/test_registry.py)
+    if unknown and not cls.__module__.startswith(__package__ + ".catalog"):
+        raise InputError(
+            f"metric {name!r} needs {', '.join(unknown)}, which no other registered metric provides; "
+            f"register those first (registered: {', '.join(REGISTRY)})"
+        )
     items = sorted([*((k, v) for k, v in REGISTRY.items() if k != name), (name, metric)], key=lambda kv: kv[1].order)
     REGISTRY.clear()
     REGISTRY.update(items)
@@ -139,8 +167,14 @@ def _undefined(cls: type[Metric]) -> list[str]:
 
 
 def unregister(name: str) -> None:
-    """Remove the metric ``name`` from the registry (``InputError`` where there is none)."""
-    get_metric(name)
+    """Remove the metric ``name`` from the registry. ``InputError`` where there is none, for a built-in
+    metric (the scans compute and combine them) and for one another registered metric needs."""
+    metric = get_metric(name)
+    if type(metric).__module__.startswith("induction_nb."):
+        raise InputError(f"{name!r} is a built-in metric (the scans rely on it); only your own can be unregistered")
+    users = [m.name for m in REGISTRY.values() if name in {n.split(":")[0] for n in getattr(m, "needs", ())}]
+    if users:
+        raise InputError(f"metric {name!r} is needed by {', '.join(users)}; unregister those first")
     del REGISTRY[name]
 
 
