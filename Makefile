@@ -18,7 +18,7 @@ test: $(STAMP)  ## the whole test suite, real-model (slow) tests and the noteboo
 snapshots: $(STAMP)  ## rewrite the ASCII snapshots and baseline images (review the diff before committing)
 	$(BIN)/python -m pytest tests/test_ascii.py tests/test_figures.py -q --update-references
 
-sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships (~9 min on 2 cores); fails on a mismatch
+sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships, each encoder-decoder stack too (~12 min on 2 cores); fails on a mismatch
 	$(BIN)/python bench/arch_sweep.py --check --timeout 300 --json sweep.json
 
 notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their outputs are committed)

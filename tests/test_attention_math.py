@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from induction_nb.engine.attention_math import attention_from_qk, repeat_kv_heads
+from induction_nb.errors import CaptureCheckError
 
 
 def reference(q, k, scaling, softcap=None, causal=False, window=None, add=None, sink=None):
@@ -82,5 +83,5 @@ def test_inputs_are_not_modified(qk):
 def test_repeat_kv_heads_groups_consecutive_query_heads():
     k = torch.arange(2).view(1, 2, 1, 1).float()
     assert repeat_kv_heads(k, 6).flatten().tolist() == [0, 0, 0, 1, 1, 1]
-    with pytest.raises(ValueError, match="evenly"):
+    with pytest.raises(CaptureCheckError, match="5 query heads cannot share 2 key/value heads evenly"):
         repeat_kv_heads(k, 5)

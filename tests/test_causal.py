@@ -180,7 +180,7 @@ def test_ablation_matches_an_independent_hook_on_a_model_where_every_head_writes
     assert got.ablated_loss == pytest.approx(ablated, abs=1e-5) and abs(got.effect) > 1e-4
 
 
-TOO_LONG = r"sequence_length=100 \(\+0 BOS\) exceeds the model's 48 positions; pass sequence_length=48 or less"
+TOO_LONG = r"sequence_length=100 exceeds the model's 48 positions; pass sequence_length=48 \(the default"
 
 
 @pytest.mark.parametrize(
@@ -188,12 +188,12 @@ TOO_LONG = r"sequence_length=100 \(\+0 BOS\) exceeds the model's 48 positions; p
     [
         (lambda m: icl_score(m, ablate=[(1, 0)], method="shuffle"), "unknown ablation method"),
         (lambda m: find_circuit(m, [(1, 0)], method="shuffle"), "unknown ablation method"),
-        (lambda m: icl_score(m, sequence_length=8), "sequence_length >= 24"),
+        (lambda m: icl_score(m, sequence_length=8), "icl_score needs sequence_length >= 24, got 8"),
         (lambda m: ablate_heads(m, [(1.0, 0)]), "integer"),
         (lambda m: ablate_heads(m, [(1, 0)], sequence_length=100), TOO_LONG),
         (lambda m: head_effects(m, sequence_length=100), TOO_LONG),
-        (lambda m: ablate_heads(m, [(1, 0)], sequence_length="40"), "sequence_length must be an integer >= 4"),
-        (lambda m: head_effects(m, sequence_length=None), "sequence_length must be an integer >= 4"),
+        (lambda m: ablate_heads(m, [(1, 0)], sequence_length="40"), "sequence_length must be a positive integer"),
+        (lambda m: head_effects(m, sequence_length=2), "head_effects needs sequence_length >= 4, got 2"),
         (lambda m: find_circuit(m, [(1, 0)], sequence_length=60), "sequence_length=60 .* pass sequence_length=48"),
     ],
 )

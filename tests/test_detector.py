@@ -127,10 +127,10 @@ def test_several_patterns_pool_their_sequences(toy):
         ({}, {"patterns": ["random"]}, "has no period"),
         ({}, {"sequence_length": 3}, "too short for pattern 'repeated'"),
         ({}, {"n_repeats": 1}, "n_repeats must be an integer >= 2"),
-        ({}, {"sequence_length": 64}, r"sequence length 64 exceeds the model's 48 positions"),
-        ({}, {"sequence_length": 100}, "needs 50 distinct token ids, but only 36 are usable"),
+        ({}, {"sequence_length": 64}, r"sequence_length=64 exceeds the model's 48 positions; pass sequence_length=36"),
+        ({"vocab_size": 20}, {"sequence_length": 48}, "needs 24 distinct token ids, but only 18 are usable"),
         ({}, {"patterns": []}, "no patterns"),
-        ({}, {"sequence_length": 32.0}, "seq_len must be an integer"),
+        ({}, {"sequence_length": 32.0}, "sequence_length must be a positive integer, got 32.0"),
         ({"batch_size": 0}, {}, "batch_size must be a positive integer"),
     ],
 )

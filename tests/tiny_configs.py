@@ -73,13 +73,14 @@ _OVERRIDES = {
 }
 
 
-def tiny_config(model_type: str):
-    """The config of ``model_type`` shrunk to about 2 layers x 4 heads, hidden 64, vocab 128 (sub-configs too).
-    Hybrid models keep enough layers to hold every layer type of their default pattern."""
+def tiny_config(model_type: str, sub_configs: tuple[str, ...] = ()):
+    """The config of ``model_type`` shrunk to about 2 layers x 4 heads, hidden 64, vocab 128 (sub-configs too:
+    every ``*_config`` and those named in ``sub_configs``). Hybrid models keep enough layers to hold every
+    layer type of their default pattern."""
     from transformers import CONFIG_MAPPING
 
     cls = CONFIG_MAPPING[model_type]
-    config = cls(**{**_shrunk_kwargs(cls()), **_OVERRIDES.get(model_type, {})})
+    config = cls(**{**_shrunk_kwargs(cls(), sub_configs), **_OVERRIDES.get(model_type, {})})
     config.use_cache = False
     return config
 
@@ -120,7 +121,7 @@ def _has(config, name: str) -> bool:
         return False
 
 
-def _shrunk_kwargs(config) -> dict:
+def _shrunk_kwargs(config, sub_configs: tuple[str, ...] = ()) -> dict:
     import inspect
 
     params = inspect.signature(type(config).__init__).parameters
@@ -151,18 +152,25 @@ def _shrunk_kwargs(config) -> dict:
         elif isinstance(value, list) and isinstance(default_layers, int) and len(value) == default_layers > n_layers:
             put(name, value[:n_layers])  # per-layer lists (layer_types, mlp_only_layers ...)
     for sub, child in list(vars(config).items()):  # sub-configs: text, vision, encoder, patcher ...
-        if sub.endswith("_config") and hasattr(child, "to_dict") and (sub in params or accepts_any):
-            kwargs[sub] = {**child.to_dict(), **_shrunk_kwargs(child)}
+        named = sub.endswith("_config") or sub in sub_configs
+        if named and hasattr(child, "to_dict") and (sub in params or accepts_any):
+            kwargs[sub] = {**child.to_dict(), **_shrunk_kwargs(child, sub_configs)}
     return kwargs
 
 
 def build(model_type: str, family: str = "causal", backend: str = "eager"):
-    """A tiny random model of ``model_type`` for ``family`` ("causal" or "masked") under ``backend``."""
+    """A tiny random model of ``model_type`` for ``family`` ("causal", "masked" or "seq2seq": transformers'
+    seq-to-seq LM auto mapping) under ``backend``."""
     import torch
     from transformers.models.auto import modeling_auto as auto
 
-    mapping = auto.MODEL_FOR_CAUSAL_LM_MAPPING if family == "causal" else auto.MODEL_FOR_MASKED_LM_MAPPING
-    config = tiny_config(model_type)
+    mapping = {
+        "causal": auto.MODEL_FOR_CAUSAL_LM_MAPPING,
+        "masked": auto.MODEL_FOR_MASKED_LM_MAPPING,
+        "seq2seq": auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+    }[family]
+    # an encoder-decoder's halves as sub-configs named "encoder" and "decoder" (T5Gemma), shrunk as well
+    config = tiny_config(model_type, ("encoder", "decoder") if family == "seq2seq" else ())
     config._attn_implementation = backend
     for sub in ("text_config", "vision_config", "audio_config"):
         child = getattr(config, sub, None)

@@ -203,11 +203,11 @@ class EncoderStack(torch.nn.Module):
 class NanoAttention(torch.nn.Module):
     """nanoGPT's CausalSelfAttention: fused qkv projection, then SDPA or a manual masked softmax."""
 
-    def __init__(self, d: int, heads: int, block_size: int, flash: bool):
+    def __init__(self, d: int, heads: int, block_size: int, flash: bool, dropout: float = 0.0):
         super().__init__()
         self.c_attn = torch.nn.Linear(d, 3 * d)
         self.c_proj = torch.nn.Linear(d, d)
-        self.n_head, self.flash = heads, flash
+        self.n_head, self.flash, self.dropout = heads, flash, dropout
         self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,7 +221,9 @@ class NanoAttention(torch.nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         if self.flash:
-            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=True)
+            y = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, attn_mask=None, dropout_p=self.dropout, is_causal=True
+            )
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
             att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
@@ -232,10 +234,10 @@ class NanoAttention(torch.nn.Module):
 
 
 class NanoBlock(torch.nn.Module):
-    def __init__(self, d: int, heads: int, block_size: int, flash: bool):
+    def __init__(self, d: int, heads: int, block_size: int, flash: bool, dropout: float = 0.0):
         super().__init__()
         self.ln_1 = torch.nn.LayerNorm(d)
-        self.attn = NanoAttention(d, heads, block_size, flash)
+        self.attn = NanoAttention(d, heads, block_size, flash, dropout)
         self.ln_2 = torch.nn.LayerNorm(d)
         self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
 
@@ -245,12 +247,15 @@ class NanoBlock(torch.nn.Module):
 
 
 class NanoGPT(torch.nn.Module):
-    def __init__(self, flash: bool, d: int = 32, heads: int = 4, n_layer: int = 3, block_size: int = 32):
+    def __init__(
+        self, flash: bool, d: int = 32, heads: int = 4, n_layer: int = 3, block_size: int = 32, dropout: float = 0.0
+    ):
+        """``dropout``: attention dropout passed to SDPA whatever the mode (nanoGPT's eval-mode bug)."""
         super().__init__()
         self.block_size = block_size
         self.wte = torch.nn.Embedding(VOCAB, d)
         self.wpe = torch.nn.Embedding(block_size, d)
-        self.h = torch.nn.ModuleList(NanoBlock(d, heads, block_size, flash) for _ in range(n_layer))
+        self.h = torch.nn.ModuleList(NanoBlock(d, heads, block_size, flash, dropout) for _ in range(n_layer))
         self.ln_f = torch.nn.LayerNorm(d)
         self.lm_head = torch.nn.Linear(d, VOCAB, bias=False)
 

@@ -40,15 +40,18 @@ class InductionHeadAnalyzer:
         return [(s.layer, s.head) for s in result.get_top_heads() if s.overall_score >= threshold]
 
     def head_attention(
-        self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64, index: int = 0
+        self, layer: int, head: int, pattern: str = "repeated", sequence_length: int | None = None, index: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, Pattern]:
         """The ``[q, k]`` attention of one head on sequence ``index`` of a generated pattern, its tokens ``[q]``
-        and the pattern."""
+        and the pattern. ``sequence_length``: ``None`` for 64 tokens or what the model allows."""
+        sequence_length, _ = self.detector.engine.probe_length(sequence_length, preferred=64, tool="analyze_head")
         probe = self.detector.generator().generate(pattern, sequence_length, max(index + 1, 1))
         captured = capture_attention(self.detector.engine, probe.tokens[index : index + 1], layers=[layer])
         return captured.head(layer, head), probe.tokens[index], probe
 
-    def analyze_head(self, layer: int, head: int, pattern: str = "repeated", sequence_length: int = 64) -> HeadBehavior:
+    def analyze_head(
+        self, layer: int, head: int, pattern: str = "repeated", sequence_length: int | None = None
+    ) -> HeadBehavior:
         attention, tokens, probe = self.head_attention(layer, head, pattern, sequence_length)
         return analyze_head_attention(attention, tokens, period=probe.period, offset=probe.offset)
 

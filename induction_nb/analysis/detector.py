@@ -11,13 +11,15 @@ unless the caller asks to keep some heads' patterns. Large batches run in chunks
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from .._validate import check_heads, check_int, check_probability, describe_heads
 from ..engine.capture import stream_attention
+from ..engine.defaults import fit_probe_length
 from ..engine.engine import Engine
+from ..engine.seq2seq import check_scored_stack, stack_size
 from ..errors import InputError, warn_user
 from ..metrics import REGISTRY, RowScorer, all_mass, bootstrap_head, head_means, lse_scores, pattern_metric_list
 from ..probes.patterns import PatternGenerator
@@ -35,6 +37,9 @@ class InductionHeadDetector:
     random token ids to ``[0, vocab_size)`` of the model's vocabulary. ``bos``: prepend the model's BOS
     token where it has one. ``n_bootstrap``: resamples for the confidence interval. ``remote``: run on
     NDIF (``True`` or a ``RemoteConfig``; one request per chunk, scores computed on the server).
+    ``stack``: which self-attention of an encoder-decoder is scored: ``"decoder"`` (the default; the probe
+    tokens are the decoder's input, the encoder gets the same tokens) or ``"encoder"``; cross-attention is
+    never scored (``engine.seq2seq``). A one-stack model has only ``"decoder"``.
     """
 
     def __init__(
@@ -50,8 +55,10 @@ class InductionHeadDetector:
         n_bootstrap: int = 1000,
         progress: bool | None = None,
         remote: Any = False,
+        stack: Literal["decoder", "encoder"] | None = None,
     ):
         self.threshold = check_probability("threshold", threshold)
+        self.stack = check_scored_stack(stack)
         for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("n_bootstrap", n_bootstrap)):
             check_int(name, value, 1)
         self.engine = Engine.of(model, remote)
@@ -93,7 +100,7 @@ class InductionHeadDetector:
             patterns = (patterns,)
         if not patterns:
             raise InputError("no patterns given; use one or more periodic patterns: repeated, abab, copy, natural")
-        keep = _check_keep(keep_patterns, self.engine)
+        keep = _check_keep(keep_patterns, self.engine, self.stack)
         gen = self.generator()
         sequence_length, adapted = self._probe_length(gen, sequence_length, n_repeats)
         probes = [gen.generate(name, sequence_length, self.batch_size, n_repeats=n_repeats) for name in patterns]
@@ -106,7 +113,8 @@ class InductionHeadDetector:
         if bad:
             raise InputError(f"keep_patterns {bad} out of range: {describe_heads(dict(zip(layers, heads)))}")
         scores = _head_scores(per_seq, layers, heads, self.n_bootstrap, self.seed)
-        n_layers = max(max(layers) + 1, self.engine.n_layers)
+        stated = self.engine.n_layers if self.stack in (None, "decoder") else stack_size(self.module, self.stack)[0]
+        n_layers = max(max(layers) + 1, stated or 0)
         settings = self._settings(gen, probes, sequence_length, n_repeats, adapted)
         if kept:  # the first pattern's sequences (their period and offset are known): the rest are not kept
             kept = {key: pattern[: self.batch_size] for key, pattern in kept.items()}
@@ -138,6 +146,7 @@ class InductionHeadDetector:
             "chunk_size": self.chunk_size,
             "attn_implementation": getattr(getattr(self.module, "config", None), "_attn_implementation", None),
             "remote": bool(self.remote),
+            "stack": self.stack or "decoder",
             "control": sorted({gen.control_kind(p) for p in probes}),
         }
         if adapted:
@@ -145,18 +154,18 @@ class InductionHeadDetector:
         return settings
 
     def _probe_length(self, gen: PatternGenerator, requested: Any, n_repeats: int) -> tuple[int, str | None]:
-        """``(sequence_length, why it was adapted or None)``: the default fits the model's positions and
-        vocabulary (see ``detect``); the reason is warned about once."""
-        if requested is not None:
-            return requested, None
-        preferred = 128
-        limit = self.engine.max_positions
-        if limit is not None:
-            room = limit - (1 if self.bos_token_id is not None else 0)
-            preferred = min(preferred, room - room % n_repeats)
-        length, why = gen.probe_length(None, n_repeats, preferred)
-        if preferred < 128:
-            why = f"the model has {limit} positions: " + (why or f"using sequence_length={length}")
+        """``(sequence_length, why it was adapted or None)``: the one rule every tool follows
+        (``engine.defaults.fit_probe_length``, 128 tokens where the model allows); the reason is warned once."""
+        length, why = fit_probe_length(
+            gen,
+            self.engine.max_positions,
+            requested,
+            preferred=128,
+            minimum=1,  # the generator names what a pattern needs (too short for 'repeated'...)
+            n_repeats=n_repeats,
+            control=True,
+            tool="detection",
+        )
         if why:
             warn_user(f"induction_nb: {why}")
         return length, why
@@ -177,7 +186,7 @@ class InductionHeadDetector:
             r = repeated[start : start + self.chunk_size]
             c = control[start : start + self.chunk_size]
             reducer = _LayerReducer(r, first_query, keep, pattern_metric_list(), use_lse=self.engine.lse_ok())
-            out = stream_attention(self.engine, torch.cat([r, c]), reducer)
+            out = stream_attention(self.engine, torch.cat([r, c]), reducer, stack=self.stack)
             layers = [x["layer"] for x in out]
             heads = [next(iter(x["metrics"].values())).shape[1] for x in out]  # [batch, head, ...]
             for name in out[0]["metrics"]:
@@ -262,12 +271,12 @@ def _head_scores(
     )
 
 
-def _check_keep(keep: Iterable[tuple[int, int]], engine: Engine) -> list[tuple[int, int]]:
+def _check_keep(keep: Iterable[tuple[int, int]], engine: Engine, stack: str | None = None) -> list[tuple[int, int]]:
     """(layer, head) integer pairs, checked against the config up front where it says the model's size
-    (a remote scan would otherwise pay for a whole job before the error); against the attention layers
-    the scan finds after it."""
+    (a remote scan would otherwise pay for a whole job before the error; the default stack's size); against
+    the attention layers the scan finds after it."""
     pairs = check_heads("keep_patterns", keep, allow_empty=True)
-    n_layers, n_heads = engine.config_layers, engine.n_heads
+    n_layers, n_heads = (engine.config_layers, engine.n_heads) if stack in (None, "decoder") else (None, None)
     if n_layers is not None and n_heads is not None:
         bad = [(l, h) for l, h in pairs if not (0 <= l < n_layers and 0 <= h < n_heads)]
         if bad:

@@ -127,10 +127,19 @@ def _is_word(text: str) -> bool:
     return len(text) >= 4 and text[0] == " " and text[1:].isalpha() and text[1:].islower() and text.isascii()
 
 
-def _check(engine: Engine, lengths: Any, depths: Any, needle_length: Any) -> tuple[list[int], list[float]]:
+DEFAULT_LENGTHS = (1024, 2048)  # context lengths where the model allows them
+
+
+def _check(
+    engine: Engine, lengths: Any, depths: Any, needle_length: Any, haystack: Any
+) -> tuple[list[int], list[float]]:
+    check_int("needle_length", needle_length, 1)
+    if lengths is None:
+        tok = engine.tokenizer if haystack is None else None
+        marker = 3 if tok is None else len(tok(_MARKER, add_special_tokens=False)["input_ids"])
+        lengths = _default_lengths(engine.max_positions, needle_length, marker)
     lengths = [check_int("length", x, 8) for x in (lengths if isinstance(lengths, (list, tuple)) else [lengths])]
     depths = [check_probability("depth", x) for x in (depths if isinstance(depths, (list, tuple)) else [depths])]
-    check_int("needle_length", needle_length, 1)
     if min(lengths) <= 2 * needle_length:
         raise InputError(
             f"the needle ({needle_length} tokens) is longer than the haystack of a {min(lengths)}-token "
@@ -155,6 +164,28 @@ def _check(engine: Engine, lengths: Any, depths: Any, needle_length: Any) -> tup
     return lengths, depths
 
 
+def _default_lengths(limit: int | None, needle_length: int, marker: int) -> tuple[int, ...]:
+    """``DEFAULT_LENGTHS``, or (half the room, the room), or (the room,) where the model has fewer positions
+    (warned): the first that holds the needle and its two markers of ``marker`` ids in every context."""
+    room = None if limit is None else limit - needle_length
+    if room is None or room >= max(DEFAULT_LENGTHS):
+        return DEFAULT_LENGTHS
+    for lengths in ((room // 2, room), (room,)):
+        if all(_holds(x, needle_length, marker) for x in lengths):
+            warn_user(f"induction_nb: the model has {limit} positions: using lengths={lengths}")
+            return lengths
+    best = max((n for n in range(1, limit) if _holds(limit - n, n, marker)), default=None)
+    raise InputError(
+        f"the model has {limit} positions, too few for a needle of {needle_length} tokens, its markers and a "
+        "haystack" + (f"; pass a shorter needle_length (at most {best})" if best else "")
+    )
+
+
+def _holds(length: int, needle_length: int, marker: int) -> bool:
+    """A context of ``length`` holds BOS, two markers, the needle and some haystack (``_check``'s rule too)."""
+    return length >= 8 and length > 2 * needle_length and length - 1 - 2 * marker - needle_length >= 1
+
+
 def _copies(case: Needle, generated: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """Per head ``[layer, head]``: needle tokens it copied (arg-max inside the needle on a position holding
     the token generated at that step)."""
@@ -173,7 +204,7 @@ def _copies(case: Needle, generated: torch.Tensor, keys: torch.Tensor) -> torch.
 def retrieval_heads(
     model: Any,
     *,
-    lengths: Sequence[int] = (1024, 2048),
+    lengths: Sequence[int] | None = None,
     depths: Sequence[float] = (0.1, 0.5, 0.9),
     needle_length: int = 8,
     seed: int = 0,
@@ -187,7 +218,7 @@ def retrieval_heads(
     ``len(lengths) * len(depths)`` runs; ``settings`` holds the runs, the needle-copy accuracy of each and
     what was measured. Views, JSON and CSV work as for detection."""
     engine = Engine.of(model, remote)
-    lengths, depths = _check(engine, lengths, depths, needle_length)
+    lengths, depths = _check(engine, lengths, depths, needle_length, haystack)
     cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
     runs = cases if not (progress or (progress is None and len(cases) > 2)) else _bar(cases, "needles")
     scores, accuracy = [], []
@@ -235,7 +266,7 @@ def needle_accuracy(
     model: Any,
     heads: Sequence[tuple[int, int]] = (),
     *,
-    lengths: Sequence[int] = (1024, 2048),
+    lengths: Sequence[int] | None = None,
     depths: Sequence[float] = (0.1, 0.5, 0.9),
     needle_length: int = 8,
     seed: int = 0,
@@ -245,7 +276,7 @@ def needle_accuracy(
     """The share of needle tokens the model reproduces in place (greedy), with ``heads`` removed: the
     causal check of retrieval heads (remove the top ones, and as many random heads of the same layers)."""
     engine = Engine.of(model, remote)
-    lengths, depths = _check(engine, lengths, depths, needle_length)
+    lengths, depths = _check(engine, lengths, depths, needle_length, haystack)
     heads = check_heads("heads", heads, {l: engine.n_heads for l in engine.layers}, allow_empty=True)
     cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
     hits = [

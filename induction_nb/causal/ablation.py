@@ -17,7 +17,6 @@ import torch
 
 from .._validate import check_choice
 from ..engine.ablator import ABLATION_METHODS, AblationMethod, Ablator, per_plan
-from ..errors import InputError
 from .loss_curve import loss_by_position, require_long_documents
 from .probe import repeat_probe
 
@@ -60,7 +59,7 @@ def ablate_heads(
     method: AblationMethod = "zero",
     *,
     individually: bool = False,
-    sequence_length: int = 64,
+    sequence_length: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
     projections: Sequence[str] | None = None,
@@ -71,7 +70,7 @@ def ablate_heads(
     check_choice("ablation method", method, ABLATION_METHODS)
     ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
-    tokens, positions, natural = repeat_probe(ab, sequence_length, batch_size, seed)
+    tokens, positions, natural = repeat_probe(ab, sequence_length, batch_size, seed, tool="ablate_heads")
     means, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
     plans = [[], heads] + ([[h] for h in heads] if individually else [])
     (lp, hit), _ = ab.run(tokens, plans, method, means, positions)
@@ -106,7 +105,7 @@ def icl_score(
     *,
     ablate: Sequence[tuple[int, int]] = (),
     method: AblationMethod = "zero",
-    sequence_length: int = 64,
+    sequence_length: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
     projections: Sequence[str] | None = None,
@@ -142,9 +141,8 @@ def icl_score(
     check_choice("ablation method", method, ABLATION_METHODS)
     ab = Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
-    if sequence_length < 24:
-        raise InputError(f"icl_score needs sequence_length >= 24 to have early and late windows, got {sequence_length}")
-    tokens, late, natural = repeat_probe(ab, sequence_length, batch_size, seed)
+    # a first block of >= 12 tokens: early and late windows that do not overlap
+    tokens, late, natural = repeat_probe(ab, sequence_length, batch_size, seed, minimum=24, tool="icl_score")
     means = ab.replacement(tokens, int(late[0]), method, seed)[0] if plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))

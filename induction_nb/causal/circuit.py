@@ -47,7 +47,7 @@ def find_circuit(
     *,
     candidates: Sequence[tuple[int, int]] | None = None,
     method: AblationMethod = "zero",
-    sequence_length: int = 64,
+    sequence_length: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
     chunk: int = 32,
@@ -59,7 +59,9 @@ def find_circuit(
     heads). Default induction heads: the detector's."""
     check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # patterns: no corrupt run
     ab = Ablator(model, projections, remote)
-    if induction_heads is None:
+    tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed, tool="find_circuit")
+    if induction_heads is None:  # the detector scores the same length the circuit is measured on
+        sequence_length = tokens.shape[1] - (ab.engine.generator(seed).bos_token_id is not None)
         detector = InductionHeadDetector(ab.model, seed=seed, batch_size=batch_size, remote=remote)
         induction_heads = detector.detect(sequence_length=sequence_length).induction_heads
         if not induction_heads:
@@ -68,7 +70,6 @@ def find_circuit(
     top_layer = max(l for l, _ in targets)
     pool = ab.check_heads(candidates) if candidates is not None else [(l, h) for l, h in ab.heads if l < top_layer]
     pool = [(l, h) for l, h in pool if l < top_layer]
-    tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed)
     means = ab.means(tokens) if method == "mean" else None
     match = match_mask(tokens)
     by_layer: dict[int, list[int]] = {}

@@ -90,7 +90,7 @@ def head_effects(
     *,
     estimator: Estimator = "exact",
     verify_top: int = 0,
-    sequence_length: int = 64,
+    sequence_length: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
     chunk: int | None = None,
@@ -118,7 +118,7 @@ def head_effects(
     ab = Ablator(model, projections, remote)
     check_int("verify_top", verify_top, 0, len(ab.heads))
     chunk = 32 if chunk is None else check_int("chunk", chunk, 1)
-    tokens, positions, _ = repeat_probe(ab, sequence_length, batch_size, seed)
+    tokens, positions, _ = repeat_probe(ab, sequence_length, batch_size, seed, tool="head_effects")
     replacement, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
     exact = torch.full((ab.n_layers, ab.n_heads), float("nan"))
     if estimator == "exact":

@@ -18,6 +18,7 @@ import torch
 
 from .._validate import check_int
 from ..engine.ablator import Ablator, readout
+from ..engine.wrappers import effective_weight, materialized, remote_only
 from ..errors import InputError
 from ..metrics import match_mask
 from .probe import repeat_probe
@@ -54,7 +55,7 @@ def copying_dla(
     heads: Sequence[tuple[int, int]],
     *,
     top_k: int = 5,
-    sequence_length: int = 64,
+    sequence_length: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
     projections: Sequence[str] | None = None,
@@ -66,14 +67,14 @@ def copying_dla(
     ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     module = ab.module
-    if next(module.parameters()).device.type == "meta":
+    if remote_only(module):  # an offloaded model's weights are here, brought in by its hooks
         raise InputError(
             "copying_dla needs the model's weights (output projection, final norm, unembedding), which a remote "
             "model does not hold locally; run it on a local copy of the model (load_model(name))"
         )
     unembed = _unembedding(module)
     norm_path = next((p for p in _FINAL_NORMS if _has(module, p)), None)
-    tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed)
+    tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed, tool="copying_dla")
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
@@ -85,9 +86,10 @@ def copying_dla(
     b_idx, q_idx = scored.nonzero(as_tuple=True)
     d, out = ab.d_head, []
     for layer, hs in sorted(by_layer.items()):
-        proj = module.get_submodule(ab.paths[layer])
+        # as the layer computes: an adapter's B A (LoRA, DoRA) included, offloaded weights brought in
+        matrix = effective_weight(module.get_submodule(ab.paths[layer]))  # [d_model, width]
         for j, h in enumerate(hs):
-            w = _head_block(proj, h, d)  # [d_model, d_head]
+            w = matrix[:, h * d : (h + 1) * d]  # [d_model, d_head]
             z = got[("z", layer)][b_idx, q_idx, h * d : (h + 1) * d]  # [n, d_head]
             contribution = z @ w.T.float()
             if centre:
@@ -129,14 +131,8 @@ def _unembedding(module: torch.nn.Module) -> torch.Tensor:
         emb = linears[-1] if linears else None
     if emb is None or not hasattr(emb, "weight"):
         raise InputError(f"cannot find the unembedding of {type(module).__name__} (no output embeddings)")
-    return emb.weight.detach().float()  # [vocab, d_model]
-
-
-def _head_block(proj: torch.nn.Module, head: int, d: int) -> torch.Tensor:
-    """The ``[d_model, d_head]`` block of the output projection that maps head ``head``'s output."""
-    if isinstance(proj, torch.nn.Linear):
-        return proj.weight.detach()[:, head * d : (head + 1) * d]
-    return proj.weight.detach()[head * d : (head + 1) * d, :].T  # GPT-2's Conv1D stores [in, out]
+    with materialized(emb):  # offloaded weights brought in (a plain module as it is)
+        return emb.weight.detach().float().clone()  # [vocab, d_model]
 
 
 def _norm_terms(module: torch.nn.Module, path: str | None, final: torch.Tensor | None):
@@ -148,5 +144,7 @@ def _norm_terms(module: torch.nn.Module, path: str | None, final: torch.Tensor |
     centre = isinstance(norm, torch.nn.LayerNorm)
     x = final - final.mean(-1, keepdim=True) if centre else final
     scale = torch.rsqrt(x.pow(2).mean(-1) + eps)
-    weight = getattr(norm, "weight", None)
-    return scale, None if weight is None else weight.detach().float(), centre
+    with materialized(norm):
+        weight = getattr(norm, "weight", None)
+        weight = None if weight is None else weight.detach().float().clone()
+    return scale, weight, centre

@@ -10,25 +10,27 @@ import torch
 
 from .._validate import check_int
 from ..engine.ablator import Ablator
-from ..errors import InputError
+from ..errors import warn_user
 
-__all__ = ["repeat_probe"]
+__all__ = ["repeat_probe", "DEFAULT_LENGTH"]
+
+DEFAULT_LENGTH = 64  # tokens (BOS not counted): the causal tools' probe where the model allows it
 
 
-def repeat_probe(ab: Ablator, sequence_length: int, batch_size: int, seed: int):
+def repeat_probe(ab: Ablator, sequence_length: int | None, batch_size: int, seed: int, *, minimum: int = 4, tool: str):
     """``(tokens [batch, seq], the repeat's query positions, (natural tokens, their positions) or None)``:
     repeated random blocks (BOS first where the model has one) and, with a tokenizer, repeated natural
     passages. The positions are the queries predicting the repeat's 2nd..last token (its first token
-    follows nothing that repeats)."""
-    check_int("sequence_length", sequence_length, 4)  # a block of >= 2 tokens, repeated
+    follows nothing that repeats). ``sequence_length``: ``None`` for the causal tools' default (64 tokens,
+    or what the model allows: ``Engine.probe_length``, the rule detection follows too); ``minimum``: the
+    shortest the calling ``tool`` measures on. Raises ``InputError`` naming a length that works."""
+    check_int("batch_size", batch_size, 1)
+    sequence_length, why = ab.engine.probe_length(
+        sequence_length, preferred=DEFAULT_LENGTH, minimum=minimum, tool=tool, seed=seed
+    )
+    if why:
+        warn_user(f"induction_nb: {why}")
     gen = ab.engine.generator(seed)
-    room = ab.engine.max_positions
-    bos = 0 if gen.bos_token_id is None else 1
-    if room is not None and sequence_length + bos > room:
-        raise InputError(
-            f"sequence_length={sequence_length} (+{bos} BOS) exceeds the model's {room} positions; "
-            f"pass sequence_length={room - bos - (room - bos) % 2} or less"
-        )
     probe = gen.generate("repeated", sequence_length, batch_size)
     tokens = ab.engine.check_tokens(probe.tokens)
     repeat_half = torch.arange(probe.offset + probe.period, tokens.shape[1] - 1)

@@ -14,7 +14,7 @@ functions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -100,13 +100,17 @@ def text_head_scores(
     charset: Charset = "unicode",
 ) -> TextPlot:
     """Horizontal bars of ``metric`` for each head (dicts with ``layer``, ``head`` and the metric, e.g.
-    ``[s.to_dict() for s in result.head_scores]``), sorted descending (NaN last), the threshold marked. A
-    signed metric (``metrics.REGISTRY``: the ablation effect) gets bars scaled to its largest ``|value|``,
-    negative ones drawn with their own character, and no threshold."""
+    ``[s.to_dict() for s in result.head_scores]``, or the result itself), sorted descending (NaN last), the
+    threshold marked. A signed metric (``metrics.REGISTRY``: the ablation effect) gets bars scaled to its
+    largest ``|value|``, negative ones drawn with their own character, and no threshold."""
     check_view_options(width, charset)
     check_probability("threshold", threshold)
     if top is not None:
         check_int("top", top, 1)
+    if hasattr(scores, "head_scores"):  # a result: its heads
+        scores = [s.to_dict() for s in scores.head_scores]
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Iterable):
+        raise InputError(f"scores must be a result or a list of dicts per head, got {type(scores).__name__}")
     rows = []
     for d in scores:
         try:

@@ -24,6 +24,7 @@ from .batch import Batch
 from .engine import Engine, cut_heads, head_outputs, read_layer
 from .outputs import next_token_logprobs
 from .sites import envoy_at
+from .wrappers import adapted_layer
 
 __all__ = ["Ablator", "AblationMethod", "ABLATION_METHODS", "per_plan", "readout"]
 
@@ -41,7 +42,8 @@ class Ablator:
         self.sites = self.engine.sites()
         self.layers = self.engine.layers  # the model's layer indices, in run order
         self.n_layers = self.engine.n_layers
-        self.paths, self.d_head = self.engine.projections(list(projections) if projections is not None else None)
+        named = None if projections is None else [adapted_layer(self.module, p) for p in projections]
+        self.paths, self.d_head = self.engine.projections(named)
         self.n_heads = self.engine.n_heads
 
     def check_heads(self, heads: Any, name: str = "heads") -> list[tuple[int, int]]:

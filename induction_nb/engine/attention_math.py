@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from ..errors import CaptureCheckError
+
 __all__ = ["attention_from_qk", "repeat_kv_heads"]
 
 
@@ -24,7 +26,10 @@ def repeat_kv_heads(key: torch.Tensor, n_query_heads: int) -> torch.Tensor:
     if n_kv == n_query_heads:
         return key
     if n_query_heads % n_kv:
-        raise ValueError(f"{n_query_heads} query heads cannot share {n_kv} key/value heads evenly")
+        raise CaptureCheckError(
+            f"{n_query_heads} query heads cannot share {n_kv} key/value heads evenly: the model's head counts "
+            "(config or module attributes) do not match its projections; name the sites with sites=CustomSites(...)"
+        )
     return key.repeat_interleave(n_query_heads // n_kv, dim=1)
 
 

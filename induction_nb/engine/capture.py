@@ -9,8 +9,11 @@ self-checked before anyone sees it: finite, rows summing to 1 (with the sink's s
 attention sink takes part of each row), zeros above the diagonal where the site is causal. A failure
 raises ``CaptureCheckError`` naming the layer. Layers are the model's own layer indices.
 Padded batches: pass ``attention_mask`` with the ids, or strings (the tokenizer pads them); padding rows
-and columns are 0 in the pattern and never checked, the real rows are (see ``engine.batch``). Limits:
-self-attention only; a padded batch is read whole (no row-block streaming).
+and columns are 0 in the pattern and never checked, the real rows are (see ``engine.batch``).
+Encoder-decoders: ``stack=`` picks one attention stack (``engine.seq2seq``): the decoder's self-attention
+over the tokens by default, ``"encoder"`` its encoder's (over the same tokens), ``"cross"`` the decoder's
+attention over the encoder's output (queries: the decoder's tokens, keys: the encoder's); stacks are never
+mixed in one grid. Limits: a padded batch is read whole (no row-block streaming).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from .._validate import is_int
-from ..errors import CaptureCheckError, InputError
+from ..errors import CaptureCheckError, InputError, warn_user
 from .engine import Engine, read_layer
+from .seq2seq import Stack, select_stack, stack_size
 from .sites import CustomSites, Site
 from .tracing import mha_fastpath_off
 
@@ -49,7 +53,8 @@ class AttentionPatterns:
     (gpt-oss, deepseek-v4: rows then sum to ``1 - sink_mass``) or positions the model puts before the
     tokens (CPM-Ant's prompt); ``None`` where no layer has one (zeros for the layers without one
     otherwise). ``heads``: the number of heads of each layer where layers differ in it (``None`` where
-    they all have ``n_heads``); the missing heads of a smaller layer are NaN in ``pattern``.
+    they all have ``n_heads``); the missing heads of a smaller layer are NaN in ``pattern``. ``stack``:
+    the attention stack captured (``engine.seq2seq.Stack``; ``"decoder"`` for a one-stack model).
     """
 
     pattern: torch.Tensor
@@ -60,6 +65,7 @@ class AttentionPatterns:
     sink_mass: torch.Tensor | None = None
     heads: tuple[int, ...] | None = None
     attention_mask: torch.Tensor | None = None
+    stack: Stack = "decoder"
 
     @property
     def n_heads(self) -> int:
@@ -94,6 +100,7 @@ def capture_attention(
     attention_mask: torch.Tensor | None = None,
     sites: CustomSites | None = None,
     remote: bool | RemoteConfig = False,
+    stack: Stack | None = None,
 ) -> AttentionPatterns:
     """Capture the attention patterns of ``model`` on ``tokens`` ``[batch, seq]`` (or ``[seq]``).
 
@@ -102,9 +109,10 @@ def capture_attention(
     (the model's tokenizer, padded on its side). ``attention_mask``: ``[batch, seq]``, 1 on real tokens,
     0 on padding (left or right). ``layers``: layer indices (default: all). ``sites``: the escape hatch
     for attention that discovery cannot find (see ``CustomSites``). ``remote``: run on NDIF (``True``, or
-    a ``RemoteConfig``); the model must then be an nnsight model that names a served model.
+    a ``RemoteConfig``); the model must then be an nnsight model that names a served model. ``stack``: an
+    encoder-decoder's ``"decoder"`` (default), ``"encoder"`` or ``"cross"`` attention (module docstring).
     """
-    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask)
+    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask, stack)
     per_layer = _run(ctx, _Keep())
     heads = tuple(p.shape[1] for _, (p, _), _ in per_layer)
     shapes = {(p.shape[0], *p.shape[2:]) for _, (p, _), _ in per_layer}
@@ -131,6 +139,7 @@ def capture_attention(
         sink_mass=sink_mass,
         heads=heads if len(set(heads)) > 1 else None,
         attention_mask=ctx.batch.mask,
+        stack=ctx.sites[0].stack,
     )
 
 
@@ -160,12 +169,13 @@ def capture_head(
     attention_mask: torch.Tensor | None = None,
     sites: CustomSites | None = None,
     remote: bool | RemoteConfig = False,
+    stack: Stack | None = None,
 ) -> torch.Tensor:
     """One head's pattern ``[batch, q, k]`` (float32), built row block by row block: at 4k tokens that is
     the 64 MB of one head, never the layer's ``[head, T, T]`` (what a long-context view needs). A padded
     batch (``attention_mask``, strings) is read whole, its padding rows and columns 0."""
-    ctx = _prepare(model, tokens, [layer], sites, remote, attention_mask)
-    heads = ctx.engine.n_heads
+    ctx = _prepare(model, tokens, [layer], sites, remote, attention_mask, stack)
+    heads = ctx.engine.n_heads if stack in (None, "decoder") else stack_size(ctx.engine.module, stack)[1]
     if not is_int(head) or not 0 <= head < (heads if heads is not None else head + 1):
         raise InputError(f"head {head!r} out of range: the model has {heads} heads per layer (0..{(heads or 1) - 1})")
     return _run(ctx, _OneHead(head))[0][1]
@@ -192,6 +202,7 @@ def stream_attention(
     attention_mask: torch.Tensor | None = None,
     sites: CustomSites | None = None,
     remote: bool | RemoteConfig = False,
+    stack: Stack | None = None,
 ) -> list[T]:
     """Run ``reducer(layer, pattern)`` inside the trace on each layer's checked pattern
     ``[batch, head, q, k]`` (float32) and return the reducer's results in layer order.
@@ -201,8 +212,9 @@ def stream_attention(
     attribute ``accepts_sink = True`` is called as ``reducer(layer, pattern, sink_mass)``, ``sink_mass``
     ``[batch, head, q]`` or ``None`` (see ``AttentionPatterns``). ``tokens`` and ``attention_mask`` as
     for ``capture_attention``: a padded batch's padding rows and columns are 0 in what the reducer gets.
+    ``stack``: which attention stack of an encoder-decoder (as for ``capture_attention``).
     """
-    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask)
+    ctx = _prepare(model, tokens, layers, sites, remote, attention_mask, stack)
     return [value for _, value, _ in _run(ctx, reducer)]
 
 
@@ -218,7 +230,13 @@ class _Context:
 
 
 def _prepare(
-    model: Any, tokens: Any, layers: Any, sites: CustomSites | None, remote: Any = False, attention_mask: Any = None
+    model: Any,
+    tokens: Any,
+    layers: Any,
+    sites: CustomSites | None,
+    remote: Any = False,
+    attention_mask: Any = None,
+    stack: Stack | None = None,
 ) -> _Context:
     engine = Engine.of(model, remote)
     batch = engine.batch(tokens, attention_mask)
@@ -227,9 +245,9 @@ def _prepare(
     if sites is not None:
         if not isinstance(sites, CustomSites):
             raise InputError(f"sites must be an induction_nb.CustomSites, not {type(sites).__name__}")
-        all_sites = sites.expand()
+        all_sites = select_stack(sites.expand(), stack, engine.module)
     else:
-        all_sites = engine.sites(tokens[:1, batch.valid()[0]])  # discovery probes one real sequence
+        all_sites = engine.sites(tokens[:1, batch.valid()[0]], stack)  # discovery probes one real sequence
     chosen = _select_layers(layers, [s.layer for s in all_sites])
     return _Context(engine, batch, tuple(s for s in all_sites if s.layer in chosen))
 
@@ -256,7 +274,14 @@ def _run(ctx: _Context, reduce: Callable[..., Any]) -> list[tuple[int, Any, bool
     out = list(out or [])
     done = {layer for layer, _, _ in out}
     missing = [s.layer for s in ctx.sites if s.layer not in done]
+    pooled = [layer for layer, _, causal in out if causal is None]
     out = [x for x in out if x[2] is not None]  # causal None: not attention among the tokens (pooled)
+    if pooled and out:
+        warn_user(
+            f"induction_nb: layer(s) {pooled} of {type(engine.module).__name__} attend over fewer positions than "
+            "the tokens (pooled blocks, as in Funnel Transformer's later blocks) and are left out of the "
+            "patterns and scores"
+        )
     if not out:
         raise CaptureCheckError(
             "no attention layer covers the tokens (every site attends over other positions); "

@@ -14,9 +14,19 @@
 3. **Labels.** Each application is labelled with the model's own layer index: its position in the layer
    list the site modules share (``model.layers.3.self_attn`` -> 3, so the attention layers of a hybrid
    model keep their indices), or the application order where modules repeat or share no list.
+4. **Stacks.** An encoder-decoder's sites are sorted into encoder self-attention, decoder self-attention
+   and cross-attention by what each module is given (``seq2seq.site_stacks``); labels count from 0 within
+   each stack. Every site of a one-stack model is in the ``"decoder"`` stack.
 
-Remote models (meta weights) cannot run a local probe forward: there every candidate module is assumed to
-run once, in module order, and the probes run on the server. Limits: self-attention only.
+A probe that does not find its operation (nnsight: it never ran, or has no source) says "not this
+operation"; a probe that fails otherwise (a torch error, a forward that cannot run under a trace) is kept,
+and where nothing is accepted discovery says the probes could not run, with the first failure, instead of
+"no attention found". Offloaded models (meta weights that accelerate hooks bring in) probe locally.
+
+Remote models (meta weights, no offload hook) cannot run a local probe forward: there every candidate module
+is assumed to run once, in module order, and the probes run on the server. Limits: self-attention, and an
+encoder-decoder's cross-attention; a remote encoder-decoder is refused (its stacks are told apart by a local
+forward).
 """
 
 from __future__ import annotations
@@ -29,9 +39,11 @@ import torch
 
 from ..errors import AttentionNotFoundError, InputError
 from .reads import Read
+from .seq2seq import forward_inputs, is_encoder_decoder, site_stacks
 from .site_kinds import KINDS, SiteKind, discoverable
 from .sites import Site, envoy_at, op_node
 from .tracing import mha_fastpath_off, remote_failure, trace
+from .wrappers import compile_safe, in_features, remote_only
 
 __all__ = ["find_sites", "find_projection", "in_features", "layer_labels"]
 
@@ -59,9 +71,12 @@ def find_sites(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, 
 
 
 def _candidates(module: torch.nn.Module) -> list[str]:
+    # an encoder-decoder's cross-attention is a site of its own stack (told apart by what it is given,
+    # seq2seq.site_stacks); elsewhere a module named like cross-attention is not self-attention
+    by_name = not is_encoder_decoder(module)
     out = []
     for path, m in module.named_modules():
-        if not path or _CROSS.search(path.rsplit(".", 1)[-1]):
+        if not path or (by_name and _CROSS.search(path.rsplit(".", 1)[-1])):
             continue
         if isinstance(m, torch.nn.MultiheadAttention) or (
             _ATTN_CLASS.search(type(m).__name__) and not isinstance(m, (torch.nn.ModuleList, torch.nn.ModuleDict))
@@ -76,13 +91,15 @@ def _call_order(module: torch.nn.Module, probe_tokens: torch.Tensor, paths: list
         return paths
     calls: list[str] = []
     handles = [module.get_submodule(p).register_forward_pre_hook(lambda m, a, p=p: calls.append(p)) for p in paths]
+    args, kwargs = forward_inputs(module, probe_tokens, {})
     try:
         with torch.no_grad(), mha_fastpath_off():
-            module(probe_tokens)
+            module(*args, **kwargs)
     except Exception as e:
         raise AttentionNotFoundError(
             f"{type(module).__name__}'s forward pass fails on token ids {probe_tokens.tolist()}: "
-            f"{type(e).__name__}: {e}. capture_attention calls the model as model(tokens)."
+            f"{type(e).__name__}: {e}. capture_attention calls the model as model(tokens) (an encoder-decoder "
+            "as model(tokens, decoder_input_ids=tokens))."
         ) from e
     finally:
         for h in handles:
@@ -91,7 +108,9 @@ def _call_order(module: torch.nn.Module, probe_tokens: torch.Tensor, paths: list
 
 
 def _is_meta(module: torch.nn.Module) -> bool:
-    return any(p.device.type == "meta" for p in module.parameters())
+    """Weights that are not here (a remote model); an offloaded model's meta weights are brought in by its
+    hooks at run time, so it probes locally, the way it runs."""
+    return remote_only(module)
 
 
 def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, remote: Any) -> tuple[Site, ...]:
@@ -105,17 +124,26 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, r
         if path not in accepted:
             groups.setdefault(type(module.get_submodule(path)), []).append(path)
     tried: list[str] = []
+    failed: list[BaseException] = []  # probes that could not run (not: ran and were not attention)
     for tiers in ((0, 1), (2,)):
         for cls, paths in sorted(groups.items(), key=lambda kv: -min(p.count(".") for p in kv[1])):
             if _overlaps(paths, list(accepted)):
                 continue
-            hit = _probe_module(model, paths[0], probe_tokens, tiers, remote)
+            hit = _probe_module(model, paths[0], probe_tokens, tiers, remote, failed)
             if tiers == (0, 1):
                 tried.append(f"{cls.__name__} ({len(paths)}x, e.g. {paths[0]})")
             if hit is not None:
                 accepted.update({p: hit for p in paths})
         if accepted:
             break
+    if not accepted and failed:
+        first = failed[0]
+        raise AttentionNotFoundError(
+            f"cannot tell where the attention of {type(module).__name__} is: {len(failed)} discovery probe(s) "
+            f"could not run ({type(first).__name__}: {str(first).strip()[:300]}); this is not a finding that it "
+            "has no attention. Fix what makes the model's forward fail under a trace, or name the sites with "
+            "induction_nb.CustomSites(...)"
+        ) from first
     if not accepted:
         classes = sorted({type(m).__name__ for _, m in module.named_modules()})[:12]
         raise AttentionNotFoundError(
@@ -125,11 +153,21 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, r
             "induction_nb.CustomSites(...) and pass it as sites=... (see the README, 'Custom attention')."
         )
     events = [p for p in calls if p in accepted and not _overlaps([p], [q for q in accepted if q != p])]
+    local = remote is None and not _is_meta(module)
+    return _label(events, accepted, site_stacks(module, probe_tokens, events, local, ran))
+
+
+def _label(events: list[str], accepted: dict, stacks: dict[str, str]) -> tuple[Site, ...]:
+    """One site per application in ``events`` (run order), labelled within its stack (``layer_labels``)."""
+    labels: dict[int, int] = {}
+    for stack in dict.fromkeys(stacks.values()):
+        mine = [i for i, p in enumerate(events) if stacks[p] == stack]
+        labels.update(zip(mine, layer_labels([events[i] for i in mine])))
     seen: dict[str, int] = {}
     sites = []
-    for label, path in zip(layer_labels(events), events):
+    for i, path in enumerate(events):
         op, kind = accepted[path]
-        sites.append(Site(layer=label, path=path, op=op, kind=kind, call=seen.get(path, 0)))
+        sites.append(Site(layer=labels[i], path=path, op=op, kind=kind, call=seen.get(path, 0), stack=stacks[path]))
         seen[path] = seen.get(path, 0) + 1
     return tuple(sites)
 
@@ -162,34 +200,36 @@ def _tier(name: str) -> int:
     return 1 if "softmax" in leaf.lower() else 2
 
 
-def _probe_module(model: Any, path: str, probe_tokens: torch.Tensor, tiers: tuple[int, ...], remote: Any):
+def _probe_module(model: Any, path: str, probe_tokens: torch.Tensor, tiers: tuple[int, ...], remote: Any, failed):
     """``(op chain, kind)`` of the first operation of module ``path`` (or of a helper it calls) that proves
-    to be attention, or ``None``."""
+    to be attention, or ``None``. Probes that could not run are appended to ``failed``."""
     envoy = envoy_at(model, path)
     try:
         names = list(envoy.source.names)
     except Exception:  # no Python source (a C extension, a scripted module): nothing to probe
         return None
-    return _probe_ops(model, envoy, "", names, probe_tokens, tiers, remote, depth=0)
+    compile_safe(envoy._module)  # sourced now: compiled copies of the model must keep working
+    return _probe_ops(model, envoy, "", names, probe_tokens, tiers, (remote, failed), depth=0)
 
 
-def _probe_ops(model, envoy, prefix: str, names: list[str], probe_tokens, tiers, remote, depth: int):
+def _probe_ops(model, envoy, prefix: str, names: list[str], probe_tokens, tiers, run: tuple, depth: int):
+    remote, failed = run
     ranked = sorted((n for n in names if _tier(n) in tiers), key=lambda n: (_tier(n), names.index(n)))
     for name in ranked:
         chain = f"{prefix}{name}"
-        kind = _probe_op(model, envoy, chain, probe_tokens, remote)
+        kind = _probe_op(model, envoy, chain, probe_tokens, remote, failed)
         if kind is not None:
             return chain, kind
         if _tier(name) == 0 and depth < _MAX_DEPTH:
-            inner = _inner_names(model, envoy, chain, probe_tokens, remote)
+            inner = _inner_names(model, envoy, chain, probe_tokens, remote, failed)
             if inner:
-                hit = _probe_ops(model, envoy, chain + ".", inner, probe_tokens, (0, 1), remote, depth + 1)
+                hit = _probe_ops(model, envoy, chain + ".", inner, probe_tokens, (0, 1), run, depth + 1)
                 if hit is not None:
                     return hit
     return None
 
 
-def _inner_names(model, envoy, chain: str, probe_tokens, remote) -> list[str]:
+def _inner_names(model, envoy, chain: str, probe_tokens, remote, failed: list) -> list[str]:
     """The operations inside the function that operation ``chain`` calls (empty for a module or builtin)."""
     import nnsight
 
@@ -198,18 +238,18 @@ def _inner_names(model, envoy, chain: str, probe_tokens, remote) -> list[str]:
             names = nnsight.save([])
             names.extend(op_node(envoy, chain).source.names)
             tracer.stop()
-    except Exception as e:  # a submodule or a builtin: nothing to search; a remote failure is raised
-        _reraise_remote(e, remote)
+    except Exception as e:  # a submodule or a builtin: nothing to search
+        _sort_failure(e, remote, failed)
         return []
     return list(names)
 
 
-def _probe_op(model: Any, envoy: Any, chain: str, probe_tokens: torch.Tensor, remote: Any) -> SiteKind | None:
-    """Run one probe trace reading operation ``chain``; its kind if it proves to be attention.
+def _probe_op(model: Any, envoy: Any, chain: str, probe_tokens: torch.Tensor, remote: Any, failed: list):
+    """Run one probe trace reading operation ``chain``; its kind if it proves to be attention, else ``None``.
 
     An operation that does not run for this input (a branch not taken) makes nnsight raise or leaves
-    nothing saved: either way it is not the site. Remote failures other than the job's own
-    (no key, unreachable server, model not served) are raised."""
+    nothing saved: either way it is not the site. Any other failure is recorded in ``failed``
+    (``_sort_failure``)."""
     import nnsight
 
     try:
@@ -217,17 +257,35 @@ def _probe_op(model: Any, envoy: Any, chain: str, probe_tokens: torch.Tensor, re
             verdict = nnsight.save([])
             verdict.append(_judge(op_node(envoy, chain), *probe_tokens.shape))
             tracer.stop()
-    except Exception as e:  # nnsight's OutOfOrderError for an operation on a branch not taken
-        _reraise_remote(e, remote)
+    except Exception as e:
+        _sort_failure(e, remote, failed)
         return None
     return verdict[0] if verdict else None
 
 
-def _reraise_remote(e: Exception, remote: Any) -> None:
-    """A remote failure other than the job's own (no key, unreachable, not served) ends discovery."""
+def _sort_failure(e: Exception, remote: Any, failed: list) -> None:
+    """A failed probe trace, sorted: a remote failure other than the job's own (no key, unreachable, not
+    served) ends discovery; nnsight's word that the operation is not there for this input means "not the
+    site"; anything else (a torch error, a forward that cannot run) goes to ``failed``: the probe could not
+    run, which says nothing about the operation."""
     err = remote_failure(e, remote)
     if err is not None and getattr(err, "kind", "job") != "job":
         raise err from e
+    if not _not_taken(e if err is None else err):
+        failed.append(e if err is None else err)
+
+
+def _not_taken(e: BaseException) -> bool:
+    """nnsight 0.8.1 says the probed operation is not there for this input: it never ran (a branch not
+    taken, ``OutOfOrderError``) or has no source to search (a builtin or a submodule call,
+    ``SourceNotAvailable``). A remote job reports them by name in the server's traceback."""
+    from nnsight.intervention.interleaver import OutOfOrderError
+    from nnsight.intervention.source import SourceNotAvailable
+
+    if isinstance(e, (OutOfOrderError, SourceNotAvailable)):
+        return True
+    server = getattr(e, "server_message", None) or ""
+    return any(name in server for name in ("OutOfOrderError", "SourceNotAvailable"))
 
 
 def _judge(node: Any, batch: int, n_tokens: int) -> SiteKind | None:
@@ -242,6 +300,8 @@ def _judge(node: Any, batch: int, n_tokens: int) -> SiteKind | None:
                 covers = min(read.pattern.shape[-2:]) >= n_tokens
                 if covers and kind.reproduces(args, kwargs, output, read):
                     return kind
+        except torch.OutOfMemoryError:  # the probe could not run (``_sort_failure``), not "not attention"
+            raise
         except Exception:  # a call that is not attention can fail any of these tests: not a site
             continue
     return None
@@ -270,11 +330,3 @@ def find_projection(module: torch.nn.Module, site_path: str) -> str:
         "there and beside it); pass projections=['...', ...] naming, per layer, the module whose input is the "
         "concatenated head outputs"
     )
-
-
-def in_features(module: torch.nn.Module) -> int | None:
-    if isinstance(module, torch.nn.Linear):
-        return module.in_features
-    if type(module).__name__ == "Conv1D" and hasattr(module, "weight"):  # GPT-2's transposed linear
-        return module.weight.shape[0]
-    return None

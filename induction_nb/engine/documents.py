@@ -1,6 +1,7 @@
 """Documents as token ids for the model: read (anything ``load_texts`` reads), tokenized with the model's
 tokenizer, cut or split at a length, and grouped into length buckets for padded batches.
 
+Documents already tokenized (lists of token ids) are taken as they are, with or without a tokenizer.
 A document longer than ``max_length`` goes by the package's one overflow rule (``engine.batch.fit_length``):
 ``"truncate"`` (keep the first ``max_length`` tokens, with a warning), ``"chunk"`` (windows of
 ``max_length``, each counted as a document of its own; only the first keeps the tokenizer's BOS) or
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from .._validate import check_choice, check_int
 from ..errors import InputError, warn_user
 from ..probes.texts import load_texts
 from .batch import OVERFLOWS, Overflow, fit_length
 from .engine import Engine
 
-__all__ = ["tokenize_documents", "document_limit", "length_buckets"]
+__all__ = ["tokenize_documents", "token_id_documents", "document_limit", "length_buckets"]
 
 
 def tokenize_documents(
@@ -26,15 +29,17 @@ def tokenize_documents(
     """Each document's token ids (the model's tokenizer, its special tokens), cut or split at
     ``max_length`` (default: the model's positions, at most 1024). Anything ``load_texts`` reads."""
     check_choice("overflow", overflow, OVERFLOWS)
+    ids = token_id_documents(texts, engine.vocab_size)
     tok = engine.tokenizer
-    if tok is None:
+    if ids is None and tok is None:
         raise InputError(
             "scoring text needs the model's tokenizer and this model has none; load the model by name "
             "or path (load_model), or tokenize the documents yourself and pass lists of token ids"
         )
-    docs = load_texts(texts)
     limit = document_limit(engine, max_length)
-    out, long = fit_length([tok(doc)["input_ids"] for doc in docs], limit, overflow, "a document")
+    if ids is None:
+        ids = [tok(doc)["input_ids"] for doc in load_texts(texts)]
+    out, long = fit_length(ids, limit, overflow, "a document")
     out = [ids for ids in out if len(ids) >= 2]  # a single token (a chunk's tail) has no attention pattern
     if long and overflow == "truncate":
         warn_user(
@@ -44,6 +49,32 @@ def tokenize_documents(
     if not out:
         raise InputError("no document has at least 2 tokens")
     return out
+
+
+def token_id_documents(texts: Any, vocab_size: int | None) -> list[list[int]] | None:
+    """Documents given as token ids (a sequence of int sequences or 1-D integer tensors), checked against
+    the vocabulary; ``None`` where ``texts`` is text for the tokenizer. Raises ``InputError`` for ids
+    outside ``[0, vocab_size)`` or mixed ids and text."""
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)) or not texts:
+        return None
+    is_ids = [_ids(doc) for doc in texts]
+    if not any(d is not None for d in is_ids):
+        return None
+    if any(d is None for d in is_ids):
+        raise InputError("documents mix token ids and text; pass all of them as lists of token ids, or all as text")
+    for i, doc in enumerate(is_ids):
+        bad = [t for t in doc if t < 0 or (vocab_size is not None and t >= vocab_size)]
+        if bad:
+            raise InputError(f"document {i} holds token ids outside the vocabulary [0, {vocab_size}): {bad[:5]}")
+    return is_ids
+
+
+def _ids(doc: Any) -> list[int] | None:
+    if isinstance(doc, torch.Tensor):
+        return doc.tolist() if doc.dim() == 1 and not doc.is_floating_point() and not doc.is_complex() else None
+    if isinstance(doc, (list, tuple)) and doc and all(isinstance(t, int) and not isinstance(t, bool) for t in doc):
+        return list(doc)
+    return None
 
 
 def document_limit(engine: Engine, max_length: int | None) -> int:

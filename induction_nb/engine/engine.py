@@ -24,11 +24,14 @@ from ..errors import CaptureCheckError, InductionNBError, InputError
 from ..probes.patterns import PatternGenerator
 from . import model_info as info
 from .batch import check_tokens, make_batch
+from .defaults import fit_probe_length
 from .discovery import find_projection, find_sites, in_features
 from .models import load_model
+from .modes import check_repeatable, check_training
 from .reads import Read, check_pattern, mask_padding, token_block
 from .remote import resolve
 from .rows import flash_with_lse
+from .seq2seq import Stack, decoder_start, forward_inputs, select_stack, stack_size
 from .sites import Site, envoy_at, op_node
 from .tracing import remote_failure, trace
 
@@ -60,7 +63,9 @@ class Engine:
         resolved = None
         if remote:
             resolved = resolve(wrapped, remote)
-        return cls(wrapped, info.torch_module(wrapped), resolved)
+        engine = cls(wrapped, info.torch_module(wrapped), resolved)
+        engine.check_eval()  # every tool resolves its model here: one mode guard for all of them
+        return engine
 
     # -- facts ----------------------------------------------------------------------------------------
 
@@ -86,17 +91,20 @@ class Engine:
 
     @property
     def config_layers(self) -> int | None:
-        """The layer count the config states (``None`` without one); ``n_layers`` is what runs."""
-        return info.n_layers(self.module)
+        """The layer count the config states (``None`` without one; an encoder-decoder's decoder's);
+        ``n_layers`` is what runs."""
+        return stack_size(self.module, "decoder")[0] or info.n_layers(self.module)
 
     @property
     def n_heads(self) -> int | None:
-        return info.n_heads(self.module)
+        return stack_size(self.module, "decoder")[1] or info.n_heads(self.module)
 
     def bos_token_id(self) -> int | None:
-        """The model's BOS id (tokenizer first, config second), where it lies inside the vocabulary."""
+        """The model's BOS id (an encoder-decoder's decoder start token first, then the tokenizer's, then
+        the config's), where it lies inside the vocabulary."""
         vocab = self.vocab_size
         for source in (
+            decoder_start(self.module),
             getattr(self.tokenizer, "bos_token_id", None),
             getattr(getattr(self.module, "config", None), "bos_token_id", None),
         ):
@@ -122,6 +130,15 @@ class Engine:
             tokenizer=self.tokenizer,
         )
 
+    def probe_length(
+        self, requested: int | None, *, preferred: int, minimum: int = 4, tool: str = "this tool", seed: int = 0
+    ) -> tuple[int, str | None]:
+        """``(sequence_length, why the default adapted or None)``: the one rule every tool's probe length
+        follows (``engine.defaults.fit_probe_length``: ``preferred`` where the model's positions and
+        vocabulary allow it). Raises ``InputError`` naming a length that works."""
+        gen = self.generator(seed)
+        return fit_probe_length(gen, self.max_positions, requested, preferred=preferred, minimum=minimum, tool=tool)
+
     def check_tokens(self, tokens: Any) -> torch.Tensor:
         return check_tokens(tokens, self.module)
 
@@ -132,27 +149,37 @@ class Engine:
         return make_batch(tokens, attention_mask, self.module, self.tokenizer, max_length=max_length, overflow=overflow)
 
     def check_eval(self) -> None:
-        if self.module.training and self.remote is None:  # remotely, the server's copy is what runs
-            raise InputError(
-                f"{type(self.module).__name__} is in training mode (dropout would perturb the "
-                "patterns); call model.eval() first"
-            )
+        """``InputError`` for a local model with any submodule in training mode (``engine.modes``); remotely,
+        the server's copy is what runs."""
+        if self.remote is None:
+            check_training(self.module)
 
     # -- attention sites and head outputs ---------------------------------------------------------------
 
-    def sites(self, probe_tokens: torch.Tensor | None = None) -> tuple[Site, ...]:
-        """Every attention site application in run order (see ``engine.discovery``), found once per model."""
+    def sites(self, probe_tokens: torch.Tensor | None = None, stack: Stack | None = None) -> tuple[Site, ...]:
+        """The attention site applications of one stack in run order (see ``engine.discovery``; ``stack``:
+        ``engine.seq2seq.Stack``, default ``"decoder"``: an encoder-decoder's decoder self-attention, every
+        site of a one-stack model), found once per model."""
         if self._sites is None:
             if probe_tokens is None:
                 vocab = max(2, self.vocab_size or 2)
                 probe_tokens = (torch.arange(2, 10) % (vocab - 1) + 1)[None]
-            self._sites = find_sites(self.model, self.module, self.check_tokens(probe_tokens[:1, :8]), self.remote)
-        return self._sites
+            probe = self.check_tokens(probe_tokens[:1, :8])
+            if self.remote is None:  # a forward that is random in eval mode is refused before anything is read
+                args, kwargs = forward_inputs(self.module, probe, {})
+                check_repeatable(self.module, lambda: self.module(*args, **kwargs))
+            self._sites = find_sites(self.model, self.module, probe, self.remote)
+        return select_stack(self._sites, stack, self.module)
 
     @property
     def layers(self) -> list[int]:
         """The model's layer indices that have attention, in run order."""
         return [s.layer for s in self.sites()]
+
+    def heads_per_layer(self) -> dict[int, int | None]:
+        """``{layer: query heads}``: what each attention module states itself (layers may differ:
+        OpenELM-style models, hybrids), else the config's count (``None`` where nothing says)."""
+        return {s.layer: info.module_heads(self.module.get_submodule(s.path)) or self.n_heads for s in self.sites()}
 
     @property
     def n_layers(self) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
+from .wrappers import execution_device
 
 __all__ = [
     "as_nnsight",
@@ -21,6 +22,7 @@ __all__ = [
     "model_name",
     "n_layers",
     "n_heads",
+    "module_heads",
     "name_model",
 ]
 
@@ -86,6 +88,16 @@ def n_heads(module: torch.nn.Module) -> int | None:
     return None
 
 
+def module_heads(attention: torch.nn.Module) -> int | None:
+    """The query heads an attention module states itself (``num_heads``, ``n_heads``, ``n_head``...), or
+    ``None``: per layer, for models whose layers differ in head count (OpenELM-style, hybrids)."""
+    for name in ("num_heads", "n_heads", "n_head", "num_attention_heads", "num_q_heads"):
+        value = getattr(attention, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def vocab_size(module: torch.nn.Module) -> int | None:
     value = _config_value(module, "vocab_size", "n_vocab", "d_vocab")
     if value is not None:
@@ -105,7 +117,9 @@ def vocab_size(module: torch.nn.Module) -> int | None:
 
 
 def max_positions(module: torch.nn.Module) -> int | None:
-    value = _config_value(module, "max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "block_size")
+    value = _config_value(
+        module, "max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "block_size", "max_target_positions"
+    )  # max_target_positions: the decoder of an encoder-decoder (Whisper), where the tokens go
     if value is not None:
         return value
     for name in ("block_size", "max_seq_len", "max_len"):
@@ -117,6 +131,8 @@ def max_positions(module: torch.nn.Module) -> int | None:
 
 def model_device(module: torch.nn.Module) -> torch.device:
     for p in module.parameters():
+        if p.device.type == "meta":  # offloaded: where its hooks compute (a remote model stays on meta)
+            return execution_device(module) or p.device
         return p.device
     return torch.device("cpu")
 

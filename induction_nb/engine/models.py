@@ -25,6 +25,7 @@ import torch
 
 from ..errors import ModelLoadError, warn_user
 from .model_info import as_nnsight, name_model, torch_module
+from .wrappers import local_nnsight, offloaded, refuse_compiled_parts, unwrap
 
 __all__ = ["load_model", "default_model_path", "embedded_model_folder", "EMBEDDED_MODEL_NAME"]
 
@@ -74,7 +75,8 @@ def load_model(
 
     ``name_or_path``: ``None`` (the embedded SmolLM2), a folder written by ``save_pretrained``, a
     ``.gguf`` file, a hub id (needs network), or an already-built ``torch.nn.Module`` / HuggingFace
-    model / nnsight model (wrapped as it is; the other arguments are ignored then).
+    model / nnsight model (wrapped as it is; the other arguments are ignored then). Compiled, PEFT-adapted
+    and offloaded models are accepted as they are held (``engine.wrappers``).
     ``attn_implementation``: HF attention backend for models loaded here (``None``: the model's default).
     ``remote``: do not load weights; return an nnsight model on the meta device that names
     ``name_or_path`` (a hub id, or a local folder with its config) for remote execution on NDIF.
@@ -82,8 +84,7 @@ def load_model(
     if remote:
         return _remote_handle(name_or_path)
     if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
-        torch_module(name_or_path)  # raises a clear error for anything that is not a model
-        return as_nnsight(name_or_path)
+        return _wrap_given(name_or_path)
     kwargs: dict[str, Any] = {}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
@@ -107,6 +108,16 @@ def load_model(
     if device is not None:
         hf.to(device)
     return _wrap(hf, tok)
+
+
+def _wrap_given(model: Any) -> Any:
+    """A model the user already has, ready to trace: an nnsight model as it is; a compiled module through
+    the module it compiles (``engine.wrappers``); an offloaded one with its inputs sent where it computes."""
+    module = unwrap(torch_module(unwrap(model)))  # raises a clear error for anything that is not a model
+    refuse_compiled_parts(module)
+    if getattr(model, "_module", None) is module and not offloaded(module):
+        return model
+    return local_nnsight(module, getattr(model, "tokenizer", None))
 
 
 def _remote_handle(name_or_path: Any) -> Any:
@@ -282,7 +293,10 @@ def _from_hub(repo_id: str, kwargs: dict) -> tuple[torch.nn.Module, Any]:
     if repo_id.count("/") > 1 or repo_id.startswith((".", "/", "~")):
         raise ModelLoadError(f"{repo_id!r} does not exist: it is not a local folder, a .gguf file or a hub id")
     try:  # already in the local HF cache: no network needed
-        hf = AutoModelForCausalLM.from_pretrained(repo_id, local_files_only=True, **kwargs)
+        # with peft installed the Auto class looks for an adapter config on the Hub without local_files_only
+        # (transformers 5.x), retrying for minutes offline: say it for the adapter lookup too
+        local = {"local_files_only": True}
+        hf = AutoModelForCausalLM.from_pretrained(repo_id, adapter_kwargs=local, **local, **kwargs)
         try:
             tok = AutoTokenizer.from_pretrained(repo_id, local_files_only=True)
         except (OSError, ValueError):

@@ -17,8 +17,10 @@ Every failure becomes one ``RemoteExecutionError`` whose ``kind`` says which: ``
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlparse
 
 from ..errors import InputError, RemoteExecutionError
 
@@ -143,6 +145,13 @@ def translate_error(e: BaseException, config: RemoteConfig) -> BaseException:
             return RemoteExecutionError(f"{host} does not serve model {key!r}: {last}", kind="not_served")
         return RemoteExecutionError(f"the job failed on {host}: {last}", kind="job", server_message=message)
     name = type(e).__name__
+    # websocket-client reports a name that does not resolve as its own exception, not as an OSError
+    if name == "WebSocketAddressException" or isinstance(e, socket.gaierror):
+        return RemoteExecutionError(
+            f"cannot reach {host}: its host name {urlparse(host).hostname!r} does not resolve ({name}: {e}); "
+            "check the host (RemoteConfig(host=...) or nnsight.CONFIG.API.HOST) and your network",
+            kind="unreachable",
+        )
     if name in ("WebSocketConnectionClosedException", "WebSocketBadStatusException") or isinstance(
         e, (ConnectionResetError, BrokenPipeError)
     ):

@@ -374,6 +374,8 @@ def _padding_to_bool(mask: torch.Tensor) -> torch.Tensor:
 def _as_4d(x: torch.Tensor, batch: int | None) -> torch.Tensor:
     if x.dim() == 3:
         if not batch or x.shape[0] % batch:
-            raise ValueError(f"cannot split {x.shape[0]} rows into a batch of {batch}")
+            raise CaptureCheckError(
+                f"an attention site returned {x.shape[0]} pattern rows, which do not split into a batch of {batch}"
+            )
         return x.reshape(batch, -1, *x.shape[1:])
     return x

@@ -6,7 +6,9 @@ A site is a module path, optionally one operation inside that module's ``forward
 *application* of the module it is (``call``: a module that runs several times per forward, as ALBERT's
 shared layer or a looped model's block, gives one layer per application). ``layer`` is the model's own
 layer index (its position in the model's layer list; the application order where modules repeat), so
-that layers without attention are absent rather than renumbered.
+that layers without attention are absent rather than renumbered. ``stack`` says which attention stack
+the site is in (``engine.seq2seq``: an encoder-decoder's ``"encoder"``, ``"decoder"`` or ``"cross"``;
+``"decoder"`` for every site of a one-stack model); layer labels count from 0 within each stack.
 
 Discovery (``engine.discovery.find_sites``) finds sites by what they do; ``CustomSites`` names
 them by hand where it cannot.
@@ -20,8 +22,11 @@ from typing import Any, Literal
 
 import torch
 
+from .._validate import check_choice
 from ..errors import InputError
+from .seq2seq import STACKS, Stack
 from .site_kinds import Custom, SiteKind
+from .wrappers import compile_safe
 
 __all__ = ["Site", "CustomSites", "envoy_at", "op_node"]
 
@@ -31,14 +36,18 @@ class Site:
     """One layer's attention site: ``layer`` (the model's layer index), ``path`` (dotted module path from
     the model root), ``op`` (an operation of that module's forward, dotted to reach into helpers, or
     ``None`` for the module call itself), ``kind``: its reader (``site_kinds``: how the call is read into a
-    pattern; equal to its name, e.g. ``"hf_interface"``) and ``call`` (which application of the module, 0
-    for the first)."""
+    pattern; equal to its name, e.g. ``"hf_interface"``), ``call`` (which application of the module, 0
+    for the first) and ``stack`` (``engine.seq2seq.Stack``: which attention stack it is in)."""
 
     layer: int
     path: str
     op: str | None
     kind: SiteKind
     call: int = 0
+    stack: Stack = "decoder"
+
+    def __post_init__(self) -> None:
+        check_choice("stack", self.stack, STACKS)
 
     @property
     def needs_output(self) -> bool:
@@ -55,7 +64,8 @@ class CustomSites:
     ``read(args, kwargs, output) -> pattern``. ``op`` optionally names an operation inside the module's
     forward (``print(model.<path>.source)`` lists them). ``causal``: whether keys after the query are
     masked (``None``: inferred from the pattern). ``layers``: the model's layer index of each path
-    (default ``0, 1, ...``).
+    (default ``0, 1, ...``). ``stack``: the attention stack the sites are in (``engine.seq2seq.Stack``;
+    an encoder-decoder's stacks are named by one ``CustomSites`` each).
 
     Example (a TransformerLens ``HookedTransformer`` wrapped with ``nnsight.NNsight``)::
 
@@ -69,6 +79,7 @@ class CustomSites:
     op: str | None = None
     causal: bool | None = None
     layers: Sequence[int] | None = None
+    stack: Stack = "decoder"
 
     def expand(self) -> tuple[Site, ...]:
         if isinstance(self.modules, str):
@@ -99,7 +110,8 @@ class CustomSites:
         sites = []
         for label, path in zip(labels, paths):
             kind = Custom(reader, self.causal, f"layer {label}: the custom reader for {path!r}")
-            sites.append(Site(layer=label, path=path, op=self.op, kind=kind, call=counts.get(path, 0)))
+            site = Site(layer=label, path=path, op=self.op, kind=kind, call=counts.get(path, 0), stack=self.stack)
+            sites.append(site)
             counts[path] = counts.get(path, 0) + 1  # a path named twice: its second application
         return tuple(sites)
 
@@ -122,6 +134,7 @@ def op_node(envoy: Any, op: str | None) -> Any:
     if not op:
         return envoy
     node, source = None, envoy.source
+    compile_safe(envoy._module)  # the forward is instrumented now: keep compiled copies of the model working
     for i, name in enumerate(op.split(".")):
         node = getattr(source, name)
         if i < op.count("."):

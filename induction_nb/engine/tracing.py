@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from .model_info import torch_module
 from .remote import remote_trace, translate_error
+from .seq2seq import forward_inputs
 
 
 def remote_failure(e: BaseException, remote: Any) -> BaseException | None:
@@ -26,11 +28,14 @@ def remote_failure(e: BaseException, remote: Any) -> BaseException | None:
 
 def trace(model: Any, tokens: Any, remote: Any = None, method: str = "trace", **kwargs: Any) -> Any:
     """``model.trace(tokens)`` (or ``model.generate(tokens, **kwargs)``), on ``remote`` (a resolved
-    ``RemoteConfig``) when given."""
+    ``RemoteConfig``) when given. An encoder-decoder's forward gets the tokens as its decoder's input and
+    its encoder's (``seq2seq.forward_inputs``)."""
     if method != "trace":
         # nnsight's generate is ``traceable``: called here it would look for the ``with`` block in this
         # frame; as trace's ``fn`` the block is found where the caller enters it, as for a forward
         kwargs["fn"] = getattr(type(model), method).__wrapped__.__get__(model, type(model))
+    else:
+        (tokens,), kwargs = forward_inputs(torch_module(model), tokens, kwargs)
     if remote is None:
         return model.trace(tokens, **kwargs)
     return remote_trace(model, tokens, remote, **kwargs)

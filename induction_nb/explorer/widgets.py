@@ -71,7 +71,9 @@ class HeadExplorer:
         else:
             detector = InductionHeadDetector(result_or_model, seed=seed, batch_size=n_examples)
             self.model = detector.model
-            self.result = detector.detect(sequence_length=sequence_length or 48)
+            # the explorer's short default (48 tokens) by the rule every tool follows
+            length, _ = detector.engine.probe_length(sequence_length, preferred=48, tool="HeadExplorer", seed=seed)
+            self.result = detector.detect(sequence_length=length)
         if not self.result.head_scores:
             raise InputError("the result is empty (no head scores): run detect() first")
         if texts is not None and self.model is None:
@@ -348,14 +350,15 @@ def _check_patterns(patterns: Any) -> tuple[str, ...]:
 
 
 def _check_model_matches(result: ScanResult, engine: Any) -> None:
-    """The model must be the one the result describes: its attention layers, its head count."""
-    layers, n_heads = set(engine.layers), engine.n_heads
+    """The model must be the one the result describes: its attention layers, each layer's head count."""
+    have = engine.heads_per_layer()
     want = result.heads_per_layer
-    bad = sorted(l for l, n in want.items() if l not in layers or (n_heads is not None and n > n_heads))
+    bad = sorted(l for l, n in want.items() if l not in have or (have[l] is not None and n > have[l]))
     if bad:
+        layers = sorted(have)
         raise InputError(
             f"the model given does not match the result ({result.model_name}, {result.n_layers} layers x "
             f"{result.n_heads} heads): it has no layer {bad[0]} or fewer heads there (attention in layers "
-            f"{sorted(layers)[:8]}{'...' if len(layers) > 8 else ''}, {n_heads} heads); pass the model the result "
-            "came from"
+            f"{layers[:8]}{'...' if len(layers) > 8 else ''}, {have.get(bad[0])} heads in layer {bad[0]}); pass "
+            "the model the result came from"
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from .keys import masked_mean
 from .queries import PatternMetric, Queries, padded_ids
 from .registry import REGISTRY, control_key, get_metric
@@ -31,7 +32,10 @@ def pattern_metric_list(names: Sequence[str] | None = None) -> tuple[PatternMetr
         return tuple(m for m in REGISTRY.values() if isinstance(m, PatternMetric))
     chosen = tuple(get_metric(n) for n in names)
     if not all(isinstance(m, PatternMetric) for m in chosen):
-        raise ValueError(f"not all of {list(names)} are computed from attention patterns")
+        raise InputError(
+            f"not all of {list(names)} are computed from attention patterns (pattern metrics: "
+            f"{[m.name for m in REGISTRY.values() if isinstance(m, PatternMetric)]})"
+        )
     return chosen
 
 

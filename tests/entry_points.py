@@ -1,0 +1,43 @@
+"""Every public entry point that takes a model, each as one small call: the table the guard tests run on
+each kind of model a researcher holds (train mode, dropout in eval, wrappers, small models).
+
+Sizes are the smallest each tool accepts, so that a row costs a fraction of a second on a tiny model. The
+documents and the haystack are token ids, so the table runs on models without a tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import induction_nb as nb
+
+TOKENS = torch.arange(3, 19)[None].repeat(2, 1)  # [2, 16]: ids every tiny model has
+DOCUMENTS = [[5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]] * 2  # a block read twice
+HAYSTACK = list(range(3, 60))
+
+
+def _texts(model: Any) -> Any:
+    return nb.detect_on_text(model, DOCUMENTS, n_bootstrap=10)
+
+
+ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
+    "capture_attention": lambda m: nb.capture_attention(m, TOKENS),
+    "stream_attention": lambda m: nb.stream_attention(m, TOKENS, lambda layer, p: float(p.sum())),
+    "capture_head": lambda m: nb.capture_head(m, TOKENS, 0, 0),
+    "detect_induction_heads": lambda m: nb.detect_induction_heads(m, batch_size=2, n_bootstrap=10),
+    "InductionHeadAnalyzer": lambda m: nb.InductionHeadAnalyzer(m, batch_size=2).analyze_head(0, 0),
+    "detect_on_text": _texts,
+    "retrieval_heads": lambda m: nb.retrieval_heads(m, lengths=[24], depths=[0.5], haystack=HAYSTACK, n_bootstrap=10),
+    "needle_accuracy": lambda m: nb.needle_accuracy(m, lengths=[24], depths=[0.5], haystack=HAYSTACK),
+    "ablate_heads": lambda m: nb.ablate_heads(m, [(0, 0)], batch_size=2),
+    "icl_score": lambda m: nb.icl_score(m, batch_size=2),
+    "loss_by_position": lambda m: nb.loss_by_position(m, DOCUMENTS, early=2, late=10, n_bootstrap=10),
+    "head_effects": lambda m: nb.head_effects(m, batch_size=2),
+    "head_effects(attribution)": lambda m: nb.head_effects(m, estimator="attribution", batch_size=2),
+    "find_circuit": lambda m: nb.find_circuit(m, [(1, 0)], batch_size=2),
+    "copying_dla": lambda m: nb.copying_dla(m, [(0, 0)], batch_size=2),
+    "HeadExplorer": lambda m: nb.HeadExplorer(m, n_examples=1),
+}
