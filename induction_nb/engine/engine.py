@@ -2,8 +2,11 @@
 
 ``Engine.of(model, remote)`` resolves a model once: the nnsight wrapper, the torch module, the remote
 configuration, and the facts every tool needs (vocabulary, positions, dtype tolerance, BOS, tokenizer,
-attention sites, output projections), cached per model object (a weak reference: the user's object is
-never modified). ``engine.trace(tokens)`` is the trace, local or remote; ``engine.translate(e)`` is the one
+attention sites, output projections), cached per model object (a weak reference: nothing of ours is
+written onto it; nnsight does instrument the forwards of the modules it reads, which ``engine.wrappers``
+keeps harmless to compiled copies). It is the one guard path: every tool's model passes its mode checks
+(``engine.modes``), wrapper unwrapping (``load_model``) and probe-length rule (``probe_length``).
+``engine.trace(tokens)`` is the trace, local or remote; ``engine.translate(e)`` is the one
 error policy (every remote failure one ``RemoteExecutionError`` by kind, nnsight's internal errors one
 ``CaptureCheckError`` naming the sites).
 
