@@ -229,6 +229,8 @@ def test_detection_probes_start_with_the_decoder_start_token():
 def test_ablation_cuts_a_decoder_head_as_a_hook_on_its_output_projection_does(arch):
     """The reference: a plain forward pre-hook zeroing head 1's slice of decoder layer 1's self-attention
     output projection, the tokens given to encoder and decoder as the engine gives them."""
+    from hook_reference import hook_ablation
+
     from induction_nb import InductionHeadDetector, ablate_heads
 
     model = make_seq2seq(arch)
@@ -241,21 +243,9 @@ def test_ablation_cuts_a_decoder_head_as_a_hook_on_its_output_projection_does(ar
     else:
         proj, d = model.model.decoder.layers[1].self_attn.out_proj, model.config.d_model // 2
 
-    def cut(module, args):
-        z = args[0].clone()
-        z[:, :, d : 2 * d] = 0
-        return (z,)
-
-    def loss() -> float:
-        with torch.no_grad():
-            logits = model(input_ids=tokens, decoder_input_ids=tokens).logits
-        lp = torch.log_softmax(logits[:, positions].float(), -1)
-        return float(-lp.gather(-1, tokens[:, positions + 1, None]).mean())
-
-    clean = loss()
-    hook = proj.register_forward_pre_hook(cut)
-    ablated = loss()
-    hook.remove()
+    clean, ablated = hook_ablation(
+        proj, tokens, positions, slice(d, 2 * d), lambda t: model(input_ids=t, decoder_input_ids=t).logits
+    )
     assert got.baseline_loss == pytest.approx(clean, abs=1e-5)
     assert got.ablated_loss == pytest.approx(ablated, abs=1e-5) and abs(got.effect) > 1e-5
 

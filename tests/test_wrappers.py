@@ -9,6 +9,7 @@ import nnsight
 import pytest
 import torch
 from entry_points import ENTRY_POINTS
+from hook_reference import hook_ablation
 from tiny_models import make_hf, random_tokens, save_with_words
 
 from induction_nb import (
@@ -33,23 +34,8 @@ def _hook_reference(plain: torch.nn.Module, length: int = 24, batch: int = 4) ->
     tokens = probe.tokens
     positions = torch.arange(probe.offset + probe.period, tokens.shape[1] - 1)
     proj = plain.model.layers[LAYER].self_attn.o_proj
-
-    def cut(module, args):
-        z = args[0].clone()
-        z[:, :, HEAD * D_HEAD : (HEAD + 1) * D_HEAD] = 0
-        return (z,)
-
-    def loss() -> float:
-        with torch.no_grad():
-            lp = torch.log_softmax(plain(tokens).logits[:, positions], -1)
-        return float(-lp.gather(-1, tokens[:, positions + 1, None]).mean())
-
-    clean = loss()
-    hook = proj.register_forward_pre_hook(cut)
-    try:
-        return clean, loss()
-    finally:
-        hook.remove()
+    cols = slice(HEAD * D_HEAD, (HEAD + 1) * D_HEAD)
+    return hook_ablation(proj, tokens, positions, cols, lambda t: plain(t).logits)
 
 
 def _eager_attentions(plain: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
