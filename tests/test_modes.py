@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 from entry_points import ENTRY_POINTS
-from tiny_models import NanoGPT, make_hf
+from tiny_models import VOCAB, HookPoint, NanoGPT, make_hf, save_with_words
 
 import induction_nb as nb
 from induction_nb.errors import InputError
@@ -91,8 +91,8 @@ def test_with_the_dropout_set_to_zero_as_advised_it_runs_and_matches_eager():
 
 @pytest.fixture(scope="module")
 def trained():
-    """The toolkit's own trained model (33 positions, no BOS): the defaults must fit it."""
-    return nb.train_induction_model(steps=200, every=200).model
+    """The toolkit's own model (33 positions, no BOS; one step: its shape is what counts): the defaults fit it."""
+    return nb.train_induction_model(steps=1, every=1).model
 
 
 CAUSAL_DEFAULTS = {
@@ -150,3 +150,83 @@ def test_retrieval_needle_advice_works():
         warnings.simplefilter("ignore")
         accuracy = nb.needle_accuracy(model, depths=[0.5], haystack=list(range(3, 60)), needle_length=advised)
     assert 0.0 <= accuracy <= 1.0
+
+
+class _DropoutPattern(torch.nn.Module):
+    """Attention whose pattern goes through a hook point (TransformerLens style), then through dropout
+    that ignores the mode."""
+
+    def __init__(self, d: int = 16, heads: int = 2):
+        super().__init__()
+        self.qkv, self.o, self.heads, self.hook_pattern = (
+            torch.nn.Linear(d, 3 * d),
+            torch.nn.Linear(d, d),
+            heads,
+            HookPoint(),
+        )
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in self.qkv(x).split(C, -1))
+        s = (q @ k.transpose(-1, -2)).masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
+        pattern = torch.nn.functional.dropout(self.hook_pattern(torch.softmax(s, -1)), 0.3, training=True)
+        return self.o((pattern @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class _HookModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = torch.nn.Embedding(VOCAB, 16), torch.nn.Linear(16, VOCAB)
+        self.blocks = torch.nn.ModuleList(torch.nn.ModuleDict({"attn": _DropoutPattern()}) for _ in range(2))
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = x + block["attn"](x)
+        return self.head(x)
+
+
+def test_named_sites_get_the_same_guard():
+    """CustomSites skip discovery, not the check: the forward they are read from is random."""
+    model = _HookModel().eval()
+    sites = nb.CustomSites("blocks.{layer}.attn.hook_pattern", n_layers=2)
+    with pytest.raises(InputError, match=r"different outputs on two identical calls, first at 'blocks\.0\.attn'"):
+        nb.capture_attention(model, torch.arange(3, 19)[None], sites=sites)
+
+
+def test_dropout_switched_on_after_a_first_analysis_is_caught():
+    """No verdict is cached: a model analysed clean, then given attention dropout, is refused next time."""
+    model = NanoGPT(flash=True).eval()
+    nb.ablate_heads(model, [(0, 0)], batch_size=2)
+    for block in model.h:
+        block.attn.dropout = 0.2
+    with pytest.raises(InputError, match="different outputs on two identical calls"):
+        nb.ablate_heads(model, [(0, 0)], batch_size=2)
+
+
+@pytest.mark.parametrize("p", [0.001, 0.1])
+def test_small_dropout_under_a_padded_vocabulary_is_caught(p):
+    """Logits padded with finfo.min (a padded vocabulary) must not hide a small difference elsewhere."""
+
+    class Padded(NanoGPT):
+        def forward(self, tokens):
+            out = super().forward(tokens)
+            return torch.cat([out, torch.full((*out.shape[:-1], 31), torch.finfo(out.dtype).min)], -1)
+
+    for seed in range(4):  # whatever the global RNG state, the 2 x 32-token check sees the dropout
+        torch.manual_seed(seed)
+        with pytest.raises(InputError, match="different outputs on two identical calls"):
+            nb.ablate_heads(Padded(flash=True, dropout=p).eval(), [(0, 0)], batch_size=2)
+
+
+def test_an_undispatched_nnsight_model_is_not_called_in_train_mode(tmp_path):
+    """nnsight's lazy LanguageModel holds meta weights built in train mode; what runs is loaded in eval mode."""
+    import nnsight
+    from transformers import PreTrainedTokenizerFast
+
+    path = save_with_words(tmp_path)
+    lazy = nnsight.LanguageModel(str(path), tokenizer=PreTrainedTokenizerFast.from_pretrained(path))
+    got = nb.ablate_heads(lazy, [(0, 0)], batch_size=2)
+    want = nb.ablate_heads(nb.load_model(path), [(0, 0)], batch_size=2)
+    assert got.baseline_loss == pytest.approx(want.baseline_loss, abs=1e-6)
+    assert got.ablated_loss == pytest.approx(want.ablated_loss, abs=1e-6)

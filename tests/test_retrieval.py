@@ -117,3 +117,35 @@ def test_a_plain_hf_model_decodes_step_by_step():
     with torch.no_grad():
         reference = model.generate(case.tokens, max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=0)
     assert torch.equal(ids, reference[0, case.tokens.shape[1] :]) and keys.shape == (3, 2, 6)
+
+
+def test_decoding_ignores_the_models_generation_config(tmp_path):
+    """A model saved with a generation_config asking for beam search, a length floor and suppressed tokens,
+    loaded with load_model (decoded by generate): the toolkit decodes plain greedy, EOS included, as the
+    reference does: an arg-max loop over the plain HF object's logits. needle_accuracy agrees with it too."""
+    import json
+
+    from tiny_models import save_with_words
+
+    from induction_nb import load_model
+    from induction_nb.engine.decoding import greedy_decode
+
+    path = save_with_words(str(tmp_path))
+    config = tmp_path / "generation_config.json"
+    settings = json.loads(config.read_text()) if config.exists() else {}
+    settings.update(num_beams=3, min_new_tokens=8, repetition_penalty=50.0, suppress_tokens=[46, 53])
+    config.write_text(json.dumps(settings))
+    loaded = load_model(path)
+    engine = Engine.of(loaded)
+    assert engine.can_generate
+    tokens = torch.tensor([[5, 6, 7, 46, 53, 3, 57, 26, 17, 8, 9, 10, 11, 5, 6, 7]])
+    ids, keys = greedy_decode(engine, tokens, 8)
+    reference = tokens.clone()
+    with torch.no_grad():
+        for _ in range(8):
+            reference = torch.cat([reference, engine.module(reference).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert ids.tolist() == reference[0, tokens.shape[1] :].tolist() and keys.shape[0] == 8
+    assert 2 in ids.tolist()  # this model's EOS is its greedy token at the last step: not suppressed
+    assert loaded.generation_config.num_beams == 3  # the model's own config is put back
+    kwargs = dict(lengths=[30], depths=[0.2, 0.7], needle_length=4, haystack=list(range(20, 60)))
+    assert needle_accuracy(loaded, **kwargs) == needle_accuracy(engine.module, **kwargs)

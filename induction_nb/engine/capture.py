@@ -245,6 +245,7 @@ def _prepare(
     if sites is not None:
         if not isinstance(sites, CustomSites):
             raise InputError(f"sites must be an induction_nb.CustomSites, not {type(sites).__name__}")
+        engine.check_forward()  # named sites are read from the same forward: random in eval mode is refused too
         all_sites = select_stack(sites.expand(), stack, engine.module)
     else:
         all_sites = engine.sites(tokens[:1, batch.valid()[0]], stack)  # discovery probes one real sequence

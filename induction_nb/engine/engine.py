@@ -30,11 +30,11 @@ from .batch import check_tokens, make_batch
 from .defaults import fit_probe_length
 from .discovery import find_projection, find_sites, in_features
 from .models import load_model
-from .modes import check_repeatable, check_training
+from .modes import check_repeatable, check_training, mode_probe
 from .reads import Read, check_pattern, mask_padding, token_block
 from .remote import resolve
 from .rows import flash_with_lse
-from .seq2seq import Stack, decoder_start, forward_inputs, select_stack, stack_size
+from .seq2seq import Stack, decoder_start, select_stack, stack_size
 from .sites import Site, envoy_at, op_node
 from .tracing import remote_failure, trace
 
@@ -151,6 +151,12 @@ class Engine:
         """A checked ``engine.batch.Batch``: token ids (or strings, through the tokenizer) and their padding."""
         return make_batch(tokens, attention_mask, self.module, self.tokenizer, max_length=max_length, overflow=overflow)
 
+    def check_forward(self) -> None:
+        """``InputError`` where two identical forwards of a local model differ (``engine.modes``): run on every
+        tool call, before anything is read (a cached verdict would miss a dropout switched on since)."""
+        if self.remote is None:
+            check_repeatable(self.module, self.check_tokens(mode_probe(self.vocab_size, self.max_positions)))
+
     def check_eval(self) -> None:
         """``InputError`` for a local model with any submodule in training mode (``engine.modes``); remotely,
         the server's copy is what runs."""
@@ -168,9 +174,7 @@ class Engine:
                 vocab = max(2, self.vocab_size or 2)
                 probe_tokens = (torch.arange(2, 10) % (vocab - 1) + 1)[None]
             probe = self.check_tokens(probe_tokens[:1, :8])
-            if self.remote is None:  # a forward that is random in eval mode is refused before anything is read
-                args, kwargs = forward_inputs(self.module, probe, {})
-                check_repeatable(self.module, lambda: self.module(*args, **kwargs))
+            self.check_forward()
             self._sites = find_sites(self.model, self.module, probe, self.remote)
         return select_stack(self._sites, stack, self.module)
 
