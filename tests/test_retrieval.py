@@ -149,3 +149,34 @@ def test_decoding_ignores_the_models_generation_config(tmp_path):
     assert loaded.generation_config.num_beams == 3  # the model's own config is put back
     kwargs = dict(lengths=[30], depths=[0.2, 0.7], needle_length=4, haystack=list(range(20, 60)))
     assert needle_accuracy(loaded, **kwargs) == needle_accuracy(engine.module, **kwargs)
+
+
+@pytest.mark.parametrize("arch", ["bart", "t5"])
+def test_an_encoder_decoder_is_refused_plain_or_loaded(arch, tmp_path):
+    """retrieval_heads and needle_accuracy refuse an encoder-decoder with the toolkit's InputError (not an
+    error from inside generate or a tensor op), both as the plain HF object and as loaded by load_model."""
+    import ndif_loopback
+    import transformers
+
+    from induction_nb import load_model
+
+    torch.manual_seed(0)
+    if arch == "bart":
+        config = transformers.BartConfig(
+            vocab_size=97, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        )  # fmt: skip
+        model = transformers.BartForConditionalGeneration(config).eval()
+    else:
+        config = transformers.T5Config(
+            vocab_size=97, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4
+        )
+        model = transformers.T5ForConditionalGeneration(config).eval()
+    model.save_pretrained(tmp_path)
+    ndif_loopback.write_tokenizer(tmp_path)
+    kwargs = dict(lengths=[24], depths=[0.5], haystack=list(range(3, 60)))
+    for m in (model, load_model(str(tmp_path))):
+        with pytest.raises(InputError, match="encoder-decoder.*decoder-only.*capture"):
+            retrieval_heads(m, n_bootstrap=10, **kwargs)
+        with pytest.raises(InputError, match="encoder-decoder.*decoder-only.*capture"):
+            needle_accuracy(m, **kwargs)

@@ -250,6 +250,9 @@ def test_ablation_cuts_a_decoder_head_as_a_hook_on_its_output_projection_does(ar
     assert got.ablated_loss == pytest.approx(ablated, abs=1e-5) and abs(got.effect) > 1e-5
 
 
+REFUSED_ON_SEQ2SEQ = ("retrieval_heads", "needle_accuracy")
+
+
 @pytest.mark.parametrize("arch", ["t5", "bart"])
 def test_every_entry_point_runs_on_an_encoder_decoder(arch):
     import warnings
@@ -260,4 +263,54 @@ def test_every_entry_point_runs_on_an_encoder_decoder(arch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small-model defaults, needles the random model cannot copy
         for name, call in ENTRY_POINTS.items():
+            if name in REFUSED_ON_SEQ2SEQ:  # decoding a needle is not defined for an encoder-decoder
+                with pytest.raises(InputError, match="encoder-decoder"):
+                    call(model)
+                continue
             assert call(model) is not None, name
+
+
+class _TorchSeq2Seq(torch.nn.Module):
+    """A PyTorch nn.Transformer encoder-decoder behind a user's forward(tokens)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(VOCAB, 32)
+        self.transformer = torch.nn.Transformer(
+            d_model=32, nhead=4, num_encoder_layers=3, num_decoder_layers=2, dim_feedforward=64, batch_first=True
+        )
+        self.out = torch.nn.Linear(32, VOCAB)
+
+    def forward(self, tokens):
+        x, mask = self.emb(tokens), torch.nn.Transformer.generate_square_subsequent_mask(tokens.shape[1])
+        return self.out(self.transformer(x, x, tgt_mask=mask, tgt_is_causal=True))
+
+
+def test_a_pytorch_transformer_keeps_its_stacks_apart():
+    """The reference: each decoder layer's self_attn called again on the input it received, with its own
+    weights (need_weights, per head). Before, encoder, decoder and cross-attention were one 6-layer stack."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = _TorchSeq2Seq().eval()
+    tokens = torch.arange(3, 19)[None]
+    got = capture_attention(model, tokens)
+    assert got.layers == (0, 1) and all(s.path.endswith("self_attn") and "decoder" in s.path for s in got.sites)
+    inputs = []
+    hooks = [
+        layer.self_attn.register_forward_pre_hook(lambda m, a, kw: inputs.append((a, kw)), with_kwargs=True)
+        for layer in model.transformer.decoder.layers
+    ]
+    with torch.no_grad():
+        model(tokens)
+    for h in hooks:
+        h.remove()
+    for i, layer in enumerate(model.transformer.decoder.layers):
+        (q, k, v), kw = inputs[i]
+        with torch.no_grad():
+            _, want = layer.self_attn(
+                q, k, v, attn_mask=kw.get("attn_mask"), need_weights=True, average_attn_weights=False
+            )
+        torch.testing.assert_close(got.pattern[:, i], want, atol=1e-5, rtol=1e-4)
+    assert capture_attention(model, tokens, stack="encoder").layers == (0, 1, 2)
+    cross = capture_attention(model, tokens, stack="cross").sites
+    assert [s.path for s in cross] == [f"transformer.decoder.layers.{i}.multihead_attn" for i in range(2)]

@@ -269,3 +269,17 @@ def test_an_unresolvable_remote_host_is_named(tmp_path):
     with pytest.raises(RemoteExecutionError, match="induction-nb-test.invalid.*does not resolve") as caught:
         capture_attention(model, random_tokens(), remote=remote)
     assert caught.value.kind == "unreachable"
+
+
+def test_a_model_compiled_in_place_is_refused_with_the_fix():
+    """``module.compile()`` (in place, no wrapper to look through): refused, naming torch.compile(model)."""
+    model = make_hf("llama_gqa")
+    model.compile(backend="eager")
+    with pytest.raises(
+        InputError, match=r"compiled in place with \.compile\(\) \(the model\).*torch\.compile\(model\)"
+    ):
+        capture_attention(model, random_tokens())
+    part = make_hf("llama_gqa")
+    part.model.layers[1].compile(backend="eager")
+    with pytest.raises(InputError, match=r"compiled in place with \.compile\(\) \(model\.layers\.1\)"):
+        ablate_heads(part, [(0, 0)], batch_size=2)

@@ -15,7 +15,9 @@ bootstrap interval over those runs; heads above 0.1 are the paper's retrieval he
 with ``heads`` removed (zero ablation at the output projection's input, at every decoding step).
 Decoding uses the model's ``generate`` with its KV cache where the model has one (an HF causal LM loaded
 with its tokenizer, local or remote), else one forward per step over the growing sequence.
-Limits: sites that run once per forward (no shared or looped layers).
+Limits: sites that run once per forward (no shared or looped layers); decoder-only models (an
+encoder-decoder is refused: its decoding would need the encoder's input and a decoder start, which this
+retrieval setup does not define).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from .._validate import check_heads, check_int, check_probability, is_int
 from ..engine.decoding import greedy_decode
 from ..engine.engine import Engine
+from ..engine.seq2seq import is_encoder_decoder
 from ..errors import InputError, warn_user
 from ..metrics.stats import bootstrap_mean
 from ..probes.passages import PASSAGES
@@ -133,6 +136,14 @@ DEFAULT_LENGTHS = (1024, 2048)  # context lengths where the model allows them
 def _check(
     engine: Engine, lengths: Any, depths: Any, needle_length: Any, haystack: Any
 ) -> tuple[list[int], list[float]]:
+    if is_encoder_decoder(engine.module):
+        raise InputError(
+            f"retrieval heads decode a needle out of the model's own context, which an encoder-decoder "
+            f"({type(engine.module).__name__}) does not have: its decoder continues from a decoder start given "
+            "an encoder input, so retrieval_heads and needle_accuracy support decoder-only models. For this "
+            "model, use the capture and detection tools (capture_attention, detect_induction_heads: the "
+            "decoder's self-attention by default) and the causal tools (ablate_heads, copying_dla)"
+        )
     check_int("needle_length", needle_length, 1)
     if lengths is None:
         tok = engine.tokenizer if haystack is None else None

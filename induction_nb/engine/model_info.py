@@ -58,8 +58,8 @@ def as_nnsight(model: Any) -> Any:
 
 def _config_value(module: torch.nn.Module, *names: str) -> int | None:
     configs = [getattr(module, "config", None)]
-    text = getattr(configs[0], "text_config", None) if configs[0] is not None else None
-    configs.append(text)
+    for part in ("text_config", "decoder"):  # a multimodal model's language model; EncoderDecoderModel's decoder
+        configs.append(getattr(configs[0], part, None) if configs[0] is not None else None)
     for config in configs:
         if config is None:
             continue

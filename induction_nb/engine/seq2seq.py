@@ -135,7 +135,7 @@ def site_stacks(
     paths = list(dict.fromkeys(paths))
     others = [p for p in dict.fromkeys(ran) if p not in paths]
     if not is_encoder_decoder(module):
-        return dict.fromkeys(paths, "decoder")
+        return _torch_stacks(module, paths) or dict.fromkeys(paths, "decoder")
     if not local:
         raise InputError(
             f"{type(module).__name__} is an encoder-decoder: telling its stacks apart needs a forward on this "
@@ -178,6 +178,25 @@ def site_stacks(
             f"{', '.join(sorted(set(stacks.values())))}; no hidden states seen at {unread[:2]}); name each stack's "
             "sites with induction_nb.CustomSites(..., stack='decoder') and pass it as sites=..."
         )
+    return stacks
+
+
+def _torch_stacks(module: torch.nn.Module, paths: Sequence[str]) -> dict | None:
+    """``{path: stack}`` of a PyTorch ``nn.Transformer``-style encoder-decoder, read off its structure (its
+    forward is the user's, so the stack probe cannot choose the halves' inputs): attention inside an
+    ``nn.TransformerDecoderLayer`` is decoder self-attention (``self_attn``) or cross-attention
+    (``multihead_attn``), any other (``nn.TransformerEncoder``'s) the encoder's. ``None`` without a decoder
+    layer of that kind (an encoder-only or decoder-only model: one stack)."""
+    layers = {p: m for p, m in module.named_modules() if isinstance(m, torch.nn.TransformerDecoderLayer)}
+    if not layers:
+        return None
+    stacks: dict[str, Stack] = {}
+    for path in paths:
+        owner = next((p for p in layers if path.startswith(p + ".")), None)
+        if owner is None:
+            stacks[path] = "encoder"
+        else:
+            stacks[path] = "cross" if path == f"{owner}.multihead_attn" else "decoder"
     return stacks
 
 

@@ -57,16 +57,28 @@ def unwrap(model: Any) -> Any:
 
 
 def refuse_compiled_parts(module: torch.nn.Module) -> None:
-    """Raises ``InputError`` where a submodule is compiled on its own (``layers[i] = torch.compile(...)``):
-    dynamo runs such a part as one graph, so the operations inside it cannot be read, and the part cannot
-    be unwrapped without changing the user's model."""
+    """Raises ``InputError`` where a submodule is compiled on its own (``layers[i] = torch.compile(...)``) or
+    any module, the model included, was compiled in place (``module.compile()``): dynamo runs such a part as
+    one graph, so the operations inside it cannot be read, and it cannot be undone without changing the
+    user's model."""
     parts = [path for path, m in module.named_modules() if path and type(m).__name__ == "OptimizedModule"]
+    in_place = [path or "the model" for path, m in module.named_modules() if _compiled_in_place(m)]
     if parts:
         raise InputError(
             f"{type(module).__name__} holds submodules compiled on their own ({', '.join(parts[:3])}"
             f"{', ...' if len(parts) > 3 else ''}): their operations cannot be read inside a trace. Pass the model "
             "before compiling its parts (a compiled copy of the whole model, torch.compile(model), is fine)"
         )
+    if in_place:
+        raise InputError(
+            f"{type(module).__name__} was compiled in place with .compile() ({', '.join(in_place[:3])}"
+            f"{', ...' if len(in_place) > 3 else ''}): its operations cannot be read inside a trace. Pass a model "
+            "that is not compiled in place; compiled = torch.compile(model) keeps your model as it is and is fine"
+        )
+
+
+def _compiled_in_place(m: torch.nn.Module) -> bool:
+    return getattr(m, "_compiled_call_impl", None) is not None
 
 
 def _hooks(module: torch.nn.Module) -> list:
