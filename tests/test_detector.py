@@ -128,7 +128,11 @@ def test_several_patterns_pool_their_sequences(toy):
         ({}, {"sequence_length": 3}, "too short for pattern 'repeated'"),
         ({}, {"n_repeats": 1}, "n_repeats must be an integer >= 2"),
         ({}, {"sequence_length": 64}, r"sequence_length=64 exceeds the model's 48 positions; pass sequence_length=36"),
-        ({"vocab_size": 20}, {"sequence_length": 48}, "needs 24 distinct token ids, but only 18 are usable"),
+        (
+            {"vocab_size": 20},
+            {"sequence_length": 48},
+            "needs 24 distinct token ids per block, but only 18 .*sequence_length=18",
+        ),
         ({}, {"patterns": []}, "no patterns"),
         ({}, {"sequence_length": 32.0}, "sequence_length must be a positive integer, got 32.0"),
         ({"batch_size": 0}, {}, "batch_size must be a positive integer"),

@@ -88,6 +88,10 @@ def test_peft_projection_can_be_named_and_every_causal_tool_runs():
     dla = copying_dla(adapted, [(LAYER, HEAD)], sequence_length=24, batch_size=4)[0]
     assert dla.mean_z == pytest.approx(want.mean_z, abs=1e-4) and dla.top_k_rate == pytest.approx(want.top_k_rate)
     assert via_base.mean_z == pytest.approx(want.mean_z, abs=1e-4)
+    # naming a branch inside the adapter (lora_A) means the adapter too: never the branch alone
+    branches = [f"{n}.lora_A.default" for n in named]
+    via_branch = ablate_heads(adapted, [(LAYER, HEAD)], sequence_length=24, batch_size=4, projections=branches)
+    assert via_branch.ablated_loss == pytest.approx(_hook_reference(merged)[1], abs=1e-5)
 
 
 def test_peft_capture_equals_eager_on_the_merged_model():

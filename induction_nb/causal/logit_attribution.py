@@ -5,6 +5,14 @@ earlier copy of its token), the head's output, its slice of the output projectio
 that slice of the projection, is passed through the final norm (with the norm's scale frozen at the
 value the full residual stream had there, the usual DLA convention) and the unembedding. The head
 copies when the token it attends to most ranks among the ``top_k`` logits of that contribution.
+
+**The final norm** is found by what runs, not by its name: in one local forward, the last norm module
+(a class named ``*norm*``) to run before the unembedding whose output is what the unembedding reads (up
+to a constant factor: T5's rescaling of tied embeddings). Its per-dimension weight and whether it centres
+are read off that forward (the unembedding's input as ``a * normalised(input) + c`` per dimension, for a
+LayerNorm's centred or an RMSNorm's plain normalisation, whichever reproduces it): so a ``1 + w``
+parameterisation or a rescaling after the norm is included. A model whose unembedding reads no norm's
+output has none; one with a final norm that this cannot reproduce is refused, never scored without it.
 Limits: a final LayerNorm's centring is applied to the head's contribution too; biases are ignored.
 """
 
@@ -18,6 +26,7 @@ import torch
 
 from .._validate import check_int
 from ..engine.ablator import Ablator, readout
+from ..engine.seq2seq import forward_inputs
 from ..engine.wrappers import effective_weight, materialized, remote_only
 from ..errors import InputError
 from ..metrics import match_mask
@@ -25,15 +34,21 @@ from .probe import repeat_probe
 
 __all__ = ["DLAScore", "copying_dla"]
 
+# names a final norm goes by: a model holding one whose norm is not identified by what runs is refused
 _FINAL_NORMS = (
     "model.norm",
     "transformer.ln_f",
+    "transformer.norm_f",
     "gpt_neox.final_layer_norm",
     "model.decoder.final_layer_norm",
+    "model.decoder.layer_norm",
+    "model.final_layernorm",
+    "decoder.final_layer_norm",
     "ln_f",
     "norm",
     "final_layer_norm",
 )
+_FIT_TOLERANCE = 1e-2  # relative error of the per-dimension fit that reproduces the unembedding's input
 
 
 @dataclass(frozen=True)
@@ -73,13 +88,13 @@ def copying_dla(
             "model does not hold locally; run it on a local copy of the model (load_model(name))"
         )
     unembed = _unembedding(module)
-    norm_path = next((p for p in _FINAL_NORMS if _has(module, p)), None)
     tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed, tool="copying_dla")
+    norm_path, weight, centre, eps = _final_norm(module, tokens)
     by_layer: dict[int, list[int]] = {}
     for l, h in heads:
         by_layer.setdefault(l, []).append(h)
     got = readout(ab, tokens, by_layer, norm_path)
-    scale, weight, centre = _norm_terms(module, norm_path, got.get("final"))
+    scale = None if norm_path is None else _frozen_scale(got["final"], centre, eps)
     match = match_mask(tokens)
     scored = match.any(-1)
     scored[:, -1] = False
@@ -135,16 +150,85 @@ def _unembedding(module: torch.nn.Module) -> torch.Tensor:
         return emb.weight.detach().float().clone()  # [vocab, d_model]
 
 
-def _norm_terms(module: torch.nn.Module, path: str | None, final: torch.Tensor | None):
-    """Frozen scale ``[batch, seq]``, the norm's weight ``[d_model]`` and whether it centres (LayerNorm)."""
-    if path is None or final is None:
-        return None, None, False
-    norm = module.get_submodule(path)
-    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps", 1e-5)
-    centre = isinstance(norm, torch.nn.LayerNorm)
+def _frozen_scale(final: torch.Tensor, centre: bool, eps: float) -> torch.Tensor:
+    """The final norm's scale ``[batch, seq]`` on the residual stream ``final`` it was given."""
     x = final - final.mean(-1, keepdim=True) if centre else final
-    scale = torch.rsqrt(x.pow(2).mean(-1) + eps)
-    with materialized(norm):
-        weight = getattr(norm, "weight", None)
-        weight = None if weight is None else weight.detach().float().clone()
-    return scale, weight, centre
+    return torch.rsqrt(x.pow(2).mean(-1) + eps)
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    return "norm" in type(module).__name__.lower()
+
+
+def _last_norm_before_unembedding(module: torch.nn.Module, tokens: torch.Tensor) -> tuple | None:
+    """One local forward: ``(path, its input, the unembedding's input)`` for the last norm module that ran
+    before the unembedding, or ``None`` where none did."""
+    emb = module.get_output_embeddings() if callable(getattr(module, "get_output_embeddings", None)) else None
+    if emb is None:
+        return None
+    last: list = [None]
+    seen: list = []
+
+    def on_norm(path: str, _m: Any, args: tuple, out: Any) -> None:
+        y = out[0] if isinstance(out, tuple) else out
+        if args and isinstance(args[0], torch.Tensor) and isinstance(y, torch.Tensor) and y.shape == args[0].shape:
+            last[0] = (path, args[0].detach().float().clone(), y.detach().float().clone())
+
+    def on_unembed(_m: Any, args: tuple) -> None:
+        if not seen and args and isinstance(args[0], torch.Tensor):
+            seen.append((last[0], args[0].detach().float().clone()))
+
+    handles = [m.register_forward_hook(lambda m, a, o, p=p: on_norm(p, m, a, o)) for p, m in module.named_modules()
+               if _is_norm(m)]  # fmt: skip
+    handles.append(emb.register_forward_pre_hook(on_unembed))
+    args, kwargs = forward_inputs(module, tokens, {})
+    try:
+        with torch.no_grad():
+            module(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not seen or seen[0][0] is None:
+        return None
+    (path, x, y), u = seen[0]
+    if y.shape != u.shape or torch.cosine_similarity(y.flatten(), u.flatten(), dim=0) < 1 - 1e-4:
+        return None  # the unembedding reads something else than that norm's output
+    return path, x, u
+
+
+def _final_norm(module: torch.nn.Module, tokens: torch.Tensor) -> tuple[str | None, torch.Tensor | None, bool, float]:
+    """``(path, per-dimension weight [d_model], centres, eps)`` of the final norm (see the module docstring),
+    or ``(None, None, False, 0)`` for a model without one."""
+    found = _last_norm_before_unembedding(module, tokens)
+    if found is None:
+        named = [p for p in _FINAL_NORMS if _has(module, p) and _is_norm(module.get_submodule(p))]
+        if named:
+            raise InputError(
+                f"copying_dla cannot tell which norm {type(module).__name__} applies before its unembedding: "
+                f"it has {named[0]!r}, but the unembedding does not read that module's output in a forward "
+                "(a projection or other step in between); without the final norm the direct logits would be wrong"
+            )
+        return None, None, False, 0.0
+    path, x, u = found
+    norm = module.get_submodule(path)
+    eps = next((float(e) for e in (getattr(norm, a, None) for a in ("variance_epsilon", "eps", "epsilon"))
+                if isinstance(e, (int, float))), 1e-5)  # fmt: skip
+    fits = [(_fit(x, u, centre, eps), centre) for centre in (True, False)]
+    (weight, error), centre = min(fits, key=lambda f: f[0][1])
+    if error > _FIT_TOLERANCE:
+        raise InputError(
+            f"copying_dla cannot reproduce the final norm {path!r} ({type(norm).__name__}) as a per-dimension "
+            f"scale of its normalised input (relative error {error:.2g}); its direct logits would be wrong"
+        )
+    return path, weight, centre, eps
+
+
+def _fit(x: torch.Tensor, u: torch.Tensor, centre: bool, eps: float) -> tuple[torch.Tensor, float]:
+    """Least squares ``u ≈ a * n(x) + c`` per dimension (``n``: the norm's normalisation): ``(a, relative
+    error)``."""
+    n = (x - x.mean(-1, keepdim=True) if centre else x) * _frozen_scale(x, centre, eps)[..., None]
+    n, u = n.reshape(-1, n.shape[-1]), u.reshape(-1, u.shape[-1])
+    dn, du = n - n.mean(0), u - u.mean(0)
+    a = (dn * du).sum(0) / dn.pow(2).sum(0).clamp_min(1e-12)
+    error = (du - a * dn).norm() / du.norm().clamp_min(1e-12)
+    return a, float(error)

@@ -43,13 +43,16 @@ def fit_probe_length(
     if requested is None:
         return _default(gen, room, max_positions, preferred, minimum, n_repeats, control, tool)
     check_int("sequence_length", requested, 1)
-    if requested < minimum or (room is not None and requested > room):
+    block, pool = requested // max(1, n_repeats), len(gen.pool)
+    if requested < minimum or (room is not None and requested > room) or block > pool:
         fits, _ = _default(gen, room, max_positions, preferred, minimum, n_repeats, control, tool)
         if requested < minimum:
             why = f"{tool} needs sequence_length >= {minimum}, got {requested}"
-        else:
+        elif room is not None and requested > room:
             plus = f" (+{bos} BOS)" if bos else ""
             why = f"sequence_length={requested}{plus} exceeds the model's {max_positions} positions"
+        else:  # a block of distinct ids, repeated: the usable vocabulary bounds it
+            why = f"sequence_length={requested} needs {block} distinct token ids per block, but only {pool} are usable"
         raise InputError(f"{why}; pass sequence_length={fits} (the default for this model), or leave it out")
     return requested, None
 

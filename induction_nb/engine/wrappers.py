@@ -178,16 +178,21 @@ def in_features(module: torch.nn.Module) -> int | None:
 
 
 def adapted_layer(module: torch.nn.Module, path: str) -> str:
-    """``path``, or the adapter around it where it names an adapter's ``base_layer``: the adapter is the
-    layer that computes (its weight includes ``B A``), and its input feeds base and adapter alike."""
-    parent, _, leaf = path.rpartition(".") if isinstance(path, str) else ("", "", "")
-    if leaf != "base_layer":
+    """``path``, or the adapter around it where it names a part of an adapted layer (its ``base_layer``, or
+    an adapter branch such as ``lora_A.default``): the adapter is the layer that computes (its weight
+    includes ``B A``), and its input feeds base and adapter alike, so a head cut there leaves neither path."""
+    if not isinstance(path, str):
         return path
-    try:
-        owner = module.get_submodule(parent)
-    except AttributeError:
-        return path
-    return parent if getattr(owner, "base_layer", None) is module.get_submodule(path) else path
+    parts = path.split(".")
+    for depth in range(1, len(parts)):  # the outermost adapted layer that holds the named module
+        prefix = ".".join(parts[:depth])
+        try:
+            owner = module.get_submodule(prefix)
+        except AttributeError:
+            return path
+        if isinstance(getattr(owner, "base_layer", None), torch.nn.Module):
+            return prefix
+    return path
 
 
 @torch.no_grad()
