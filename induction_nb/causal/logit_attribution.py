@@ -172,11 +172,16 @@ def _last_norm_before_unembedding(module: torch.nn.Module, tokens: torch.Tensor)
     def on_norm(path: str, _m: Any, args: tuple, out: Any) -> None:
         y = out[0] if isinstance(out, tuple) else out
         if args and isinstance(args[0], torch.Tensor) and isinstance(y, torch.Tensor) and y.shape == args[0].shape:
-            last[0] = (path, args[0].detach().float().clone(), y.detach().float().clone())
+            last[0] = (path, args[0].detach(), y.detach())  # copied once, when the unembedding runs
 
     def on_unembed(_m: Any, args: tuple) -> None:
         if not seen and args and isinstance(args[0], torch.Tensor):
-            seen.append((last[0], args[0].detach().float().clone()))
+            seen.append(
+                (
+                    last[0] and tuple(t if isinstance(t, str) else t.float().clone() for t in last[0]),
+                    args[0].detach().float().clone(),
+                )
+            )
 
     handles = [m.register_forward_hook(lambda m, a, o, p=p: on_norm(p, m, a, o)) for p, m in module.named_modules()
                if _is_norm(m)]  # fmt: skip
