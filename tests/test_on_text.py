@@ -144,3 +144,53 @@ def test_smollm2_probe_heads_lead_on_the_shipped_passages(smollm2):
     # measured (eager): L17H5 0.42, L17H3 0.31, L20H7 0.23, L17H4 0.18, L20H6 0.18
     assert top[0] in probe_heads and len(set(top) & probe_heads) >= 2, top
     assert result.get_top_heads(1)[0].ci_low > 0.15
+
+
+ID_DOCS = [[5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10, 11, 12], [20, 21, 22, 20, 21, 23, 24, 20, 21, 22, 25, 26, 27, 20]]
+
+
+def _id_containers():
+    import numpy as np
+
+    return {
+        "2-D tensor": torch.tensor(ID_DOCS),
+        "2-D numpy array": np.array(ID_DOCS),
+        "list of 1-D tensors": [torch.tensor(d) for d in ID_DOCS],
+        "list of 1-D numpy arrays": [np.array(d) for d in ID_DOCS],
+        "lists of np.int64": [list(np.array(d, dtype=np.int64)) for d in ID_DOCS],
+        "tuples": tuple(tuple(d) for d in ID_DOCS),
+        "an empty document besides": [ID_DOCS[0], [], ID_DOCS[1]],
+        "an empty array besides": [np.array(ID_DOCS[0]), np.array([], dtype=np.int64), np.array(ID_DOCS[1])],
+    }
+
+
+@pytest.mark.parametrize("with_tokenizer", [False, True])
+def test_token_ids_in_any_container_score_as_lists_of_ints(worded, with_tokenizer):
+    """Token-id documents as a 2-D tensor or array (a row per document), lists of 1-D tensors or arrays,
+    lists of NumPy integers, or with an empty document (dropped): the same scores as the reference, the
+    same documents as plain lists of Python ints."""
+    model = worded if with_tokenizer else make_hf("llama_gqa", "sdpa")
+    want = detect_on_text(model, ID_DOCS, n_bootstrap=20)
+    metrics = ("prefix_matching", "duplicate_token", "previous_token", "copying", "overall_score")
+    for name, docs in _id_containers().items():
+        got = detect_on_text(model, docs, n_bootstrap=20)
+        assert got.settings["documents"] == want.settings["documents"] == 2, name
+        assert got.settings["tokens"] == want.settings["tokens"], name
+        for a, b in zip(got.head_scores, want.head_scores):
+            assert [getattr(a, m) for m in metrics] == pytest.approx([getattr(b, m) for m in metrics], abs=1e-6), name
+
+
+def test_non_integer_token_ids_are_refused():
+    import numpy as np
+
+    model = make_hf("llama_gqa", "sdpa")
+    for docs in (
+        torch.tensor(ID_DOCS, dtype=torch.float32),
+        [np.array(d, dtype=float) for d in ID_DOCS],
+        [[float(t) for t in d] for d in ID_DOCS],
+        [torch.tensor(d) > 7 for d in ID_DOCS],
+    ):
+        with pytest.raises(InputError, match="not token ids .integers.; pass integer ids"):
+            detect_on_text(model, docs, n_bootstrap=10)
+    with pytest.raises(InputError, match=r"one flat list of token ids; pass \[ids\]"):
+        detect_on_text(model, ID_DOCS[0], n_bootstrap=10)

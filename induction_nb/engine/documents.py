@@ -1,7 +1,9 @@
 """Documents as token ids for the model: read (anything ``load_texts`` reads), tokenized with the model's
 tokenizer, cut or split at a length, and grouped into length buckets for padded batches.
 
-Documents already tokenized (lists of token ids) are taken as they are, with or without a tokenizer.
+Documents already tokenized are taken as they are, with or without a tokenizer: a list (or tuple) of
+documents, each a sequence of integer ids (Python or NumPy integers) or a 1-D integer tensor or array, or
+one 2-D integer tensor or array (a row per document). Floating-point or boolean values are refused.
 A document longer than ``max_length`` goes by the package's one overflow rule (``engine.batch.fit_length``):
 ``"truncate"`` (keep the first ``max_length`` tokens, with a warning), ``"chunk"`` (windows of
 ``max_length``, each counted as a document of its own; only the first keeps the tokenizer's BOS) or
@@ -10,11 +12,12 @@ A document longer than ``max_length`` goes by the package's one overflow rule (`
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
 
-from .._validate import check_choice, check_int
+from .._validate import check_choice, check_int, is_int
 from ..errors import InputError, warn_user
 from ..probes.texts import load_texts
 from .batch import OVERFLOWS, Overflow, fit_length
@@ -52,13 +55,26 @@ def tokenize_documents(
 
 
 def token_id_documents(texts: Any, vocab_size: int | None) -> list[list[int]] | None:
-    """Documents given as token ids (a sequence of int sequences or 1-D integer tensors), checked against
-    the vocabulary; ``None`` where ``texts`` is text for the tokenizer. Raises ``InputError`` for ids
-    outside ``[0, vocab_size)`` or mixed ids and text."""
+    """Documents given as token ids (see the module docstring), checked against the vocabulary; ``None``
+    where ``texts`` is text for the tokenizer. An empty document comes back empty (dropped later, as
+    every document of fewer than 2 tokens). Raises ``InputError`` for ids outside ``[0, vocab_size)``,
+    non-integer values, one flat document, or mixed ids and text."""
+    if _is_array(texts) and _numeric(texts):
+        if texts.ndim != 2:
+            raise InputError(
+                f"documents as one array must be 2-D (a row of token ids per document), got {texts.ndim}-D; "
+                "a single document goes as [ids]"
+            )
+        texts = list(texts)
     if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)) or not texts:
         return None
-    is_ids = [_ids(doc) for doc in texts]
-    if not any(d is not None for d in is_ids):
+    if all(is_int(t) for t in texts):
+        raise InputError(
+            "documents are a list of documents, and this is one flat list of token ids; pass [ids] for a "
+            "single document"
+        )
+    is_ids = [_ids(i, doc) for i, doc in enumerate(texts)]
+    if all(d is None or not d for d in is_ids) and any(d is None for d in is_ids):
         return None
     if any(d is None for d in is_ids):
         raise InputError("documents mix token ids and text; pass all of them as lists of token ids, or all as text")
@@ -69,12 +85,46 @@ def token_id_documents(texts: Any, vocab_size: int | None) -> list[list[int]] | 
     return is_ids
 
 
-def _ids(doc: Any) -> list[int] | None:
-    if isinstance(doc, torch.Tensor):
-        return doc.tolist() if doc.dim() == 1 and not doc.is_floating_point() and not doc.is_complex() else None
-    if isinstance(doc, (list, tuple)) and doc and all(isinstance(t, int) and not isinstance(t, bool) for t in doc):
-        return list(doc)
+def _is_array(x: Any) -> bool:
+    """A tensor or an array (NumPy's, or anything with ``ndim``, ``dtype`` and ``tolist``)."""
+    return isinstance(x, torch.Tensor) or all(hasattr(x, a) for a in ("ndim", "dtype", "tolist"))
+
+
+def _ids(i: int, doc: Any) -> list[int] | None:
+    """Document ``i`` as token ids (``[]`` where empty), ``None`` where it is not ids (text)."""
+    if _is_array(doc) and _numeric(doc):
+        if doc.ndim != 1:
+            raise InputError(f"document {i} is a {doc.ndim}-D array; each document is a 1-D sequence of token ids")
+        values = doc.tolist()
+        if _integer_dtype(doc) or not values:
+            return [int(t) for t in values]
+        raise InputError(_not_integer(i, f"dtype {doc.dtype}"))
+    if not isinstance(doc, (list, tuple)):
+        return None
+    if all(is_int(t) for t in doc):
+        return [int(t) for t in doc]
+    if all(isinstance(t, numbers.Number) or _is_array(t) and _numeric(t) and t.ndim == 0 for t in doc):
+        kinds = sorted({type(t).__name__ for t in doc if not is_int(t)})
+        raise InputError(_not_integer(i, ", ".join(kinds)))
     return None
+
+
+def _numeric(array: Any) -> bool:
+    """Numbers (of any kind), not strings or objects: a tensor, or an array of integers, floats or bools."""
+    return isinstance(array, torch.Tensor) or getattr(array.dtype, "kind", "") in ("i", "u", "f", "c", "b")
+
+
+def _integer_dtype(array: Any) -> bool:
+    if isinstance(array, torch.Tensor):
+        return not (array.is_floating_point() or array.is_complex() or array.dtype == torch.bool)
+    return getattr(array.dtype, "kind", "") in ("i", "u")
+
+
+def _not_integer(i: int, what: str) -> str:
+    return (
+        f"document {i} holds {what} values, not token ids (integers); pass integer ids (tensor.long(), "
+        "array.astype(int)) if these are ids, or text for the tokenizer"
+    )
 
 
 def document_limit(engine: Engine, max_length: int | None) -> int:
