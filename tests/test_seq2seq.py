@@ -314,3 +314,28 @@ def test_a_pytorch_transformer_keeps_its_stacks_apart():
     assert capture_attention(model, tokens, stack="encoder").layers == (0, 1, 2)
     cross = capture_attention(model, tokens, stack="cross").sites
     assert [s.path for s in cross] == [f"transformer.decoder.layers.{i}.multihead_attn" for i in range(2)]
+
+
+def test_plain_forward_leaves_no_hook_on_the_model_whatever_fails():
+    """Hooks registered for one probe forward are removed when the forward, or building its inputs, fails."""
+    from induction_nb.engine.seq2seq import plain_forward
+
+    class Fails(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.nn.Linear(2, 2)
+
+        def forward(self, tokens):
+            raise RuntimeError("no forward for ids")
+
+    model = Fails()
+    handles = [model.inner.register_forward_hook(lambda *a: None), model.register_forward_pre_hook(lambda *a: None)]
+    with pytest.raises(RuntimeError, match="no forward for ids"):
+        plain_forward(model, torch.arange(3)[None], handles)
+    assert not model.inner._forward_hooks and not model._forward_pre_hooks
+    twin = make_seq2seq("t5")
+    twin.main_input_name = "input_values"  # an encoder that reads audio samples, not ids
+    handle = twin.encoder.register_forward_hook(lambda *a: None)
+    with pytest.raises(InputError, match="reads 'input_values', not token ids"):
+        plain_forward(twin, torch.arange(3)[None], [handle])
+    assert not twin.encoder._forward_hooks

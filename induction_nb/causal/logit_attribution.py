@@ -26,7 +26,7 @@ import torch
 
 from .._validate import check_int
 from ..engine.ablator import Ablator, readout
-from ..engine.seq2seq import forward_inputs
+from ..engine.seq2seq import plain_forward
 from ..engine.wrappers import effective_weight, materialized, remote_only
 from ..errors import InputError
 from ..metrics import match_mask
@@ -186,13 +186,7 @@ def _last_norm_before_unembedding(module: torch.nn.Module, tokens: torch.Tensor)
     handles = [m.register_forward_hook(lambda m, a, o, p=p: on_norm(p, m, a, o)) for p, m in module.named_modules()
                if _is_norm(m)]  # fmt: skip
     handles.append(emb.register_forward_pre_hook(on_unembed))
-    args, kwargs = forward_inputs(module, tokens, {})
-    try:
-        with torch.no_grad():
-            module(*args, **kwargs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    plain_forward(module, tokens, handles)
     if not seen or seen[0][0] is None:
         return None
     (path, x, y), u = seen[0]

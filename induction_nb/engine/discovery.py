@@ -39,7 +39,7 @@ import torch
 
 from ..errors import AttentionNotFoundError, InputError
 from .reads import Read
-from .seq2seq import forward_inputs, is_encoder_decoder, site_stacks
+from .seq2seq import is_encoder_decoder, plain_forward, site_stacks
 from .site_kinds import KINDS, SiteKind, discoverable
 from .sites import Site, envoy_at, op_node
 from .tracing import mha_fastpath_off, remote_failure, trace
@@ -87,30 +87,22 @@ def _candidates(module: torch.nn.Module) -> list[str]:
 
 def _call_order(module: torch.nn.Module, probe_tokens: torch.Tensor, paths: list[str], remote: Any) -> list[str]:
     """Paths in the order the forward calls them, with repeats (remote: each once, in module order)."""
-    if remote is not None or _is_meta(module):
+    if remote is not None or remote_only(module):  # an offloaded model probes locally, the way it runs
         return paths
     calls: list[str] = []
     handles = [module.get_submodule(p).register_forward_pre_hook(lambda m, a, p=p: calls.append(p)) for p in paths]
-    args, kwargs = forward_inputs(module, probe_tokens, {})
     try:
-        with torch.no_grad(), mha_fastpath_off():
-            module(*args, **kwargs)
+        with mha_fastpath_off():
+            plain_forward(module, probe_tokens, handles)
+    except InputError:  # an encoder whose input cannot be made up from ids: its own message names why
+        raise
     except Exception as e:
         raise AttentionNotFoundError(
             f"{type(module).__name__}'s forward pass fails on token ids {probe_tokens.tolist()}: "
             f"{type(e).__name__}: {e}. capture_attention calls the model as model(tokens) (an encoder-decoder "
             "as model(tokens, decoder_input_ids=tokens))."
         ) from e
-    finally:
-        for h in handles:
-            h.remove()
     return calls
-
-
-def _is_meta(module: torch.nn.Module) -> bool:
-    """Weights that are not here (a remote model); an offloaded model's meta weights are brought in by its
-    hooks at run time, so it probes locally, the way it runs."""
-    return remote_only(module)
 
 
 def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, remote: Any) -> tuple[Site, ...]:
@@ -153,7 +145,7 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, r
             "induction_nb.CustomSites(...) and pass it as sites=... (see the README, 'Custom attention')."
         )
     events = [p for p in calls if p in accepted and not _overlaps([p], [q for q in accepted if q != p])]
-    local = remote is None and not _is_meta(module)
+    local = remote is None and not remote_only(module)
     return _label(events, accepted, site_stacks(module, probe_tokens, events, local, ran))
 
 

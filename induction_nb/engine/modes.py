@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .seq2seq import forward_inputs
+from .seq2seq import plain_forward
 from .wrappers import remote_only
 
 __all__ = ["check_training", "check_repeatable"]
@@ -61,17 +61,12 @@ def check_repeatable(module: torch.nn.Module, tokens: torch.Tensor) -> None:
     says) twice and raise ``InputError`` where the two outputs differ, naming the first submodule (in the
     order calls finish: the deepest first) whose output differs from the same input. The global RNG is
     restored after; a forward that fails is left to discovery to report."""
-    args, kwargs = forward_inputs(module, tokens, {})
-
-    def forward() -> Any:
-        return module(*args, **kwargs)
-
     runs = []
     try:
         devices = sorted({p.device for p in module.parameters() if p.device.type == "cuda"}, key=str)
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices):
             for _ in range(2):
-                runs.append(_recorded(module, forward))
+                runs.append(_recorded(module, tokens))
     except Exception:  # not our finding to report: discovery runs the same forward and names the failure
         return
     (first, out_a), (second, out_b) = runs
@@ -92,7 +87,7 @@ def check_repeatable(module: torch.nn.Module, tokens: torch.Tensor) -> None:
     )
 
 
-def _recorded(module: torch.nn.Module, forward: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+def _recorded(module: torch.nn.Module, tokens: torch.Tensor) -> tuple[dict[str, Any], Any]:
     """``({submodule path: (its first input tensor, its first output tensor)}, the forward's output)``, in the
     order calls finish (a submodule's first call only)."""
     seen: dict[str, Any] = {}
@@ -105,12 +100,7 @@ def _recorded(module: torch.nn.Module, forward: Callable[[], Any]) -> tuple[dict
         return record
 
     handles = [m.register_forward_hook(hook(path)) for path, m in module.named_modules() if path]
-    try:
-        output = forward()
-    finally:
-        for h in handles:
-            h.remove()
-    return seen, _first_tensor(output)
+    return seen, _first_tensor(plain_forward(module, tokens, handles))
 
 
 def _first_tensor(x: Any) -> torch.Tensor | None:

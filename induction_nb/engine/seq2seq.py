@@ -51,6 +51,7 @@ __all__ = [
     "STACKS",
     "is_encoder_decoder",
     "forward_inputs",
+    "plain_forward",
     "site_stacks",
     "select_stack",
     "decoder_start",
@@ -111,6 +112,19 @@ def forward_inputs(
     )
 
 
+def plain_forward(module: torch.nn.Module, tokens: Any, hooks: Sequence[Any] = (), encoder_tokens: Any = None) -> Any:
+    """The model's own forward on ``tokens`` (``forward_inputs``' convention), without gradients; ``hooks``
+    (handles registered for this one run) are removed after it, whatever happens, so that no hook is left
+    on the user's model, even where the inputs cannot be built."""
+    try:
+        args, kwargs = forward_inputs(module, tokens, {}, encoder_tokens)
+        with torch.no_grad():
+            return module(*args, **kwargs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def _blank_features(module: torch.nn.Module, batch: int) -> torch.Tensor:
     """Zero audio features ``[batch, mel bins, frames]`` of the length the config states (Whisper's encoder
     refuses any other)."""
@@ -146,7 +160,6 @@ def site_stacks(
         other = probe_tokens[:, :-_EXTRA]
     else:
         other = torch.cat([probe_tokens, probe_tokens[:, :_EXTRA]], dim=1)
-    args, kwargs = forward_inputs(module, probe_tokens, {}, encoder_tokens=other)
     lengths: dict[str, set[int]] = {p: set() for p in [*paths, *others, ""]}  # "": what the encoder returns
     halves = _halves(module)
     handles = [
@@ -158,12 +171,7 @@ def site_stacks(
     if "encoder" in halves:
         encoder = module.get_submodule(halves["encoder"])
         handles.append(encoder.register_forward_hook(lambda m, a, out: _record(lengths[""], _first(out))))
-    try:
-        with torch.no_grad():
-            module(*args, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
+    plain_forward(module, probe_tokens, handles, encoder_tokens=other)
     n = probe_tokens.shape[1]
     stacks: dict[str, Stack] = {p: _stack_of(p, lengths[p], n, lengths[""], halves) for p in [*paths, *others]}
     if "cross" in stacks.values() and "decoder" not in stacks.values():
