@@ -236,6 +236,9 @@ ENTRY_POINTS = {
     "copying_dla": lambda m, local, c: __import__("induction_nb").copying_dla(
         local, [(1, 0)], sequence_length=24, batch_size=2, remote=c
     ),
+    "concept_induction": lambda m, local, c: __import__("induction_nb").concept_induction(
+        m, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10, length=24, remote=c
+    ),
     "capture_head": lambda m, local, c: __import__("induction_nb").capture_head(
         m, torch.tensor([[3, 4, 5, 6]]), 1, 0, remote=c
     ),
@@ -343,3 +346,17 @@ def test_cli_reports_a_remote_failure_in_one_line(command, folder, server, monke
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: cannot reach http://127.0.0.1") and "Traceback" not in "\n".join(err)
+
+
+def test_concept_induction_runs_remotely_and_matches_local(folder, remote):
+    """Value-weighted attention and the patching forwards on the server: only per-head numbers return."""
+    from induction_nb import concept_induction
+
+    model, config = remote
+    local = load_model(folder)
+    kwargs = dict(n_probes=3, n_boot=20, length=24)
+    r = concept_induction(model, ["t5 t6", "t7 t8 t9"], remote=config, **kwargs)
+    l = concept_induction(local, ["t5 t6", "t7 t8 t9"], **kwargs)
+    for a, b in zip(r.head_scores, l.head_scores):
+        for k in ("token_induction", "concept_induction", "token_effect", "concept_effect"):
+            assert a.values[k] == pytest.approx(b.values[k], abs=1e-5), (a.name, k)

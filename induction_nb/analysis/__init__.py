@@ -1,19 +1,24 @@
 """What is found: detection of induction heads on probes, on your text, retrieval heads, single-head
 analysis, the result types they return, and models to check them on (a hand-built transformer with known
-heads; a small attention-only model trained from scratch).
+heads; a small attention-only model trained from scratch), and the weights' evidence (``weight_evidence``: OV
+copying, QK matching and head composition read from the weights alone, no forward pass).
 """
 
 from .analyzer import InductionHeadAnalyzer, analyze_head_attention
 from .detector import InductionHeadDetector, detect_induction_heads
+from .dual_route import DualRouteResult, concept_induction
 from .head_score import HeadBehavior, HeadScore
 from .on_text import detect_on_text
 from .results import DetectionResult, RetrievalResult, ScanResult, TextScanResult, load_result
 from .retrieval import needle_accuracy, retrieval_heads
 from .toy import HandBuiltInduction
 from .training import train_induction_model
+from .weights_evidence import CircuitAgreement, WeightEvidence, compare_with_circuit, weight_evidence
 
 __all__ = [
+    "CircuitAgreement",
     "DetectionResult",
+    "DualRouteResult",
     "HandBuiltInduction",
     "HeadBehavior",
     "HeadScore",
@@ -22,11 +27,15 @@ __all__ = [
     "RetrievalResult",
     "ScanResult",
     "TextScanResult",
+    "WeightEvidence",
     "analyze_head_attention",
+    "compare_with_circuit",
+    "concept_induction",
     "detect_induction_heads",
     "detect_on_text",
     "load_result",
     "needle_accuracy",
     "retrieval_heads",
     "train_induction_model",
+    "weight_evidence",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._validate import is_int
@@ -112,7 +112,8 @@ class _ReadsValues:
 @dataclass(frozen=True, eq=False)
 class HeadScore(_ReadsValues):
     """Scores of one head: ``values`` ``{metric: value}`` (see ``metrics.REGISTRY``; ``overall_score`` always
-    there; ``None`` or NaN where undefined) and the 95% interval ``[ci_low, ci_high]`` of the overall score.
+    there; ``None`` or NaN where undefined) and the 95% interval ``[ci_low, ci_high]`` of the overall score;
+    ``intervals`` ``{metric: (low, high)}``: the 95% intervals of other metrics where the scan measured them.
     Metrics read as attributes (``s.prefix_matching``; NaN where undefined, ``None`` where not measured).
     Two scores are equal where every number is (NaN equal to NaN). ``InputError`` for a layer or head that
     is not an integer, a name that is not a metric name, a value that is not a number, no overall score."""
@@ -122,6 +123,7 @@ class HeadScore(_ReadsValues):
     values: Mapping[str, float]
     ci_low: float = float("nan")
     ci_high: float = float("nan")
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     _absent_is_none = True
 
@@ -136,11 +138,17 @@ class HeadScore(_ReadsValues):
             raise InputError(f"{where} has no 'overall_score' (every scan's headline score)")
         object.__setattr__(self, "ci_low", _number(self.ci_low, "ci", where))
         object.__setattr__(self, "ci_high", _number(self.ci_high, "ci", where))
+        if not isinstance(self.intervals, Mapping) or any(k not in self.values for k in self.intervals):
+            raise InputError(f"{where}: intervals must map metrics it has to (low, high), got {self.intervals!r}")
+        bounds = {k: (_number(v[0], k, where), _number(v[1], k, where)) for k, v in self.intervals.items()}
+        object.__setattr__(self, "intervals", bounds)
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, HeadScore):
             return NotImplemented
         same = (self.layer, self.head, self.values) == (other.layer, other.head, other.values)
+        same = same and set(self.intervals) == set(other.intervals)
+        same = same and all(_same(a, b) for k in self.intervals for a, b in zip(self.intervals[k], other.intervals[k]))
         return same and _same(self.ci_low, other.ci_low) and _same(self.ci_high, other.ci_high)
 
     def __hash__(self) -> int:
@@ -157,7 +165,7 @@ class HeadScore(_ReadsValues):
 
     def with_values(self, **values: float) -> HeadScore:
         """A copy with ``values`` added or replaced."""
-        return HeadScore(self.layer, self.head, {**self.values, **values}, self.ci_low, self.ci_high)
+        return HeadScore(self.layer, self.head, {**self.values, **values}, self.ci_low, self.ci_high, self.intervals)
 
     def to_dict(self) -> dict[str, Any]:
         """``layer``, ``head``, each metric (``None`` where undefined) and the interval: plain JSON values."""
@@ -167,6 +175,9 @@ class HeadScore(_ReadsValues):
             **{k: _num(v) for k, v in self.values.items()},
             "ci_low": _num(self.ci_low),
             "ci_high": _num(self.ci_high),
+            **(
+                {"intervals": {k: [_num(a), _num(b)] for k, (a, b) in self.intervals.items()}} if self.intervals else {}
+            ),
         }
 
     @classmethod
@@ -177,8 +188,11 @@ class HeadScore(_ReadsValues):
         for k in ("layer", "head"):
             if isinstance(d.get(k), bool) or not isinstance(d.get(k), int):
                 raise InputError(f"head score field {k!r} must be an integer, got {d.get(k)!r}")
-        values = {k: v for k, v in d.items() if k not in ("layer", "head", "ci_low", "ci_high")}
-        return cls(d["layer"], d["head"], values, d.get("ci_low"), d.get("ci_high"))
+        values = {k: v for k, v in d.items() if k not in ("layer", "head", "ci_low", "ci_high", "intervals")}
+        intervals = d.get("intervals") or {}
+        if not isinstance(intervals, dict) or not all(isinstance(v, list) and len(v) == 2 for v in intervals.values()):
+            raise InputError(f"head score field 'intervals' must map metrics to [low, high], got {intervals!r}")
+        return cls(d["layer"], d["head"], values, d.get("ci_low"), d.get("ci_high"), intervals)
 
 
 @dataclass(frozen=True)

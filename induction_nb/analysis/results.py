@@ -284,6 +284,9 @@ class ScanResult:
         import pandas as pd
 
         rows = [s.to_dict() for s in self.head_scores]
+        for row in rows:  # other metrics' intervals as columns of their own: {metric}_ci_low, {metric}_ci_high
+            for k, (low, high) in row.pop("intervals", {}).items():
+                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = low, high
         columns = ["layer", "head", *self.metrics, "ci_low", "ci_high"]
         df = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
         df = df.astype({"layer": int, "head": int})

@@ -48,12 +48,9 @@ class ToyAttention(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (self._project(x, w) for w in (self.W_Q, self.W_K, self.W_V))
         n = x.shape[1]
-        scores = (q @ k.transpose(-1, -2)).masked_fill(
-            torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1), float("-inf")
-        )
-        pattern = F.softmax(scores, dim=-1)
-        z = (pattern @ v).transpose(1, 2).reshape(x.shape[0], n, -1)  # [batch, seq, head * d_head]
-        return self.o_proj(z)
+        # one SDPA call (unscaled scores, causal): the capture reads its query, key and value vectors
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+        return self.o_proj(z.transpose(1, 2).reshape(x.shape[0], n, -1))  # [batch, seq, head * d_head]
 
 
 def _block(d_model: int, rows: slice, cols: slice) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """How results and patterns are shown: terminal text (``ascii``, ``report``: named ``text_*``), paper
-figures (``figures``, ``evidence_figures``: ``plot_*``, matplotlib on first use), the HTML a notebook
+figures (``figures``, ``evidence_figures``: ``plot_*``, matplotlib on first use), the weights' evidence
+(``weights_view``: ``text_weight_evidence``, ``plot_k_composition``), the HTML a notebook
 shows and the static page (``html_repr``, ``html_page``), and the state the explorer's canvases draw
 from (``canvas_state``).
 
@@ -17,6 +18,7 @@ from .ascii import (
     text_induction_stripe,
     text_score_map,
 )
+from .dual_route_views import plot_dual_route, text_dual_route
 from .evidence_figures import plot_circuit_graph, plot_effects_scatter, plot_loss_curve, plot_training_run
 from .figures import (
     compare_heads,
@@ -26,9 +28,10 @@ from .figures import (
     plot_score_heatmap,
     plot_stripe_profile,
 )
-from .report import create_analysis_report, text_report
+from .report import create_analysis_report, text_n_prefix, text_report
 from .style import save_figure, shared_legend, style
 from .text_kit import TextPlot
+from .weights_view import plot_k_composition, text_weight_evidence
 
 __all__ = [
     "TextPlot",
@@ -37,9 +40,11 @@ __all__ = [
     "plot_attention_heatmap",
     "plot_attention_pattern",
     "plot_circuit_graph",
+    "plot_dual_route",
     "plot_effects_scatter",
     "plot_head_scores",
     "plot_induction_stripe",
+    "plot_k_composition",
     "plot_loss_curve",
     "plot_metric_scatter",
     "plot_mosaic",
@@ -51,8 +56,11 @@ __all__ = [
     "style",
     "text_attention_pattern",
     "text_circuit",
+    "text_dual_route",
     "text_head_scores",
     "text_induction_stripe",
+    "text_n_prefix",
     "text_report",
     "text_score_map",
+    "text_weight_evidence",
 ]

@@ -3,7 +3,8 @@
 The report reads the result's own words (its title, its notes: what was scored, warnings; what a detected
 head is called) and its metrics from the registry: the detailed table has a column per table metric the
 result carries (``metrics.REGISTRY``: short headers, signed values with their sign), so a new metric
-shows up here without a change to this file.
+shows up here without a change to this file; ``metrics=`` adds columns of metrics kept out of it (the
+n-prefix scores). ``text_n_prefix``: n-prefix matching for n = 1, 2, 3 (4) side by side, head by head.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .._validate import check_int
-from ..metrics import REGISTRY
+from .._validate import check_heads, check_int
+from ..errors import InputError
+from ..metrics import N_PREFIX_MAX, REGISTRY, n_prefix_metric
 from .ascii import text_score_map
 from .text_kit import Charset, TextPlot, check_view_options, entries, finish, head_name
 
-__all__ = ["create_analysis_report", "text_report"]
+__all__ = ["create_analysis_report", "text_report", "text_n_prefix"]
 
 
 def _bar10(value: float) -> str:
@@ -33,13 +35,17 @@ def create_analysis_report(
     top: int = 10,
     charset: Charset = "ascii",
     decimals: int = 3,
+    metrics: Sequence[str] | None = None,
 ) -> TextPlot:
     """The analysis report in the original format; ``detailed=True`` adds the per-metric table, the
     layer x head map, previous-token heads, the settings and the seed. ``decimals``: of the top-head
-    scores (2 gives text that is identical across CPUs and BLAS builds, e.g. for checked notebooks)."""
+    scores (2 gives text that is identical across CPUs and BLAS builds, e.g. for checked notebooks).
+    ``metrics``: metrics the detailed table shows after its own columns, e.g. the n-prefix scores
+    ``[n_prefix_metric(n) for n in (2, 3)]`` (each one the result carries; ``None``: the table as always)."""
     check_view_options(width, charset)
     check_int("top", top, 1)
     check_int("decimals", decimals, 0, 6)
+    extra = _extra_columns(result, metrics, detailed)
     title = result.title
     lines = [
         title,
@@ -64,7 +70,7 @@ def create_analysis_report(
         for s in tops
     ]
     if detailed:
-        lines += ["", "Per-Head Metrics (top heads):", *_metrics_table(result, tops, w, width)]
+        lines += ["", "Per-Head Metrics (top heads):", *_metrics_table(result, tops, w, width, extra)]
         lines += ["", "Layer x Head Map:", *text_score_map(result, width=width, charset=charset).splitlines()]
         lines += _previous_token_heads(result, width)
         lines += ["", "Settings:"] + [f"{k}: {v}" for k, v in sorted(result.settings.items())]
@@ -82,12 +88,31 @@ def _previous_token_heads(result: Any, width: int) -> list[str]:
     return ["", "Previous-Token Heads (>= 0.40):"] + (entries("", found[:8], width) if found else ["none"])
 
 
-def _metrics_table(result: Any, tops: Sequence[Any], w: int, width: int) -> list[str]:
+def _extra_columns(result: Any, metrics: Any, detailed: bool) -> list[str]:
+    """The report's ``metrics=``: names the result carries, for the detailed table (``[]`` for ``None``)."""
+    if metrics is None:
+        return []
+    names = [metrics] if isinstance(metrics, str) else list(metrics) if isinstance(metrics, Sequence) else None
+    if names is None or not all(isinstance(m, str) for m in names):
+        raise InputError(f"metrics must be a list of metric names, e.g. ['prefix_matching_2'], got {metrics!r:.80}")
+    if not detailed:
+        raise InputError("metrics= adds columns to the detailed report's table; pass detailed=True")
+    missing = [m for m in names if m not in result.metrics]
+    if missing:
+        raise InputError(
+            f"this result has no {', '.join(map(repr, missing))}; its metrics: {', '.join(result.metrics)}"
+        )
+    return names
+
+
+def _metrics_table(result: Any, tops: Sequence[Any], w: int, width: int, extra: Sequence[str] = ()) -> list[str]:
     """The detailed report's per-head table: the overall score and its interval, then one column per table
-    metric of the result (registry order), each as wide as its header or a value and two spaces; head and
-    interval columns padded to their widest entry (a negative bound is one character wider). Columns that
-    do not fit in ``width`` continue in a second table under the first, keyed by head again."""
+    metric of the result (registry order) and per ``extra`` metric, each as wide as its header or a value
+    and two spaces; head and interval columns padded to their widest entry (a negative bound is one
+    character wider). Columns that do not fit in ``width`` continue in a second table under the first,
+    keyed by head again."""
     names = [m for m in result.metrics if m != "overall_score" and REGISTRY[m].table]
+    names += [m for m in dict.fromkeys(extra) if m not in names and m != "overall_score"]
     cis = [f"[{s.ci_low:.3f},{s.ci_high:.3f}]" for s in tops]
     ci_w = max(map(len, cis + ["95% CI"]))
     lead = [f"{'head':<{w}}  overall  {'95% CI':<{ci_w}}  "]
@@ -127,3 +152,71 @@ def _columns(names: list[str], tops: Sequence[Any]) -> list[list[str]]:
             cells.append(f"{text.center(6 if REGISTRY[m].signed else 5) if text == '-' else text:<{_width(m)}}")
         out.append(cells)
     return out
+
+
+def text_n_prefix(
+    result: Any,
+    heads: Any = None,
+    *,
+    top: int = 10,
+    by: str = "overall_score",
+    ns: Sequence[int] | None = None,
+    width: int = 80,
+    decimals: int = 3,
+) -> TextPlot:
+    """n-prefix matching side by side: one row per head, one column per ``n`` (``prefix_matching`` for
+    n = 1, ``prefix_matching_<n>`` above: attention on the token after an earlier copy of the last ``n``
+    tokens). ``heads``: ``(layer, head)`` pairs (``None``: the ``top`` heads by ``by``, any metric of the
+    result); ``ns``: which n in 1..4 (``None``: each the result carries). On the ``ngram`` probe a plain
+    induction head scores ~1 at n = 1 and about 1/(number of targets) at n >= 2; an n-gram head ~1 at n."""
+    check_view_options(width, "ascii")
+    check_int("decimals", decimals, 0, 6)
+    names = _n_prefix_names(result, ns)
+    if heads is None:
+        check_int("top", top, 1)
+        shown, how = result.get_top_heads(top, by), f"top {top} by {by}"
+    else:
+        shown, how = [result.score(l, h) for l, h in check_heads("heads", heads)], "chosen heads"
+    patterns = result.settings.get("patterns") if isinstance(result.settings, dict) else None
+    on = f"; probes: {', '.join(map(str, patterns))}" if patterns else ""
+    w = max([4, *(len(head_name(s.layer, s.head)) for s in shown)])
+    cell = max(decimals + 2, 3)  # "0.955", "n=1"
+    lines = [
+        "n-Prefix Matching: attention after an earlier copy of the last n tokens",
+        f"({how}{on})",
+        f"{'head':<{w}}" + "".join(f"  {f'n={n}':<{cell}}" for n in names),
+    ]
+    for s in shown:
+        cells = [REGISTRY[m].format(s.values.get(m), decimals) for m in names.values()]
+        lines.append(
+            f"{head_name(s.layer, s.head):<{w}}"
+            + "".join(f"  {c.center(cell) if c == '-' else c:<{cell}}" for c in cells)
+        )
+    key = entries("key: ", [f"n={n} {m}" for n, m in names.items()], width)
+    return finish([*lines, "", *key, "'-': no query has an earlier copy of its last n tokens"], width)
+
+
+def _n_prefix_names(result: Any, ns: Any) -> dict[int, str]:
+    """``{n: metric}`` for ``ns`` (checked by ``n_prefix_metric``), each one the result carries."""
+    if ns is None:
+        names = {n: n_prefix_metric(n) for n in range(1, N_PREFIX_MAX + 1)}
+        names = {n: m for n, m in names.items() if m in result.metrics}
+        if not names:
+            raise InputError(
+                f"this result carries no n-prefix matching (prefix_matching .. prefix_matching_{N_PREFIX_MAX}); "
+                f"its metrics: {', '.join(result.metrics)}"
+            )
+        return names
+    if isinstance(ns, (str, bytes)) or not isinstance(ns, Sequence) or not ns:
+        raise InputError(f"ns must be a non-empty list of n in 1..{N_PREFIX_MAX}, e.g. [1, 2, 3], got {ns!r:.80}")
+    names = {}
+    for n in ns:
+        metric = n_prefix_metric(n)  # checks n before it is used
+        names[int(n)] = metric
+    missing = [m for m in names.values() if m not in result.metrics]
+    if missing:
+        raise InputError(
+            f"this result has no {', '.join(missing)} (scanned before it was registered?); "
+            f"its metrics: {', '.join(result.metrics)}"
+        )
+    return names

@@ -27,7 +27,7 @@ import torch
 from .engine import head_outputs
 from .sites import envoy_at
 
-__all__ = ["attribution_effects", "repeat_half_loss"]
+__all__ = ["attribution_effects", "repeat_half_loss", "gradient_leaf"]
 
 
 def repeat_half_loss(output: Any, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -40,12 +40,12 @@ def repeat_half_loss(output: Any, tokens: torch.Tensor, positions: torch.Tensor)
     return -torch.log_softmax(picked, dim=-1).gather(-1, target[..., None]).mean()
 
 
-def _leaf(model: Any, tracer: Any, path: str, call: int) -> Any:
+def gradient_leaf(model: Any, tracer: Any, path: str, call: int) -> Any:
     """Inside the trace: the head outputs at ``path`` replaced by an identical tensor that requires grad."""
     if call:
         box = []
         for _ in tracer.iter[call]:
-            box.append(_leaf(model, tracer, path, 0))
+            box.append(gradient_leaf(model, tracer, path, 0))
         return box[0]
     envoy = envoy_at(model, path)
     leaf = envoy.input.detach().clone().requires_grad_(True)
@@ -74,7 +74,11 @@ def attribution_effects(
             outputs = []
             for i, site in enumerate(sites):
                 path = paths[site.layer]
-                z = _leaf(model, tracer, path, site.call) if i == 0 else head_outputs(model, tracer, path, site.call)
+                z = (
+                    gradient_leaf(model, tracer, path, site.call)
+                    if i == 0
+                    else head_outputs(model, tracer, path, site.call)
+                )
                 outputs.append(z)
             loss = repeat_half_loss(model.output, tokens, positions)
             grads = torch.autograd.grad(loss, outputs, allow_unused=True)

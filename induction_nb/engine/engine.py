@@ -6,9 +6,7 @@ attention sites, output projections), cached per model object (a weak reference:
 written onto it; nnsight does instrument the forwards of the modules it reads, which ``engine.wrappers``
 keeps harmless to compiled copies). It is the one guard path: every tool's model passes its mode checks
 (``engine.modes``), wrapper unwrapping (``load_model``) and probe-length rule (``probe_length``).
-``engine.trace(tokens)`` is the trace, local or remote; ``engine.translate(e)`` is the one
-error policy (every remote failure one ``RemoteExecutionError`` by kind, nnsight's internal errors one
-``CaptureCheckError`` naming the sites).
+``engine.trace(tokens)`` is the trace, local or remote; ``engine.translate(e)`` the one error policy.
 
 Inside a trace, ``read_layer`` reads one attention site's pattern (trimmed to the tokens, self-checked,
 reduced) and ``head_outputs`` one layer's head outputs (the output projection's input). Everything a trace
@@ -42,7 +40,6 @@ __all__ = ["Engine", "read_layer", "head_outputs", "cut_heads", "ROW_TOLERANCE"]
 
 # Row-sum tolerance by the dtype the model computes in (its softmax rounds at that precision).
 ROW_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-# whether the flash-kernel path reproduces a module's attention output (checked once per module)
 _LSE_OK: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 # output projections found per torch module: {override or None: (paths by layer, head width)}; plain data
 _PROJECTIONS: weakref.WeakKeyDictionary[torch.nn.Module, dict] = weakref.WeakKeyDictionary()
@@ -315,8 +312,10 @@ def read_layer(
     ``(site.layer, None, None)`` where its attention does not cover the tokens (Funnel's pooled blocks
     attend over fewer positions: not attention among the tokens, left out). ``reduce`` gets ``(layer,
     pattern [batch, head, q, k])``; the sink's share ``[batch, head, q]`` (or ``None``) as a third
-    argument where it sets ``accepts_sink = True``; or, where it sets ``accepts_rows = True``, ``(layer,
-    rows)``: the pattern row block by row block (``engine.rows.Rows``, self-checked as it is read), never whole.
+    argument where it sets ``accepts_sink = True``, or the heads' value vectors ``[batch, head, k, d_head]`` (or
+    ``None``: the site does not pass them; ``SiteKind.values``) where it sets ``accepts_values = True``; or,
+    where it sets ``accepts_rows = True``, ``(layer, rows)``: the pattern row block by row block
+    (``engine.rows.Rows``, self-checked as it is read), never whole.
     ``valid`` ``[batch, seq]`` (a padded batch's real tokens): the whole pattern is read, padding rows and
     columns zeroed, real rows checked (``engine.reads.mask_padding``)."""
     if site.call == 0:
@@ -358,9 +357,10 @@ def _read(
         return site.layer, reduce(site.layer, rows.checked(site.layer, tolerance)), read.causal
     if valid is None:
         check_pattern(read, site.layer, tolerance)
-    if getattr(reduce, "accepts_sink", False):
-        return site.layer, reduce(site.layer, read.pattern, read.sink), read.causal
-    return site.layer, reduce(site.layer, read.pattern), read.causal
+    extra = (read.sink,) if getattr(reduce, "accepts_sink", False) else ()
+    if getattr(reduce, "accepts_values", False):  # value-weighted attention: the heads' value vectors too
+        extra = (site.kind.values(args, kwargs, node.output if output is None else output, envoy._module, read),)
+    return site.layer, reduce(site.layer, read.pattern, *extra), read.causal
 
 
 def _lse_matches(model: Any, site: Site, n_tokens: int) -> bool:

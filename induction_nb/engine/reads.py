@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..errors import CaptureCheckError
+from .attention_math import repeat_kv_heads
 from .rows import DenseRows, Rows
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "token_block",
     "mask_padding",
     "check_pattern",
+    "reproduces_output",
 ]
 
 
@@ -149,3 +151,25 @@ def check_pattern(read: Read | torch.Tensor, layer: int, tolerance: float = 1e-4
         read = Read(read, bool(causal))
     for _ in read.as_rows().checked(layer, tolerance).blocks():
         pass
+
+
+def reproduces_output(value: torch.Tensor, out: Any, read: Read) -> bool:
+    """Whether ``pattern @ value`` reproduces what the call returned (``out``). HF kernels return
+    ``[batch, q, head, d]``, SDPA ``[batch, head, q, d]``; both layouts are tried (they coincide in shape
+    when q == heads). Where a sink takes part of the row, kernels either return ``pattern @ value``
+    (gpt-oss) or renormalise the pattern and scale the output by the tokens' share (granite): both pass."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 4:
+        return False
+    expected = torch.matmul(read.pattern, repeat_kv_heads(value.float(), read.pattern.shape[1]))
+    candidates = [expected]
+    if read.sink is not None:
+        rows = read.pattern.sum(-1, keepdim=True)
+        candidates.append(expected / rows.clamp_min(1e-30) * (1 - read.sink[..., None]))
+    got = out.float()
+    scale = float(got.abs().max().clamp_min(1e-6))
+    rel = 1e-3 if out.dtype in (torch.float32, torch.float64) else 5e-2  # half types round at ~1e-2
+    for candidate in candidates:
+        for layout in (candidate, candidate.transpose(1, 2)):
+            if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
+                return True
+    return False

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import CaptureCheckError, InputError
 from .attention_math import attention_from_qk, repeat_kv_heads
-from .reads import Read, blocks_future, is_stochastic, mask_blocks_future
+from .reads import Read, blocks_future, is_stochastic, mask_blocks_future, reproduces_output
 from .rows import QKRows
 
 __all__ = [
@@ -78,6 +78,18 @@ class SiteKind:
         read = self.read(args, kwargs, output if self.needs_output else None, module)
         return read.pattern[:, :, -1].argmax(-1)
 
+    values_at: ClassVar[int | None] = None  # the call's positional argument that holds the value vectors
+
+    def values(self, args: tuple, kwargs: dict, output: Any, module: Any, read: Read) -> torch.Tensor | None:
+        """Each head's value vectors ``[batch, head, k, d_head]`` (float32, grouped heads expanded) as the
+        call received them, proven by ``read.pattern @ values`` reproducing what the call returned; ``None``
+        where the call does not pass them (a bare softmax) or they do not reproduce its output."""
+        value = _arg(args, kwargs, self.values_at, "value") if self.values_at is not None else None
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        if not _is_4d(value) or not reproduces_output(value, out, read):
+            return None
+        return repeat_kv_heads(value.float(), read.pattern.shape[1])
+
     def __eq__(self, other: Any) -> bool:
         if isinstance(other, str):
             return other == self.name
@@ -120,6 +132,7 @@ class HFInterface(SiteKind):
     name = "hf_interface"
     flash_lse = True
     discovery_rank = 10
+    values_at = 3
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
         attention, query, key = args[0], args[1], args[2]  # the interface's module: its is_causal flag
@@ -164,7 +177,7 @@ class HFInterface(SiteKind):
         return len(args) >= 3 and isinstance(args[0], torch.nn.Module) and _is_4d(args[1]) and _is_4d(args[2])
 
     def reproduces(self, args, kwargs, output, read) -> bool:
-        return _reproduces(args[3], output[0] if isinstance(output, (tuple, list)) else output, read)
+        return reproduces_output(args[3], output[0] if isinstance(output, (tuple, list)) else output, read)
 
     def last_row(self, args, kwargs, output, module=None) -> torch.Tensor:
         """Only the last row is computed, ``[head, K]``: the query's last position against every key."""
@@ -186,6 +199,7 @@ class SDPACall(SiteKind):
 
     name = "sdpa_call"
     discovery_rank = 20
+    values_at = 2
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
         query, key = args[0], args[1]
@@ -206,7 +220,7 @@ class SDPACall(SiteKind):
         return len(args) >= 3 and _is_4d(args[0]) and _is_4d(args[1]) and _is_4d(args[2])
 
     def reproduces(self, args, kwargs, output, read) -> bool:
-        return _reproduces(args[2], output, read)
+        return reproduces_output(args[2], output, read)
 
 
 @register_kind
@@ -232,6 +246,7 @@ class ReturnedWeights(SiteKind):
 
     name = "returned_weights"
     discovery_rank = 40
+    values_at = 2  # GPT-Neo's ``_attn(query, key, value, ...)``; proven against the output before use
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
         pattern = _as_4d(output[1], batch).float()
@@ -299,6 +314,15 @@ class MultiheadAttention(SiteKind):
         pattern = attention_from_qk(q, k, mask=float_mask)
         return Read(pattern, mask_blocks_future(float_mask))
 
+    def values(self, args, kwargs, output, module, read) -> torch.Tensor | None:
+        bound = _MHA_SIGNATURE.bind(module, *args, **kwargs)
+        value, e, h = bound.arguments["value"], module.embed_dim, module.num_heads
+        value = value if module.batch_first else value.transpose(0, 1)
+        w = module.in_proj_weight[2 * e :] if module._qkv_same_embed_dim else module.v_proj_weight
+        b = None if module.in_proj_bias is None else module.in_proj_bias[2 * e :]
+        v = torch.nn.functional.linear(value, w, b)
+        return v.reshape(v.shape[0], v.shape[1], h, -1).transpose(1, 2).float()
+
 
 class Custom(SiteKind):
     """A site named by the user (``CustomSites``): ``function(args, kwargs, output)`` returns the pattern
@@ -311,8 +335,14 @@ class Custom(SiteKind):
         function: Callable[[tuple, dict, Any], torch.Tensor],
         causal: bool | None = None,
         where: str = "the custom reader",
+        value_reader: Callable[[tuple, dict, Any], torch.Tensor] | None = None,
     ):
-        self.function, self.causal, self.where = function, causal, where
+        self.function, self.causal, self.where, self.value_reader = function, causal, where, value_reader
+
+    def values(self, args, kwargs, output, module, read) -> torch.Tensor | None:
+        if self.value_reader is None:
+            return None
+        return repeat_kv_heads(self.value_reader(args, kwargs, output).float(), read.pattern.shape[1])
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
         pattern = self.function(args, kwargs, output)
@@ -329,28 +359,6 @@ def discoverable() -> list[SiteKind]:
     """The registered kinds discovery probes for, in ``discovery_rank`` order."""
     ranked = [k for k in KINDS.values() if k.discovery_rank is not None]
     return sorted(ranked, key=lambda k: k.discovery_rank)
-
-
-def _reproduces(value: torch.Tensor, out: Any, read: Read) -> bool:
-    """Whether ``pattern @ value`` reproduces what the call returned (``out``). HF kernels return
-    ``[batch, q, head, d]``, SDPA ``[batch, head, q, d]``; both layouts are tried (they coincide in shape
-    when q == heads). Where a sink takes part of the row, kernels either return ``pattern @ value``
-    (gpt-oss) or renormalise the pattern and scale the output by the tokens' share (granite): both pass."""
-    if not isinstance(out, torch.Tensor) or out.dim() != 4:
-        return False
-    expected = torch.matmul(read.pattern, repeat_kv_heads(value.float(), read.pattern.shape[1]))
-    candidates = [expected]
-    if read.sink is not None:
-        rows = read.pattern.sum(-1, keepdim=True)
-        candidates.append(expected / rows.clamp_min(1e-30) * (1 - read.sink[..., None]))
-    got = out.float()
-    scale = float(got.abs().max().clamp_min(1e-6))
-    rel = 1e-3 if out.dtype in (torch.float32, torch.float64) else 5e-2  # half types round at ~1e-2
-    for candidate in candidates:
-        for layout in (candidate, candidate.transpose(1, 2)):
-            if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
-                return True
-    return False
 
 
 def _is_4d(x: Any) -> bool:

@@ -65,7 +65,9 @@ class CustomSites:
     forward (``print(model.<path>.source)`` lists them). ``causal``: whether keys after the query are
     masked (``None``: inferred from the pattern). ``layers``: the model's layer index of each path
     (default ``0, 1, ...``). ``stack``: the attention stack the sites are in (``engine.seq2seq.Stack``;
-    an encoder-decoder's stacks are named by one ``CustomSites`` each).
+    an encoder-decoder's stacks are named by one ``CustomSites`` each). ``values``: optionally a function
+    ``values(args, kwargs, output) -> [batch, head or kv_head, k, d_head]`` giving each head's value vectors
+    (value-weighted attention, ``concept_induction``, needs them).
 
     Example (a TransformerLens ``HookedTransformer`` wrapped with ``nnsight.NNsight``)::
 
@@ -80,6 +82,7 @@ class CustomSites:
     causal: bool | None = None
     layers: Sequence[int] | None = None
     stack: Stack = "decoder"
+    values: Callable[[tuple, dict, Any], torch.Tensor] | None = None
 
     def expand(self) -> tuple[Site, ...]:
         if isinstance(self.modules, str):
@@ -109,7 +112,7 @@ class CustomSites:
         counts: dict[str, int] = {}
         sites = []
         for label, path in zip(labels, paths):
-            kind = Custom(reader, self.causal, f"layer {label}: the custom reader for {path!r}")
+            kind = Custom(reader, self.causal, f"layer {label}: the custom reader for {path!r}", self.values)
             site = Site(layer=label, path=path, op=self.op, kind=kind, call=counts.get(path, 0), stack=self.stack)
             sites.append(site)
             counts[path] = counts.get(path, 0) + 1  # a path named twice: its second application

@@ -86,6 +86,7 @@ RESERVED = frozenset(
         "head",
         "ci_low",
         "ci_high",
+        "intervals",
         "detected",
         "name",
         "values",

@@ -5,7 +5,7 @@ No model is touched here: token ids come from a vocabulary size (and a tokenizer
 """
 
 from .passages import PASSAGES
-from .patterns import PATTERN_NAMES, Pattern, PatternGenerator
+from .patterns import EXTRA_PATTERN_NAMES, PATTERN_NAMES, Pattern, PatternGenerator
 from .texts import load_texts
 
-__all__ = ["PASSAGES", "PATTERN_NAMES", "Pattern", "PatternGenerator", "load_texts"]
+__all__ = ["EXTRA_PATTERN_NAMES", "PASSAGES", "PATTERN_NAMES", "Pattern", "PatternGenerator", "load_texts"]

@@ -1,18 +1,36 @@
 """n-prefix matching (higher-order, n-gram induction; Akyurek et al., ICML 2024, arXiv 2401.12973): the
 attention on the token after an earlier copy of the last ``n`` tokens. Key ``k`` is a target of query ``q``
-when ``t[k-n .. k-1] == t[q-n+1 .. q]``; ``n = 1`` is prefix matching (``prefix_matching``), here ``n = 2``
-and ``3``. A query is scored where it has such a target. On a repeated random block the n-token contexts
-are as unique as the 1-token ones, so the scores follow prefix matching (less the repeat's first ``n - 1``
-queries); a probe whose 1-token contexts recur with different continuations separates them. Not in the
-report's table (kept for the views that compare n side by side); in JSON, DataFrames and the explorer.
+when ``t[k-n .. k-1] == t[q-n+1 .. q]``; ``n = 1`` is prefix matching (``prefix_matching``), here ``n = 2``,
+``3`` and ``4``; ``n_prefix_metric(n)`` names the metric of each ``n`` in ``1 .. 4`` (the one check of an
+``n`` wherever the package takes one). A query is scored where it has such a target. On a repeated random
+block the n-token contexts are as unique as the 1-token ones, so the scores follow prefix matching (less
+the repeat's first ``n - 1`` queries); a probe whose 1-token contexts recur with different continuations
+separates them (the ``ngram`` probe, ``probes.ngram``). Not in the report's default table (``text_n_prefix``
+shows n side by side, the report's ``metrics=`` adds columns); in JSON, DataFrames and the explorer.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from ...errors import InputError
 from ..queries import KeySumMetric, Queries
 from ..registry import register
+
+__all__ = ["N_PREFIX_MAX", "n_prefix_metric"]
+
+N_PREFIX_MAX = 4  # n-prefix matching is registered for n = 1 .. N_PREFIX_MAX
+
+
+def n_prefix_metric(n: Any) -> str:
+    """The registered metric of n-prefix matching for ``n`` in ``1 .. 4``: ``"prefix_matching"`` for 1,
+    ``"prefix_matching_<n>"`` above. ``InputError`` naming the range for anything else (0, 5, 2.0, True)."""
+    if isinstance(n, bool) or not hasattr(n, "__index__") or not 1 <= int(n) <= N_PREFIX_MAX:
+        raise InputError(
+            f"n (the n-prefix context length) must be an integer in 1..{N_PREFIX_MAX}, got {n!r}; "
+            f"n-prefix matching is registered for n = 1 (prefix_matching) to {N_PREFIX_MAX}"
+        )
+    return "prefix_matching" if int(n) == 1 else f"prefix_matching_{int(n)}"
 
 
 class _NPrefixMatching(KeySumMetric):
@@ -49,3 +67,13 @@ class PrefixMatching3(_NPrefixMatching):
     short = "prefix3"
     description = "attention on the token after an earlier copy of the last 3 tokens"
     order = 12
+
+
+@register
+class PrefixMatching4(_NPrefixMatching):
+    n = 4
+    name = "prefix_matching_4"
+    label = "4-prefix matching"
+    short = "prefix4"
+    description = "attention on the token after an earlier copy of the last 4 tokens"
+    order = 13

@@ -1,0 +1,212 @@
+"""Token vs concept induction heads, one call (Feucht, Todd, Wallace and Bau, COLM 2025, "The Dual-Route
+Model of Induction", arXiv 2504.03022): ``concept_induction(model)`` returns a ``DualRouteResult``.
+
+Token induction heads copy the next token of an earlier repeat verbatim; concept induction heads attend to
+the *end* of an earlier multi-token word and carry its meaning. Both are measured on the probes of
+``probes.dual_route`` (``[BOS] r1 e r2 [sep] r1 e[0]``, one length, no padding):
+
+* attention form: the value-weighted attention ``A[q, k] |v_k| / sum_j A[q, j] |v_j|`` of the query (the
+  last token of the second ``r1``) on ``start(e)`` with ``e`` random tokens (``token_induction``) and on
+  ``end(e)`` with ``e`` a real word (``concept_induction``); each head's own value vectors, grouped-query
+  heads expanded (``weighting="attention"``: plain ``A[q, k]``);
+* causal form (``effects=``): each head's output at the query patched from the clean run into the
+  corrupted one (``e`` replaced by other random tokens), by attribution patching with the top heads
+  verified exactly, or exactly for every head (``analysis.route_effects``):
+  ``token_effect`` = change of ``P(e[0])`` at the query (random ``e``), ``concept_effect`` = change of
+  ``P(e[1])`` one position later (real words).
+
+Every number is a mean over probes with a seeded bootstrap interval over probes (``HeadScore.intervals``).
+The overall score is the token score (its interval in ``ci_low``/``ci_high``). Cost: two forwards for the
+attention form; the causal form's in ``analysis.route_effects`` (``DualRouteResult.settings["forwards"]``
+counts them, a backward as a forward).
+Limits: decoder-only models (an encoder-decoder is refused); value weighting needs sites that pass their
+value vectors (HF attention interfaces, SDPA, ``nn.MultiheadAttention``; else ``CustomSites(values=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from .._validate import check_choice, check_int
+from ..engine.ablator import Ablator
+from ..engine.batch import Batch
+from ..engine.dual_route import value_weighted_keys
+from ..engine.engine import Engine
+from ..errors import InputError
+from ..metrics.stats import bootstrap_mean
+from ..probes.dual_route import DualRouteProbes, check_words, dual_route_probes, words_from_text
+from .head_score import HeadScore
+from .results import ScanResult
+from .route_effects import ESTIMATORS, Estimator, route_effects
+
+__all__ = ["concept_induction", "DualRouteResult", "Weighting", "WEIGHTINGS", "probe_words", "separator_id"]
+
+Weighting = Literal["value", "attention"]
+WEIGHTINGS: tuple[str, ...] = Weighting.__args__
+
+
+@dataclass(frozen=True, repr=False)  # repr: the report, as the base's
+class DualRouteResult(ScanResult):
+    """Every head's token and concept induction scores (``concept_induction``), with intervals; the overall
+    score is the token score. ``top_token(n)``, ``top_concept(n)`` and ``overlap(n)`` compare the routes."""
+
+    kind: ClassVar[str] = "dual_route"
+    title: ClassVar[str] = "TOKEN VS CONCEPT INDUCTION REPORT"
+    head_noun: ClassVar[str] = "token induction head"
+    overall_meaning: ClassVar[str] = "overall = token induction score (value-weighted attention on start(e))"
+
+    def measured_on(self) -> str:
+        return "dual-route probes (random and real-word e)"
+
+    def notes(self) -> list[str]:
+        s = self.settings
+        lines = [
+            f"{s.get('n_probes')} probes per route of {s.get('length')} tokens, {s.get('n_words')} words, "
+            f"{s.get('weighting')} weighting; {s.get('forwards')} forwards"
+        ]
+        for n in (10,):
+            shared = self.overlap(n)
+            lines.append(f"top-{n} token and concept heads share {len(shared)}: {_names(shared) or 'none'}")
+        lines.append(f"top concept heads: {_names([(h.layer, h.head) for h in self.top_concept(5)])}")
+        return lines
+
+    def top_token(self, n: int = 10) -> list[HeadScore]:
+        """The ``n`` heads with the highest token induction score."""
+        return self.get_top_heads(n, "token_induction")
+
+    def top_concept(self, n: int = 10) -> list[HeadScore]:
+        """The ``n`` heads with the highest concept induction score."""
+        return self.get_top_heads(n, "concept_induction")
+
+    def overlap(self, n: int = 10) -> list[tuple[int, int]]:
+        """The heads in both top-``n`` sets (Feucht et al. find 2 of 40 for Llama-2-7b)."""
+        concept = {(h.layer, h.head) for h in self.top_concept(n)}
+        return [(h.layer, h.head) for h in self.top_token(n) if (h.layer, h.head) in concept]
+
+
+def concept_induction(
+    model: Any,
+    words: Sequence[str] | Sequence[Sequence[int]] | None = None,
+    *,
+    n_probes: int = 32,
+    length: int | None = None,
+    effects: Estimator | None = "attribution",
+    verify_top: int = 10,
+    weighting: Weighting = "value",
+    separator: int | None = None,
+    heads_per_forward: int | None = None,
+    n_boot: int = 1000,
+    threshold: float = 0.3,
+    seed: int = 0,
+    remote: Any = False,
+) -> DualRouteResult:
+    """Token vs concept induction scores of every head (see the module docstring).
+
+    ``words``: real multi-token words (strings through the tokenizer, or token-id lists; 2 to 5 tokens
+    each); default: the words of the shipped public-domain passages that the tokenizer splits into 2 to 5
+    tokens (a model without a tokenizer needs id lists). ``n_probes``: probes per route. ``length``: the
+    probe length in tokens (default 32, shorter where the model's positions demand). ``separator``: the
+    token id between the copies (default: the tokenizer's newline). ``heads_per_forward``: patched copies
+    per forward (default: as many as fit 256 sequences). ``effects``: the causal form's estimator
+    (``analysis.route_effects``: ``"attribution"`` with the ``verify_top`` largest measured exactly, or
+    ``"exact"`` for every head; ``None``: the attention form only). Returns a ``DualRouteResult`` whose heads
+    carry ``token_induction``, ``concept_induction`` (shares of value-weighted attention, in [0, 1]) and,
+    with ``effects``, ``token_effect`` and ``concept_effect`` (probability changes), each with its 95% interval.
+    Raises ``InputError`` for words that do not fit, an encoder-decoder, sites without value vectors."""
+    engine = Engine.of(model, remote)
+    check_choice("weighting", weighting, WEIGHTINGS)
+    n_probes = check_int("n_probes", n_probes, 2)
+    engine.sites()
+    gen = engine.generator(seed)
+    ids = probe_words(engine, words)
+    length = _length(engine, length, gen.bos_token_id is not None)
+    sep = separator_id(engine, separator, gen)
+    token = dual_route_probes(gen, None, n_probes, length, sep, seed, [len(w) for w in ids])
+    concept = dual_route_probes(gen, ids, n_probes, length, sep, seed + 1)
+    per_probe, layers = _attention_form(engine, token, concept, weighting)
+    forwards = 2
+    settings = {"n_probes": n_probes, "length": length, "weighting": weighting, "n_words": len(ids), "separator": sep}
+    if effects is not None:
+        check_choice("effects", effects, ESTIMATORS)
+        verify_top = check_int("verify_top", verify_top, 0)
+        ab = Ablator(model, remote=remote)
+        if list(ab.layers) != list(layers):
+            raise InputError(f"the attention layers {layers} are not the layers whose heads can be patched {ab.layers}")
+        for metric, probes, j in (("token_effect", token, 0), ("concept_effect", concept, 1)):
+            per_probe[metric], more, info = route_effects(ab, probes, j, effects, verify_top, heads_per_forward)
+            forwards += more
+            settings[metric] = {"estimator": effects, **info}
+    settings.update(forwards=forwards, n_boot=n_boot)
+    scores = _head_scores(per_probe, layers, engine.n_heads, n_boot, seed)
+    return DualRouteResult(scores, threshold, engine.name, engine.n_layers, engine.n_heads, settings, seed)
+
+
+def _attention_form(
+    engine: Engine, token: DualRouteProbes, concept: DualRouteProbes, weighting: str
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """``({metric: [n, layer, head]}, layers)``: the weight on ``start(e)`` (token probes) and ``end(e)``
+    (concept probes), value-weighted or plain."""
+    need = weighting == "value"
+    index = 0 if need else 1
+    tok, layers = value_weighted_keys(engine, Batch(token.clean), token.query, token.start[:, None], need)
+    con, _ = value_weighted_keys(engine, Batch(concept.clean), concept.query, concept.end[:, None], need)
+    return {"token_induction": tok[index, ..., 0], "concept_induction": con[index, ..., 0]}, layers
+
+
+def probe_words(engine: Engine, words: Any) -> list[tuple[int, ...]]:
+    """The words as token-id tuples (default: the shipped passages' 2-5 token words); ``InputError`` as
+    ``probes.dual_route.check_words``, or where no tokenizer can split the default list."""
+    tok = engine.tokenizer
+    if words is None:
+        if tok is None:
+            raise InputError(
+                f"{engine.name} has no tokenizer, so the shipped word list cannot be tokenized: pass "
+                "words=[[ids of a word], ...] (2 to 5 token ids each)"
+            )
+        words = words_from_text(tok)
+        if not words:
+            raise InputError("no word of the shipped passages is 2 to 5 tokens under this tokenizer: pass words=[...]")
+    return check_words(words, tok, engine.vocab_size)
+
+
+def _length(engine: Engine, length: int | None, bos: bool) -> int:
+    shortest = 17 + int(bos)
+    fit = engine.max_positions or 32
+    if length is None:
+        length = min(32, fit)
+    length = check_int("length", length, shortest)
+    if engine.max_positions is not None and length > engine.max_positions:
+        raise InputError(f"length {length} exceeds the model's {engine.max_positions} positions: pass length<=")
+    return length
+
+
+def separator_id(engine: Engine, separator: int | None, gen: Any) -> int:
+    """The token between the copies: ``separator``, else the tokenizer's newline, else the pool's first id."""
+    if separator is not None:
+        return check_int("separator", separator, 0, (engine.vocab_size or separator + 1) - 1)
+    tok = engine.tokenizer
+    ids = tok.encode("\n", add_special_tokens=False) if tok is not None else []
+    return int(ids[-1]) if ids else int(gen.pool[0])
+
+
+def _head_scores(
+    per_probe: dict[str, torch.Tensor], layers: list[int], n_heads: int, n_boot: int, seed: int
+) -> tuple[HeadScore, ...]:
+    means = {k: v.mean(0) for k, v in per_probe.items()}
+    bounds = {k: bootstrap_mean(v, n=n_boot, seed=seed) for k, v in per_probe.items()}
+    scores = []
+    for i, layer in enumerate(layers):
+        for h in range(n_heads):
+            values = {k: float(m[i, h]) for k, m in means.items()}
+            ci = {k: (float(lo[i, h]), float(hi[i, h])) for k, (lo, hi) in bounds.items()}
+            low, high = ci["token_induction"]
+            scores.append(HeadScore(layer, h, {"overall_score": values["token_induction"], **values}, low, high, ci))
+    return tuple(scores)
+
+
+def _names(heads: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(f"L{l}H{h}" for l, h in heads)

@@ -1,0 +1,341 @@
+"""The weights' evidence for induction heads: what the weights alone say, no forward pass (Elhage et al. 2021,
+"A Mathematical Framework for Transformer Circuits"; Olsson et al. 2022, "In-context Learning and Induction
+Heads", its fifth line of evidence).
+
+For every head, from ``engine.head_weights`` (row-vector convention ``x @ W``, pre-attention norm weights
+folded in; ``W_QK = W_Q W_K^T`` and ``W_OV = W_V W_O``, both ``[d_model, d_model]``):
+
+- **OV copying**: the token-to-token OV circuit ``W_E[s] W_OV W_U[:, s]`` (``[n, n]``, on a seeded subset ``s``
+  of ``n`` non-special tokens) has mostly positive eigenvalues in a copying head (a token raises its own
+  logit). Score ``Re(sum lambda) / sum |lambda|`` in ``[-1, 1]`` (1: copies). Computed from the ``[d_head,
+  d_head]`` product ``B A`` of the factors ``A = W_E[s] W_V``, ``B = W_O W_U[:, s]``: ``A B`` and ``B A`` have the
+  same non-zero eigenvalues.
+- **K-composition** ``[later head, earlier head]``: ``|W_OV^p W_QK^h^T|_F / (|W_OV^p|_F |W_QK^h|_F)`` (how much
+  of what earlier head ``p`` writes, the later head's keys read); Q-composition (``W_OV^p W_QK^h``, its
+  queries) and V-composition (``W_OV^p W_OV^h``, its values) alike. Computed through the heads' ``d_head``-wide
+  factors and their Gram matrices, never a ``d_model x d_model`` matrix. A random baseline: the same score of
+  seeded Gaussian factors of the same shapes (mean and standard deviation over ``n_baseline`` draws); read a
+  score as x times it.
+- **QK matching**: the positivity score of the QK circuit through the later head's strongest K-composing
+  earlier head ``p``: ``W_E[s] W_QK^h (W_E[s] W_OV^p)^T`` (query token ``i`` against a key whose previous token
+  was ``j``; an induction head prefers ``i == j``).
+
+Position-free by construction: with rotary embeddings these products are the content-content bilinear form at
+relative offset 0 (the rotation is the identity there); at other offsets rotary turns pairs of query/key
+dimensions, which the scores ignore. Absolute position embeddings (GPT-2's ``wpe``) are not part of ``W_E``.
+Biases, the norms' per-token scaling, ``q_norm``/``k_norm`` and the score scale are left out
+(``WeightEvidence.notes`` names what this model has). Paths through MLPs and through several heads are not
+followed. Heads that write nothing (``W_OV = 0``) get ``nan``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._validate import check_int
+from ..engine.head_weights import HeadWeights, read_head_weights
+from ..errors import InputError
+
+__all__ = ["WeightEvidence", "weight_evidence", "CircuitAgreement", "compare_with_circuit"]
+
+Head = tuple[int, int]
+_KINDS = ("k", "q", "v")
+
+
+@dataclass(frozen=True, repr=False)
+class WeightEvidence:
+    """What the weights say about every head (see the module docstring). ``heads``: the row and column order
+    of the composition matrices; ``ov_copying`` and ``qk_matching``: ``{head: score in [-1, 1]}``
+    (``qk_matching`` for heads with an earlier layer, through ``qk_source[head]``, its top K-composing
+    earlier head); ``k_composition``, ``q_composition``, ``v_composition``: ``[later head, earlier head]``
+    float64 in ``[0, 1]``, ``nan`` where the earlier head is not in an earlier layer or writes/reads nothing
+    (``q_`` and ``v_composition``: ``None`` where not asked for);
+    ``baseline`` and ``baseline_std``: the random factors' composition score; ``tokens``: the token subset
+    ``s`` ``[n]``; ``notes``: what was folded and left out for this model."""
+
+    heads: tuple[Head, ...]
+    ov_copying: dict
+    qk_matching: dict
+    qk_source: dict
+    k_composition: torch.Tensor
+    q_composition: torch.Tensor | None
+    v_composition: torch.Tensor | None
+    baseline: float
+    baseline_std: float
+    tokens: torch.Tensor
+    notes: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        copying, matching = self.top_copying(1), self.top_matching(1)
+        parts = [
+            f"{len(self.heads)} heads",
+            f"{len(self.tokens)} tokens",
+            f"K-composition baseline {self.baseline:.3f}",
+        ]
+        if copying:
+            parts.append(f"top OV copying L{copying[0][0][0]}H{copying[0][0][1]} {copying[0][1]:+.3f}")
+        if matching:
+            (l, h), value = matching[0]
+            p = self.qk_source[(l, h)]
+            parts.append(f"top QK matching L{l}H{h} {value:+.3f} via L{p[0]}H{p[1]}")
+        return f"WeightEvidence({', '.join(parts)})"
+
+    def composition(self, kind: str = "k") -> torch.Tensor:
+        """The ``[later head, earlier head]`` matrix of ``kind``: ``"k"``, ``"q"`` or ``"v"``."""
+        if kind not in _KINDS:
+            raise InputError(f"composition kind must be one of {_KINDS}, got {kind!r}")
+        matrix = getattr(self, f"{kind}_composition")
+        if matrix is None:
+            raise InputError(f"{kind.upper()}-composition was not computed: pass compositions=('k', 'q', 'v')")
+        return matrix
+
+    def top_copying(self, n: int = 10) -> list[tuple[Head, float]]:
+        """The ``n`` heads with the highest OV copying score (``nan`` left out)."""
+        return _top(self.ov_copying, n)
+
+    def top_matching(self, n: int = 10) -> list[tuple[Head, float]]:
+        """The ``n`` heads with the highest QK matching score."""
+        return _top(self.qk_matching, n)
+
+    def composing(self, head: Head, n: int = 3, kind: str = "k") -> list[tuple[Head, float, float]]:
+        """``head``'s ``n`` strongest composing earlier heads: ``(earlier head, score, score / baseline)``."""
+        if tuple(head) not in self.heads:
+            raise InputError(f"no head L{head[0]}H{head[1]} in this model's evidence")
+        row = self.composition(kind)[self.heads.index(tuple(head))]
+        order = [int(i) for i in torch.argsort(torch.nan_to_num(row, nan=-1.0), descending=True)]
+        picked = [i for i in order if not bool(torch.isnan(row[i]))][:n]
+        return [(self.heads[i], float(row[i]), float(row[i]) / self.baseline) for i in picked]
+
+
+def _top(scores: dict, n: int) -> list[tuple[Head, float]]:
+    kept = [(h, v) for h, v in scores.items() if v == v]
+    return sorted(kept, key=lambda e: -e[1])[:n]
+
+
+def weight_evidence(
+    model: Any,
+    tokens: Sequence[int] | torch.Tensor | None = None,
+    n_tokens: int = 1000,
+    seed: int = 0,
+    *,
+    compositions: Sequence[str] = _KINDS,
+    n_baseline: int = 32,
+    fold_norms: bool = True,
+    tokenizer: Any = None,
+    device: Any = None,
+) -> WeightEvidence:
+    """The weights' evidence of every head of ``model`` (see the module docstring; no forward pass).
+
+    ``tokens``: the token ids ``s`` of the OV and QK circuits (default: ``n_tokens`` drawn with ``seed`` from
+    the vocabulary, special tokens left out; all of them where fewer). ``compositions``: which of ``"k"``,
+    ``"q"``, ``"v"`` to compute (K always: QK matching needs it; each costs ``d_head^2 d_model`` per pair of
+    heads). ``n_baseline``: random draws of the composition baseline (seeded by ``seed``). ``fold_norms``: fold
+    the norms' weights into the heads (``engine.head_weights``). ``device``: where the float64 products run
+    (default: the weights' device). Raises ``InputError`` for a model whose attention layout has no reader,
+    bad ``tokens`` or an unknown composition."""
+    check_int("n_tokens", n_tokens, minimum=1)
+    check_int("n_baseline", n_baseline, minimum=1)
+    kinds = ["k"] + [k for k in _KINDS if k != "k" and k in _check_kinds(compositions)]
+    weights = read_head_weights(model, fold_norms=fold_norms, tokenizer=tokenizer)
+    device = torch.device(device) if device is not None else weights.W_E.device
+    subset = _token_subset(weights, tokens, n_tokens, seed)
+    E = weights.W_E[subset.to(weights.W_E.device)].to(device, torch.float64)  # [n, d_model]
+    U = weights.W_U[:, subset.to(weights.W_U.device)].to(device, torch.float64)  # [d_model, n]
+    factors = _factors(weights, device, E)
+    matrices = _compositions(weights, factors, kinds)
+    matching, source = _qk_matching(weights, factors, matrices["k"], E)
+    baseline = _baseline(weights, n_baseline, seed)
+    return WeightEvidence(
+        heads=tuple(weights.heads),
+        ov_copying=_ov_copying(weights, factors, E, U),
+        qk_matching=matching,
+        qk_source=source,
+        k_composition=matrices["k"],
+        q_composition=matrices.get("q"),
+        v_composition=matrices.get("v"),
+        baseline=float(baseline.mean()),
+        baseline_std=float(baseline.std()) if n_baseline > 1 else 0.0,
+        tokens=subset,
+        notes=weights.notes,
+    )
+
+
+def _check_kinds(kinds: Any) -> list[str]:
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    unknown = [k for k in kinds if k not in _KINDS]
+    if unknown:
+        raise InputError(f"compositions must name some of {_KINDS}, got {unknown}")
+    return kinds
+
+
+def _ov_copying(weights: HeadWeights, factors: list[dict], E: torch.Tensor, U: torch.Tensor) -> dict:
+    """``{head: OV copying}``: the eigenvalues of ``B A = W_O (W_U[:, s] W_E[s]) W_V`` ``[e, e]``, by whichever
+    order of products is cheaper (``n`` tokens against ``d_model``)."""
+    ue = U @ E if E.shape[0] >= E.shape[1] else None  # [d_model, d_model]
+    ov = {}
+    for layer, f in zip(weights.layers, factors):
+        m = f["O"] @ ue @ f["V"] if ue is not None else torch.bmm(f["O"] @ U, f["EV"])
+        ov.update({(layer.layer, h): score for h, score in enumerate(_positivity(m))})
+    return ov
+
+
+def _token_subset(weights: HeadWeights, tokens: Any, n: int, seed: int) -> torch.Tensor:
+    vocab = weights.W_E.shape[0]
+    if tokens is not None:
+        ids = torch.as_tensor(tokens).flatten()
+        if ids.numel() == 0 or ids.is_floating_point() or int(ids.min()) < 0 or int(ids.max()) >= vocab:
+            raise InputError(f"tokens must be integer ids in [0, {vocab}), got {tokens!r:.80}")
+        return ids.long().cpu()
+    keep = torch.ones(vocab, dtype=torch.bool)
+    special = [i for i in weights.special_ids if i < vocab]
+    keep[special] = False
+    pool = keep.nonzero().flatten()
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    return pool[order[:n]].sort().values
+
+
+def _factors(weights: HeadWeights, device: Any, E: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Each layer's heads in float64: ``Q, K, V [head, d_model, d_head]``, ``O [head, d_head, d_model]``, their
+    ``[head, d_head, d_head]`` Gram matrices ``G*`` (``X^T X``; ``GO = O O^T``), from which every Frobenius norm
+    of a product is read (``_norm``), and ``EV = E V [head, n, d_head]`` (the tokens through the values)."""
+    factors = [{n: getattr(layer, f"W_{n}").to(device, torch.float64) for n in "QKVO"} for layer in weights.layers]
+    for f in factors:
+        for n in "QKV":
+            f[f"G{n}"] = f[n].transpose(1, 2) @ f[n]
+        f["GO"] = f["O"] @ f["O"].transpose(1, 2)
+        f["EV"] = E @ f["V"]
+    return factors
+
+
+def _norm(gx: torch.Tensor, m: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """``|X M Y^T|_F`` from ``gx = X^T X``, ``M`` and ``gy = Y^T Y`` (batched, broadcast): ``sum(M * (gx M gy))``
+    is its square, so no ``d_model``-sized product is formed and nothing is decomposed. Flat ``bmm`` calls: a
+    broadcasting ``@`` of many small matrices is far slower on a busy CPU."""
+    shape = torch.broadcast_shapes(gx.shape[:-2], m.shape[:-2], gy.shape[:-2])
+    rows, cols = m.shape[-2:]
+    mm = m.expand(*shape, rows, cols).reshape(-1, rows, cols)
+    left, right = (
+        gx.expand(*shape, rows, rows).reshape(-1, rows, rows),
+        gy.expand(*shape, cols, cols).reshape(-1, cols, cols),
+    )
+    return (mm * torch.bmm(torch.bmm(left, mm), right)).sum((-2, -1)).clamp_min(0).sqrt().view(shape)
+
+
+def _positivity(m: torch.Tensor) -> list[float]:
+    """``Re(sum lambda) / sum |lambda|`` of each ``[e, e]`` matrix in ``m [head, e, e]``; ``nan`` where the
+    eigenvalues vanish (below ``1e-9`` of the matrix's Frobenius norm: a head that writes nothing)."""
+    eig = torch.linalg.eigvals(m)
+    scores = []
+    for total, size, value in zip(eig.abs().sum(-1), torch.linalg.matrix_norm(m), eig.sum(-1).real):
+        scores.append(float(value / total) if float(size) > 0 and float(total) > 1e-9 * float(size) else float("nan"))
+    return scores
+
+
+_READ = {"k": ("K", "GQ"), "q": ("Q", "GK"), "v": ("V", "GO")}  # kind -> (X read through O_p, Gram of Y)
+
+
+def _compositions(weights: HeadWeights, factors: list[dict], kinds: list[str]) -> dict[str, torch.Tensor]:
+    """``{kind: [later head, earlier head]}`` composition scores (``nan`` off the earlier layers):
+    ``|V_p (O_p X_h) Y_h^T|_F / (|V_p O_p|_F |X_h Y_h^T|_F)`` with ``X, Y = K, Q`` (K), ``Q, K`` (Q) or ``V, O^T``
+    (V): per pair of layers one matrix product ``O_p X_h`` for every kind and head pair at once."""
+    sizes = [layer.n_heads for layer in weights.layers]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    out = {k: torch.full((sum(sizes), sum(sizes)), float("nan"), dtype=torch.float64) for k in kinds}
+    writes = [_norm(f["GV"], _eye(f["GV"]), f["GO"]) for f in factors]  # |W_OV| of each head
+    for i, (later, fl) in enumerate(zip(weights.layers, factors)):
+        qk, ov = _norm(fl["GK"], _eye(fl["GK"]), fl["GQ"]), _norm(fl["GV"], _eye(fl["GV"]), fl["GO"])
+        reads = torch.cat([ov if k == "v" else qk for k in kinds])  # [kinds * head]
+        x = torch.cat([fl[_READ[k][0]].permute(1, 0, 2).flatten(1) for k in kinds], 1)  # [d_model, kinds*head*e]
+        gy = torch.cat([fl[_READ[k][1]] for k in kinds])  # [kinds * head, e, e]
+        for j, (earlier, fe) in enumerate(zip(weights.layers, factors)):
+            if earlier.layer >= later.layer:
+                continue
+            o = fe["O"]
+            inner = (o.flatten(0, 1) @ x).view(len(o), o.shape[1], len(gy), -1).transpose(1, 2)  # [p, kinds*h, e, e]
+            score = (_norm(fe["GV"][:, None], inner, gy[None]) / (writes[j][:, None] * reads[None])).T.cpu()
+            rows, cols = slice(starts[i], starts[i] + sizes[i]), slice(starts[j], starts[j] + sizes[j])
+            for kind, block in zip(kinds, score.split(sizes[i])):
+                out[kind][rows, cols] = block
+    return out
+
+
+def _eye(like: torch.Tensor) -> torch.Tensor:
+    return torch.eye(like.shape[-1], dtype=like.dtype, device=like.device)
+
+
+def _baseline(weights: HeadWeights, n: int, seed: int) -> torch.Tensor:
+    """K-composition scores ``[n]`` of Gaussian ``V, Q, K [d_model, d_head]`` and ``O [d_head, d_model]`` (the
+    model's most common ``d_head``; the same distribution for Q- and V-composition), computed like the heads'."""
+    widths = [layer.W_Q.shape[2] for layer in weights.layers for _ in range(layer.n_heads)]
+    e, d = max(set(widths), key=widths.count), weights.d_model
+    g = torch.Generator().manual_seed(seed)
+    V, K, Q, OT = torch.randn(4, n, d, e, generator=g, dtype=torch.float64)  # OT: O transposed
+    GV, GK, GQ, GO = (x.transpose(1, 2) @ x for x in (V, K, Q, OT))
+    eye = torch.eye(e, dtype=torch.float64)
+    return _norm(GV, OT.transpose(1, 2) @ K, GQ) / (_norm(GV, eye, GO) * _norm(GQ, eye, GK))
+
+
+def _qk_matching(weights: HeadWeights, factors: list[dict], k_comp: torch.Tensor, E: torch.Tensor) -> tuple[dict, dict]:
+    """``({head: QK matching}, {head: the earlier head it is measured through})``: the eigenvalues of
+    ``(E V_p O_p K_h)^T (E Q_h)`` ``[e, e]``, batched per layer (module docstring)."""
+    heads = list(weights.heads)
+    index = {layer.layer: (i, f) for i, (layer, f) in enumerate(zip(weights.layers, factors))}
+    matching, source = {}, {}
+    for layer, fl in zip(weights.layers, factors):
+        rows = [heads.index((layer.layer, h)) for h in range(layer.n_heads)]
+        found = [(h, heads[int(torch.argmax(torch.nan_to_num(k_comp[r], nan=-1.0)))]) for h, r in enumerate(rows)]
+        found = [(h, p) for (h, p), r in zip(found, rows) if not bool(torch.isnan(k_comp[r]).all())]
+        if not found:
+            continue
+        hs = [h for h, _ in found]
+        ev = torch.stack([index[p[0]][1]["EV"][p[1]] for _, p in found])  # [h, n, e]: the tokens through V_p
+        ok = torch.stack([index[p[0]][1]["O"][p[1]] for _, p in found]) @ fl["K"][hs]  # [h, e, e]: O_p K_h
+        m = (ev @ ok).transpose(1, 2) @ (E @ fl["Q"][hs])
+        for (h, p), score in zip(found, _positivity(m)):
+            matching[(layer.layer, h)], source[(layer.layer, h)] = score, p
+    return matching, source
+
+
+@dataclass(frozen=True)
+class CircuitAgreement:
+    """The weights' evidence against the behavioural circuit (``causal.find_circuit``), per induction head:
+    ``rows``: ``(induction head, top K-composing earlier head, top feeding head by ablation, whether they are
+    the same head, the K-composition score of the weights' top, that score / baseline)``, both tops taken
+    among the earlier heads the circuit ablated; ``agreement``: the share of induction heads whose tops agree;
+    ``top_k_overlap``: the mean share of the ``k`` strongest earlier heads that both rankings hold."""
+
+    rows: tuple[tuple[Head, Head | None, Head | None, bool, float, float], ...]
+    agreement: float
+    top_k_overlap: float
+    k: int
+
+
+def compare_with_circuit(evidence: WeightEvidence, circuit: Any, k: int = 3) -> CircuitAgreement:
+    """Whether each induction head of ``circuit`` (a ``causal.CircuitResult``: ``edges``, ``baseline``) has as
+    its top K-composing earlier head (``evidence``) the head whose ablation lowers its prefix matching most;
+    ``k``: the depth of the top-k overlap. Raises ``InputError`` where the circuit has no edge or its heads are
+    not in ``evidence``."""
+    check_int("k", k, minimum=1)
+    targets = sorted({dst for _, dst, _ in getattr(circuit, "edges", ())})
+    if not targets:
+        raise InputError("the circuit has no edges (no earlier head was ablated): nothing to compare")
+    index = {head: i for i, head in enumerate(evidence.heads)}
+    rows, overlaps = [], []
+    for target in targets:
+        drops = {src: drop for src, dst, drop in circuit.edges if dst == target}
+        if target not in index or any(src not in index for src in drops):
+            raise InputError(f"the circuit names heads that the evidence does not have (L{target[0]}H{target[1]}...)")
+        row = evidence.k_composition[index[target]]
+        weights = {src: float(row[index[src]]) for src in drops if not bool(torch.isnan(row[index[src]]))}
+        by_weights = sorted(weights, key=lambda s: -weights[s])
+        by_drop = sorted(drops, key=lambda s: -drops[s])
+        top_w, top_c = (by_weights or [None])[0], (by_drop or [None])[0]
+        score = weights.get(top_w, float("nan"))
+        rows.append((target, top_w, top_c, top_w is not None and top_w == top_c, score, score / evidence.baseline))
+        overlaps.append(len(set(by_weights[:k]) & set(by_drop[:k])) / min(k, len(by_drop)))
+    agree = sum(r[3] for r in rows) / len(rows)
+    return CircuitAgreement(tuple(rows), agree, sum(overlaps) / len(overlaps), k)
