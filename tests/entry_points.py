@@ -40,5 +40,5 @@ ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
     "find_circuit": lambda m: nb.find_circuit(m, [(1, 0)], batch_size=2),
     "copying_dla": lambda m: nb.copying_dla(m, [(0, 0)], batch_size=2),
     "HeadExplorer": lambda m: nb.HeadExplorer(m, n_examples=1),
-    "concept_induction": lambda m: nb.concept_induction(m, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10),
+    "concept_induction": lambda m: nb.concept_induction(m, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10, verify_top=1),
 }

@@ -193,3 +193,17 @@ def test_the_views(evidence):
 def test_bad_input(evidence, toy, call, match):
     with pytest.raises(InputError, match=match):
         call(evidence, toy)
+
+
+def test_attached_weight_scores_show_in_the_report_and_json(tmp_path):
+    import induction_nb as nb
+
+    model = HandBuiltInduction()
+    result = nb.detect_induction_heads(model, batch_size=2, n_bootstrap=10, sequence_length=32)
+    evidence = nb.weight_evidence(model, compositions=("k",))
+    both = evidence.attach(result)
+    top = both.score(1, 0)
+    assert top.ov_copying > 0.99 and top.qk_matching > 0.99
+    assert top.prefix_matching == result.score(1, 0).prefix_matching
+    assert "OVcopy" in str(nb.create_analysis_report(both, detailed=True))
+    assert nb.load_result(both.save(tmp_path / "r.json")).score(1, 0).ov_copying == top.ov_copying

@@ -99,7 +99,9 @@ class InductionHeadDetector:
         if isinstance(patterns, str):
             patterns = (patterns,)
         if not patterns:
-            raise InputError("no patterns given; use one or more periodic patterns: repeated, abab, copy, natural")
+            raise InputError(
+                "no patterns given; use one or more periodic patterns: repeated, abab, copy, natural, ngram"
+            )
         keep = _check_keep(keep_patterns, self.engine, self.stack)
         gen = self.generator()
         sequence_length, adapted = self._probe_length(gen, sequence_length, n_repeats)

@@ -38,6 +38,7 @@ from .result_format import FORMAT, VERSION, check_grid, read_fields, read_header
 __all__ = ["ScanResult", "DetectionResult", "TextScanResult", "RetrievalResult", "load_result", "FORMAT"]
 
 _KINDS: dict[str, type[ScanResult]] = {}
+_ENDS = ("low", "high")
 
 
 @dataclass(frozen=True)
@@ -285,8 +286,7 @@ class ScanResult:
 
         rows = [s.to_dict() for s in self.head_scores]
         for row in rows:  # other metrics' intervals as columns of their own: {metric}_ci_low, {metric}_ci_high
-            for k, (low, high) in row.pop("intervals", {}).items():
-                row[f"{k}_ci_low"], row[f"{k}_ci_high"] = low, high
+            row.update({f"{k}_ci_{e}": v for k, b in row.pop("intervals", {}).items() for e, v in zip(_ENDS, b)})
         columns = ["layer", "head", *self.metrics, "ci_low", "ci_high"]
         df = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [k for r in rows for k in r])))
         df = df.astype({"layer": int, "head": int})
@@ -327,8 +327,9 @@ class DetectionResult(ScanResult):
     overall_meaning: ClassVar[str] = "overall = contrast x copying"
 
     def measured_on(self) -> str:
-        batch, length = self.settings.get("batch_size"), self.settings.get("sequence_length")
-        return "repeated-token probe" + (f", {batch} x {length} tokens" if batch and length else "")
+        batch, length, names = (self.settings.get(k) for k in ("batch_size", "sequence_length", "patterns"))
+        kind = "+".join(names) if isinstance(names, list) and names != ["repeated"] else "repeated-token"
+        return f"{kind} probe" + (f", {batch} x {length} tokens" if batch and length else "")
 
     def kept_heads(self) -> set[tuple[int, int]]:
         return kept_heads(self)

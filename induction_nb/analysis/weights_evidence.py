@@ -31,7 +31,7 @@ followed. Heads that write nothing (``W_OV = 0``) get ``nan``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -92,6 +92,23 @@ class WeightEvidence:
         if matrix is None:
             raise InputError(f"{kind.upper()}-composition was not computed: pass compositions=('k', 'q', 'v')")
         return matrix
+
+    def attach(self, result: Any) -> Any:
+        """``result`` (any scan of the same model) with each head's ``ov_copying`` and ``qk_matching`` added
+        (``nan`` where undefined), so that the report's table, the explorer, figures, JSON and DataFrames
+        show the weights' scores beside the behavioural ones. ``InputError`` for a result whose heads are
+        not this model's."""
+        missing = [s.name for s in result.head_scores if (s.layer, s.head) not in self.ov_copying]
+        if missing:
+            raise InputError(f"the weights' evidence has no heads {', '.join(missing[:4])}: a result of another model?")
+        nan = float("nan")
+        scores = tuple(
+            s.with_values(
+                ov_copying=self.ov_copying[(s.layer, s.head)], qk_matching=self.qk_matching.get((s.layer, s.head), nan)
+            )
+            for s in result.head_scores
+        )
+        return replace(result, head_scores=scores)
 
     def top_copying(self, n: int = 10) -> list[tuple[Head, float]]:
         """The ``n`` heads with the highest OV copying score (``nan`` left out)."""
@@ -312,6 +329,17 @@ class CircuitAgreement:
     agreement: float
     top_k_overlap: float
     k: int
+
+    def __str__(self) -> str:
+        name = lambda h: "-" if h is None else f"L{h[0]}H{h[1]}"  # noqa: E731
+        lines = [
+            f"weights vs ablation circuit: top feeding head agrees for {self.agreement:.0%} of the induction heads; "
+            f"top-{self.k} overlap {self.top_k_overlap:.2f}",
+            "  induction head  weights' top K-composer (x baseline)  ablation's top feeder  same",
+        ]
+        for head, weights, circuit, same, _, ratio in self.rows:
+            lines.append(f"  {name(head):>14}  {name(weights):>10} ({ratio:.1f}x){'':>19}{name(circuit):>10}  {same}")
+        return "\n".join(lines)
 
 
 def compare_with_circuit(evidence: WeightEvidence, circuit: Any, k: int = 3) -> CircuitAgreement:

@@ -62,7 +62,7 @@ def scan(args: argparse.Namespace) -> str:
     check_exports(args)
     patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     if not patterns:
-        raise InputError("--patterns is empty; give one or more of: repeated, abab, copy, natural")
+        raise InputError("--patterns is empty; give one or more of: repeated, abab, copy, natural, ngram")
     if args.text is not None and (args.effects or args.seq_len or args.patterns != "repeated"):
         raise InputError(
             "--text scores your documents; --effects, --seq-len and --patterns are for probes: "

@@ -31,12 +31,17 @@ def _check(result: Any) -> None:
 
 
 def _cell(score: Any, metric: str) -> str:
-    value = score.values.get(metric)
-    text = REGISTRY[metric].format(value)
+    """``value [low, high]``; probability changes in scientific notation (one head's patch moves little)."""
+    fmt = _scientific if REGISTRY[metric].signed else REGISTRY[metric].format
+    text = fmt(score.values.get(metric))
     low, high = score.intervals.get(metric, (None, None))
     if low is None or low != low:
         return text
-    return f"{text} [{REGISTRY[metric].format(low)}, {REGISTRY[metric].format(high)}]"
+    return f"{text} [{fmt(low)}, {fmt(high)}]"
+
+
+def _scientific(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:+.1e}"
 
 
 def text_dual_route(result: Any, top: int = 10) -> str:

@@ -11,7 +11,8 @@ The token route uses ``e`` of random tokens, the concept route real multi-token 
 distinct within a sequence where the vocabulary allows, and never one of the word's tokens, so the only
 earlier copy of the query's context is the first ``r1``.
 
-Words: ``words_from_text`` keeps the words of the shipped public-domain passages (``probes.passages``) that
+Words: ``words_from_text`` keeps the words of the shipped public-domain names and passages (``probes.names``,
+``probes.passages``) that
 the model's tokenizer splits into 2 to 5 tokens (after a space); a user list (strings, or token-id lists
 for a model without a tokenizer) is checked the same way.
 """
@@ -27,6 +28,7 @@ import torch
 
 from .._validate import check_int
 from ..errors import InputError
+from .names import NAMES
 from .passages import PASSAGES
 from .patterns import PatternGenerator
 
@@ -62,10 +64,11 @@ class DualRouteProbes:
 
 
 def words_from_text(tokenizer: Any, texts: Sequence[str] | None = None) -> list[str]:
-    """The distinct words (letters only, 4 or more) of ``texts`` (default: the shipped passages) that
-    ``tokenizer`` splits into ``MIN_WORD`` to ``MAX_WORD`` tokens after a space, in order of appearance."""
+    """The distinct words (letters only, 4 or more) of ``texts`` (default: the shipped names and passages,
+    ``probes.names``, ``probes.passages``) that ``tokenizer`` splits into ``MIN_WORD`` to ``MAX_WORD`` tokens
+    after a space, in order of appearance."""
     seen: dict[str, None] = {}
-    for text in PASSAGES.values() if texts is None else texts:
+    for text in (NAMES, *PASSAGES.values()) if texts is None else texts:
         for word in re.findall(r"[A-Za-z]{4,}", text):
             seen.setdefault(word, None)
     return [w for w in seen if MIN_WORD <= len(_encode(tokenizer, w)) <= MAX_WORD]
