@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from arch_sweep import _preload, model_types  # noqa: E402
-from tiny_configs import build  # noqa: E402
+from arch_sweep import _preload, model_types
+from tiny_configs import build
 
 WORDS = [[5, 6], [7, 8, 9], [10, 11, 12, 13]]
 
