@@ -125,9 +125,9 @@ evidence = weight_evidence(model, compositions=("k",))
 print(text_weight_evidence(evidence, top=8))
 
 # %%
-# the ablation circuit over every head of layers 14-17 (36 candidates: the layers just before them)
-window = [(l, h) for l in range(14, 18) for h in range(9)]
-circuit = find_circuit(model, probe_heads, candidates=window, sequence_length=64, batch_size=4)
+# the ablation circuit over every head of layers 15-17 (27 candidates: the layers just before them)
+window = [(l, h) for l in range(15, 18) for h in range(9)]
+circuit = find_circuit(model, probe_heads, candidates=window, sequence_length=64, batch_size=2)
 agreement = compare_with_circuit(evidence, circuit)
 print(agreement)
 

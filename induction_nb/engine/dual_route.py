@@ -53,7 +53,10 @@ class _ValueWeightedKeys:
             total = weighted.sum(-1, keepdim=True)  # 0 where the head writes nothing: undefined, NaN
             weighted = weighted / torch.where(total > 0, total, torch.nan)
         keys = self.keys.to(device)[:, None, :].expand(b, rows.shape[1], -1)
-        return torch.stack([weighted.gather(-1, keys), rows.gather(-1, keys)]).float().cpu()
+        # the weight each query puts on keys after it: 0 where the attention is causal (checked by the caller)
+        later = torch.arange(rows.shape[-1], device=device)[None, :] > self.queries.to(device)[:, None]
+        ahead = (rows * later[:, None, :]).sum(-1, keepdim=True).expand_as(keys)
+        return torch.stack([weighted.gather(-1, keys), rows.gather(-1, keys), ahead]).float().cpu()
 
 
 def value_weighted_keys(
@@ -61,9 +64,10 @@ def value_weighted_keys(
 ) -> tuple[torch.Tensor, list[int]]:
     """One forward over ``batch`` (``[batch, seq]``, padded or not): per layer and head, the value-weighted
     and the plain attention of query position ``queries[b]`` on key positions ``keys[b]`` (``[batch, m]``).
-    Returns ``([2, batch, layer, head, m], layers)``: index 0 value-weighted, 1 plain; ``layers``: the
+    Returns ``([3, batch, layer, head, m], layers)``: index 0 value-weighted, 1 plain, 2 the query's weight
+    on keys after it (the same for every ``m``; 0 in causal attention); ``layers``: the
     model's layer indices, in the order of the layer axis. ``InputError`` where a site passes no values
-    (``need_values=False``: both indices hold the plain weights there)."""
+    (``need_values=False``: both indices hold the plain weights there) or a query attends to later keys."""
     import nnsight
 
     sites = engine.sites()
@@ -78,7 +82,7 @@ def value_weighted_keys(
             tracer.stop()
     except Exception as e:
         raise engine.translate(e, sites) from e
-    if not all(causal for _, x, causal in out if x is not None):
+    if any(float(x[2].max()) > 1e-6 for _, x, _ in out if x is not None):  # the query row itself, not a flag
         raise InputError(
             "token and concept induction are defined for causal (decoder-only) attention; this model's attention "
             "sees future tokens"
