@@ -141,3 +141,15 @@ def test_documents_as_token_ids_need_no_tokenizer(tmp_path):
             assert got[(s.layer, s.head)][name] == pytest.approx(value, nan_ok=True, abs=1e-6), name
     with pytest.raises(InputError, match="outside the vocabulary"):
         nb.detect_on_text(bare, [[1, 2, 10_000]], n_bootstrap=10)
+
+
+def test_concept_induction_scores_each_layer_by_its_own_heads(uneven):
+    """Layer 0 has 2 heads, the others 4: no stacking error, no score for a head that is not there; the
+    causal form (the ablator needs one head width) is refused by name."""
+    result = nb.concept_induction(uneven, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10, effects=None, length=24)
+    assert result.heads_per_layer[0] == 2 and all(n == 4 for l, n in result.heads_per_layer.items() if l)
+    assert not result.has_head(0, 2)
+    with pytest.raises(nb.InputError, match="different head counts"):
+        nb.concept_induction(uneven, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10, length=24)
+    with pytest.raises(nb.InputError, match="different head counts"):  # every ablation tool: no silent slicing
+        nb.ablate_heads(uneven, [(1, 0)], batch_size=2)

@@ -127,34 +127,37 @@ def concept_induction(
     sep = separator_id(engine, separator, gen)
     token = dual_route_probes(gen, None, n_probes, length, sep, seed, [len(w) for w in ids])
     concept = dual_route_probes(gen, ids, n_probes, length, sep, seed + 1)
-    per_probe, layers = _attention_form(engine, token, concept, weighting)
+    per_probe, heads = _attention_form(engine, token, concept, weighting)
     forwards = 2
     settings = {"n_probes": n_probes, "length": length, "weighting": weighting, "n_words": len(ids), "separator": sep}
     if effects is not None:
         check_choice("effects", effects, ESTIMATORS)
         verify_top = check_int("verify_top", verify_top, 0)
         ab = Ablator(model, remote=remote)
-        if list(ab.layers) != list(layers):
-            raise InputError(f"the attention layers {layers} are not the layers whose heads can be patched {ab.layers}")
+        if list(ab.layers) != list(heads):
+            raise InputError(
+                f"the attention layers {list(heads)} are not the layers whose heads can be patched {ab.layers}"
+            )
         for metric, probes, j in (("token_effect", token, 0), ("concept_effect", concept, 1)):
             per_probe[metric], more, info = route_effects(ab, probes, j, effects, verify_top, heads_per_forward)
             forwards += more
             settings[metric] = {"estimator": effects, **info}
     settings.update(forwards=forwards, n_boot=n_boot)
-    scores = _head_scores(per_probe, layers, engine.n_heads, n_boot, seed)
-    return DualRouteResult(scores, threshold, engine.name, engine.n_layers, engine.n_heads, settings, seed)
+    scores = _head_scores(per_probe, heads, n_boot, seed)
+    grid = max(engine.n_heads or 0, *heads.values())
+    return DualRouteResult(scores, threshold, engine.name, engine.n_layers, grid, settings, seed)
 
 
 def _attention_form(
     engine: Engine, token: DualRouteProbes, concept: DualRouteProbes, weighting: str
-) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """``({metric: [n, layer, head]}, layers)``: the weight on ``start(e)`` (token probes) and ``end(e)``
-    (concept probes), value-weighted or plain."""
+) -> tuple[dict[str, torch.Tensor], dict[int, int]]:
+    """``({metric: [n, layer, head]}, {layer: heads})``: the weight on ``start(e)`` (token probes) and
+    ``end(e)`` (concept probes), value-weighted or plain."""
     need = weighting == "value"
     index = 0 if need else 1
-    tok, layers = value_weighted_keys(engine, Batch(token.clean), token.query, token.start[:, None], need)
+    tok, heads = value_weighted_keys(engine, Batch(token.clean), token.query, token.start[:, None], need)
     con, _ = value_weighted_keys(engine, Batch(concept.clean), concept.query, concept.end[:, None], need)
-    return {"token_induction": tok[index, ..., 0], "concept_induction": con[index, ..., 0]}, layers
+    return {"token_induction": tok[index, ..., 0], "concept_induction": con[index, ..., 0]}, heads
 
 
 def probe_words(engine: Engine, words: Any) -> list[tuple[int, ...]]:
@@ -194,12 +197,12 @@ def separator_id(engine: Engine, separator: int | None, gen: Any) -> int:
 
 
 def _head_scores(
-    per_probe: dict[str, torch.Tensor], layers: list[int], n_heads: int, n_boot: int, seed: int
+    per_probe: dict[str, torch.Tensor], heads: dict[int, int], n_boot: int, seed: int
 ) -> tuple[HeadScore, ...]:
     means = {k: v.mean(0) for k, v in per_probe.items()}
     bounds = {k: bootstrap_mean(v, n=n_boot, seed=seed) for k, v in per_probe.items()}
     scores = []
-    for i, layer in enumerate(layers):
+    for i, (layer, n_heads) in enumerate(heads.items()):
         for h in range(n_heads):
             values = {k: float(m[i, h]) for k, m in means.items()}
             ci = {k: (float(lo[i, h]), float(hi[i, h])) for k, (lo, hi) in bounds.items()}

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from .._validate import check_heads
+from ..errors import InputError
 from .batch import Batch
 from .engine import Engine, cut_heads, head_outputs, read_layer
 from .outputs import next_token_logprobs
@@ -45,6 +46,13 @@ class Ablator:
         named = None if projections is None else [adapted_layer(self.module, p) for p in projections]
         self.paths, self.d_head = self.engine.projections(named)
         self.n_heads = self.engine.n_heads
+        counts = {l: n for l, n in self.engine.heads_per_layer().items() if n is not None}
+        if any(n != self.n_heads for n in counts.values()):  # one width per head is how heads are sliced
+            raise InputError(
+                f"the layers have different head counts ({counts}); the ablation tools slice every layer's "
+                f"heads alike ({self.n_heads} of width {self.d_head}) and would cut the wrong features: run them "
+                "on a model whose layers have one head count"
+            )
 
     def check_heads(self, heads: Any, name: str = "heads") -> list[tuple[int, int]]:
         return check_heads(name, heads, {l: self.n_heads for l in self.layers})

@@ -61,13 +61,14 @@ class _ValueWeightedKeys:
 
 def value_weighted_keys(
     engine: Engine, batch: Batch, queries: torch.Tensor, keys: torch.Tensor, need_values: bool = True
-) -> tuple[torch.Tensor, list[int]]:
+) -> tuple[torch.Tensor, dict[int, int]]:
     """One forward over ``batch`` (``[batch, seq]``, padded or not): per layer and head, the value-weighted
     and the plain attention of query position ``queries[b]`` on key positions ``keys[b]`` (``[batch, m]``).
-    Returns ``([3, batch, layer, head, m], layers)``: index 0 value-weighted, 1 plain, 2 the query's weight
-    on keys after it (the same for every ``m``; 0 in causal attention); ``layers``: the
-    model's layer indices, in the order of the layer axis. ``InputError`` where a site passes no values
-    (``need_values=False``: both indices hold the plain weights there) or a query attends to later keys."""
+    Returns ``([3, batch, layer, head, m], heads)``: index 0 value-weighted, 1 plain, 2 the query's weight on
+    keys after it (the same for every ``m``; 0 in causal attention); ``heads``: ``{layer: its heads}``, the
+    model's layer indices in the order of the layer axis (a layer with fewer heads is NaN beyond them).
+    ``InputError`` where a site passes no values (``need_values=False``: both indices hold the plain
+    weights there) or a query attends to later keys."""
     import nnsight
 
     sites = engine.sites()
@@ -88,7 +89,9 @@ def value_weighted_keys(
             "sees future tokens"
         )
     got = [(layer, x) for layer, x, _ in out if x is not None]
-    return torch.stack([x for _, x in got], dim=2), [layer for layer, _ in got]
+    width = max(x.shape[2] for _, x in got)  # layers with fewer heads (OpenELM-style) padded with NaN
+    grid = [torch.nn.functional.pad(x, (0, 0, 0, width - x.shape[2]), value=float("nan")) for _, x in got]
+    return torch.stack(grid, dim=2), {layer: x.shape[2] for layer, x in got}
 
 
 def _patch(model: Any, tracer: Any, path: str, call: int, blocks: list, n: int, positions: torch.Tensor) -> None:
