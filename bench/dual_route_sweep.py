@@ -5,12 +5,13 @@ few heads) on every causal-LM architecture of the installed transformers, each b
     python bench/dual_route_sweep.py                      # the table, ~5 min on 2 cores
     python bench/dual_route_sweep.py --only llama,gpt2 --backends eager
 
-Each architecture ends in one outcome: ``ok`` (both routes' scores, finite for every head that writes
-something, and the causal form ran), ``refused`` (an ``InductionNBError`` naming the reason, e.g. a site that
-passes no value vectors), ``no_model`` (the tiny model cannot be built or run on plain token ids: nothing to
-measure) or ``crash`` (anything else). The value vectors used are proven inside every read (``pattern @
-values`` reproduces the attention call's output) and the patched probabilities equal plain hooks on three
-architectures (``tests/test_dual_route.py``); this sweep measures where the whole call runs.
+Each architecture ends in one outcome for the attention form (``effects=None``) and, where that ran, one
+for the exact causal form: ``ok`` (the scores came back), ``refused`` (an ``InductionNBError`` naming the
+reason, e.g. a site that passes no value vectors), ``no_model`` (the tiny model cannot be built or run on
+plain token ids: nothing to measure) or ``crash`` (anything else). The value vectors used are proven inside
+every read (``pattern @ values`` reproduces the attention call's output) and the patched probabilities
+equal plain hooks on three architectures (``tests/test_dual_route.py``); this sweep measures where the
+whole call runs.
 """
 
 from __future__ import annotations
@@ -43,15 +44,19 @@ def run_one(model_type: str, backend: str) -> dict:
             model(torch.arange(3, 19)[None])
     except Exception as e:
         return {"outcome": "no_model", "why": f"{type(e).__name__}: {str(e)[:120]}"}
-    try:
-        r = nb.concept_induction(model, WORDS, n_probes=3, n_boot=10, effects="exact", length=24)
-    except InductionNBError as e:
-        return {"outcome": "refused", "why": str(e).splitlines()[0][:160]}
-    except Exception as e:
-        return {"outcome": "crash", "why": f"{type(e).__name__}: {str(e)[:160]}"}
-    vals = [s.values for s in r.head_scores]
-    finite = sum(v["token_induction"] == v["token_induction"] for v in vals)
-    return {"outcome": "ok", "why": f"{finite}/{len(vals)} heads with a value-weighted score"}
+    row = {}
+    for form, effects in (("attention", None), ("causal", "exact")):
+        try:
+            r = nb.concept_induction(model, WORDS, n_probes=3, n_boot=10, effects=effects, length=24)
+        except InductionNBError as e:
+            row[form] = ("refused", str(e).splitlines()[0][:140])
+            continue
+        except Exception as e:
+            row[form] = ("crash", f"{type(e).__name__}: {str(e)[:140]}")
+            continue
+        finite = sum(s.values["token_induction"] == s.values["token_induction"] for s in r.head_scores)
+        row[form] = ("ok", f"{finite}/{len(r.head_scores)} heads with a value-weighted score")
+    return {"outcome": row["attention"][0], "why": row["attention"][1], "causal": row["causal"]}
 
 
 def _child(queue, model_type, backend):
@@ -93,15 +98,20 @@ def main() -> int:
         for name in names:
             row = sweep_one(name, backend, args.timeout)
             counts[backend][row["outcome"]] += 1
-            if row["outcome"] != "ok":
-                print(f"{backend:6} {name:28} {row['outcome']:9} {row['why']}", flush=True)
+            causal = row.get("causal", ("-", ""))
+            if row["outcome"] == "ok":
+                counts[backend]["causal " + causal[0]] += 1
+            if row["outcome"] != "ok" or causal[0] != "ok":
+                why = f"{row['why'][:90]} | causal {causal[0]} {causal[1][:80]}"
+                print(f"{backend:6} {name:28} {row['outcome']:9} {why}", flush=True)
     print(f"\n{len(names)} causal architectures, {time.perf_counter() - start:.0f} s")
     for backend, c in counts.items():
         measured = c["ok"] + c["refused"] + c["crash"]
         share = c["ok"] / measured if measured else float("nan")
         print(
-            f"{backend:6} ok {c['ok']}, refused {c['refused']}, crash {c['crash']}, no model {c['no_model']}: "
-            f"{share:.1%} of the buildable run"
+            f"{backend:6} attention form: ok {c['ok']}, refused {c['refused']}, crash {c['crash']}, no model "
+            f"{c['no_model']} ({share:.1%} of the buildable run); causal form where the attention form ran: ok "
+            f"{c['causal ok']}, refused {c['causal refused']}, crash {c['causal crash']}"
         )
     return 0
 

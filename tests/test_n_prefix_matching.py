@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from prefix_targets import targets
 
 from induction_nb import InputError, PatternGenerator, create_analysis_report, detect_induction_heads, text_n_prefix
 from induction_nb.metrics import N_PREFIX_MAX, REGISTRY, Queries, n_prefix_metric
@@ -43,7 +44,7 @@ def test_scores_by_hand():
     assert math.isnan(REGISTRY["prefix_matching_3"].of(A, TOKENS).item()), "no query is scored"
 
 
-def test_a_bos_and_the_first_repeated_token_are_not_2_prefix_targets():
+def test_a_bos_and_the_first_repeated_token_are_not_2_prefixtargets():
     """[BOS] r1..r4 r1..r4: the repeat's first token follows r4, not BOS, so it is no 2-prefix query; the
     rest of the repeat is."""
     block = [5, 6, 7, 8]
@@ -97,15 +98,6 @@ def test_n_prefix_metric_names_and_bad_n():
             n_prefix_metric(bad)
 
 
-def _targets(name, tokens):
-    """``{(b, q): [k, ...]}``: each scored query's keys under metric ``name``."""
-    b, q, k = REGISTRY[name].pairs(Queries(tokens))
-    out = {}
-    for key, kk in zip(zip(b.tolist(), q.tolist()), k.tolist()):
-        out.setdefault(key, []).append(kk)
-    return out
-
-
 def test_a_2_prefix_head_and_a_plain_head_on_the_ngram_probe():
     """Hand-made heads on the ngram probe: a 2-prefix head (all its attention on each query's one 2-prefix
     target, else on BOS) scores 1 at n = 2 and 3; a plain induction head (attention spread evenly over the
@@ -114,7 +106,7 @@ def test_a_2_prefix_head_and_a_plain_head_on_the_ngram_probe():
     (its target is one of them): first-block queries recur with no 2-prefix target."""
     p = PatternGenerator(vocab_size=100, seed=0, bos_token_id=0).generate("ngram", seq_len=32, batch_size=2)
     t, T = p.tokens, p.tokens.shape[1]
-    one, two = _targets("prefix_matching", t), _targets("prefix_matching_2", t)
+    one, two = targets("prefix_matching", t), targets("prefix_matching_2", t)
     heads = torch.zeros(2, 2, T, T)  # [batch, head (0: 2-prefix, 1: plain), q, k]
     heads[:, :, :, 0] = 1
     for (b, q), ks in two.items():

@@ -3,9 +3,10 @@ probe's guarantee and its control."""
 
 import pytest
 import torch
+from prefix_targets import targets
 
 from induction_nb import EXTRA_PATTERN_NAMES, PATTERN_NAMES, InputError, PatternGenerator
-from induction_nb.metrics import REGISTRY, Queries, match_mask
+from induction_nb.metrics import match_mask
 from induction_nb.probes.ngram import ngram_alphabet
 from induction_nb.probes.patterns import _NAME_SALT
 
@@ -128,15 +129,6 @@ def test_probe_length_adapts_to_the_vocabulary():
         PatternGenerator(2, low=1, high=2)
 
 
-def _targets(name, tokens):
-    """``{(b, q): [k, ...]}``: each scored query's keys under the registered metric ``name``."""
-    b, q, k = REGISTRY[name].pairs(Queries(tokens))
-    out = {}
-    for key, kk in zip(zip(b.tolist(), q.tolist()), k.tolist()):
-        out.setdefault(key, []).append(kk)
-    return out
-
-
 @pytest.mark.parametrize("bos,seq_len", [(None, 28), (0, 32), (0, 65)])
 def test_ngram_probe_guarantee(bos, seq_len):
     """Every query with a 3-prefix target has >= 2 prefix-matching targets holding >= 2 different tokens
@@ -148,7 +140,7 @@ def test_ngram_probe_guarantee(bos, seq_len):
     t, P, o = p.tokens, p.period, p.offset
     assert p.meta["alphabet"] == ngram_alphabet(P) and p.name not in PATTERN_NAMES and "ngram" in EXTRA_PATTERN_NAMES
     assert torch.equal(t[:, o : o + P], t[:, o + P : o + 2 * P]), "the block, repeated"
-    one, two, three = (_targets(n, t) for n in ("prefix_matching", "prefix_matching_2", "prefix_matching_3"))
+    one, two, three = (targets(n, t) for n in ("prefix_matching", "prefix_matching_2", "prefix_matching_3"))
     in_second = range(o + P + 2, o + 2 * P)
     blocks = {key: keys for key, keys in three.items() if key[1] < o + 2 * P}  # a 65th token: a third block
     assert sorted(blocks) == [(b, q) for b in range(3) for q in in_second]
@@ -175,8 +167,8 @@ def test_ngram_control_rewires_the_same_tokens():
     )
     for row, probe in zip(c, p.tokens):
         assert sorted(row[start:].tolist()) == sorted(probe[start:].tolist()) and not torch.equal(row, probe)
-    assert not _targets("prefix_matching_2", c), "no 2-token context repeats"
-    one = _targets("prefix_matching", c)
+    assert not targets("prefix_matching_2", c), "no 2-token context repeats"
+    one = targets("prefix_matching", c)
     assert all(len(set(c[b, one[(b, q)]].tolist())) >= 2 for b in range(3) for q in range(start, c.shape[1]))
     assert torch.equal(c, gen.control_for(p)), "deterministic"
 
