@@ -28,6 +28,7 @@ _GROUPS = {
         "Site",
         "RemoteConfig",
     ],
+    "metrics": ["n_prefix_metric"],
     "probes": ["PatternGenerator", "Pattern", "PATTERN_NAMES", "EXTRA_PATTERN_NAMES", "load_texts"],
     "analysis": [
         "InductionHeadDetector",

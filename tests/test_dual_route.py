@@ -216,6 +216,13 @@ def test_a_bare_softmax_site_without_values_is_refused_with_the_fix():
         (dict(length=500), "positions"),
         (dict(weighting="values"), "weighting"),
         (dict(separator=10_000), "separator"),
+        (dict(separator=7), "a token of one of the words"),
+        (dict(n_boot=0), "n_boot"),
+        (dict(heads_per_forward=0), "heads_per_forward"),
+        (dict(heads_per_forward=-1), "heads_per_forward"),
+        (dict(heads_per_forward=2.5), "heads_per_forward"),
+        (dict(n_probes=10**9), "n_probes"),
+        (dict(threshold=float("nan")), "threshold"),
     ],
 )
 def test_bad_settings_are_refused(kwargs, match):
@@ -232,10 +239,10 @@ def test_route_ablation_equals_zeroing_the_heads_by_hand():
     """The 'token heads' condition: P(e[0]) and P(e[1]) with those heads' slices zeroed by plain pre-hooks."""
     model = make_hf("llama_gqa", "eager")
     result = nb.concept_induction(model, WORDS, n_probes=3, n_boot=20, effects=None)
-    got = nb.route_ablation(model, result, k=2, words=WORDS, n_probes=4, method="zero", n_boot=20)
+    got = nb.route_ablation(model, result, k=2, n_probes=4, method="zero", n_boot=20)  # the result's words
     assert set(got.token_heads) == {(s.layer, s.head) for s in result.top_token(2)}
     gen = Engine.of(model).generator(0)
-    probes = dual_route_probes(gen, [tuple(w) for w in WORDS], 4, 32, gen.pool[0].item(), seed=2)
+    probes = dual_route_probes(gen, [tuple(w) for w in WORDS], 4, 32, result.settings["separator"], seed=2)
     tokens = torch.cat([probes.clean, probes.targets[:, 1:]], 1)
     d = model.config.hidden_size // model.config.num_attention_heads
     hooks = []
@@ -297,3 +304,44 @@ def test_the_explorer_colours_heads_by_either_route():
     assert {"token_induction", "concept_induction", "token_effect", "concept_effect"} <= offered
     explorer.select(1, 0)
     assert "token induction" in explorer.metrics.value and "concept induction" in explorer.metrics.value
+
+
+def test_the_default_separator_is_in_no_word_and_numpy_words_are_ids():
+    import numpy as np
+
+    model = make_hf("gpt2")
+    words = [np.array([5, 6]), [np.int64(7), np.int64(8), np.int64(9)]]
+    result = nb.concept_induction(model, words, n_probes=2, n_boot=10, effects=None)
+    assert result.settings["separator"] not in {5, 6, 7, 8, 9}
+
+
+def test_a_model_too_short_or_too_small_for_the_probe_says_so():
+    import transformers
+
+    short = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=4, n_positions=16)
+    )
+    with pytest.raises(InputError, match="has 16 positions"):
+        nb.concept_induction(short.eval(), WORDS, n_probes=2, effects=None)
+    tiny_vocab = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=24, n_embd=32, n_layer=1, n_head=4))
+    with pytest.raises(InputError, match="distinct random token ids"):
+        nb.concept_induction(tiny_vocab.eval(), [[5, 6], [7, 8]], n_probes=2, effects=None)
+
+
+def test_route_ablation_refuses_another_models_result():
+    result = nb.concept_induction(make_hf("gpt2"), WORDS, n_probes=2, n_boot=10, effects=None)
+    with pytest.raises(InputError, match="the result is of"):
+        nb.route_ablation(HandBuiltInduction(), result, k=1)
+
+
+def test_a_custom_values_reader_of_the_wrong_shape_is_named():
+    from induction_nb import CustomSites
+
+    model = NanoGPT(flash=False).eval()
+    sites = CustomSites(
+        [f"h.{i}.attn" for i in range(len(model.h))],
+        read=lambda a, k, out: torch.softmax(torch.zeros(a[0].shape[0], 4, a[0].shape[1], a[0].shape[1]), -1),
+        values=lambda a, k, out: torch.zeros(3, 3),
+    )
+    with pytest.raises(Exception, match="values reader returned"):
+        nb.concept_induction(model, WORDS, n_probes=2, effects=None, sites=sites)

@@ -145,7 +145,9 @@ def test_the_token_subset_is_seeded_and_leaves_out_special_tokens(gpt2):
     got = weight_evidence(gpt2, n_tokens=20, seed=5, **quick)
     assert len(got.tokens) == 20 and got.tokens.unique().numel() == 20
     assert not torch.equal(got.tokens, weight_evidence(gpt2, n_tokens=20, seed=6, **quick).tokens)
-    assert weight_evidence(gpt2, tokens=[3, 4, 5], **quick).tokens.tolist() == [3, 4, 5]
+    assert weight_evidence(gpt2, tokens=[10, *range(3, 11)], **quick).tokens.tolist() == list(range(3, 11))
+    with pytest.raises(InputError, match="1 distinct ids; the OV and QK scores need at least 8"):
+        weight_evidence(gpt2, tokens=[3, 3, 3, 3], **quick)
     assert weight_evidence(gpt2, n_tokens=10**6, **quick).tokens.tolist() == list(range(3, 97))  # all but 0, 1, 2
 
 

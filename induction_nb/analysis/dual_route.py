@@ -19,12 +19,16 @@ Every number is a mean over probes with a seeded bootstrap interval over probes 
 The overall score is the token score (its interval in ``ci_low``/``ci_high``). Cost: two forwards for the
 attention form; the causal form's in ``analysis.route_effects`` (``DualRouteResult.settings["forwards"]``
 counts them, a backward as a forward).
-Limits: decoder-only models (an encoder-decoder is refused); value weighting needs sites that pass their
-value vectors (HF attention interfaces, SDPA, ``nn.MultiheadAttention``; else ``CustomSites(values=...)``).
+Limits: causal self-attention (bidirectional attention is refused; an encoder-decoder is measured on its
+decoder, the tokens going to the encoder too, as the capture does); value weighting needs sites that pass
+their value vectors (HF attention interfaces, SDPA, ``nn.MultiheadAttention``; else
+``CustomSites(values=...)`` passed as ``sites=``). A head in the last layer has ``concept_effect`` 0 by
+construction: patched at the query, it cannot reach the next position without a later layer.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -36,14 +40,24 @@ from ..engine.ablator import Ablator
 from ..engine.batch import Batch
 from ..engine.dual_route import value_weighted_keys
 from ..engine.engine import Engine
+from ..engine.sites import CustomSites
 from ..errors import InputError
 from ..metrics.stats import bootstrap_mean
 from ..probes.dual_route import DualRouteProbes, check_words, dual_route_probes, words_from_text
 from .head_score import HeadScore
 from .results import ScanResult
-from .route_effects import ESTIMATORS, Estimator, route_effects
+from .route_effects import ESTIMATORS, ROWS, Estimator, route_effects
 
-__all__ = ["concept_induction", "DualRouteResult", "Weighting", "WEIGHTINGS", "probe_words", "separator_id"]
+__all__ = [
+    "concept_induction",
+    "DualRouteResult",
+    "Weighting",
+    "WEIGHTINGS",
+    "probe_words",
+    "separator_id",
+    "MAX_PROBES",
+]
+MAX_PROBES = 100_000  # probes per route: beyond it the probe building alone takes minutes
 
 Weighting = Literal["value", "attention"]
 WEIGHTINGS: tuple[str, ...] = Weighting.__args__
@@ -102,6 +116,7 @@ def concept_induction(
     n_boot: int = 1000,
     threshold: float = 0.3,
     seed: int = 0,
+    sites: CustomSites | None = None,
     remote: Any = False,
 ) -> DualRouteResult:
     """Token vs concept induction scores of every head (see the module docstring).
@@ -110,53 +125,53 @@ def concept_induction(
     each); default: the words of the shipped public-domain passages that the tokenizer splits into 2 to 5
     tokens (a model without a tokenizer needs id lists). ``n_probes``: probes per route. ``length``: the
     probe length in tokens (default 32, shorter where the model's positions demand). ``separator``: the
-    token id between the copies (default: the tokenizer's newline). ``heads_per_forward``: patched copies
+    token id between the copies (default: the tokenizer's newline, or a pool id in no word). ``sites``: a
+    ``CustomSites`` naming the attention (with ``values=`` for value weighting). ``heads_per_forward``: patched copies
     per forward (default: as many as fit 256 sequences). ``effects``: the causal form's estimator
     (``analysis.route_effects``: ``"attribution"`` with the ``verify_top`` largest measured exactly, or
     ``"exact"`` for every head; ``None``: the attention form only). Returns a ``DualRouteResult`` whose heads
     carry ``token_induction``, ``concept_induction`` (shares of value-weighted attention, in [0, 1]) and,
     with ``effects``, ``token_effect`` and ``concept_effect`` (probability changes), each with its 95% interval.
-    Raises ``InputError`` for words that do not fit, an encoder-decoder, sites without value vectors."""
+    Raises ``InputError`` for words that do not fit, a separator in a word, settings out of range (``n_probes``
+    2..100000, ``n_boot`` >= 1, ``heads_per_forward`` 1..256, a finite ``threshold``), a model too short or
+    with too few token ids for the probe, sites without value vectors, bidirectional attention."""
     engine = Engine.of(model, remote)
-    check_choice("weighting", weighting, WEIGHTINGS)
-    n_probes = check_int("n_probes", n_probes, 2)
-    engine.sites()
+    _check_numbers(n_probes, n_boot, threshold, heads_per_forward, verify_top, weighting, effects)
+    named = _named_sites(engine, sites)
     gen = engine.generator(seed)
     ids = probe_words(engine, words)
     length = _length(engine, length, gen.bos_token_id is not None)
-    sep = separator_id(engine, separator, gen)
+    sep = separator_id(engine, separator, gen, ids)
+    _check_pool(gen, length)
     token = dual_route_probes(gen, None, n_probes, length, sep, seed, [len(w) for w in ids])
     concept = dual_route_probes(gen, ids, n_probes, length, sep, seed + 1)
-    per_probe, heads = _attention_form(engine, token, concept, weighting)
+    per_probe, heads = _attention_form(engine, token, concept, weighting, named)
     forwards = 2
     settings = {"n_probes": n_probes, "length": length, "weighting": weighting, "n_words": len(ids), "separator": sep}
+    settings.update(words=[list(w) for w in ids])  # route_ablation reads the same words
     if effects is not None:
-        check_choice("effects", effects, ESTIMATORS)
-        verify_top = check_int("verify_top", verify_top, 0)
         ab = Ablator(model, remote=remote)
         if list(ab.layers) != list(heads):
-            raise InputError(
-                f"the attention layers {list(heads)} are not the layers whose heads can be patched {ab.layers}"
-            )
+            raise InputError(f"the attention layers {list(heads)} differ from the patchable layers {ab.layers}")
         for metric, probes, j in (("token_effect", token, 0), ("concept_effect", concept, 1)):
             per_probe[metric], more, info = route_effects(ab, probes, j, effects, verify_top, heads_per_forward)
             forwards += more
             settings[metric] = {"estimator": effects, **info}
     settings.update(forwards=forwards, n_boot=n_boot)
-    scores = _head_scores(per_probe, heads, n_boot, seed)
     grid = max(engine.n_heads or 0, *heads.values())
+    scores = _head_scores(per_probe, heads, n_boot, seed)
     return DualRouteResult(scores, threshold, engine.name, engine.n_layers, grid, settings, seed)
 
 
 def _attention_form(
-    engine: Engine, token: DualRouteProbes, concept: DualRouteProbes, weighting: str
+    engine: Engine, token: DualRouteProbes, concept: DualRouteProbes, weighting: str, sites: tuple | None
 ) -> tuple[dict[str, torch.Tensor], dict[int, int]]:
     """``({metric: [n, layer, head]}, {layer: heads})``: the weight on ``start(e)`` (token probes) and
     ``end(e)`` (concept probes), value-weighted or plain."""
     need = weighting == "value"
     index = 0 if need else 1
-    tok, heads = value_weighted_keys(engine, Batch(token.clean), token.query, token.start[:, None], need)
-    con, _ = value_weighted_keys(engine, Batch(concept.clean), concept.query, concept.end[:, None], need)
+    tok, heads = value_weighted_keys(engine, Batch(token.clean), token.query, token.start[:, None], need, sites)
+    con, _ = value_weighted_keys(engine, Batch(concept.clean), concept.query, concept.end[:, None], need, sites)
     return {"token_induction": tok[index, ..., 0], "concept_induction": con[index, ..., 0]}, heads
 
 
@@ -176,24 +191,75 @@ def probe_words(engine: Engine, words: Any) -> list[tuple[int, ...]]:
     return check_words(words, tok, engine.vocab_size)
 
 
+def _named_sites(engine: Engine, sites: Any) -> tuple | None:
+    """The user's sites (``CustomSites``), expanded; ``None``: the sites discovery finds (found here)."""
+    if sites is None:
+        engine.sites()
+        return None
+    if not isinstance(sites, CustomSites):
+        raise InputError(f"sites must be a CustomSites(...), got {type(sites).__name__}")
+    engine.check_forward()
+    return sites.expand()
+
+
+def _check_numbers(
+    n_probes: Any, n_boot: Any, threshold: Any, per_forward: Any, verify_top: Any, weighting: Any, effects: Any
+) -> None:
+    """``InputError`` for a setting out of range (before anything runs)."""
+    check_choice("weighting", weighting, WEIGHTINGS)
+    check_int("n_probes", n_probes, 2, MAX_PROBES)
+    check_int("n_boot", n_boot, 1)
+    check_int("verify_top", verify_top, 0)
+    if per_forward is not None:
+        check_int("heads_per_forward", per_forward, 1, ROWS)
+    if effects is not None:
+        check_choice("effects", effects, ESTIMATORS)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise InputError(f"threshold must be a finite number (a token induction score), got {threshold!r}")
+
+
 def _length(engine: Engine, length: int | None, bos: bool) -> int:
     shortest = 17 + int(bos)
-    fit = engine.max_positions or 32
-    if length is None:
-        length = min(32, fit)
-    length = check_int("length", length, shortest)
-    if engine.max_positions is not None and length > engine.max_positions:
-        raise InputError(f"length {length} exceeds the model's {engine.max_positions} positions: pass length<=")
+    top = engine.max_positions
+    if top is not None and top < shortest:
+        raise InputError(
+            f"the model has {top} positions; the dual-route probe needs at least {shortest} "
+            "(a word of up to 5 tokens, the random text around it and its repeat)"
+        )
+    length = check_int("length", min(32, top or 32) if length is None else length, shortest)
+    if top is not None and length > top:
+        raise InputError(f"length {length} exceeds the model's {top} positions: pass length<={top}")
     return length
 
 
-def separator_id(engine: Engine, separator: int | None, gen: Any) -> int:
-    """The token between the copies: ``separator``, else the tokenizer's newline, else the pool's first id."""
-    if separator is not None:
-        return check_int("separator", separator, 0, (engine.vocab_size or separator + 1) - 1)
-    tok = engine.tokenizer
-    ids = tok.encode("\n", add_special_tokens=False) if tok is not None else []
-    return int(ids[-1]) if ids else int(gen.pool[0])
+def _check_pool(gen: Any, length: int) -> None:
+    """Refuse a vocabulary too small for distinct random tokens: the query's token would recur in ``r1``
+    and its induction target would be ambiguous."""
+    if len(gen.pool) < length:
+        raise InputError(
+            f"the probe needs up to {length} distinct random token ids but the model has {len(gen.pool)} usable "
+            f"ones: pass a shorter length (>= 17) or use a model with a larger vocabulary"
+        )
+
+
+def separator_id(engine: Engine, separator: int | None, gen: Any, words: Sequence[Sequence[int]] = ()) -> int:
+    """The token between the copies: ``separator``, else the tokenizer's newline, else the first id of the
+    random pool in no word. ``InputError`` for a separator outside the vocabulary, the BOS, or in a word
+    (the probe's positions would no longer be the only copies of their tokens)."""
+    used = {int(t) for w in words for t in w}
+    if separator is None:
+        tok = engine.tokenizer
+        ids = tok.encode("\n", add_special_tokens=False) if tok is not None else []
+        if ids and int(ids[-1]) not in used:
+            return int(ids[-1])
+        free = [int(t) for t in gen.pool if int(t) not in used]
+        if not free:
+            raise InputError("every usable token id is in a word: pass fewer words or separator=<an id in none>")
+        return free[0]
+    separator = check_int("separator", separator, 0, (engine.vocab_size or separator + 1) - 1)
+    if separator in used or separator == gen.bos_token_id:
+        raise InputError(f"separator {separator} is the BOS or a token of one of the words: pass another id")
+    return separator
 
 
 def _head_scores(

@@ -22,11 +22,11 @@ from ..engine.batch import Batch
 from ..engine.dual_route import attributed_probabilities, patched_probabilities
 from ..probes.dual_route import DualRouteProbes
 
-__all__ = ["route_effects", "Estimator", "ESTIMATORS"]
+__all__ = ["route_effects", "Estimator", "ESTIMATORS", "ROWS"]
 
 Estimator = Literal["attribution", "exact"]
 ESTIMATORS: tuple[str, ...] = Estimator.__args__
-_ROWS = 256  # sequences per patching forward (copies x probes)
+ROWS = 256  # sequences per patching forward (copies x probes)
 
 
 def route_effects(
@@ -68,9 +68,9 @@ def _exact(
     ab: Ablator, probes: DualRouteProbes, j: int, heads: list[tuple[int, int]], per_forward: int | None
 ) -> tuple[torch.Tensor, int]:
     n = probes.clean.shape[0]
-    chunk = max(1, min(n, _ROWS // 3))
-    per_forward = per_forward or max(1, _ROWS // chunk - 2)
-    out = torch.empty(n, len(heads))
+    chunk = max(1, min(n, ROWS // (3 if per_forward is None else 2 + per_forward)))  # copies x chunk <= ROWS
+    per_forward = per_forward or max(1, ROWS // chunk - 2)
+    out = torch.full((n, len(heads)), float("nan"))  # a slot never filled shows as NaN, not as a number
     forwards = 0
     for lo in range(0, n, chunk):
         part = slice(lo, lo + chunk)

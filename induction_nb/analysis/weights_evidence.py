@@ -206,7 +206,11 @@ def _token_subset(weights: HeadWeights, tokens: Any, n: int, seed: int) -> torch
         ids = torch.as_tensor(tokens).flatten()
         if ids.numel() == 0 or ids.is_floating_point() or int(ids.min()) < 0 or int(ids.max()) >= vocab:
             raise InputError(f"tokens must be integer ids in [0, {vocab}), got {tokens!r:.80}")
-        return ids.long().cpu()
+        ids = ids.long().cpu().unique()  # a repeated id would count one token's eigen-direction twice
+        need = min(16, max(layer.W_V.shape[-1] for layer in weights.layers))
+        if len(ids) < need:  # a few tokens' n x n circuit says little (one token: the sign of a scalar)
+            raise InputError(f"tokens holds {len(ids)} distinct ids; the OV and QK scores need at least {need}")
+        return ids
     keep = torch.ones(vocab, dtype=torch.bool)
     special = [i for i in weights.special_ids if i < vocab]
     keep[special] = False

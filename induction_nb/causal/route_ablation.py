@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .._validate import check_choice, check_int
-from ..analysis.dual_route import DualRouteResult, probe_words, separator_id
+from ..analysis.dual_route import MAX_PROBES, DualRouteResult, probe_words, separator_id
 from ..engine.ablator import Ablator
 from ..errors import InputError
 from ..metrics.stats import bootstrap_mean
@@ -80,23 +80,32 @@ def route_ablation(
     seed: int = 0,
     remote: Any = False,
 ) -> RouteAblation:
-    """Remove the ``k`` top token heads, or the ``k`` top concept heads of ``result`` (a heads set in
-    both lists is removed in both), and read verbatim copying and word completion on ``n_probes`` word
-    probes (see the module docstring). ``method``: ``"zero"`` or ``"mean"`` (each head's mean output over
-    the probes). Raises ``InputError`` for a result without both routes or a ``k`` out of range."""
+    """Remove the ``k`` top token heads, or the ``k`` top concept heads of ``result`` (a head in both lists
+    is removed in both), and read verbatim copying and word completion on ``n_probes`` word probes (see the
+    module docstring) of the result's length, separator and words (``words=`` overrides them). ``method``:
+    ``"zero"`` or ``"mean"`` (each head's mean output over the probes). Raises ``InputError`` for a result
+    without both routes, of another model, a ``k`` out of range or bad settings."""
     if not isinstance(result, DualRouteResult):
         raise InputError(f"route_ablation needs a concept_induction result, got {type(result).__name__}")
     check_choice("method", method, ("zero", "mean"))
     k = check_int("k", k, 1, len(result.head_scores))
+    check_int("n_probes", n_probes, 2, MAX_PROBES)
+    check_int("n_boot", n_boot, 1)
     ab = Ablator(model, remote=remote)
+    if result.model_name != ab.engine.name:
+        raise InputError(
+            f"the result is of {result.model_name!r}, the model is {ab.engine.name!r}: pass its own result"
+        )
     token = tuple((s.layer, s.head) for s in result.top_token(k))
     concept = tuple((s.layer, s.head) for s in result.top_concept(k))
-    ab.check_heads(list(token + concept))
+    ab.check_heads(list(dict.fromkeys(token + concept)))
     gen = ab.engine.generator(seed)
     length = int(result.settings.get("length", 32))
-    probes = dual_route_probes(
-        gen, probe_words(ab.engine, words), n_probes, length, separator_id(ab.engine, None, gen), seed + 2
-    )
+    kept = result.settings.get("words") if words is None else None
+    ids = [tuple(w) for w in kept] if kept else probe_words(ab.engine, words)
+    sep = result.settings.get("separator") if words is None else None
+    sep = separator_id(ab.engine, sep if isinstance(sep, int) else None, gen, ids)
+    probes = dual_route_probes(gen, ids, n_probes, length, sep, seed + 2)
     tokens = torch.cat([probes.clean, probes.targets[:, 1:]], 1)  # ... r1 e[0] e[1]
     positions = torch.tensor([length - 2, length - 1])
     means = ab.means(tokens) if method == "mean" else None

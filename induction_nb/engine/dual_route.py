@@ -22,7 +22,7 @@ from .ablator import Ablator
 from .attribution import gradient_leaf
 from .batch import Batch
 from .engine import Engine, head_outputs, read_layer
-from .sites import envoy_at
+from .sites import Site, envoy_at
 from .tracing import mha_fastpath_off
 
 __all__ = ["value_weighted_keys", "patched_probabilities", "attributed_probabilities"]
@@ -60,7 +60,12 @@ class _ValueWeightedKeys:
 
 
 def value_weighted_keys(
-    engine: Engine, batch: Batch, queries: torch.Tensor, keys: torch.Tensor, need_values: bool = True
+    engine: Engine,
+    batch: Batch,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    need_values: bool = True,
+    sites: tuple[Site, ...] | None = None,
 ) -> tuple[torch.Tensor, dict[int, int]]:
     """One forward over ``batch`` (``[batch, seq]``, padded or not): per layer and head, the value-weighted
     and the plain attention of query position ``queries[b]`` on key positions ``keys[b]`` (``[batch, m]``).
@@ -71,7 +76,7 @@ def value_weighted_keys(
     weights there) or a query attends to later keys."""
     import nnsight
 
-    sites = engine.sites()
+    sites = engine.sites() if sites is None else sites  # named sites (CustomSites(..., values=...)) or found
     reduce = _ValueWeightedKeys(queries, keys, need_values)
     n, n_tokens = batch.tokens.shape
     model, tolerance, valid = engine.model, engine.tolerance, batch.mask  # the trace body ships plain locals

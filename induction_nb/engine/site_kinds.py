@@ -342,7 +342,15 @@ class Custom(SiteKind):
     def values(self, args, kwargs, output, module, read) -> torch.Tensor | None:
         if self.value_reader is None:
             return None
-        return repeat_kv_heads(self.value_reader(args, kwargs, output).float(), read.pattern.shape[1])
+        values = self.value_reader(args, kwargs, output)
+        b = read.pattern.shape[0]
+        if not _is_4d(values) or values.shape[0] != b or values.shape[2] != read.pattern.shape[-1]:
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise CaptureCheckError(
+                f"{self.where}: the values reader returned {shape}; it must return [batch, head or kv_head, k, "
+                f"d_head] with batch {b} and k {read.pattern.shape[-1]}"
+            )
+        return repeat_kv_heads(values.float(), read.pattern.shape[1])
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
         pattern = self.function(args, kwargs, output)

@@ -19,6 +19,7 @@ for a model without a tokenizer) is checked the same way.
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,14 +90,14 @@ def check_words(words: Any, tokenizer: Any, vocab_size: int | None) -> list[tupl
                     "token ids (2 to 5 ids), e.g. words=[[101, 7], [33, 4, 9]]"
                 )
             ids = tuple(_encode(tokenizer, word))
-        elif isinstance(word, (Sequence, torch.Tensor)) and all(_is_id(i) for i in word):
+        elif _is_sequence(word) and all(_is_id(i) for i in word):
             ids = tuple(int(i) for i in word)
         else:
             raise InputError(f"each word must be a string or a list of token ids, got {word!r}")
         if not MIN_WORD <= len(ids) <= MAX_WORD:
             raise InputError(
                 f"word {word!r} is {len(ids)} token(s) long; concept induction needs words of {MIN_WORD} to "
-                f"{MAX_WORD} tokens (a start and an end that differ): drop it or pass a longer word"
+                f"{MAX_WORD} tokens (a start and an end at different positions): drop it or pass another word"
             )
         if vocab_size is not None and not all(0 <= i < vocab_size for i in ids):
             raise InputError(f"word {word!r} has token ids outside the vocabulary [0, {vocab_size})")
@@ -144,6 +145,11 @@ def dual_route_probes(
     return DualRouteProbes(as_long(clean), as_long(corrupt), as_long(start), as_long(end), query, tuple(used))
 
 
+def _is_sequence(x: Any) -> bool:
+    """A list, tuple, 1-d tensor or 1-d numpy array of ids."""
+    return isinstance(x, (Sequence, torch.Tensor)) or (hasattr(x, "ndim") and getattr(x, "ndim", 0) == 1)
+
+
 def _encode(tokenizer: Any, word: str) -> list[int]:
     return list(tokenizer.encode(" " + word.strip(), add_special_tokens=False))
 
@@ -151,4 +157,4 @@ def _encode(tokenizer: Any, word: str) -> list[int]:
 def _is_id(x: Any) -> bool:
     if isinstance(x, torch.Tensor):
         return x.dim() == 0 and not x.is_floating_point()
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)  # numpy integers too
