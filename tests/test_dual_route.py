@@ -345,3 +345,16 @@ def test_a_custom_values_reader_of_the_wrong_shape_is_named():
     )
     with pytest.raises(Exception, match="values reader returned"):
         nb.concept_induction(model, WORDS, n_probes=2, effects=None, sites=sites)
+
+
+def test_sweep_findings_are_clear_refusals():
+    """Found by bench/dual_route_sweep.py: DeepSeek-V4's memory slots (keys beyond the tokens) and Dots3's
+    per-layer head counts (a config attribute that raises) end in InputError, not a torch or config error."""
+    from tiny_configs import build
+
+    with pytest.raises(InputError, match="keys beyond the tokens"):
+        nb.concept_induction(build("deepseek_v4", "causal", "eager"), WORDS, n_probes=2, effects=None, length=24)
+    per_layer = build("dots3_note_text", "causal", "eager")
+    assert nb.concept_induction(per_layer, WORDS, n_probes=2, n_boot=10, effects=None, length=24).head_scores
+    with pytest.raises(InputError, match="different head counts"):
+        nb.concept_induction(per_layer, WORDS, n_probes=2, n_boot=10, length=24)

@@ -158,7 +158,7 @@ def concept_induction(
             forwards += more
             settings[metric] = {"estimator": effects, **info}
     settings.update(forwards=forwards, n_boot=n_boot)
-    grid = max(engine.n_heads or 0, *heads.values())
+    grid = max(heads.values())  # the widest layer (a config may state no single head count)
     scores = _head_scores(per_probe, heads, n_boot, seed)
     return DualRouteResult(scores, threshold, engine.name, engine.n_layers, grid, settings, seed)
 

@@ -41,9 +41,9 @@ class _ValueWeightedKeys:
     def __call__(self, layer: int, pattern: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
         if values is None and self.need_values:
             raise InputError(
-                f"layer {layer}: value-weighted attention needs each head's value vectors, which this attention "
-                "site does not pass (a bare softmax); pass weighting='attention' for plain attention weights, or "
-                "name the sites with sites=CustomSites(..., values=...)"
+                f"layer {layer}: value-weighted attention needs each head's value vectors for the tokens' keys, which "
+                "this attention site does not pass (a bare softmax, or keys beyond the tokens); pass "
+                "weighting='attention' for plain attention weights, or sites=CustomSites(..., values=...)"
             )
         b, device = pattern.shape[0], pattern.device
         rows = pattern[torch.arange(b, device=device), :, self.queries.to(device)]  # [batch, head, k]

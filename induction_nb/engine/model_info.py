@@ -64,7 +64,12 @@ def _config_value(module: torch.nn.Module, *names: str) -> int | None:
         if config is None:
             continue
         for name in names:
-            value = getattr(config, name, None)
+            try:
+                value = getattr(config, name, None)
+            except (
+                Exception
+            ):  # a per-layer attribute (transformers' AmbiguousGlobalPerLayerAttributeError): no one value
+                value = None
             if isinstance(value, int) and value > 0:
                 return value
     return None

@@ -86,8 +86,8 @@ class SiteKind:
         where the call does not pass them (a bare softmax) or they do not reproduce its output."""
         value = _arg(args, kwargs, self.values_at, "value") if self.values_at is not None else None
         out = output[0] if isinstance(output, (tuple, list)) else output
-        if not _is_4d(value) or not reproduces_output(value, out, read):
-            return None
+        if not _is_4d(value) or value.shape[2] != read.pattern.shape[-1] or not reproduces_output(value, out, read):
+            return None  # keys beyond the tokens (memory slots, a prefix) have no token to weigh: not read
         return repeat_kv_heads(value.float(), read.pattern.shape[1])
 
     def __eq__(self, other: Any) -> bool:
