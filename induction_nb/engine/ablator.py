@@ -49,9 +49,9 @@ class Ablator:
         counts = {l: n for l, n in self.engine.heads_per_layer().items() if n is not None}
         if any(n != self.n_heads for n in counts.values()):  # one width per head is how heads are sliced
             raise InputError(
-                f"the layers have different head counts ({counts}); the ablation tools slice every layer's "
-                f"heads alike ({self.n_heads} of width {self.d_head}) and would cut the wrong features: run them "
-                "on a model whose layers have one head count"
+                f"the layers have different head counts ({counts}, the config says {self.n_heads}); the ablation "
+                f"tools slice every layer's heads alike ({self.n_heads} of width {self.d_head}) and would cut the "
+                "wrong features: run them on a model whose layers and config agree on one head count"
             )
 
     def check_heads(self, heads: Any, name: str = "heads") -> list[tuple[int, int]]:
