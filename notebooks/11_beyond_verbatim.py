@@ -46,7 +46,7 @@ probe_heads = [(18, 6), (17, 3), (17, 4), (17, 5), (18, 7)]  # the detector's to
 # %% [markdown]
 # ## 1. Token vs concept induction heads
 #
-# 32 probes per route, 32 tokens each; the real words are names and rare words from the shipped
+# 24 probes per route, 32 tokens each; the real words are names and rare words from the shipped
 # public-domain books that SmolLM2's tokenizer splits into 2 to 5 tokens. This is the attention form
 # (two forwards). The causal form (`effects="attribution"`, the default: each head's output at the query
 # patched from the clean run into one without the word, estimated for every head from one forward and
@@ -54,7 +54,7 @@ probe_heads = [(18, 6), (17, 3), (17, 4), (17, 5), (18, 7)]  # the detector's to
 # one head's patch moves `P(e[0])` by at most ~1e-4 on SmolLM2 (its induction heads are redundant).
 
 # %%
-dual = concept_induction(model, n_probes=32, effects=None)
+dual = concept_induction(model, n_probes=24, effects=None)
 print(text_dual_route(dual, top=10))
 
 # %%
@@ -79,7 +79,7 @@ plot_dual_route(dual, label_top=4)
 # completion only, and state what SmolLM2 shows.
 
 # %%
-ablated = route_ablation(model, dual, k=10, n_probes=24)
+ablated = route_ablation(model, dual, k=10, n_probes=16)
 print(ablated)
 
 # %%
@@ -101,7 +101,7 @@ print(
 # a 2-prefix head is not. `text_n_prefix` puts n = 1, 2, 3, 4 side by side.
 
 # %%
-ngram = detect_induction_heads(model, patterns=["ngram"])
+ngram = detect_induction_heads(model, patterns=["ngram"], batch_size=4)
 print(text_n_prefix(ngram, heads=probe_heads))
 
 # %%
@@ -125,9 +125,9 @@ evidence = weight_evidence(model, compositions=("k",))
 print(text_weight_evidence(evidence, top=8))
 
 # %%
-# the ablation circuit over every head of layers 15-17 (27 candidates: the layers just before them)
-window = [(l, h) for l in range(15, 18) for h in range(9)]
-circuit = find_circuit(model, probe_heads, candidates=window, sequence_length=64, batch_size=2)
+# the ablation circuit over every head of layers 16-17 (18 candidates: the layers just before them)
+window = [(l, h) for l in range(16, 18) for h in range(9)]
+circuit = find_circuit(model, probe_heads, candidates=window, sequence_length=48, batch_size=2)
 agreement = compare_with_circuit(evidence, circuit)
 print(agreement)
 
