@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .engine import head_outputs
+from .outputs import logits_of
 from .sites import envoy_at
 
 __all__ = ["attribution_effects", "repeat_half_loss", "gradient_leaf"]
@@ -32,9 +33,7 @@ __all__ = ["attribution_effects", "repeat_half_loss", "gradient_leaf"]
 
 def repeat_half_loss(output: Any, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Inside the trace: the mean next-token loss at query ``positions``, with its autograd graph."""
-    logits = (
-        output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-    )
+    logits = logits_of(output)
     picked = logits[:, positions.to(logits.device)].float()
     target = tokens.to(logits.device)[:, positions.to(logits.device) + 1]
     return -torch.log_softmax(picked, dim=-1).gather(-1, target[..., None]).mean()

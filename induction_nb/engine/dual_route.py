@@ -22,6 +22,7 @@ from .ablator import Ablator
 from .attribution import gradient_leaf
 from .batch import Batch
 from .engine import Engine, head_outputs, read_layer
+from .outputs import logits_of
 from .sites import Site, envoy_at
 from .tracing import mha_fastpath_off
 
@@ -115,7 +116,7 @@ def _patch(model: Any, tracer: Any, path: str, call: int, blocks: list, n: int, 
 
 def _probabilities(output: Any, at: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Inside a trace: ``P(targets[r, j])`` at position ``at[r, j]`` of each row ``r``: ``[rows, j]``."""
-    logits = output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, tuple) else output)
+    logits = logits_of(output)
     rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
     picked = logits[rows, at.to(logits.device)].float().softmax(-1)  # [rows, j, vocab]
     return picked.gather(-1, targets.to(logits.device)[..., None])[..., 0].cpu()

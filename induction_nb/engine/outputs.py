@@ -10,14 +10,18 @@ import torch
 
 from .sites import Site, envoy_at, op_node
 
-__all__ = ["next_token", "last_row_argmax", "next_token_logprobs"]
+__all__ = ["logits_of", "next_token", "last_row_argmax", "next_token_logprobs"]
+
+
+def logits_of(output: Any) -> Any:
+    """Inside the trace: the logits in a model's output (an HF output's ``.logits``, a tuple's first item, or
+    the output itself)."""
+    return output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
 
 
 def next_token(output: Any) -> torch.Tensor:
     """Inside the trace: the greedy next token of the first sequence (the arg-max of its last logits)."""
-    logits = (
-        output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-    )
+    logits = logits_of(output)
     return logits[0, -1].argmax().cpu()
 
 
@@ -36,9 +40,7 @@ def next_token_logprobs(
     """Inside the trace, from the model's output: the log-probability of the true next token and whether it
     is the top prediction, at query ``positions``: ``([batch, len(positions)], [batch, len(positions)])``
     (only these numbers leave the model: a remote run ships no logits)."""
-    logits = (
-        output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
-    )
+    logits = logits_of(output)
     picked = logits[:, positions.to(logits.device)].float()
     target = tokens.to(logits.device)[:, positions.to(logits.device) + 1]
     lp = torch.log_softmax(picked, dim=-1).gather(-1, target[..., None])[..., 0]

@@ -19,7 +19,6 @@ for a model without a tokenizer) is checked the same way.
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .._validate import check_int
+from .._validate import check_int, is_int
 from ..errors import InputError
 from .names import NAMES
 from .passages import PASSAGES
@@ -157,4 +156,4 @@ def _encode(tokenizer: Any, word: str) -> list[int]:
 def _is_id(x: Any) -> bool:
     if isinstance(x, torch.Tensor):
         return x.dim() == 0 and not x.is_floating_point()
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)  # numpy integers too
+    return is_int(x)  # numpy integers too
