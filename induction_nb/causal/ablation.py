@@ -17,6 +17,7 @@ import torch
 
 from .._validate import check_choice
 from ..engine.ablator import ABLATION_METHODS, AblationMethod, Ablator, per_plan
+from ..engine.knockout import Edges, check_edges
 from .loss_curve import loss_by_position, require_long_documents
 from .probe import repeat_probe
 
@@ -59,6 +60,7 @@ def ablate_heads(
     method: AblationMethod = "zero",
     *,
     individually: bool = False,
+    edges: Edges | None = None,
     sequence_length: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
@@ -66,21 +68,26 @@ def ablate_heads(
     remote: Any = False,
 ) -> AblationResult:
     """Remove ``heads`` together (and, with ``individually``, each alone) and measure the loss increase on
-    the repeated half of repeated random sequences and on natural text (first passage half)."""
+    the repeated half of repeated random sequences and on natural text (first passage half).
+    ``method="knockout"`` removes only the heads' ``edges`` (default ``"induction"``: each query's edges to
+    the tokens after its earlier copies; ``engine.knockout``) before the softmax, the rest of each head kept
+    (Crosbie & Shutova 2025). Raises ``InputError`` for bad heads, an unknown method, ``edges`` with
+    another method, edges that select nothing, or a kernel that takes no per-edge mask."""
     check_choice("ablation method", method, ABLATION_METHODS)
+    check_edges(method, edges)
     ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
     tokens, positions, natural = repeat_probe(ab, sequence_length, batch_size, seed, tool="ablate_heads")
     means, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
     plans = [[], heads] + ([[h] for h in heads] if individually else [])
-    (lp, hit), _ = ab.run(tokens, plans, method, means, positions)
+    (lp, hit), _ = ab.run(tokens, plans, method, means, positions, edges=edges)
     losses, accuracy = -per_plan(lp, len(plans)), per_plan(hit, len(plans))
     nat_base = nat_abl = None
     n_forward += 1
     if natural is not None:  # the repeated half of natural passages; mean/corrupt with their own values
         text, text_positions = natural
         text_means, extra = ab.replacement(text, int(text_positions[0]), method, seed)
-        (lp, _), _ = ab.run(text, [[], heads], method, text_means, text_positions)
+        (lp, _), _ = ab.run(text, [[], heads], method, text_means, text_positions, edges=edges)
         nat = -per_plan(lp, 2)
         nat_base, nat_abl = float(nat[0]), float(nat[1])
         n_forward += 1 + extra
@@ -105,6 +112,7 @@ def icl_score(
     *,
     ablate: Sequence[tuple[int, int]] = (),
     method: AblationMethod = "zero",
+    edges: Edges | None = None,
     sequence_length: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
@@ -116,7 +124,8 @@ def icl_score(
     """In-context-learning score (Olsson et al. 2022): mean loss at late tokens minus mean loss at early
     tokens (negative: the model uses its context). On repeated random tokens early = the first block,
     late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half:
-    ``{"repeated": float, "natural": float | None}``. ``ablate``: heads removed while measuring.
+    ``{"repeated": float, "natural": float | None}``. ``ablate``: heads removed while measuring (or, with
+    ``method="knockout"``, their ``edges`` knocked out: see ``ablate_heads``).
 
     With ``texts`` (your documents: anything ``load_texts`` reads), Olsson et al.'s own definition on
     them: a ``causal.loss_curve.LossCurve`` (loss by position, ``icl_score`` = loss at token 500 minus token 50
@@ -130,6 +139,7 @@ def icl_score(
             texts,
             ablate=ablate,
             method=method,
+            edges=edges,
             batch_size=batch_size,
             seed=seed,
             projections=projections,
@@ -139,6 +149,7 @@ def icl_score(
         require_long_documents(curve)
         return curve
     check_choice("ablation method", method, ABLATION_METHODS)
+    check_edges(method, edges)
     ab = Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
     # a first block of >= 12 tokens: early and late windows that do not overlap
@@ -146,13 +157,13 @@ def icl_score(
     means = ab.replacement(tokens, int(late[0]), method, seed)[0] if plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
-    out = {"repeated": _late_minus_early(ab, tokens, early, late, plan, method, means), "natural": None}
+    out = {"repeated": _late_minus_early(ab, tokens, early, late, plan, method, means, edges), "natural": None}
     if natural is not None:  # a passage's first 10 predictions against the last 10 of its first copy
         text, repeat = natural
         end = int(repeat[0]) - 1
         text_means = ab.replacement(text, int(repeat[0]), method, seed)[0] if plan else None
         out["natural"] = _late_minus_early(
-            ab, text, torch.arange(1, 11), torch.arange(end - 10, end), plan, method, text_means
+            ab, text, torch.arange(1, 11), torch.arange(end - 10, end), plan, method, text_means, edges
         )
     return out
 
@@ -165,6 +176,7 @@ def _late_minus_early(
     plan: list,
     method: str,
     means: dict | None,
+    edges: Edges | None,
 ) -> float:
-    (lp, _), _ = ab.run(tokens, [plan], method, means, torch.cat([early, late]))
+    (lp, _), _ = ab.run(tokens, [plan], method, means, torch.cat([early, late]), edges=edges)
     return float(-lp[:, len(early) :].mean() + lp[:, : len(early)].mean())

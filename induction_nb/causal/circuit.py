@@ -18,7 +18,7 @@ import torch
 
 from .._validate import check_choice
 from ..analysis.detector import InductionHeadDetector
-from ..engine.ablator import ABLATION_METHODS, AblationMethod, Ablator
+from ..engine.ablator import AblationMethod, Ablator
 from ..errors import InputError
 from ..metrics import match_mask, stripe_attention
 from .probe import repeat_probe
@@ -57,7 +57,7 @@ def find_circuit(
     """For each earlier-layer head (``candidates``, default all), remove it and measure how much each
     induction head's prefix-matching score drops (K-composition: previous-token heads feed induction
     heads). Default induction heads: the detector's."""
-    check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # patterns: no corrupt run
+    check_choice("ablation method", method, ("zero", "mean"))  # patterns: no corrupt run; whole heads
     ab = Ablator(model, projections, remote)
     tokens, _, _ = repeat_probe(ab, sequence_length, batch_size, seed, tool="find_circuit")
     if induction_heads is None:  # the detector scores the same length the circuit is measured on

@@ -20,6 +20,7 @@ import torch
 from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, Ablator, per_plan
 from ..engine.attribution import attribution_effects
+from ..engine.knockout import Edges, check_edges
 from ..errors import InputError
 from .probe import repeat_probe
 
@@ -90,6 +91,7 @@ def head_effects(
     *,
     estimator: Estimator = "exact",
     verify_top: int = 0,
+    edges: Edges | None = None,
     sequence_length: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
@@ -111,10 +113,19 @@ def head_effects(
     (a large negative estimate is as suspect as a large positive one: the first-order estimate misses
     effects through saturated attention, e.g. previous-token heads).
 
+    ``method="knockout"``: each head's ``edges`` (default ``"induction"``) knocked out instead of the head
+    removed (``engine.knockout``; exact only).
+
     Raises ``InputError`` for an unknown ``estimator`` or ``method``, ``verify_top`` outside
     ``[0, heads]``, or a model whose output projections cannot be found (``projections=``)."""
     check_choice("estimator", estimator, ESTIMATORS)
     check_choice("ablation method", method, ABLATION_METHODS)
+    check_edges(method, edges)
+    if method == "knockout" and estimator != "exact":
+        raise InputError(
+            "estimator='attribution' estimates removing whole heads; each head's edge knockout is measured with "
+            "estimator='exact'"
+        )
     ab = Ablator(model, projections, remote)
     check_int("verify_top", verify_top, 0, len(ab.heads))
     chunk = 32 if chunk is None else check_int("chunk", chunk, 1)
@@ -122,7 +133,7 @@ def head_effects(
     replacement, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
     exact = torch.full((ab.n_layers, ab.n_heads), float("nan"))
     if estimator == "exact":
-        n = _exact(ab, tokens, positions, method, replacement, ab.heads, exact, chunk, batch_size, progress)
+        n = _exact(ab, tokens, positions, method, replacement, ab.heads, exact, chunk, batch_size, progress, edges)
         return HeadEffects(exact.clone(), n_forward + n, estimator, method, exact, tuple(ab.heads))
     per_layer = attribution_effects(
         ab.engine, tuple(ab.sites), ab.paths, ab.d_head, ab.n_heads, tokens, positions, replacement
@@ -148,6 +159,7 @@ def _exact(
     chunk: int,
     batch_size: int,
     progress: bool | None,
+    edges: Edges | None = None,
 ) -> int:
     """Each of ``heads`` removed alone, ``chunk // batch_size`` per forward; writes ``out[l, h]``."""
     per_forward = max(1, chunk // batch_size)
@@ -159,7 +171,7 @@ def _exact(
     baseline = None
     for group in groups:
         plans = ([[]] if baseline is None else []) + [[h] for h in group]  # the clean copy rides in the first
-        (lp, _), _ = ab.run(tokens, plans, method, replacement, positions)
+        (lp, _), _ = ab.run(tokens, plans, method, replacement, positions, edges=edges)
         losses = -per_plan(lp, len(plans))
         if baseline is None:
             baseline, losses = losses[0], losses[1:]

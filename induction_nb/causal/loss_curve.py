@@ -22,6 +22,7 @@ from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, Ablator
 from ..engine.batch import Overflow
 from ..engine.documents import length_buckets, tokenize_documents
+from ..engine.knockout import Edges, check_edges
 from ..errors import InputError
 from ..metrics.stats import bootstrap_mean
 
@@ -89,6 +90,7 @@ def loss_by_position(
     *,
     ablate: Sequence[tuple[int, int]] = (),
     method: str = "zero",
+    edges: Edges | None = None,
     early: int = 50,
     late: int = 500,
     window: int = 1,
@@ -104,9 +106,11 @@ def loss_by_position(
     """The loss-by-position curve and ICL score of ``model`` on ``texts`` (anything ``load_texts``
     reads), with the heads ``ablate`` removed (``method`` ``"zero"`` or ``"mean"``; mean ablation uses
     each layer's mean head output over every real token of all the documents, one extra forward per
-    batch). ``window``: odd, the tokens averaged around ``early`` and ``late``. Raises ``InputError``
-    for ``early >= late``, an even window, bad heads, documents that ``detect_on_text`` also refuses."""
+    batch; ``"knockout"``: only their ``edges`` removed, ``engine.knockout``). ``window``: odd, the tokens
+    averaged around ``early`` and ``late``. Raises ``InputError`` for ``early >= late``, an even window,
+    bad heads, documents that ``detect_on_text`` also refuses."""
     check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # no corrupted documents
+    check_edges(method, edges)
     check_int("window", window, 1)
     if window % 2 == 0:
         raise InputError(f"window must be odd (tokens centred on early and late), got {window}")
@@ -126,7 +130,7 @@ def loss_by_position(
     for bucket in length_buckets(docs, batch_size, progress):
         batch = ab.engine.batch([docs[i] for i in bucket])
         positions = torch.arange(batch.tokens.shape[1] - 1)
-        (lp, _), _ = ab.run(batch.tokens, [plan], method, means, positions, mask=batch.mask)
+        (lp, _), _ = ab.run(batch.tokens, [plan], method, means, positions, mask=batch.mask, edges=edges)
         valid = batch.valid().cpu()
         real = valid[:, 1:] & valid[:, :-1]  # predicting token i + 1 from a real token i
         for index, row, ok in zip(bucket, -lp.double(), real):

@@ -15,6 +15,7 @@ Limits: a model whose output projection is not a module called on the concatenat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -23,14 +24,15 @@ from .._validate import check_heads
 from ..errors import InputError
 from .batch import Batch
 from .engine import Engine, cut_heads, head_outputs, read_layer
+from .knockout import Edges, KnockPlan, edge_mask
 from .outputs import next_token_logprobs
-from .sites import envoy_at
+from .sites import envoy_at, op_node
 from .wrappers import adapted_layer
 
-__all__ = ["Ablator", "AblationMethod", "ABLATION_METHODS", "per_plan", "readout"]
+__all__ = ["Ablator", "AblationMethod", "ABLATION_METHODS", "per_plan", "readout", "place_knockout"]
 
-AblationMethod = Literal["zero", "mean", "corrupt"]
-ABLATION_METHODS = ("zero", "mean", "corrupt")
+AblationMethod = Literal["zero", "mean", "corrupt", "knockout"]
+ABLATION_METHODS = ("zero", "mean", "corrupt", "knockout")
 
 
 class Ablator:
@@ -74,23 +76,39 @@ class Ablator:
         positions: torch.Tensor | None = None,
         read: dict[int, Any] | None = None,
         mask: torch.Tensor | None = None,
+        knock: list[list[tuple[int, int]]] | None = None,
+        edges: Edges | torch.Tensor | None = None,
     ) -> tuple[Any, list]:
         """One forward over ``len(plans)`` copies of ``tokens``: copy ``i`` has the heads of ``plans[i]``
         removed. ``positions``: queries whose next-token log-probability and top-1 hit are computed inside
         the trace (``([copies * batch, len(positions)], same)``; only these numbers leave the model, so a
         remote run ships no logits). ``read``: ``{layer: reducer}`` of attention patterns to reduce in the
         same trace. ``mask`` ``[batch, seq]``: a padded batch's real tokens (the caller drops the numbers
-        at padding). Returns the next-token numbers (``None`` without ``positions``) and the reductions."""
+        at padding). ``knock``: per copy, heads whose ``edges`` (an ``engine.knockout.Edges``, default
+        ``"induction"``, or its ``bool [batch, q, k]``) are knocked out before the softmax (composes with the
+        copy's removed heads); ``method="knockout"`` knocks out the plans' heads instead of removing them.
+        Returns the next-token numbers (``None`` without ``positions``) and the reductions."""
         import nnsight
 
         b = tokens.shape[0]
+        if method == "knockout":
+            plans, knock = [[] for _ in plans], plans
+        if knock is not None and any(knock) and not isinstance(edges, torch.Tensor):
+            edges = edge_mask("induction" if edges is None else edges, tokens, mask)
+        knocks: dict[int, list[tuple[int, int]]] = {}
+        for i, plan in enumerate(knock or []):
+            for l, h in plan:
+                knocks.setdefault(l, []).append((i, h))
         model, paths, d = self.model, self.paths, self.d_head
         cuts: dict[int, list[tuple[slice, slice]]] = {}
         for i, plan in enumerate(plans):
             for l, h in plan:
                 cuts.setdefault(l, []).append((slice(i * b, (i + 1) * b), slice(h * d, (h + 1) * d)))
         read = read or {}
-        order = [s for s in self.sites if s.layer in set(cuts) | set(read)]
+        order = [s for s in self.sites if s.layer in set(cuts) | set(read) | set(knocks)]
+        for site in order:
+            if site.layer in knocks and site.kind.knockout is None:
+                raise _refusal(site)
         big = tokens.repeat(len(plans), 1)
         batch, n_tokens = big.shape
         valid = None if mask is None else mask.repeat(len(plans), 1)
@@ -100,6 +118,8 @@ class Ablator:
             with torch.no_grad(), self.engine.trace(run) as tracer:
                 reduced = nnsight.save([])
                 for site in order:
+                    if site.layer in knocks:  # first: a read of this site sees the knocked pattern
+                        place_knockout(model, tracer, site, KnockPlan(knocks[site.layer], edges, len(plans)))
                     if site.layer in read:
                         reduced.append(read_layer(model, tracer, site, 1e-3, read[site.layer], n_tokens, batch, valid))
                     if site.layer in cuts:
@@ -117,7 +137,7 @@ class Ablator:
         """What replaces a head's output under ``method``, and the forwards it cost: nothing (zero), each
         layer's mean ``[width]``, or each layer's outputs ``[batch, seq, width]`` on ``tokens`` with
         positions ``first..`` shuffled (seeded): the repeat broken, the prefix the same (corrupt)."""
-        if method == "zero":
+        if method in ("zero", "knockout"):
             return None, 0
         if method == "mean":
             return self.means(tokens), 1
@@ -200,3 +220,26 @@ def readout(ab: Ablator, tokens: torch.Tensor, by_layer: dict[int, list[int]], n
     except Exception as e:
         raise ab.engine.translate(e, tuple(order)) from e
     return dict(got)
+
+
+def place_knockout(model: Any, tracer: Any, site: Any, plan: KnockPlan) -> None:
+    """Inside a trace: rewrite the inputs of ``site``'s attention call (its ``call``-th application) so that
+    the plan's edges are removed before the softmax (``SiteKind.knockout``); ``InputError`` for a kind that
+    cannot take the edit."""
+    if site.call:
+        for _ in tracer.iter[site.call]:
+            place_knockout(model, tracer, replace(site, call=0), plan)
+        return
+    if site.kind.knockout is None:
+        raise _refusal(site)
+    envoy = envoy_at(model, site.path)
+    node = op_node(envoy, site.op)
+    args, kwargs = node.inputs
+    node.inputs = site.kind.knockout(args, kwargs, envoy._module, plan)
+
+
+def _refusal(site: Any) -> InputError:
+    return InputError(
+        f"edge knockout cannot be placed before the softmax of the {site.kind.name!r} attention site of layer "
+        f"{site.layer}: {site.kind.knockout_refusal} Load the model with attn_implementation='eager' or 'sdpa'"
+    )

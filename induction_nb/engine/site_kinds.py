@@ -26,6 +26,7 @@ import torch
 
 from ..errors import CaptureCheckError, InputError
 from .attention_math import attention_from_qk, repeat_kv_heads
+from .knockout import knock_interface, knock_sdpa, knock_softmax
 from .reads import Read, blocks_future, is_stochastic, mask_blocks_future, reproduces_output
 from .rows import QKRows
 
@@ -56,6 +57,10 @@ class SiteKind:
     needs_output: ClassVar[bool] = True
     flash_lse: ClassVar[bool] = False
     discovery_rank: ClassVar[float | None] = None
+    # edge knockout: ``(args, kwargs, module, KnockPlan) -> (args, kwargs)`` with the plan's edges removed
+    # before the softmax (``engine.knockout``), or None with the reason it cannot be placed
+    knockout: ClassVar[Callable | None] = None
+    knockout_refusal: ClassVar[str] = "the kernel masks and normalises inside, out of reach."
 
     def read(
         self, args: tuple, kwargs: dict, output: Any, module: Any = None, batch: int | None = None, lazy: bool = False
@@ -130,6 +135,7 @@ class HFInterface(SiteKind):
     share, they are recomputed from the query, key, mask and scaling the kernel received."""
 
     name = "hf_interface"
+    knockout = staticmethod(knock_interface)
     flash_lse = True
     discovery_rank = 10
     values_at = 3
@@ -198,6 +204,7 @@ class SDPACall(SiteKind):
     """``F.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0, is_causal=False, scale=None)``."""
 
     name = "sdpa_call"
+    knockout = staticmethod(knock_sdpa)
     discovery_rank = 20
     values_at = 2
 
@@ -229,6 +236,7 @@ class Softmax(SiteKind):
     off it. ``[batch * head, q, k]`` (BART-style ``bmm`` attention) is split into heads by ``batch``."""
 
     name = "softmax"
+    knockout = staticmethod(knock_softmax)
     discovery_rank = 30
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
@@ -266,6 +274,7 @@ class MultiheadAttention(SiteKind):
 
     name = "mha"
     needs_output = False
+    knockout_refusal = "nn.MultiheadAttention builds its mask inside from attn_mask and key_padding_mask."
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
         bound = _MHA_SIGNATURE.bind(module, *args, **kwargs)
@@ -329,6 +338,7 @@ class Custom(SiteKind):
     ``[batch, head, q, k]``; ``causal`` says whether future keys are masked (``None``: read off the pattern)."""
 
     name = "custom"
+    knockout_refusal = "a custom site is read, not run, by the toolkit."
 
     def __init__(
         self,
