@@ -40,5 +40,13 @@ ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
     "find_circuit": lambda m: nb.find_circuit(m, [(1, 0)], batch_size=2),
     "copying_dla": lambda m: nb.copying_dla(m, [(0, 0)], batch_size=2),
     "HeadExplorer": lambda m: nb.HeadExplorer(m, n_examples=1),
+    "ablate_heads(knockout)": lambda m: nb.ablate_heads(m, [(0, 0)], "knockout", batch_size=2),
+    "few_shot_accuracy": lambda m: nb.few_shot_accuracy(
+        m, "category_pairs", shots=2, n_prompts=2, ablate=[(0, 1)], knockout=[(0, 0)], n_boot=10
+    ),
+    "fv_scores": lambda m: nb.fv_scores(m, "category_pairs", shots=2, n_prompts=2, verify_top=1, n_boot=10),
+    "icl_heads": lambda m: nb.icl_heads(
+        m, "category_pairs", fractions=(0.25,), n_random=1, shots=2, n_prompts=2, verify_top=1
+    ),
     "concept_induction": lambda m: nb.concept_induction(m, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10, verify_top=1),
 }

@@ -1,17 +1,28 @@
 """Why: causal evidence that heads matter. Ablation and the in-context-learning score, every head's effect
 (exact, or attribution patching checked against exact), the previous-token -> induction circuit, copying
 by direct logit attribution, the loss by position on your documents, and the dual-route check (which part
-of copying a word the top token and concept heads carry: ``route_ablation``). Built on ``engine.Ablator``.
+of copying a word the top token and concept heads carry: ``route_ablation``), few-shot accuracy on the
+offline tasks, function-vector heads and the induction-vs-FV protocol (``icl_heads``); every ablation tool
+also knocks out edges (``method="knockout"``). Built on ``engine.Ablator``.
 """
 
 from .ablation import AblationResult, ablate_heads, icl_score
 from .circuit import CircuitResult, find_circuit
 from .effects import HeadEffects, head_effects
+from .few_shot import FewShotAccuracy, few_shot_accuracy
+from .function_vectors import FunctionVectorScores, fv_scores
+from .icl_heads import ICLHeads, icl_heads
 from .logit_attribution import DLAScore, copying_dla
 from .loss_curve import LossCurve, loss_by_position
 from .route_ablation import RouteAblation, route_ablation
 
 __all__ = [
+    "FewShotAccuracy",
+    "FunctionVectorScores",
+    "ICLHeads",
+    "few_shot_accuracy",
+    "fv_scores",
+    "icl_heads",
     "AblationResult",
     "CircuitResult",
     "DLAScore",

@@ -28,6 +28,7 @@ from .figures import (
     plot_score_heatmap,
     plot_stripe_profile,
 )
+from .icl_heads_views import plot_icl_heads
 from .report import create_analysis_report, text_n_prefix, text_report
 from .style import save_figure, shared_legend, style
 from .text_kit import TextPlot
@@ -43,6 +44,7 @@ __all__ = [
     "plot_dual_route",
     "plot_effects_scatter",
     "plot_head_scores",
+    "plot_icl_heads",
     "plot_induction_stripe",
     "plot_k_composition",
     "plot_loss_curve",

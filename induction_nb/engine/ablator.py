@@ -162,15 +162,19 @@ class Ablator:
             raise self.engine.translate(e, sites) from e
         return dict(out)
 
-    def means(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    def means(
+        self, tokens: torch.Tensor, mask: torch.Tensor | None = None, *, right_padded: bool = False
+    ) -> dict[int, torch.Tensor]:
         """Mean of each layer's head outputs over batch and positions (real tokens only, with ``mask``),
-        for mean ablation."""
+        for mean ablation. ``right_padded``: the padding follows the real tokens, which causal attention
+        never lets them see, so the tokens run as they are (no attention mask) and ``mask`` only weighs."""
         import nnsight
 
         model, paths, sites = self.model, self.paths, self.sites
         weight = torch.ones(tokens.shape, device=tokens.device) if mask is None else mask.float()
+        run = tokens if mask is None or right_padded else Batch(tokens, mask)
         try:
-            with torch.no_grad(), self.engine.trace(tokens if mask is None else Batch(tokens, mask)) as tracer:
+            with torch.no_grad(), self.engine.trace(run) as tracer:
                 out = nnsight.save({})
                 for site in sites:
                     z = head_outputs(model, tracer, paths[site.layer], site.call).float()

@@ -4,8 +4,17 @@ passages, and your own documents read from files, folders and tables.
 No model is touched here: token ids come from a vocabulary size (and a tokenizer for text).
 """
 
+from .few_shot import FewShotTask
 from .passages import PASSAGES
 from .patterns import EXTRA_PATTERN_NAMES, PATTERN_NAMES, Pattern, PatternGenerator
 from .texts import load_texts
 
-__all__ = ["EXTRA_PATTERN_NAMES", "PASSAGES", "PATTERN_NAMES", "Pattern", "PatternGenerator", "load_texts"]
+__all__ = [
+    "FewShotTask",
+    "EXTRA_PATTERN_NAMES",
+    "PASSAGES",
+    "PATTERN_NAMES",
+    "Pattern",
+    "PatternGenerator",
+    "load_texts",
+]

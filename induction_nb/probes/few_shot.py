@@ -18,7 +18,8 @@ Two kinds of task, all shipped and offline:
   ``category_pairs`` pools always are). With a tokenizer they come from ordinary tokens: ids that decode to
   a space and letters only and encode back to themselves, among the first 10,000 ids where at least 256
   such ids lie there (rare tokens the model has barely seen are skipped), cached per tokenizer; without
-  one, from ``range(vocab_size)``. ``bos_id`` and ``special_ids`` are never drawn. ``sep`` is the
+  one, or with a tokenizer that has fewer than 256 such tokens (bytes, ids spelled as words), from
+  ``range(vocab_size)``. ``bos_id`` and ``special_ids`` are never drawn. ``sep`` is the
   tokenizer's newline where it is one token, else a fixed id (the smallest usable one), kept out of the
   instances.
 - ``natural``: ``(x, y)`` tables (``probes.task_tables``) in Todd et al.'s format: each shot
@@ -269,6 +270,8 @@ def _abstract(name, shots, n_prompts, g, tokenizer, vocab_size, bos, avoid, shuf
     if tokenizer is None and vocab_size is None:
         raise InputError(f"abstract task {name!r} needs vocab_size= (the model's vocabulary) or tokenizer=")
     candidates = range(vocab_size) if tokenizer is None else _token_pool(tokenizer)
+    if tokenizer is not None and len(candidates) < _MIN_COMMON and vocab_size is not None:
+        candidates = range(vocab_size)  # a tokenizer with few word tokens (bytes, ids as words): every id
     pool = [i for i in candidates if i not in avoid and (vocab_size is None or i < vocab_size)]
     newline = _encode(tokenizer, "\n") if tokenizer is not None else []
     if len(newline) == 1 and (vocab_size is None or newline[0] < vocab_size):

@@ -1,0 +1,180 @@
+"""Which heads matter for in-context learning: induction heads or function-vector heads? Yin & Steinhardt's
+protocol (ICML 2025, arXiv 2502.14010) as one call, with Crosbie & Shutova's edge knockout (NAACL Findings
+2025, arXiv 2407.07011) beside it.
+
+Heads are ranked by induction score (prefix matching on repeated random tokens, ``detect_induction_heads``)
+and by function-vector score (``fv_scores``). For each fraction ``x`` of all heads, the top ``x`` of one
+kind are mean-ablated while the other kind's top ``spare`` (2%) are spared ("exclusion": an FV head that is
+also an induction head is not counted against both), against ``n_random`` sets of random heads of the same
+count; the top induction heads' induction *edges* are also knocked out. Each condition reports few-shot
+accuracy on the offline task suite (``few_shot_accuracy``, mean over tasks, bootstrap interval over prompts),
+the token-loss ICL score on repeated random tokens and on natural text (``icl_score``: late minus early
+loss, nats; more negative = more in-context learning) and the loss on the repeated half (nats).
+Limits: the heads are ranked on the same model and tasks they are evaluated on (as in the paper); a
+fraction below one head rounds up to one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._validate import check_int
+from ..analysis.detector import detect_induction_heads
+from ..engine.ablator import Ablator
+from ..errors import InputError
+from .ablation import ablate_heads, icl_score
+from .few_shot import FewShotAccuracy, check_tasks, few_shot_accuracy
+from .function_vectors import FunctionVectorScores, fv_scores
+
+__all__ = ["ICLCondition", "ICLHeads", "icl_heads"]
+
+Heads = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class ICLCondition:
+    """One intervention: ``kind`` (``"clean"``, ``"induction"``, ``"fv"``, ``"random"``, ``"knockout"``), the
+    ``fraction`` of all heads, the ``heads``, the random ``seed`` (random kind), few-shot ``accuracy`` with its
+    ``interval``, the ICL scores ``icl_repeated``/``icl_natural`` (nats; ``None`` without a tokenizer) and
+    ``repeated_loss`` (nats, the repeated half)."""
+
+    kind: str
+    fraction: float
+    heads: Heads
+    seed: int | None
+    accuracy: float
+    interval: tuple[float, float]
+    icl_repeated: float
+    icl_natural: float | None
+    repeated_loss: float
+    few_shot: FewShotAccuracy
+
+
+@dataclass(frozen=True)
+class ICLHeads:
+    """The protocol's result: ``induction`` and ``fv`` scores ``[layer, head]`` (``fv_result`` in full), the
+    ``conditions``, the overlap of the two kinds' top heads at each fraction and the mean relative depth
+    (layer / (layers - 1)) of each kind's top heads."""
+
+    induction: torch.Tensor
+    fv_result: FunctionVectorScores
+    conditions: tuple[ICLCondition, ...]
+    fractions: tuple[float, ...]
+    spare: float
+    overlap: dict
+    depth: dict
+    method: str
+    seed: int
+
+    def condition(self, kind: str, fraction: float = 0.0) -> list[ICLCondition]:
+        return [c for c in self.conditions if c.kind == kind and math.isclose(c.fraction, fraction)]
+
+    def __str__(self) -> str:
+        clean = self.condition("clean")[0]
+        lines = [
+            f"Which heads matter for ICL ({self.method} ablation, sparing the other kind's top {self.spare:.0%})",
+            f"  clean: few-shot {clean.accuracy:.3f} [{clean.interval[0]:.3f}, {clean.interval[1]:.3f}], ICL "
+            f"score {clean.icl_repeated:+.2f} nats (repeated), repeated-half loss {clean.repeated_loss:.2f}",
+            f"  {'fraction':<9}{'kind':<10}{'heads':>6}{'few-shot':>24}{'ICL (rep)':>11}{'ICL (nat)':>11}{'loss':>7}",
+        ]
+        for c in self.conditions[1:]:
+            nat = "" if c.icl_natural is None else f"{c.icl_natural:+.2f}"
+            kind = c.kind if c.seed is None else f"random{c.seed}"
+            lines.append(
+                f"  {c.fraction:<9.0%}{kind:<10}{len(c.heads):>6}  {c.accuracy:.3f} [{c.interval[0]:.3f}, "
+                f"{c.interval[1]:.3f}]{c.icl_repeated:>+11.2f}{nat:>11}{c.repeated_loss:>7.2f}"
+            )
+        for f, o in self.overlap.items():
+            lines.append(f"  top {f:.0%}: {o['shared']} of {o['k']} heads in both kinds")
+        lines.append(f"  mean relative depth: induction {self.depth['induction']:.2f}, fv {self.depth['fv']:.2f}")
+        return "\n".join(lines)
+
+
+def _top(scores: torch.Tensor, layers: list[int], k: int, spare: set) -> Heads:
+    h = scores.shape[1]
+    order = torch.nan_to_num(scores, nan=-float("inf")).flatten().argsort(descending=True).tolist()
+    picked = [(layers[i // h], i % h) for i in order if (layers[i // h], i % h) not in spare]
+    return tuple(picked[:k])
+
+
+def icl_heads(
+    model: Any,
+    tasks: str | Sequence[str] | None = None,
+    *,
+    fractions: Sequence[float] = (0.01, 0.03),
+    spare: float = 0.02,
+    n_random: int = 3,
+    method: str = "mean",
+    shots: int = 10,
+    n_prompts: int = 16,
+    fv: FunctionVectorScores | None = None,
+    induction: Any = None,
+    verify_top: int = 10,
+    seed: int = 0,
+    progress: bool | None = None,
+    remote: Any = False,
+) -> ICLHeads:
+    """Run the protocol (module docstring). ``fv``: FV scores computed before (else ``fv_scores`` with the
+    attribution estimator and ``verify_top``); ``induction``: a ``detect_induction_heads`` result (else one
+    is run). Raises ``InputError`` for fractions outside (0, 1], ``spare`` outside [0, 1), or what
+    ``few_shot_accuracy`` refuses."""
+    fractions = tuple(float(f) for f in fractions)
+    if not fractions or any(not 0 < f <= 1 for f in fractions):
+        raise InputError(f"fractions must be in (0, 1] (shares of all heads), got {fractions}")
+    if not 0 <= spare < 1:
+        raise InputError(f"spare must be in [0, 1) (the share of the other kind's top heads kept), got {spare}")
+    check_int("n_random", n_random, 0)
+    ab = Ablator(model, remote=remote)
+    names = check_tasks(ab, tasks)
+    det = induction if induction is not None else detect_induction_heads(model, seed=seed, remote=remote)
+    layers = list(ab.layers)
+    ind = torch.tensor(det.score_matrix("prefix_matching"), dtype=torch.float32)[: len(layers), : ab.n_heads]
+    if fv is None:
+        fv = fv_scores(
+            model, names, shots=shots, n_prompts=n_prompts, verify_top=verify_top, seed=seed, progress=progress,
+            remote=remote,
+        )  # fmt: skip
+    total = len(ab.heads)
+    n_spare = math.ceil(spare * total) if spare else 0
+    spare_ind, spare_fv = set(_top(ind, layers, n_spare, set())), set(_top(fv.scores, layers, n_spare, set()))
+    common = dict(shots=shots, n_prompts=n_prompts, seed=seed, remote=remote)
+    conditions = [_measure(model, names, "clean", 0.0, (), None, method, common)]
+    overlap = {}
+    for f in fractions:
+        k = max(1, round(f * total))
+        top_ind, top_fv = _top(ind, layers, k, spare_fv), _top(fv.scores, layers, k, spare_ind)
+        overlap[f] = {"k": k, "shared": len(set(_top(ind, layers, k, set())) & set(_top(fv.scores, layers, k, set())))}
+        conditions.append(_measure(model, names, "induction", f, top_ind, None, method, common))
+        conditions.append(_measure(model, names, "fv", f, top_fv, None, method, common))
+        conditions.append(_measure(model, names, "knockout", f, _top(ind, layers, k, set()), None, method, common))
+        g = torch.Generator().manual_seed(seed + 1000)
+        for r in range(n_random):
+            pick = torch.randperm(total, generator=g)[:k].tolist()
+            heads = tuple(sorted(ab.heads[i] for i in pick))
+            conditions.append(_measure(model, names, "random", f, heads, r, method, common))
+    depth = {
+        kind: sum(l for l, _ in heads) / max(1, len(heads)) / max(1, layers[-1])
+        for kind, heads in (("induction", _top(ind, layers, 10, set())), ("fv", _top(fv.scores, layers, 10, set())))
+    }
+    return ICLHeads(ind, fv, tuple(conditions), fractions, spare, overlap, depth, method, seed)
+
+
+def _measure(model, tasks, kind, fraction, heads, seed, method, common) -> ICLCondition:
+    knock = kind == "knockout"
+    few = few_shot_accuracy(
+        model, tasks, ablate=() if knock else heads, knockout=heads if knock else (), method=method,
+        baseline=not heads, **common,
+    )  # fmt: skip
+    how = dict(method="knockout") if knock else dict(method=method)
+    remote = common["remote"]
+    icl = icl_score(model, ablate=heads, seed=common["seed"], remote=remote, **how)
+    # the clean loss is the baseline every ablation run measures beside its ablated copy
+    loss = ablate_heads(model, heads or [(0, 0)], seed=common["seed"], remote=remote, **how)
+    acc, ci = (few.mean_ablated, few.mean_ablated_interval) if heads else (few.mean_accuracy, few.mean_interval)
+    repeated = loss.ablated_loss if heads else loss.baseline_loss
+    return ICLCondition(kind, fraction, heads, seed, acc, ci, icl["repeated"], icl["natural"], repeated, few)

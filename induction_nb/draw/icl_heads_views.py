@@ -1,0 +1,84 @@
+"""The figure of the induction-vs-function-vector protocol (an ``ICLHeads`` from ``icl_heads``; Yin &
+Steinhardt, ICML 2025, arXiv 2502.14010; Crosbie & Shutova, NAACL Findings 2025): three panels, few-shot
+accuracy and the token-loss ICL score against the share of heads removed (top induction heads, top FV
+heads, the induction heads' edges knocked out, random heads: mean and range over seeds; the clean model
+dashed), and every head's induction score against its FV score with both kinds' top heads marked. Reads
+the result's public attributes only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from .placement import label_points
+from .style import BLUE, GREY, HIGHLIGHT, pyplot, shared_legend, style
+
+__all__ = ["plot_icl_heads"]
+
+_KINDS = (
+    ("induction", HIGHLIGHT, "top induction heads", "o"),
+    ("fv", BLUE, "top FV heads", "s"),
+    ("knockout", "#7a0177", "induction edges knocked out", "^"),
+    ("random", GREY, "random heads", "x"),
+)
+
+
+def _series(result: Any, kind: str, value: str) -> tuple[list, list, list, list]:
+    """Per fraction: x, the mean over conditions of ``value``, and its min/max (random heads' seeds)."""
+    xs, ys, lo, hi = [], [], [], []
+    for f in result.fractions:
+        got = [getattr(c, value) for c in result.condition(kind, f)]
+        got = [v for v in got if v is not None]
+        if got:
+            xs.append(100 * f)
+            ys.append(sum(got) / len(got))
+            lo.append(ys[-1] - min(got))
+            hi.append(max(got) - ys[-1])
+    return xs, ys, lo, hi
+
+
+def plot_icl_heads(result: Any, axes: Any = None, *, label_top: int = 3) -> Any:
+    """Three panels (module docstring) into ``axes`` (three Axes) or a new two-column figure. Few-shot
+    accuracy is the mean over tasks (fraction of prompts, 0-1) with its 95% interval for the ablated top
+    heads; ICL scores in nats (late minus early loss on repeated random tokens; more negative = more
+    in-context learning). Returns the Figure."""
+    if not hasattr(result, "conditions") or not hasattr(result, "fv_result"):
+        raise InputError(f"plot_icl_heads takes the result of icl_heads(model), got {type(result).__name__}")
+    plt = pyplot()
+    with style():
+        if axes is None:
+            fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6), layout="constrained")
+        fig = axes[0].figure
+        clean = result.condition("clean")[0]
+        for ax, value, label, base in (
+            (axes[0], "accuracy", "few-shot accuracy", clean.accuracy),
+            (axes[1], "icl_repeated", "ICL score (nats, repeated tokens)", clean.icl_repeated),
+        ):
+            ax.axhline(base, color="black", linestyle="--", linewidth=0.8, label="clean model")
+            for kind, color, name, marker in _KINDS:
+                xs, ys, lo, hi = _series(result, kind, value)
+                if xs:
+                    ax.errorbar(
+                        xs, ys, yerr=[lo, hi], color=color, marker=marker, markersize=4, linewidth=1, label=name
+                    )
+            ax.set_xlabel("heads removed (% of all heads)")
+            ax.set_ylabel(label)
+        _scatter(axes[2], result, label_top)
+        shared_legend(*axes[:2])
+    return fig
+
+
+def _scatter(ax: Any, result: Any, label_top: int) -> None:
+    ind, fv = result.induction, result.fv_result.scores
+    layers = result.fv_result.layers or tuple(range(ind.shape[0]))
+    ax.scatter(ind.flatten().tolist(), fv.flatten().tolist(), s=6, color=GREY, alpha=0.6, linewidths=0)
+    marked = []
+    for scores, color in ((ind, HIGHLIGHT), (fv, BLUE)):
+        order = scores.nan_to_num(nan=-1e9).flatten().argsort(descending=True)[:label_top].tolist()
+        for i in order:
+            r, h = divmod(i, ind.shape[1])
+            ax.scatter([float(ind[r, h])], [float(fv[r, h])], s=14, color=color, zorder=3)
+            marked.append(((float(ind[r, h]), float(fv[r, h])), f"L{layers[r]}H{h}"))
+    label_points(ax, [p for p, _ in marked], [n for _, n in marked], fontsize=6)
+    ax.set_xlabel("induction score (prefix matching)")
+    ax.set_ylabel("FV score (P change)")

@@ -1,0 +1,148 @@
+"""Few-shot accuracy (causal.few_shot), function-vector scores (causal.function_vectors) and the protocol
+(causal.icl_heads): the hand-built model's induction head carries the induction-solvable tasks, the exact FV
+patch equals a plain forward hook, attribution agrees with exact, every protocol number equals the tool
+called alone, and the refusals."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import make_hf
+
+import induction_nb as nb
+from induction_nb import InputError
+from induction_nb.analysis.toy import HandBuiltInduction
+from induction_nb.causal.effects import spearman
+from induction_nb.probes.few_shot import few_shot_prompts
+
+SMALL = dict(shots=4, n_prompts=8, n_boot=100)
+
+
+@pytest.fixture(scope="module")
+def handbuilt():
+    return HandBuiltInduction()
+
+
+@pytest.mark.parametrize("task", ["repetition", "category_pairs"])
+def test_the_handbuilt_induction_head_carries_induction_solvable_tasks(handbuilt, task):
+    clean = nb.few_shot_accuracy(handbuilt, task, **SMALL)
+    assert clean.mean_accuracy > 0.9
+    knocked = nb.few_shot_accuracy(handbuilt, task, knockout=[(1, 0)], **SMALL)
+    ablated = nb.few_shot_accuracy(handbuilt, task, ablate=[(1, 0)], method="zero", **SMALL)
+    positional = nb.few_shot_accuracy(handbuilt, task, knockout=[(1, 1)], **SMALL)
+    assert knocked.mean_ablated < 0.2 and ablated.mean_ablated < 0.2
+    assert knocked.mean_drop > 0.7 and knocked.mean_drop_interval[0] > 0.5
+    assert positional.mean_ablated == clean.mean_accuracy, "edges of a head that writes nothing change nothing"
+    assert knocked.mean_accuracy == clean.mean_accuracy, "the clean copy runs beside the intervened one"
+    assert "knocked out" in str(knocked)
+
+
+def test_abstract_tasks_need_no_tokenizer_and_natural_ones_do(handbuilt):
+    with pytest.raises(InputError, match="tokenizer"):
+        nb.few_shot_accuracy(handbuilt, "country_capital", **SMALL)
+    with pytest.raises(InputError, match="unknown task"):
+        nb.few_shot_accuracy(handbuilt, "contry_capital", **SMALL)
+    with pytest.raises(InputError, match="tasks is empty"):
+        nb.few_shot_accuracy(handbuilt, [], **SMALL)
+    with pytest.raises(InputError, match="head"):
+        nb.few_shot_accuracy(handbuilt, "repetition", ablate=[(2, 0)], **SMALL)
+
+
+def _hook_fv(model, task, layer, head, shots=4, n=8, seed=0):
+    """The reference: a plain forward pre-hook on o_proj, outside the toolkit's tracing. The head's mean
+    output at the clean prompts' final token, set at the shuffled prompts' final token."""
+    proj = model.model.layers[layer].self_attn.o_proj
+    d = model.config.head_dim
+    cols = slice(head * d, (head + 1) * d)
+    gen = dict(
+        shots=shots, n_prompts=n, seed=seed, vocab_size=model.config.vocab_size, bos_id=model.config.bos_token_id
+    )
+    clean, shuffled = few_shot_prompts(task, **gen), few_shot_prompts(task, shuffled=True, **gen)
+    seen = []
+    hook = proj.register_forward_pre_hook(lambda m, a: seen.append(a[0][torch.arange(n), clean.last, cols].clone()))
+    with torch.no_grad():
+        model(clean.tokens)
+    hook.remove()
+    mean = seen[0].mean(0)
+
+    def prob(patch: bool) -> torch.Tensor:
+        def edit(m, a):
+            z = a[0].clone()
+            z[torch.arange(n), shuffled.last, cols] = mean
+            return (z,)
+
+        hook = proj.register_forward_pre_hook(edit) if patch else None
+        with torch.no_grad():
+            logits = model(shuffled.tokens).logits
+        if hook:
+            hook.remove()
+        return logits[torch.arange(n), shuffled.last].float().softmax(-1)[torch.arange(n), shuffled.answer]
+
+    return float((prob(True) - prob(False)).mean())
+
+
+def test_exact_fv_scores_equal_a_plain_hook_and_attribution_agrees():
+    model = make_hf("llama_gqa", "eager")
+    tasks = ["repetition", "category_pairs"]
+    exact = nb.fv_scores(model, tasks, estimator="exact", **SMALL)
+    for layer, head in [(0, 3), (1, 2), (1, 5)]:
+        want = sum(_hook_fv(model, t, layer, head) for t in tasks) / len(tasks)
+        assert float(exact.scores[layer, head]) == pytest.approx(want, abs=1e-7)
+    attr = nb.fv_scores(model, tasks, estimator="attribution", verify_top=3, **SMALL)
+    assert spearman(attr.estimate.flatten(), exact.scores.flatten()) > 0.8
+    for layer, head in attr.verified:
+        assert float(attr.scores[layer, head]) == pytest.approx(float(exact.scores[layer, head]), abs=1e-7)
+    assert attr.n_forward < exact.n_forward and attr.agreement["n"] == 3
+    assert exact.low.shape == exact.scores.shape and bool((exact.low <= exact.scores + 1e-9).all())
+    assert [h[:2] for h in exact.top(3, by="absolute")] == [
+        divmod(int(i), exact.scores.shape[1]) for i in exact.scores.abs().flatten().argsort(descending=True)[:3]
+    ]
+    again = nb.fv_scores(model, tasks, estimator="exact", **SMALL)
+    assert torch.equal(again.scores, exact.scores), "identical calls, identical scores"
+
+
+def test_icl_heads_numbers_equal_each_tool_called_alone(handbuilt):
+    got = nb.icl_heads(
+        handbuilt, ["repetition"], fractions=(0.125,), n_random=1, shots=4, n_prompts=8, verify_top=2, spare=0.125
+    )
+    kinds = [c.kind for c in got.conditions]
+    assert kinds == ["clean", "induction", "fv", "knockout", "random"]
+    fv_top = {(l, h) for l, h, _ in got.fv_result.top(1)}
+    (ind,) = got.condition("induction", 0.125)
+    assert not set(ind.heads) & fv_top, "exclusion: the other kind's top heads are spared"
+    for c in got.conditions[1:]:
+        knock = c.kind == "knockout"
+        alone = nb.few_shot_accuracy(
+            handbuilt, ["repetition"], shots=4, n_prompts=8, ablate=() if knock else c.heads,
+            knockout=c.heads if knock else (),
+        )  # fmt: skip
+        assert c.accuracy == alone.mean_ablated
+        method = "knockout" if knock else "mean"
+        assert c.icl_repeated == nb.icl_score(handbuilt, ablate=c.heads, method=method)["repeated"]
+    (ko,) = got.condition("knockout", 0.125)
+    assert ko.heads == ((1, 0),) or ko.heads == ((1, 1),)
+    assert "Which heads matter" in str(got)
+    fig = nb.plot_icl_heads(got)
+    assert len(fig.axes) == 3
+    with pytest.raises(InputError, match="fractions"):
+        nb.icl_heads(handbuilt, ["repetition"], fractions=(0.0,))
+    with pytest.raises(InputError, match="icl_heads"):
+        nb.plot_icl_heads(object())
+
+
+def test_a_model_that_sees_the_padding_is_refused():
+    from induction_nb.engine.ablator import Ablator
+    from induction_nb.engine.few_shot import check_right_padding
+
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.BertForMaskedLM(config).eval()  # bidirectional: every position sees the padding
+    tokens = torch.tensor([[3, 4, 5, 6, 0, 0], [3, 4, 5, 6, 7, 8]])
+    with pytest.raises(InputError, match="sees the padding"):
+        check_right_padding(Ablator(model), tokens, torch.tensor([3, 5]))
+    check_right_padding(Ablator(make_hf("llama_gqa")), tokens, torch.tensor([3, 5]))  # causal: nothing raised
