@@ -131,10 +131,10 @@ def test_icl_heads_numbers_equal_each_tool_called_alone(handbuilt):
 
 
 def test_a_model_that_sees_the_padding_is_refused():
+    import transformers
+
     from induction_nb.engine.ablator import Ablator
     from induction_nb.engine.few_shot import check_right_padding
-
-    import transformers
 
     config = transformers.BertConfig(
         vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
