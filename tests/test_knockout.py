@@ -195,3 +195,22 @@ def test_kernels_without_a_per_edge_mask_are_refused():
     assert ablate_heads(model, [(0, 0)], "zero", sequence_length=24, batch_size=2).effect == pytest.approx(
         ablate_heads(model, [(0, 0)], "zero", sequence_length=24, batch_size=2).effect
     ), "the refusal leaves the model usable"
+
+
+def test_flash_and_flex_kernels_are_refused_by_name():
+    """Flash attention takes a [batch, k] padding mask and flex attention a BlockMask: no per-edge edit."""
+    from types import SimpleNamespace
+
+    from induction_nb.engine.knockout import KnockPlan, knock_interface
+
+    q = torch.zeros(1, 2, 4, 8)
+    plan = KnockPlan([(0, 1)], torch.eye(4, dtype=torch.bool)[None], 1)
+    for impl, mask in (("flash_attention_2", torch.ones(1, 4)), ("flex_attention", object())):
+        module = SimpleNamespace(config=SimpleNamespace(_attn_implementation=impl), is_causal=True)
+        with pytest.raises(InputError, match=f"the {impl} kernel does not take.*attn_implementation='eager'"):
+            knock_interface((module, q, q, q, mask), {}, None, plan)
+    eager = SimpleNamespace(config=SimpleNamespace(_attn_implementation="eager"), is_causal=True)
+    args, _ = knock_interface((eager, q, q, q, None), {}, None, plan)
+    want = torch.zeros(4, 4).masked_fill(~torch.ones(4, 4, dtype=torch.bool).tril(), torch.finfo(q.dtype).min)
+    assert torch.equal(args[4][0, 0], want), "no mask: the causal mask the kernel would have used"
+    assert torch.equal(args[4][0, 1], want.masked_fill(torch.eye(4, dtype=torch.bool), torch.finfo(q.dtype).min))

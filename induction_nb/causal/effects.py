@@ -120,12 +120,7 @@ def head_effects(
     ``[0, heads]``, or a model whose output projections cannot be found (``projections=``)."""
     check_choice("estimator", estimator, ESTIMATORS)
     check_choice("ablation method", method, ABLATION_METHODS)
-    check_edges(method, edges)
-    if method == "knockout" and estimator != "exact":
-        raise InputError(
-            "estimator='attribution' estimates removing whole heads; each head's edge knockout is measured with "
-            "estimator='exact'"
-        )
+    check_edges(method, edges, estimator)
     ab = Ablator(model, projections, remote)
     check_int("verify_top", verify_top, 0, len(ab.heads))
     chunk = 32 if chunk is None else check_int("chunk", chunk, 1)

@@ -109,16 +109,7 @@ def loss_by_position(
     batch; ``"knockout"``: only their ``edges`` removed, ``engine.knockout``). ``window``: odd, the tokens
     averaged around ``early`` and ``late``. Raises ``InputError`` for ``early >= late``, an even window,
     bad heads, documents that ``detect_on_text`` also refuses."""
-    check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # no corrupted documents
-    check_edges(method, edges)
-    check_int("window", window, 1)
-    if window % 2 == 0:
-        raise InputError(f"window must be odd (tokens centred on early and late), got {window}")
-    check_int("n_bootstrap", n_bootstrap, 10)
-    half = window // 2
-    check_int("early", early, 1 + half)
-    check_int("late", late, early + window)
-    check_int("batch_size", batch_size, 1)
+    half = _check(method, edges, window, n_bootstrap, early, late, batch_size)
     ab = Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
     docs = tokenize_documents(ab.engine, texts, max_length, overflow)
@@ -147,6 +138,20 @@ def loss_by_position(
     return LossCurve(
         loss.float(), counts.float(), per_document, early, late, window, tuple(plan), method, len(docs), low, high, seed
     )
+
+
+def _check(method: str, edges: Any, window: Any, n_bootstrap: Any, early: Any, late: Any, batch_size: Any) -> int:
+    """``loss_by_position``'s argument checks; returns half the window."""
+    check_choice("ablation method", method, [m for m in ABLATION_METHODS if m != "corrupt"])  # no corrupted documents
+    check_edges(method, edges)
+    check_int("window", window, 1)
+    if window % 2 == 0:
+        raise InputError(f"window must be odd (tokens centred on early and late), got {window}")
+    check_int("n_bootstrap", n_bootstrap, 10)
+    check_int("early", early, 1 + window // 2)
+    check_int("late", late, early + window)
+    check_int("batch_size", batch_size, 1)
+    return window // 2
 
 
 def _global_means(ab: Ablator, docs: list[list[int]], buckets: list[list[int]]) -> dict[int, torch.Tensor]:

@@ -95,15 +95,8 @@ class Ablator:
             plans, knock = [[] for _ in plans], plans
         if knock is not None and any(knock) and not isinstance(edges, torch.Tensor):
             edges = edge_mask("induction" if edges is None else edges, tokens, mask)
-        knocks: dict[int, list[tuple[int, int]]] = {}
-        for i, plan in enumerate(knock or []):
-            for l, h in plan:
-                knocks.setdefault(l, []).append((i, h))
-        model, paths, d = self.model, self.paths, self.d_head
-        cuts: dict[int, list[tuple[slice, slice]]] = {}
-        for i, plan in enumerate(plans):
-            for l, h in plan:
-                cuts.setdefault(l, []).append((slice(i * b, (i + 1) * b), slice(h * d, (h + 1) * d)))
+        model, paths = self.model, self.paths
+        cuts, knocks = _blocks(plans, knock or [], b, self.d_head)
         read = read or {}
         order = [s for s in self.sites if s.layer in set(cuts) | set(read) | set(knocks)]
         for site in order:
@@ -182,6 +175,20 @@ class Ablator:
         except Exception as e:
             raise self.engine.translate(e, sites) from e
         return dict(out)
+
+
+def _blocks(plans: list, knock: list, b: int, d: int) -> tuple[dict, dict]:
+    """Per layer: the ``(rows, cols)`` blocks of the head outputs each plan removes, and the ``(copy, head)``
+    pairs whose edges each copy knocks out."""
+    cuts: dict[int, list[tuple[slice, slice]]] = {}
+    for i, plan in enumerate(plans):
+        for l, h in plan:
+            cuts.setdefault(l, []).append((slice(i * b, (i + 1) * b), slice(h * d, (h + 1) * d)))
+    knocks: dict[int, list[tuple[int, int]]] = {}
+    for i, plan in enumerate(knock):
+        for l, h in plan:
+            knocks.setdefault(l, []).append((i, h))
+    return cuts, knocks
 
 
 def per_plan(values: torch.Tensor, n_plans: int) -> torch.Tensor:

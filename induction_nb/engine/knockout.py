@@ -41,10 +41,16 @@ EDGE_KINDS = ("induction", "previous_token")
 Edges = EdgeKind | Callable[[torch.Tensor], torch.Tensor]
 
 
-def check_edges(method: str, edges: Any) -> None:
-    """``edges=`` is knockout's: given with another ablation method it would be ignored, so it is refused."""
+def check_edges(method: str, edges: Any, estimator: str = "exact") -> None:
+    """``edges=`` is knockout's: given with another ablation method it would be ignored, so it is refused;
+    knockout is measured, not estimated (the attribution estimator linearises removing whole heads)."""
     if edges is not None and method != "knockout":
         raise InputError(f"edges= chooses the edges method='knockout' removes; method={method!r} removes whole heads")
+    if method == "knockout" and estimator != "exact":
+        raise InputError(
+            f"estimator={estimator!r} estimates removing whole heads; each head's edge knockout is measured with "
+            "estimator='exact'"
+        )
 
 
 def edge_mask(edges: Edges, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -28,6 +28,7 @@ __all__ = [
     "mask_padding",
     "check_pattern",
     "reproduces_output",
+    "as_4d",
 ]
 
 
@@ -173,3 +174,14 @@ def reproduces_output(value: torch.Tensor, out: Any, read: Read) -> bool:
             if layout.shape == got.shape and bool((got - layout).abs().max() <= rel * scale + 1e-5):
                 return True
     return False
+
+
+def as_4d(x: torch.Tensor, batch: int | None) -> torch.Tensor:
+    """A pattern ``[batch * head, q, k]`` (BART-style ``bmm`` attention) as ``[batch, head, q, k]``."""
+    if x.dim() == 3:
+        if not batch or x.shape[0] % batch:
+            raise CaptureCheckError(
+                f"an attention site returned {x.shape[0]} pattern rows, which do not split into a batch of {batch}"
+            )
+        return x.reshape(batch, -1, *x.shape[1:])
+    return x

@@ -12,7 +12,8 @@ softmax, ``[batch, head, q, k]`` or ``[batch * head, q, k]``), ``returned_weight
 ``(output, weights)``, e.g. GPT-Neo's ``_attn``), ``mha`` (``nn.MultiheadAttention``) and ``custom`` (named
 by the user with ``CustomSites``). Readers are pure: they never modify the tensors they are given (they run
 inside the nnsight trace on the live activations), and return a ``reads.Read`` in float32. A reader
-compares equal to its name (``site.kind == "hf_interface"``).
+compares equal to its name (``site.kind == "hf_interface"``). A kind places an edge knockout
+(``engine.knockout``) before its softmax where its kernel takes a mask, or says why it cannot.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from ..errors import CaptureCheckError, InputError
 from .attention_math import attention_from_qk, repeat_kv_heads
 from .knockout import knock_interface, knock_sdpa, knock_softmax
-from .reads import Read, blocks_future, is_stochastic, mask_blocks_future, reproduces_output
+from .reads import Read, as_4d, blocks_future, is_stochastic, mask_blocks_future, reproduces_output
 from .rows import QKRows
 
 __all__ = [
@@ -50,15 +51,15 @@ class SiteKind:
     """How to read one kind of attention site (see the module docstring). ``needs_output``: the read uses
     what the call returned (weights or the pattern itself); ``flash_lse``: the flash kernel's row logsumexp
     can stand in for the pattern (``rows.flash_with_lse``); ``discovery_rank``: where discovery tries this
-    kind (lower first; ``None``: never, the kind is only named by hand). ``@register_kind`` puts a subclass
-    in ``KINDS``."""
+    kind (lower first; ``None``: never, the kind is only named by hand); ``knockout``: ``(args, kwargs,
+    module, KnockPlan) -> (args, kwargs)`` with the plan's edges removed before the softmax
+    (``engine.knockout``), or ``None`` and ``knockout_refusal`` saying why it cannot be placed.
+    ``@register_kind`` puts a subclass in ``KINDS``."""
 
     name: ClassVar[str] = ""
     needs_output: ClassVar[bool] = True
     flash_lse: ClassVar[bool] = False
     discovery_rank: ClassVar[float | None] = None
-    # edge knockout: ``(args, kwargs, module, KnockPlan) -> (args, kwargs)`` with the plan's edges removed
-    # before the softmax (``engine.knockout``), or None with the reason it cannot be placed
     knockout: ClassVar[Callable | None] = None
     knockout_refusal: ClassVar[str] = "the kernel masks and normalises inside, out of reach."
 
@@ -153,7 +154,7 @@ class HFInterface(SiteKind):
         is_causal = (declared is None or bool(declared)) if is_causal is None else bool(is_causal)
         if mask is not None and mask.dim() == 2:
             # flash-attention style: padding keep-mask plus an implicit causal mask
-            mask = _padding_to_bool(mask)
+            mask = mask.bool()[:, None, None, :]  # a [batch, k] keep-mask (flash attention's form)
             if is_causal:
                 n_q, n_k = query.shape[2], key.shape[2]
                 tri = torch.ones(n_q, n_k, dtype=torch.bool, device=mask.device).tril(n_k - n_q)
@@ -240,7 +241,7 @@ class Softmax(SiteKind):
     discovery_rank = 30
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
-        pattern = _as_4d(output, batch).float()
+        pattern = as_4d(output, batch).float()
         return Read(pattern, blocks_future(pattern))
 
     def looks_like(self, args, kwargs, output) -> bool:
@@ -257,7 +258,7 @@ class ReturnedWeights(SiteKind):
     values_at = 2  # GPT-Neo's ``_attn(query, key, value, ...)``; proven against the output before use
 
     def read(self, args, kwargs, output, module=None, batch=None, lazy=False) -> Read:
-        pattern = _as_4d(output[1], batch).float()
+        pattern = as_4d(output[1], batch).float()
         return Read(pattern, blocks_future(pattern))
 
     def looks_like(self, args, kwargs, output) -> bool:
@@ -390,18 +391,3 @@ def _arg(args: tuple, kwargs: dict, index: int, *names: str) -> Any:
         if name in kwargs:
             return kwargs[name]
     return None
-
-
-def _padding_to_bool(mask: torch.Tensor) -> torch.Tensor:
-    """A 2-D ``[batch, k]`` keep-mask (flash attention's form) as a broadcastable bool mask."""
-    return mask.bool()[:, None, None, :]
-
-
-def _as_4d(x: torch.Tensor, batch: int | None) -> torch.Tensor:
-    if x.dim() == 3:
-        if not batch or x.shape[0] % batch:
-            raise CaptureCheckError(
-                f"an attention site returned {x.shape[0]} pattern rows, which do not split into a batch of {batch}"
-            )
-        return x.reshape(batch, -1, *x.shape[1:])
-    return x
