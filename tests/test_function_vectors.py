@@ -50,7 +50,7 @@ def test_abstract_tasks_need_no_tokenizer_and_natural_ones_do(handbuilt):
 
 def _hook_fv(model, task, layer, head, shots=4, n=8, seed=0):
     """The reference: a plain forward pre-hook on o_proj, outside the toolkit's tracing. The head's mean
-    output at the clean prompts' final token, set at the shuffled prompts' final token."""
+    output at the other clean prompts' final token, set at each shuffled prompt's final token."""
     proj = model.model.layers[layer].self_attn.o_proj
     d = model.config.head_dim
     cols = slice(head * d, (head + 1) * d)
@@ -63,7 +63,7 @@ def _hook_fv(model, task, layer, head, shots=4, n=8, seed=0):
     with torch.no_grad():
         model(clean.tokens)
     hook.remove()
-    mean = seen[0].mean(0)
+    mean = (seen[0].sum(0, keepdim=True) - seen[0]) / (n - 1)  # leave-one-out: prompt i's from the others
 
     def prob(patch: bool) -> torch.Tensor:
         def edit(m, a):
@@ -146,3 +146,26 @@ def test_a_model_that_sees_the_padding_is_refused():
     with pytest.raises(InputError, match="sees the padding"):
         check_right_padding(Ablator(model), tokens, torch.tensor([3, 5]))
     check_right_padding(Ablator(make_hf("llama_gqa")), tokens, torch.tensor([3, 5]))  # causal: nothing raised
+
+
+def test_models_whose_attention_layers_are_not_0_to_n(handbuilt):
+    """Jamba: attention in layers 1 and 3 only. The ranking reads the detector's rows of those layers."""
+    from tiny_models import make_jamba
+
+    model = make_jamba()
+    det = nb.detect_induction_heads(model, batch_size=2)
+    got = nb.icl_heads(model, "category_pairs", fractions=(0.25,), n_random=0, shots=2, n_prompts=2, induction=det)
+    matrix = torch.tensor(det.score_matrix("prefix_matching"))
+    torch.testing.assert_close(got.induction, matrix[[1, 3], : got.induction.shape[1]], equal_nan=True)
+    assert got.fv_result.layers == (1, 3) and {l for l, _, _ in got.fv_result.top(4)} <= {1, 3}
+
+
+def test_defaults_fit_small_models_and_misplaced_arguments_are_refused(handbuilt):
+    small = nb.fv_scores(handbuilt, "repetition", shots=2, n_prompts=2, n_boot=10)  # verify_top=10 > 8 heads
+    assert len(small.verified) == 8 and not torch.isnan(small.exact).any()
+    with pytest.raises(InputError, match="knockout="):
+        nb.few_shot_accuracy(handbuilt, "repetition", ablate=[(1, 0)], edges="previous_token", **SMALL)
+    with pytest.raises(InputError, match="n_prompts"):
+        nb.fv_scores(handbuilt, "repetition", n_prompts=1)
+    with pytest.raises(InputError, match="empty x or y"):
+        few_shot_prompts(nb.FewShotTask("mine", "natural", "x to y", (("a", ""), ("b", "c"))), vocab_size=40)

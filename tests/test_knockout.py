@@ -204,7 +204,8 @@ def test_flash_and_flex_kernels_are_refused_by_name():
     from induction_nb.engine.knockout import KnockPlan, knock_interface
 
     q = torch.zeros(1, 2, 4, 8)
-    plan = KnockPlan([(0, 1)], torch.eye(4, dtype=torch.bool)[None], 1)
+    previous = torch.ones(4, 4, dtype=torch.bool).tril(-1) & ~torch.ones(4, 4, dtype=torch.bool).tril(-2)
+    plan = KnockPlan([(0, 1)], previous[None], 1)
     for impl, mask in (("flash_attention_2", torch.ones(1, 4)), ("flex_attention", object())):
         module = SimpleNamespace(config=SimpleNamespace(_attn_implementation=impl), is_causal=True)
         with pytest.raises(InputError, match=f"the {impl} kernel does not take.*attn_implementation='eager'"):
@@ -213,4 +214,42 @@ def test_flash_and_flex_kernels_are_refused_by_name():
     args, _ = knock_interface((eager, q, q, q, None), {}, None, plan)
     want = torch.zeros(4, 4).masked_fill(~torch.ones(4, 4, dtype=torch.bool).tril(), torch.finfo(q.dtype).min)
     assert torch.equal(args[4][0, 0], want), "no mask: the causal mask the kernel would have used"
-    assert torch.equal(args[4][0, 1], want.masked_fill(torch.eye(4, dtype=torch.bool), torch.finfo(q.dtype).min))
+    assert torch.equal(args[4][0, 1], want.masked_fill(previous, torch.finfo(q.dtype).min))
+
+
+def test_left_padding_is_no_earlier_copy():
+    """A pad id that also occurs in the text: the first real token's previous token is a pad, no copy."""
+    tokens = torch.tensor([[0, 0, 7, 8, 9, 0, 7, 8], [5, 6, 7, 8, 9, 0, 7, 8]])
+    valid = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1]]).bool()
+    padded = edge_mask("induction", tokens, valid)[0, 2:, 2:]
+    alone = edge_mask("induction", tokens[:1, 2:])[0]
+    assert torch.equal(padded, alone), (padded.nonzero().tolist(), alone.nonzero().tolist())
+
+
+def test_a_row_emptied_inside_a_sliding_window_is_refused():
+    """Mistral's window of 5: a run of one token knocks out every key the window leaves its last query."""
+    ab = Ablator(make_hf("mistral_sliding"))
+    tokens = torch.tensor([[3, 4] + [9] * 10 + [4]])
+    with pytest.raises(InputError, match="no key the model lets them see"):
+        ab.run(tokens, [[(1, 0)]], "knockout", None, torch.arange(12))
+
+
+def test_mask_fn_batch_and_empty_buckets():
+    model = HandBuiltInduction()
+    ab = Ablator(model)
+    tokens = _repeated(2)
+    with pytest.raises(InputError, match="bool tensor"):
+        ab.run(tokens, [[(1, 0)]], "knockout", None, torch.arange(15), edges=lambda t: torch.zeros(3, 16, 16).bool())
+    with pytest.raises(InputError, match="the mask_fn returned no True edge"):
+        ab.run(tokens, [[(1, 0)]], "knockout", None, torch.arange(15), edges=lambda t: torch.zeros(16, 16).bool())
+    from induction_nb import loss_by_position
+
+    docs = [[5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10, 11, 12], list(range(3, 17))]  # the second has no repeat
+    kwargs = dict(early=2, late=10, n_bootstrap=10, ablate=[(1, 0)], method="knockout")
+    one, two = (
+        loss_by_position(model, docs, batch_size=1, **kwargs),
+        loss_by_position(model, docs, batch_size=2, **kwargs),
+    )
+    torch.testing.assert_close(one.loss, two.loss, equal_nan=True, atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="select nothing"):
+        loss_by_position(model, [list(range(3, 17))] * 2, **kwargs)

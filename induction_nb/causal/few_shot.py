@@ -126,6 +126,12 @@ def check_tasks(ab: Ablator, tasks: Any) -> list:
     for t in tasks:
         if isinstance(t, str):
             check_choice("task", t, TASKS)
+    natural = [str(getattr(t, "name", t)) for t in tasks if (TASKS[t] if isinstance(t, str) else t).kind == "natural"]
+    if natural and ab.engine.tokenizer is None:  # before any forward, not after the first tasks ran
+        raise InputError(
+            f"the natural-language tasks {natural} need the model's tokenizer, which this model lacks: pass "
+            f"abstract tasks ({list(ABSTRACT_TASKS)}) or load the model with its tokenizer"
+        )
     return tasks
 
 
@@ -159,6 +165,8 @@ def few_shot_accuracy(
     natural task on a model without a tokenizer, or a kernel that cannot take the knockout."""
     check_choice("ablation method", method, ("zero", "mean"))
     check_int("n_boot", n_boot, 10)
+    if edges is not None and not knockout:
+        raise InputError("edges= chooses the edges the knockout heads lose; name them with knockout=[(layer, head)]")
     ab = Ablator(model, projections, remote)
     names = check_tasks(ab, tasks)
     cut = tuple(ab.check_heads(ablate)) if ablate else ()

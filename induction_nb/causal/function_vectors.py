@@ -3,7 +3,8 @@ Steinhardt, ICML 2025, arXiv 2502.14010): heads whose output at the final token 
 few-shot prompt.
 
 A head's FV score is the average indirect effect of patching its mean clean output at the final token into
-prompts whose labels are shuffled: ``P(answer | shuffled, head patched) - P(answer | shuffled)``, averaged
+prompts whose labels are shuffled (the mean over the task's *other* clean prompts, so that a prompt's own
+answer never enters the vector patched into it): ``P(answer | shuffled, head patched) - P(answer | shuffled)``, averaged
 over prompts and tasks (units: probability, -1..1). Signed: heads that raise the answer are FV heads in
 Todd et al.'s sense, heads that lower it are the other half of the 2026 split; ``top(by="absolute")``
 ranks by size. ``estimator="exact"`` patches every head (many heads per forward, each a copy of the
@@ -103,24 +104,29 @@ def fv_scores(
 ) -> FunctionVectorScores:
     """Every head's function-vector score (see the module docstring) on ``tasks`` (default: every shipped
     task the model can run; ``few_shot_accuracy`` takes the same names). ``heads_per_forward``: patched
-    copies per forward in the exact form (default ``max(1, 256 // n_prompts)``). Raises ``InputError`` for an
-    unknown estimator or task, ``verify_top`` outside ``[0, heads]``, or tasks the model cannot run."""
+    copies per forward in the exact form (default ``max(1, 256 // n_prompts)``); ``verify_top`` beyond the
+    model's heads means every head. Raises ``InputError`` for an unknown estimator or task, a negative
+    ``verify_top``, or tasks the model cannot run."""
     check_choice("estimator", estimator, FV_ESTIMATORS)
     ab = Ablator(model, projections, remote)
-    check_int("verify_top", verify_top, 0, len(ab.heads))
+    verify_top = min(check_int("verify_top", verify_top, 0), len(ab.heads))  # a small model: every head
     per_forward = (
         max(1, 256 // n_prompts) if heads_per_forward is None else check_int("heads_per_forward", heads_per_forward, 1)
     )
+    check_int("n_prompts", n_prompts, 2)  # a leave-one-out mean needs another prompt
     names = check_tasks(ab, tasks)
-    L, H = ab.n_layers, ab.n_heads
+    L, H = len(ab.layers), ab.n_heads  # rows: the attention layers in run order (``layers``)
     index = {l: i for i, l in enumerate(ab.layers)}
     effects, estimates, n_forward = [], [], 0
     verify: list = []
     for task in names:
         clean = task_prompts(ab, task, shots, n_prompts, seed)
         shuffled = task_prompts(ab, task, shots, n_prompts, seed, shuffled=True)
+        check_right_padding(ab, clean.tokens, clean.last)
         check_right_padding(ab, shuffled.tokens, shuffled.last)
-        vectors = {l: z.mean(0) for l, z in final_outputs(ab, clean.tokens, clean.last).items()}
+        # leave-one-out means [prompt, width]: a prompt's own answer never enters the vector patched into it
+        outputs = final_outputs(ab, clean.tokens, clean.last)
+        vectors = {l: (z.sum(0, keepdim=True) - z) / (len(z) - 1) for l, z in outputs.items()}
         n_forward += 1
         exact = torch.full((clean.tokens.shape[0], L, H), float("nan"))
         if estimator == "attribution":

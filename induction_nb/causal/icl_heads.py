@@ -133,7 +133,8 @@ def icl_heads(
     names = check_tasks(ab, tasks)
     det = induction if induction is not None else detect_induction_heads(model, seed=seed, remote=remote)
     layers = list(ab.layers)
-    ind = torch.tensor(det.score_matrix("prefix_matching"), dtype=torch.float32)[: len(layers), : ab.n_heads]
+    # the detector's matrix has a row per model layer (NaN where a layer has no attention): the attention ones
+    ind = torch.tensor(det.score_matrix("prefix_matching"), dtype=torch.float32)[layers, : ab.n_heads]
     if fv is None:
         fv = fv_scores(
             model, names, shots=shots, n_prompts=n_prompts, verify_top=verify_top, seed=seed, progress=progress,
@@ -143,8 +144,9 @@ def icl_heads(
     n_spare = math.ceil(spare * total) if spare else 0
     spare_ind, spare_fv = set(_top(ind, layers, n_spare, set())), set(_top(fv.scores, layers, n_spare, set()))
     common = dict(shots=shots, n_prompts=n_prompts, seed=seed, remote=remote)
-    conditions = [_measure(model, names, "clean", 0.0, (), None, method, common)]
+    conditions = [_measure(model, names, "clean", 0.0, (ab.heads[0],), None, method, common, clean=True)]
     overlap = {}
+    g = torch.Generator().manual_seed(seed + 1000)  # one stream: each random set a draw of its own
     for f in fractions:
         k = max(1, round(f * total))
         top_ind, top_fv = _top(ind, layers, k, spare_fv), _top(fv.scores, layers, k, spare_ind)
@@ -152,7 +154,6 @@ def icl_heads(
         conditions.append(_measure(model, names, "induction", f, top_ind, None, method, common))
         conditions.append(_measure(model, names, "fv", f, top_fv, None, method, common))
         conditions.append(_measure(model, names, "knockout", f, _top(ind, layers, k, set()), None, method, common))
-        g = torch.Generator().manual_seed(seed + 1000)
         for r in range(n_random):
             pick = torch.randperm(total, generator=g)[:k].tolist()
             heads = tuple(sorted(ab.heads[i] for i in pick))
@@ -164,17 +165,24 @@ def icl_heads(
     return ICLHeads(ind, fv, tuple(conditions), fractions, spare, overlap, depth, method, seed)
 
 
-def _measure(model, tasks, kind, fraction, heads, seed, method, common) -> ICLCondition:
+def _measure(model, tasks, kind, fraction, heads, seed, method, common, clean: bool = False) -> ICLCondition:
+    """One condition's numbers, each from the tool called alone. ``clean``: ``heads`` holds one head whose
+    ablation run supplies the clean loss (measured beside it); nothing is removed."""
+    if clean:
+        loss = ablate_heads(model, heads, seed=common["seed"], remote=common["remote"])
+        few = few_shot_accuracy(model, tasks, method=method, **common)
+        icl = icl_score(model, seed=common["seed"], remote=common["remote"])
+        interval = few.mean_interval
+        return ICLCondition(kind, 0.0, (), None, few.mean_accuracy, interval, icl["repeated"], icl["natural"],
+                            loss.baseline_loss, few)  # fmt: skip
     knock = kind == "knockout"
     few = few_shot_accuracy(
         model, tasks, ablate=() if knock else heads, knockout=heads if knock else (), method=method,
-        baseline=not heads, **common,
+        baseline=False, **common,
     )  # fmt: skip
     how = dict(method="knockout") if knock else dict(method=method)
     remote = common["remote"]
     icl = icl_score(model, ablate=heads, seed=common["seed"], remote=remote, **how)
-    # the clean loss is the baseline every ablation run measures beside its ablated copy
-    loss = ablate_heads(model, heads or [(0, 0)], seed=common["seed"], remote=remote, **how)
-    acc, ci = (few.mean_ablated, few.mean_ablated_interval) if heads else (few.mean_accuracy, few.mean_interval)
-    repeated = loss.ablated_loss if heads else loss.baseline_loss
-    return ICLCondition(kind, fraction, heads, seed, acc, ci, icl["repeated"], icl["natural"], repeated, few)
+    loss = ablate_heads(model, heads, seed=common["seed"], remote=remote, **how)
+    acc, ci = few.mean_ablated, few.mean_ablated_interval
+    return ICLCondition(kind, fraction, heads, seed, acc, ci, icl["repeated"], icl["natural"], loss.ablated_loss, few)

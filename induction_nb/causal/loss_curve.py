@@ -22,7 +22,7 @@ from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, Ablator
 from ..engine.batch import Overflow
 from ..engine.documents import length_buckets, tokenize_documents
-from ..engine.knockout import Edges, check_edges
+from ..engine.knockout import Edges, check_edges, edge_mask
 from ..errors import InputError
 from ..metrics.stats import bootstrap_mean
 
@@ -118,10 +118,12 @@ def loss_by_position(
     per_doc: dict[int, torch.Tensor] = {}  # by the document's index, reported in the documents' order
     buckets = list(length_buckets(docs, batch_size, progress=False))
     means = _global_means(ab, docs, buckets) if method == "mean" and plan else None
-    for bucket in length_buckets(docs, batch_size, progress):
+    knocked = _bucket_edges(ab, docs, buckets, edges) if method == "knockout" and plan else None
+    for n_bucket, bucket in enumerate(length_buckets(docs, batch_size, progress)):
         batch = ab.engine.batch([docs[i] for i in bucket])
         positions = torch.arange(batch.tokens.shape[1] - 1)
-        (lp, _), _ = ab.run(batch.tokens, [plan], method, means, positions, mask=batch.mask, edges=edges)
+        here = None if knocked is None else knocked[n_bucket]
+        (lp, _), _ = ab.run(batch.tokens, [plan], method, means, positions, mask=batch.mask, edges=here)
         valid = batch.valid().cpu()
         real = valid[:, 1:] & valid[:, :-1]  # predicting token i + 1 from a real token i
         for index, row, ok in zip(bucket, -lp.double(), real):
@@ -152,6 +154,18 @@ def _check(method: str, edges: Any, window: Any, n_bootstrap: Any, early: Any, l
     check_int("late", late, early + window)
     check_int("batch_size", batch_size, 1)
     return window // 2
+
+
+def _bucket_edges(ab: Ablator, docs: list[list[int]], buckets: list[list[int]], edges: Any) -> list:
+    """Each bucket's knocked-out edges ``bool [batch, q, k]``; a bucket may have none (a document without
+    repeats), the documents together must have some."""
+    masks = []
+    for bucket in buckets:
+        batch = ab.engine.batch([docs[i] for i in bucket])
+        masks.append(edge_mask("induction" if edges is None else edges, batch.tokens, batch.mask, allow_empty=True))
+    if not any(bool(m.any()) for m in masks):
+        edge_mask("induction" if edges is None else edges, batch.tokens, batch.mask)  # raises, naming why
+    return masks
 
 
 def _global_means(ab: Ablator, docs: list[list[int]], buckets: list[list[int]]) -> dict[int, torch.Tensor]:

@@ -24,24 +24,31 @@ _KINDS = (
 
 
 def _series(result: Any, kind: str, value: str) -> tuple[list, list, list, list]:
-    """Per fraction: x, the mean over conditions of ``value``, and its min/max (random heads' seeds)."""
+    """Per fraction: x, the mean over conditions of ``value`` and its error bar: the range over the random
+    sets, or one condition's 95% interval over prompts (accuracy; the ICL score has none)."""
     xs, ys, lo, hi = [], [], [], []
     for f in result.fractions:
-        got = [getattr(c, value) for c in result.condition(kind, f)]
-        got = [v for v in got if v is not None]
-        if got:
-            xs.append(100 * f)
-            ys.append(sum(got) / len(got))
-            lo.append(ys[-1] - min(got))
-            hi.append(max(got) - ys[-1])
+        conditions = [c for c in result.condition(kind, f) if getattr(c, value) is not None]
+        if not conditions:
+            continue
+        got = [getattr(c, value) for c in conditions]
+        xs.append(100 * f)
+        ys.append(sum(got) / len(got))
+        low, high = min(got), max(got)
+        if len(conditions) == 1 and value == "accuracy":
+            low, high = conditions[0].interval
+        lo.append(max(0.0, ys[-1] - low))
+        hi.append(max(0.0, high - ys[-1]))
     return xs, ys, lo, hi
 
 
 def plot_icl_heads(result: Any, axes: Any = None, *, label_top: int = 3) -> Any:
-    """Three panels (module docstring) into ``axes`` (three Axes) or a new two-column figure. Few-shot
-    accuracy is the mean over tasks (fraction of prompts, 0-1) with its 95% interval for the ablated top
-    heads; ICL scores in nats (late minus early loss on repeated random tokens; more negative = more
-    in-context learning). Returns the Figure."""
+    """Three panels (module docstring) side by side, into ``axes`` (three Axes) or a new figure 7.2 x 2.6
+    inches. Few-shot accuracy is the mean over tasks (fraction of prompts, 0-1), its error bars the 95%
+    interval over prompts for the top heads and the knockout, the range over seeds for random heads; ICL
+    scores in nats (late minus early loss on repeated random tokens; more negative = more in-context
+    learning), error bars the range over seeds. ``label_top``: heads of each kind labelled in the scatter.
+    Raises ``InputError`` for anything but an ``icl_heads`` result. Returns the Figure."""
     if not hasattr(result, "conditions") or not hasattr(result, "fv_result"):
         raise InputError(f"plot_icl_heads takes the result of icl_heads(model), got {type(result).__name__}")
     plt = pyplot()

@@ -54,7 +54,7 @@ def _answer(output: Any, last: torch.Tensor, answer: torch.Tensor) -> tuple[torc
 
 def _set_final(model: Any, tracer: Any, path: str, call: int, blocks: list, n: int, last: torch.Tensor, vec) -> None:
     """Inside a trace: for each ``(copy, cols)`` block, the head outputs of copy ``copy`` at each prompt's
-    final position set to ``vec[cols]`` (``vec`` ``[width]``)."""
+    final position set to ``vec[cols]`` (``vec`` ``[width]``, or ``[n, width]``: one vector per prompt)."""
     if call:
         for _ in tracer.iter[call]:
             _set_final(model, tracer, path, 0, blocks, n, last, vec)
@@ -63,7 +63,7 @@ def _set_final(model: Any, tracer: Any, path: str, call: int, blocks: list, n: i
     at = last.to(z.device)
     rows = torch.arange(n, device=z.device)
     for copy, cols in blocks:
-        z[rows + copy * n, at, cols] = vec[cols].to(z.device, z.dtype)
+        z[rows + copy * n, at, cols] = (vec[..., cols]).to(z.device, z.dtype)
 
 
 def check_right_padding(ab: Ablator, tokens: torch.Tensor, last: torch.Tensor) -> None:
@@ -105,7 +105,7 @@ def answer_scores(
     """One forward over ``len(copies)`` copies of the prompts ``tokens`` ``[n, seq]`` (right-padded, final
     token at ``last`` ``[n]``): ``(P(answer) [copies, n], top-1 hit [copies, n])``. ``means``: each layer's
     mean head output ``[width]`` for ``method="mean"``; ``edges``: the knockout's (default induction, on the
-    real tokens); ``vectors``: ``{layer: [width]}`` for the patched heads."""
+    real tokens); ``vectors``: ``{layer: [width] or [n, width]}`` for the patched heads."""
     import nnsight
 
     n, d = tokens.shape[0], ab.d_head
@@ -165,7 +165,8 @@ def attributed_patch_effects(
     ab: Ablator, tokens: torch.Tensor, last: torch.Tensor, answer: torch.Tensor, vectors: dict[int, torch.Tensor]
 ) -> torch.Tensor:
     """Attribution patching (Nanda 2023) of the function-vector patch: for every head at once, the first-order
-    change of ``P(answer)`` when its final-token output is set to ``vectors[layer]``: ``(vec - z) . dP/dz``
+    change of ``P(answer)`` when its final-token output is set to ``vectors[layer]`` (``[width]`` or
+    ``[n, width]``): ``(vec - z) . dP/dz``
     at ``last``, from one forward and one backward over ``tokens``. Returns ``[n, layer, head]`` (layers in
     run order)."""
     import nnsight

@@ -53,15 +53,20 @@ def check_edges(method: str, edges: Any, estimator: str = "exact") -> None:
         )
 
 
-def edge_mask(edges: Edges, tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def edge_mask(
+    edges: Edges, tokens: torch.Tensor, valid: torch.Tensor | None = None, *, allow_empty: bool = False
+) -> torch.Tensor:
     """The edges to knock out, ``bool [batch, q, k]`` (True: removed), for ``tokens`` ``[batch, seq]``;
-    edges touching padding (``valid`` ``[batch, seq]`` False) are dropped. Raises ``InputError`` for an
-    unknown kind, a ``mask_fn`` result of the wrong shape or type, edges that select nothing, or a query
-    row left with no key at or before it."""
+    edges touching padding (``valid`` ``[batch, seq]`` False) are dropped, and an induction edge whose
+    copy is padding too. Raises ``InputError`` for an unknown kind, a ``mask_fn`` result of the wrong shape
+    or type, edges that select nothing (unless ``allow_empty``: one batch of several), or a query row left
+    with no key at or before it."""
     b, n = tokens.shape
     if isinstance(edges, str):
         if edges == "induction":
             same = tokens[:, None, :-1] == tokens[:, :, None]  # [b, q, j]: t[j] == t[q]
+            if valid is not None:  # a pad is no earlier copy (left padding: the pad id may occur in the text)
+                same = same & valid[:, None, :-1].bool()
             mask = torch.zeros(b, n, n, dtype=torch.bool, device=tokens.device)
             mask[:, :, 1:] = same  # key k = j + 1: the token after the copy
         elif edges == "previous_token":
@@ -71,7 +76,8 @@ def edge_mask(edges: Edges, tokens: torch.Tensor, valid: torch.Tensor | None = N
             raise InputError(f"unknown edges {edges!r}: use one of {list(EDGE_KINDS)} or a mask_fn(tokens) -> bool")
     elif callable(edges):
         mask = edges(tokens)
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape[-2:] != (n, n):
+        batch_ok = isinstance(mask, torch.Tensor) and (mask.dim() == 2 or (mask.dim() == 3 and mask.shape[0] in (1, b)))
+        if not batch_ok or mask.dtype != torch.bool or mask.shape[-2:] != (n, n):
             got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise InputError(
                 f"mask_fn must return a bool tensor [batch, {n}, {n}] or [{n}, {n}] (True: knock out); got {got}"
@@ -84,16 +90,17 @@ def edge_mask(edges: Edges, tokens: torch.Tensor, valid: torch.Tensor | None = N
     mask = mask & keys
     if valid is not None:
         mask = mask & valid[:, :, None].bool()
-    _check(mask, keys, valid, edges)
+    _check(mask, keys, valid, edges, allow_empty)
     return mask
 
 
-def _check(mask: torch.Tensor, keys: torch.Tensor, valid: torch.Tensor | None, edges: Any) -> None:
+def _check(mask: torch.Tensor, keys: torch.Tensor, valid: torch.Tensor | None, edges: Any, allow_empty: bool) -> None:
     name = edges if isinstance(edges, str) else "mask_fn"
-    if not bool(mask.any()):
+    if not allow_empty and not bool(mask.any()):
+        why = {"induction": "no query has an earlier copy of itself", "previous_token": "one token per sequence"}
         raise InputError(
-            f"the {name} edges select nothing on these tokens (no query has an earlier copy of itself or an edge "
-            "to knock out): use sequences with repeats, or other edges"
+            f"the {name} edges select nothing on these tokens ({why.get(name, 'the mask_fn returned no True edge')})"
+            ": use sequences with repeats, or other edges"
         )
     rows = keys.any(-1) & ~(keys & ~mask).any(-1)  # [b, q]: keys there, every one knocked out
     if valid is not None:
@@ -143,7 +150,16 @@ def _knocked(base: torch.Tensor, knock: torch.Tensor) -> torch.Tensor:
         )
     if base.shape[-1] > k:
         knock = torch.nn.functional.pad(knock, (0, base.shape[-1] - k))
-    return torch.where(knock, torch.tensor(_lowest(base.dtype), dtype=base.dtype, device=base.device), base)
+    low = _lowest(base.dtype)
+    new = torch.where(knock, torch.tensor(low, dtype=base.dtype, device=base.device), base)
+    emptied = (base > low).any(-1) & ~(new > low).any(-1)  # rows with keys before the edit, none after
+    if bool(emptied.any()):
+        raise InputError(
+            f"edge knockout would leave {int(emptied.sum())} query rows with no key the model lets them see (its "
+            "mask or sliding window already hides the others): a softmax over no key is undefined; knock out "
+            "fewer edges"
+        )
+    return new
 
 
 def _additive(mask: Any, dtype: torch.dtype, q: int, k: int, causal: bool, device: Any) -> torch.Tensor:
@@ -208,7 +224,8 @@ def knock_softmax(args: tuple, kwargs: dict, module: Any, plan: KnockPlan) -> tu
     x = args[0] if args else next(iter(kwargs.values()))
     heads = x.shape[1] if x.dim() == 4 else x.shape[0] // (plan.copies * plan.edges.shape[0])
     knock = plan.build(heads, x.device).reshape(x.shape[:-2] + plan.edges.shape[-2:])
-    if bool((x >= 0).all()) and bool(((x.float().sum(-1) - 1).abs() < 1e-3).all()):
+    tolerance = 1e-3 if torch.finfo(x.dtype).bits > 16 else 5e-2  # half-precision rows sum to 1 less closely
+    if bool((x >= 0).all()) and bool(((x.float().sum(-1) - 1).abs() < tolerance).all()):
         knock = torch.nn.functional.pad(knock, (0, x.shape[-1] - knock.shape[-1]))
         kept = x.masked_fill(knock, 0)
         total = kept.sum(-1, keepdim=True)

@@ -176,6 +176,9 @@ def _resolve(task: Any) -> FewShotTask:
             raise InputError(f"natural task {task.name!r} has no pairs: pass pairs=((x, y), ...) with its rows")
         if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in task.pairs):
             raise InputError(f"pairs of task {task.name!r} must be (x, y) tuples of strings")
+        empty = [p for p in task.pairs if not p[0].strip() or not p[1].strip()]
+        if empty:
+            raise InputError(f"task {task.name!r} has rows with an empty x or y ({empty[:3]}): every row needs both")
         xs = [x for x, _ in task.pairs]
         if len(set(xs)) < len(xs):
             twice = sorted({x for x in xs if xs.count(x) > 1})
