@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--skip-loss", action="store_true")
+    parser.add_argument("--skip-few-shot", action="store_true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,16 +78,21 @@ def main() -> None:
         out["loss"] = loss_table(model, top, every, range(5))
         lap("knockout vs ablation vs random, repeated tokens")
     for name, kw in (
-        ("knockout top3", dict(knockout=top[:3])),
-        ("mean top3", dict(ablate=top[:3])),
-        ("knockout top8", dict(knockout=top[:8])),
-        ("mean top8", dict(ablate=top[:8])),
+        ()
+        if args.skip_few_shot
+        else (
+            ("knockout top3", dict(knockout=top[:3])),
+            ("mean top3", dict(ablate=top[:3])),
+            ("knockout top8", dict(knockout=top[:8])),
+            ("mean top8", dict(ablate=top[:8])),
+        )
     ):
         few = nb.few_shot_accuracy(model, n_prompts=16, **kw)
         print(name)
         print(few)
         out[f"few_shot {name}"] = {r.task: [r.accuracy, r.ablated_accuracy, *r.drop_interval] for r in few.rows}
-    lap("few-shot: knockout vs ablation")
+    if not args.skip_few_shot:
+        lap("few-shot: knockout vs ablation")
     fv_tasks = ["country_capital", "antonym", "capitalize"]
     small = dict(shots=5, n_prompts=8)
     t0 = time.perf_counter()
