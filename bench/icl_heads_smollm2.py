@@ -2,7 +2,8 @@
 ablation and against random heads (repeated-token loss, over probe seeds, and few-shot accuracy per task);
 function-vector scores exact vs attribution (forward-equivalents, Spearman, top-10 agreement); the protocol
 (``icl_heads``): FV vs induction top heads (overlap, depth) and exclusion ablation. Each step's seconds.
-``python bench/icl_heads_smollm2.py [--threads 2] [--skip-exact]`` (about 30 min on 2 cores).
+``python bench/icl_heads_smollm2.py [--threads 2] [--skip-exact] [--fv-tasks 3]`` (about an hour on 2 cores;
+``--skip-*`` leaves parts out).
 """
 
 from __future__ import annotations
@@ -49,12 +50,43 @@ def loss_table(model, top: list, heads_total: list, seeds: range) -> dict:
     return rows
 
 
+def fv_compare(model, n_tasks: int, out: dict, lap) -> None:
+    """FV scores by attribution (top 10 verified) and exact on the same prompts: cost and agreement."""
+    from induction_nb.causal.effects import spearman
+
+    tasks = ["country_capital", "antonym", "capitalize"][:n_tasks]
+    small = dict(shots=5, n_prompts=8)
+    t0 = time.perf_counter()
+    attr = nb.fv_scores(model, tasks, estimator="attribution", verify_top=10, **small)
+    t_attr = time.perf_counter() - t0
+    print(attr, f"\n  {t_attr:.1f} s")
+    t0 = time.perf_counter()
+    exact = nb.fv_scores(model, tasks, estimator="exact", **small)
+    t_exact = time.perf_counter() - t0
+    print(exact, f"\n  {t_exact:.1f} s")
+    rho = spearman(attr.estimate.flatten(), exact.scores.flatten())
+    rho_abs = spearman(attr.estimate.flatten().abs(), exact.scores.flatten().abs())
+    top_exact = {(l, h) for l, h, _ in exact.top(10)}
+    top_est = {(l, h) for l, h, _ in attr.top(10)}
+    print(
+        f"FV on {tasks}: exact {exact.n_forward} vs attribution {attr.n_forward} forward-equivalents ({t_exact:.0f} s "
+        f"vs {t_attr:.0f} s); Spearman of the plain estimate with exact over all heads {rho:.3f} (|.|: {rho_abs:.3f}); "
+        f"top-10 shared after verification: {len(top_exact & top_est)}/10"
+    )
+    out["fv_cost"] = dict(
+        exact=exact.n_forward, attribution=attr.n_forward, spearman=rho, shared=len(top_exact & top_est)
+    )
+    lap("FV exact vs attribution")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--skip-loss", action="store_true")
     parser.add_argument("--skip-few-shot", action="store_true")
+    parser.add_argument("--skip-protocol", action="store_true")
+    parser.add_argument("--fv-tasks", type=int, default=3, help="tasks of the FV exact-vs-attribution comparison")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,34 +125,13 @@ def main() -> None:
         out[f"few_shot {name}"] = {r.task: [r.accuracy, r.ablated_accuracy, *r.drop_interval] for r in few.rows}
     if not args.skip_few_shot:
         lap("few-shot: knockout vs ablation")
-    fv_tasks = ["country_capital", "antonym", "capitalize"]
-    small = dict(shots=5, n_prompts=8)
-    t0 = time.perf_counter()
-    attr = nb.fv_scores(model, fv_tasks, estimator="attribution", verify_top=10, **small)
-    t_attr = time.perf_counter() - t0
-    print(attr, f"\n  {t_attr:.1f} s")
-    lap("FV attribution (3 tasks)")
     if not args.skip_exact:
-        t0 = time.perf_counter()
-        exact = nb.fv_scores(model, fv_tasks, estimator="exact", **small)
-        t_exact = time.perf_counter() - t0
-        print(exact, f"\n  {t_exact:.1f} s")
-        from induction_nb.causal.effects import spearman
-
-        rho = spearman(attr.estimate.flatten(), exact.scores.flatten())
-        top_exact = {(l, h) for l, h, _ in exact.top(10)}
-        top_est = [(l, h) for l, h, _ in attr.top(15)]
-        print(
-            f"FV exact {exact.n_forward} vs attribution {attr.n_forward} forward-equivalents ({t_exact:.0f} s vs "
-            f"{t_attr:.0f} s); Spearman (plain estimate, all heads) {rho:.3f}; exact top-10 within the verified "
-            f"top-15: {len(top_exact & set(top_est))}/10"
-        )
-        out["fv_cost"] = dict(exact=exact.n_forward, attribution=attr.n_forward, spearman=rho)
-        lap("FV exact (3 tasks)")
-    result = nb.icl_heads(model, fractions=(0.01, 0.03), n_prompts=16, shots=10, induction=det)
-    print(result)
-    print(result.fv_result)
-    lap("icl_heads protocol")
+        fv_compare(model, args.fv_tasks, out, lap)
+    if not args.skip_protocol:
+        result = nb.icl_heads(model, fractions=(0.01, 0.03), n_prompts=16, shots=10, induction=det)
+        print(result)
+        print(result.fv_result)
+        lap("icl_heads protocol")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=str)

@@ -79,7 +79,9 @@ class ICLHeads:
         lines = [
             f"Which heads matter for ICL ({self.method} ablation, sparing the other kind's top {self.spare:.0%})",
             f"  clean: few-shot {clean.accuracy:.3f} [{clean.interval[0]:.3f}, {clean.interval[1]:.3f}], ICL "
-            f"score {clean.icl_repeated:+.2f} nats (repeated), repeated-half loss {clean.repeated_loss:.2f}",
+            f"score {clean.icl_repeated:+.2f} nats (repeated)"
+            + ("" if clean.icl_natural is None else f", {clean.icl_natural:+.2f} (natural)")
+            + f", repeated-half loss {clean.repeated_loss:.2f}",
             f"  {'fraction':<9}{'kind':<10}{'heads':>6}{'few-shot':>24}{'ICL (rep)':>11}{'ICL (nat)':>11}{'loss':>7}",
         ]
         for c in self.conditions[1:]:
@@ -115,14 +117,15 @@ def icl_heads(
     fv: FunctionVectorScores | None = None,
     induction: Any = None,
     verify_top: int = 10,
+    batch_size: int = 8,
     seed: int = 0,
     progress: bool | None = None,
     remote: Any = False,
 ) -> ICLHeads:
     """Run the protocol (module docstring). ``fv``: FV scores computed before (else ``fv_scores`` with the
     attribution estimator and ``verify_top``); ``induction``: a ``detect_induction_heads`` result (else one
-    is run). Raises ``InputError`` for fractions outside (0, 1], ``spare`` outside [0, 1), or what
-    ``few_shot_accuracy`` refuses."""
+    is run); ``batch_size``: the repeated sequences of the ICL score and the loss. Raises ``InputError``
+    for fractions outside (0, 1], ``spare`` outside [0, 1), or what ``few_shot_accuracy`` refuses."""
     fractions = tuple(float(f) for f in fractions)
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise InputError(f"fractions must be in (0, 1] (shares of all heads), got {fractions}")
@@ -144,20 +147,23 @@ def icl_heads(
     n_spare = math.ceil(spare * total) if spare else 0
     spare_ind, spare_fv = set(_top(ind, layers, n_spare, set())), set(_top(fv.scores, layers, n_spare, set()))
     common = dict(shots=shots, n_prompts=n_prompts, seed=seed, remote=remote)
-    conditions = [_measure(model, names, "clean", 0.0, (ab.heads[0],), None, method, common, clean=True)]
+    losses = dict(seed=seed, remote=remote, batch_size=check_int("batch_size", batch_size, 1))
+    conditions = [_measure(model, names, "clean", 0.0, (ab.heads[0],), None, method, common, losses, True)]
     overlap = {}
     g = torch.Generator().manual_seed(seed + 1000)  # one stream: each random set a draw of its own
     for f in fractions:
         k = max(1, round(f * total))
         top_ind, top_fv = _top(ind, layers, k, spare_fv), _top(fv.scores, layers, k, spare_ind)
         overlap[f] = {"k": k, "shared": len(set(_top(ind, layers, k, set())) & set(_top(fv.scores, layers, k, set())))}
-        conditions.append(_measure(model, names, "induction", f, top_ind, None, method, common))
-        conditions.append(_measure(model, names, "fv", f, top_fv, None, method, common))
-        conditions.append(_measure(model, names, "knockout", f, _top(ind, layers, k, set()), None, method, common))
+        conditions.append(_measure(model, names, "induction", f, top_ind, None, method, common, losses))
+        conditions.append(_measure(model, names, "fv", f, top_fv, None, method, common, losses))
+        conditions.append(
+            _measure(model, names, "knockout", f, _top(ind, layers, k, set()), None, method, common, losses)
+        )
         for r in range(n_random):
             pick = torch.randperm(total, generator=g)[:k].tolist()
             heads = tuple(sorted(ab.heads[i] for i in pick))
-            conditions.append(_measure(model, names, "random", f, heads, r, method, common))
+            conditions.append(_measure(model, names, "random", f, heads, r, method, common, losses))
     depth = {
         kind: sum(l for l, _ in heads) / max(1, len(heads)) / max(1, layers[-1])
         for kind, heads in (("induction", _top(ind, layers, 10, set())), ("fv", _top(fv.scores, layers, 10, set())))
@@ -165,13 +171,13 @@ def icl_heads(
     return ICLHeads(ind, fv, tuple(conditions), fractions, spare, overlap, depth, method, seed)
 
 
-def _measure(model, tasks, kind, fraction, heads, seed, method, common, clean: bool = False) -> ICLCondition:
+def _measure(model, tasks, kind, fraction, heads, seed, method, common, losses, clean: bool = False) -> ICLCondition:
     """One condition's numbers, each from the tool called alone. ``clean``: ``heads`` holds one head whose
     ablation run supplies the clean loss (measured beside it); nothing is removed."""
     if clean:
-        loss = ablate_heads(model, heads, seed=common["seed"], remote=common["remote"])
+        loss = ablate_heads(model, heads, **losses)
         few = few_shot_accuracy(model, tasks, method=method, **common)
-        icl = icl_score(model, seed=common["seed"], remote=common["remote"])
+        icl = icl_score(model, **losses)
         interval = few.mean_interval
         return ICLCondition(kind, 0.0, (), None, few.mean_accuracy, interval, icl["repeated"], icl["natural"],
                             loss.baseline_loss, few)  # fmt: skip
@@ -181,8 +187,7 @@ def _measure(model, tasks, kind, fraction, heads, seed, method, common, clean: b
         baseline=False, **common,
     )  # fmt: skip
     how = dict(method="knockout") if knock else dict(method=method)
-    remote = common["remote"]
-    icl = icl_score(model, ablate=heads, seed=common["seed"], remote=remote, **how)
-    loss = ablate_heads(model, heads, seed=common["seed"], remote=remote, **how)
+    icl = icl_score(model, ablate=heads, **how, **losses)
+    loss = ablate_heads(model, heads, **how, **losses)
     acc, ci = few.mean_ablated, few.mean_ablated_interval
     return ICLCondition(kind, fraction, heads, seed, acc, ci, icl["repeated"], icl["natural"], loss.ablated_loss, few)
