@@ -143,32 +143,44 @@ def icl_heads(
             model, names, shots=shots, n_prompts=n_prompts, verify_top=verify_top, seed=seed, progress=progress,
             remote=remote,
         )  # fmt: skip
-    total = len(ab.heads)
-    n_spare = math.ceil(spare * total) if spare else 0
-    spare_ind, spare_fv = set(_top(ind, layers, n_spare, set())), set(_top(fv.scores, layers, n_spare, set()))
+    plans, overlap = _plans(ind, fv.scores, layers, ab.heads, fractions, spare, n_random, seed)
     common = dict(shots=shots, n_prompts=n_prompts, seed=seed, remote=remote)
     losses = dict(seed=seed, remote=remote, batch_size=check_int("batch_size", batch_size, 1))
     conditions = [_measure(model, names, "clean", 0.0, (ab.heads[0],), None, method, common, losses, True)]
-    overlap = {}
-    g = torch.Generator().manual_seed(seed + 1000)  # one stream: each random set a draw of its own
-    for f in fractions:
-        k = max(1, round(f * total))
-        top_ind, top_fv = _top(ind, layers, k, spare_fv), _top(fv.scores, layers, k, spare_ind)
-        overlap[f] = {"k": k, "shared": len(set(_top(ind, layers, k, set())) & set(_top(fv.scores, layers, k, set())))}
-        conditions.append(_measure(model, names, "induction", f, top_ind, None, method, common, losses))
-        conditions.append(_measure(model, names, "fv", f, top_fv, None, method, common, losses))
-        conditions.append(
-            _measure(model, names, "knockout", f, _top(ind, layers, k, set()), None, method, common, losses)
-        )
-        for r in range(n_random):
-            pick = torch.randperm(total, generator=g)[:k].tolist()
-            heads = tuple(sorted(ab.heads[i] for i in pick))
-            conditions.append(_measure(model, names, "random", f, heads, r, method, common, losses))
+    if progress or (progress is None and len(plans) > 4):
+        from tqdm.auto import tqdm
+
+        plans = tqdm(plans, desc="conditions", unit="condition")
+    for kind, f, heads, r in plans:
+        conditions.append(_measure(model, names, kind, f, heads, r, method, common, losses))
     depth = {
         kind: sum(l for l, _ in heads) / max(1, len(heads)) / max(1, layers[-1])
         for kind, heads in (("induction", _top(ind, layers, 10, set())), ("fv", _top(fv.scores, layers, 10, set())))
     }
     return ICLHeads(ind, fv, tuple(conditions), fractions, spare, overlap, depth, method, seed)
+
+
+def _plans(ind, fvs, layers, every, fractions, spare, n_random, seed) -> tuple[list, dict]:
+    """``[(kind, fraction, heads, random seed)]`` of every condition after the clean one, and the overlap of
+    the two kinds' top heads per fraction. Exclusion: each kind's top heads skip the other's top ``spare``."""
+    total = len(every)
+    n_spare = math.ceil(spare * total) if spare else 0
+    spare_ind, spare_fv = set(_top(ind, layers, n_spare, set())), set(_top(fvs, layers, n_spare, set()))
+    plans, overlap = [], {}
+    g = torch.Generator().manual_seed(seed + 1000)  # one stream: each random set a draw of its own
+    for f in fractions:
+        k = max(1, round(f * total))
+        plain_ind, plain_fv = _top(ind, layers, k, set()), _top(fvs, layers, k, set())
+        overlap[f] = {"k": k, "shared": len(set(plain_ind) & set(plain_fv))}
+        plans += [
+            ("induction", f, _top(ind, layers, k, spare_fv), None),
+            ("fv", f, _top(fvs, layers, k, spare_ind), None),
+            ("knockout", f, plain_ind, None),
+        ]
+        for r in range(n_random):
+            pick = torch.randperm(total, generator=g)[:k].tolist()
+            plans.append(("random", f, tuple(sorted(every[i] for i in pick)), r))
+    return plans, overlap
 
 
 def _measure(model, tasks, kind, fraction, heads, seed, method, common, losses, clean: bool = False) -> ICLCondition:
