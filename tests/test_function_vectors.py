@@ -119,6 +119,9 @@ def test_icl_heads_numbers_equal_each_tool_called_alone(handbuilt):
         assert c.accuracy == alone.mean_ablated
         method = "knockout" if knock else "mean"
         assert c.icl_repeated == nb.icl_score(handbuilt, ablate=c.heads, method=method)["repeated"]
+        assert c.repeated_loss == pytest.approx(nb.ablate_heads(handbuilt, c.heads, method).ablated_loss, abs=1e-5)
+    clean = got.condition("clean")[0]
+    assert clean.repeated_loss == pytest.approx(nb.ablate_heads(handbuilt, [(0, 1)]).baseline_loss, abs=1e-5)
     (ko,) = got.condition("knockout", 0.125)
     assert ko.heads == ((1, 0),) or ko.heads == ((1, 1),)
     assert "Which heads matter" in str(got)

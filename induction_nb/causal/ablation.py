@@ -151,21 +151,30 @@ def icl_score(
     check_choice("ablation method", method, ABLATION_METHODS)
     check_edges(method, edges)
     ab = Ablator(model, projections, remote)
+    return icl_and_loss(ab, ablate, method, edges, sequence_length, batch_size, seed)[0]
+
+
+def icl_and_loss(
+    ab: Ablator, ablate: Sequence, method: str, edges: Any, sequence_length: Any, batch_size: int, seed: int
+) -> tuple[dict, float]:
+    """``icl_score``'s dict on repeated tokens and passages, and the mean loss of its late window on the
+    repeated tokens (the repeated half: ``ablate_heads``' loss on the same probe), from the same forwards."""
     plan = ab.check_heads(ablate) if ablate else []
     # a first block of >= 12 tokens: early and late windows that do not overlap
     tokens, late, natural = repeat_probe(ab, sequence_length, batch_size, seed, minimum=24, tool="icl_score")
     means = ab.replacement(tokens, int(late[0]), method, seed)[0] if plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
-    out = {"repeated": _late_minus_early(ab, tokens, early, late, plan, method, means, edges), "natural": None}
+    score, loss = _late_minus_early(ab, tokens, early, late, plan, method, means, edges)
+    out = {"repeated": score, "natural": None}
     if natural is not None:  # a passage's first 10 predictions against the last 10 of its first copy
         text, repeat = natural
         end = int(repeat[0]) - 1
         text_means = ab.replacement(text, int(repeat[0]), method, seed)[0] if plan else None
         out["natural"] = _late_minus_early(
             ab, text, torch.arange(1, 11), torch.arange(end - 10, end), plan, method, text_means, edges
-        )
-    return out
+        )[0]
+    return out, loss
 
 
 def _late_minus_early(
@@ -177,6 +186,8 @@ def _late_minus_early(
     method: str,
     means: dict | None,
     edges: Edges | None,
-) -> float:
+) -> tuple[float, float]:
+    """The late-minus-early loss and the late window's loss."""
     (lp, _), _ = ab.run(tokens, [plan], method, means, torch.cat([early, late]), edges=edges)
-    return float(-lp[:, len(early) :].mean() + lp[:, : len(early)].mean())
+    late_loss = float(-lp[:, len(early) :].mean())
+    return late_loss + float(lp[:, : len(early)].mean()), late_loss

@@ -172,10 +172,11 @@ def few_shot_accuracy(
     cut = tuple(ab.check_heads(ablate)) if ablate else ()
     knock = tuple(ab.check_heads(knockout, "knockout")) if knockout else ()
     intervened = bool(cut or knock)
-    rows, hits = [], []
+    rows, hits, proven = [], [], False
     for i, task in enumerate(names):
         p = task_prompts(ab, task, shots, n_prompts, seed)
-        check_right_padding(ab, p.tokens, p.last)
+        if not proven:  # the model's causality, proven once on the first padded task
+            proven = check_right_padding(ab, p.tokens, p.last)
         means = _means(ab, p) if cut and method == "mean" else None
         clean = baseline or not intervened
         copies = ([Copy()] if clean else []) + ([Copy(ablate=cut, knockout=knock)] if intervened else [])

@@ -27,7 +27,7 @@ from .._validate import check_int
 from ..analysis.detector import detect_induction_heads
 from ..engine.ablator import Ablator
 from ..errors import InputError
-from .ablation import ablate_heads, icl_score
+from .ablation import icl_and_loss
 from .few_shot import FewShotAccuracy, check_tasks, few_shot_accuracy
 from .function_vectors import FunctionVectorScores, fv_scores
 
@@ -41,7 +41,7 @@ class ICLCondition:
     """One intervention: ``kind`` (``"clean"``, ``"induction"``, ``"fv"``, ``"random"``, ``"knockout"``), the
     ``fraction`` of all heads, the ``heads``, the random ``seed`` (random kind), few-shot ``accuracy`` with its
     ``interval``, the ICL scores ``icl_repeated``/``icl_natural`` (nats; ``None`` without a tokenizer) and
-    ``repeated_loss`` (nats, the repeated half)."""
+    ``repeated_loss`` (nats, the repeated half: ``ablate_heads``' loss on the same probe)."""
 
     kind: str
     fraction: float
@@ -187,19 +187,21 @@ def _measure(model, tasks, kind, fraction, heads, seed, method, common, losses, 
     """One condition's numbers, each from the tool called alone. ``clean``: ``heads`` holds one head whose
     ablation run supplies the clean loss (measured beside it); nothing is removed."""
     if clean:
-        loss = ablate_heads(model, heads, **losses)
         few = few_shot_accuracy(model, tasks, method=method, **common)
-        icl = icl_score(model, **losses)
-        interval = few.mean_interval
-        return ICLCondition(kind, 0.0, (), None, few.mean_accuracy, interval, icl["repeated"], icl["natural"],
-                            loss.baseline_loss, few)  # fmt: skip
+        icl, loss = _icl(model, (), method, losses)
+        return ICLCondition(kind, 0.0, (), None, few.mean_accuracy, few.mean_interval, icl["repeated"],
+                            icl["natural"], loss, few)  # fmt: skip
     knock = kind == "knockout"
     few = few_shot_accuracy(
         model, tasks, ablate=() if knock else heads, knockout=heads if knock else (), method=method,
         baseline=False, **common,
     )  # fmt: skip
-    how = dict(method="knockout") if knock else dict(method=method)
-    icl = icl_score(model, ablate=heads, **how, **losses)
-    loss = ablate_heads(model, heads, **how, **losses)
+    icl, loss = _icl(model, heads, "knockout" if knock else method, losses)
     acc, ci = few.mean_ablated, few.mean_ablated_interval
-    return ICLCondition(kind, fraction, heads, seed, acc, ci, icl["repeated"], icl["natural"], loss.ablated_loss, few)
+    return ICLCondition(kind, fraction, heads, seed, acc, ci, icl["repeated"], icl["natural"], loss, few)
+
+
+def _icl(model: Any, heads: Heads, method: str, losses: dict) -> tuple[dict, float]:
+    """``icl_score``'s numbers and the repeated-half loss (``ablate_heads``' on the same probe), one pass."""
+    ab = Ablator(model, remote=losses["remote"])
+    return icl_and_loss(ab, heads, method, None, None, losses["batch_size"], losses["seed"])

@@ -66,15 +66,15 @@ def _set_final(model: Any, tracer: Any, path: str, call: int, blocks: list, n: i
         z[rows + copy * n, at, cols] = (vec[..., cols]).to(z.device, z.dtype)
 
 
-def check_right_padding(ab: Ablator, tokens: torch.Tensor, last: torch.Tensor) -> None:
+def check_right_padding(ab: Ablator, tokens: torch.Tensor, last: torch.Tensor) -> bool:
     """Right padding is only harmless where the final token cannot see it (causal attention). Proven on the
     shortest prompt: its answer logits with two different paddings must agree (one forward of two rows);
-    ``InputError`` otherwise. Nothing to prove where no prompt is padded."""
+    ``InputError`` otherwise. Returns whether a proof ran (``False``: no prompt is padded, nothing to prove)."""
     import nnsight
 
     r = int(last.argmin())
     if int(last[r]) == tokens.shape[1] - 1:
-        return
+        return False
     pair = tokens[r].repeat(2, 1)
     pair[1, int(last[r]) + 1 :] = tokens[r, int(last[r])]  # another padding token than row 0's
     model, at = ab.model, last[r]
@@ -89,6 +89,7 @@ def check_right_padding(ab: Ablator, tokens: torch.Tensor, last: torch.Tensor) -
             "attention): few-shot accuracy and function-vector scores are defined for causal language models; "
             "use tasks of one length (the abstract tasks) or a causal model"
         )
+    return True
 
 
 def answer_scores(
