@@ -72,7 +72,8 @@ def ablate_heads(
     ``method="knockout"`` removes only the heads' ``edges`` (default ``"induction"``: each query's edges to
     the tokens after its earlier copies; ``engine.knockout``) before the softmax, the rest of each head kept
     (Crosbie & Shutova 2025). Raises ``InputError`` for bad heads, an unknown method, ``edges`` with
-    another method, edges that select nothing, or a kernel that takes no per-edge mask."""
+    another method, a ``mask_fn`` result that is not ``bool [batch, q, k]`` or ``[q, k]``, edges that
+    select nothing, a query row left with no key it may see, or a kernel that takes no per-edge mask."""
     check_choice("ablation method", method, ABLATION_METHODS)
     check_edges(method, edges)
     ab = Ablator(model, projections, remote)

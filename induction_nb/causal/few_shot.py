@@ -48,9 +48,9 @@ class TaskAccuracy:
 
 @dataclass(frozen=True)
 class FewShotAccuracy:
-    """``rows``: one ``TaskAccuracy`` per task; ``mean_*``: the means over tasks, with intervals over
+    """``rows``: one ``TaskAccuracy`` per task; ``mean_*``: the means over tasks, with 95% intervals over
     prompts (resampled within each task). ``ablate`` heads were removed by ``method``, ``knockout`` heads lost
-    their ``edges``."""
+    their ``edges`` (its name; ``"mask_fn"`` for a function)."""
 
     rows: tuple[TaskAccuracy, ...]
     shots: int
@@ -161,8 +161,11 @@ def few_shot_accuracy(
     clean and with ``ablate`` heads removed (``method`` ``"mean"`` or ``"zero"``) and ``knockout`` heads'
     ``edges`` (default ``"induction"``) knocked out before the softmax, both in one forward per task
     (``baseline=False`` with an intervention: the clean copy is not run and its numbers are NaN).
-    Raises ``InputError`` for unknown tasks, tables with fewer rows than ``shots + 1``, bad heads, a
-    natural task on a model without a tokenizer, or a kernel that cannot take the knockout."""
+    Intervals are 95% bootstraps (``n_boot`` resamples) over prompts. Raises ``InputError`` for unknown
+    tasks, tables with fewer rows than ``shots + 1``, ``shots < 2`` for ``category_pairs``, bad heads, an
+    unknown ``method``, ``n_boot < 10``, ``edges`` without ``knockout`` heads, a natural task on a model
+    without a tokenizer, a model whose final token sees the right padding (bidirectional attention), or a
+    kernel that cannot take the knockout (``ablate_heads``' knockout refusals)."""
     check_choice("ablation method", method, ("zero", "mean"))
     check_int("n_boot", n_boot, 10)
     if edges is not None and not knockout:

@@ -4,14 +4,14 @@ few-shot prompt.
 
 A head's FV score is the average indirect effect of patching its mean clean output at the final token into
 prompts whose labels are shuffled (the mean over the task's *other* clean prompts, so that a prompt's own
-answer never enters the vector patched into it): ``P(answer | shuffled, head patched) - P(answer | shuffled)``, averaged
-over prompts and tasks (units: probability, -1..1). Signed: heads that raise the answer are FV heads in
-Todd et al.'s sense, heads that lower it are the other half of the 2026 split; ``top(by="absolute")``
-ranks by size. ``estimator="exact"`` patches every head (many heads per forward, each a copy of the
-prompts); ``"attribution"`` estimates all heads from one forward and one backward per task
-(``engine.few_shot.attributed_patch_effects``) and measures the ``verify_top`` largest estimates (by size)
-exactly, replacing them and reporting the agreement. Cost in forward-equivalents: one forward over a
-task's prompts is 1, a backward counts as 1.
+answer never enters the vector patched into it): ``P(answer | shuffled, head patched) - P(answer |
+shuffled)``, averaged over prompts and tasks (units: probability, -1..1). Signed: heads that raise the
+answer are FV heads in Todd et al.'s sense; heads that lower it are the other kind, which follow-up work
+separates by sign; ``top(by="absolute")`` ranks by size. ``estimator="exact"`` patches every head (many
+heads per forward, each a copy of the prompts); ``"attribution"`` estimates all heads from one forward and
+one backward per task (``engine.few_shot.attributed_patch_effects``) and measures the ``verify_top``
+largest estimates (by size) exactly, replacing them and reporting the agreement. Cost in
+forward-equivalents: one forward over a task's prompts is 1, a backward counts as 1.
 """
 
 from __future__ import annotations
@@ -37,11 +37,14 @@ FV_ESTIMATORS = ("exact", "attribution")
 
 @dataclass(frozen=True)
 class FunctionVectorScores:
-    """``scores`` ``[layer, head]``: the signed FV score (probability change, averaged over tasks) with its
-    95% bootstrap interval over prompts (``low``, ``high``); ``per_task`` ``[task, layer, head]``;
-    ``exact`` ``[layer, head]``: exactly measured heads (NaN elsewhere; every head with ``"exact"``);
-    ``estimate``: the attribution estimate (``None`` for ``"exact"``); ``agreement``: on the verified heads,
-    Spearman's rho and the largest gap between estimate and exact; ``n_forward``: forward-equivalents."""
+    """``scores`` ``[layer, head]`` (rows: ``layers``, the attention layers in run order): the signed FV score
+    (probability change, -1..1, averaged over tasks) with its 95% bootstrap interval over prompts (``low``,
+    ``high``): exact for the ``verified`` heads (every head with ``"exact"``), the attribution estimate
+    elsewhere; ``per_task`` ``[task, layer, head]`` for ``tasks`` (names); ``exact`` ``[layer, head]``: the
+    exactly measured heads (NaN elsewhere); ``estimate`` ``[layer, head]``: the attribution estimate before
+    verification (``None`` for ``"exact"``); ``agreement``: on the verified heads, Spearman's rho and the
+    largest gap between estimate and exact; ``n_forward``: forward-equivalents. ``str()`` marks exact rows
+    with ``*``."""
 
     scores: torch.Tensor
     low: torch.Tensor
@@ -83,7 +86,8 @@ class FunctionVectorScores:
         rows = {l: i for i, l in enumerate(self.layers or range(self.scores.shape[0]))}
         for l, h, s in self.top(10):
             lo, hi = float(self.low[rows[l], h]), float(self.high[rows[l], h])
-            lines.append(f"  L{l}H{h:<3} {s:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+            mark = "*" if self.estimator == "exact" or (l, h) in self.verified else " "
+            lines.append(f"  L{l}H{h:<3}{mark} {s:+.4f} [{lo:+.4f}, {hi:+.4f}]")
         return "\n".join(lines)
 
 
@@ -105,8 +109,10 @@ def fv_scores(
     """Every head's function-vector score (see the module docstring) on ``tasks`` (default: every shipped
     task the model can run; ``few_shot_accuracy`` takes the same names). ``heads_per_forward``: patched
     copies per forward in the exact form (default ``max(1, 256 // n_prompts)``); ``verify_top`` beyond the
-    model's heads means every head. Raises ``InputError`` for an unknown estimator or task, a negative
-    ``verify_top``, or tasks the model cannot run."""
+    model's heads means every head (unused by ``"exact"``). Raises ``InputError`` for an unknown estimator
+    or task, a negative ``verify_top``, ``n_prompts < 2`` (the leave-one-out mean), ``shots < 2`` (the label
+    shuffle), tasks the model cannot run (``few_shot_accuracy``'s refusals), or a model whose final token
+    sees the right padding (bidirectional attention)."""
     check_choice("estimator", estimator, FV_ESTIMATORS)
     ab = Ablator(model, projections, remote)
     verify_top = min(check_int("verify_top", verify_top, 0), len(ab.heads))  # a small model: every head

@@ -6,12 +6,16 @@ Heads are ranked by induction score (prefix matching on repeated random tokens, 
 and by function-vector score (``fv_scores``). For each fraction ``x`` of all heads, the top ``x`` of one
 kind are mean-ablated while the other kind's top ``spare`` (2%) are spared ("exclusion": an FV head that is
 also an induction head is not counted against both), against ``n_random`` sets of random heads of the same
-count; the top induction heads' induction *edges* are also knocked out. Each condition reports few-shot
+count; the same top induction heads' induction *edges* are also knocked out (edges against whole heads).
+Each condition reports few-shot
 accuracy on the offline task suite (``few_shot_accuracy``, mean over tasks, bootstrap interval over prompts),
 the token-loss ICL score on repeated random tokens and on natural text (``icl_score``: late minus early
 loss, nats; more negative = more in-context learning) and the loss on the repeated half (nats).
 Limits: the heads are ranked on the same model and tasks they are evaluated on (as in the paper); a
-fraction below one head rounds up to one.
+fraction of the heads rounds to the nearest count (at least one), ``spare`` rounds up; where exclusion
+leaves fewer heads of a kind than the count, the condition removes those there are. The natural-passage
+ICL score compares tokens 1-10 with the last 10 of a passage half (about 30 tokens): a weak probe; for
+Olsson et al.'s token-500-minus-token-50 score on your documents use ``icl_score(texts=...)``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .._validate import check_int
+from .._validate import check_choice, check_int
 from ..analysis.detector import detect_induction_heads
 from ..engine.ablator import Ablator
 from ..errors import InputError
@@ -39,9 +43,12 @@ Heads = tuple[tuple[int, int], ...]
 @dataclass(frozen=True)
 class ICLCondition:
     """One intervention: ``kind`` (``"clean"``, ``"induction"``, ``"fv"``, ``"random"``, ``"knockout"``), the
-    ``fraction`` of all heads, the ``heads``, the random ``seed`` (random kind), few-shot ``accuracy`` with its
-    ``interval``, the ICL scores ``icl_repeated``/``icl_natural`` (nats; ``None`` without a tokenizer) and
-    ``repeated_loss`` (nats, the repeated half: ``ablate_heads``' loss on the same probe)."""
+    ``fraction`` of all heads, the ``heads``, ``seed``: the random set's index (0 .. n_random - 1; ``None``
+    for the other kinds), few-shot ``accuracy`` (mean over tasks, 0-1) with its 95% ``interval`` over
+    prompts, the ICL scores ``icl_repeated`` (repeated random tokens) and ``icl_natural`` (the shipped
+    passages; ``None`` without a tokenizer), both late minus early loss in nats (more negative: more
+    in-context learning), ``repeated_loss`` (nats, the repeated half: ``ablate_heads``' loss on the same
+    probe) and ``few_shot``: the full ``FewShotAccuracy`` (per task)."""
 
     kind: str
     fraction: float
@@ -57,9 +64,10 @@ class ICLCondition:
 
 @dataclass(frozen=True)
 class ICLHeads:
-    """The protocol's result: ``induction`` and ``fv`` scores ``[layer, head]`` (``fv_result`` in full), the
-    ``conditions``, the overlap of the two kinds' top heads at each fraction and the mean relative depth
-    (layer / (layers - 1)) of each kind's top heads."""
+    """The protocol's result: ``induction`` (prefix matching) ``[layer, head]``, rows the attention layers in
+    run order (``fv_result.layers``), and ``fv_result`` (the ``FunctionVectorScores``); the ``conditions``
+    (the clean one first); ``overlap``: per fraction, ``{"k": heads, "shared": heads in both kinds' plain top
+    k}``; ``depth``: per kind, the mean of layer / last layer over its top 10 heads (0 first, 1 last)."""
 
     induction: torch.Tensor
     fv_result: FunctionVectorScores
@@ -72,6 +80,7 @@ class ICLHeads:
     seed: int
 
     def condition(self, kind: str, fraction: float = 0.0) -> list[ICLCondition]:
+        """The conditions of one ``kind`` at one ``fraction`` (the clean one at 0; random: one per set)."""
         return [c for c in self.conditions if c.kind == kind and math.isclose(c.fraction, fraction)]
 
     def __str__(self) -> str:
@@ -124,14 +133,16 @@ def icl_heads(
 ) -> ICLHeads:
     """Run the protocol (module docstring). ``fv``: FV scores computed before (else ``fv_scores`` with the
     attribution estimator and ``verify_top``); ``induction``: a ``detect_induction_heads`` result (else one
-    is run); ``batch_size``: the repeated sequences of the ICL score and the loss. Raises ``InputError``
-    for fractions outside (0, 1], ``spare`` outside [0, 1), or what ``few_shot_accuracy`` refuses."""
+    is run); ``method``: ``"mean"`` or ``"zero"`` ablation; ``batch_size``: the repeated sequences of the ICL
+    score and the loss. Raises ``InputError`` for fractions outside (0, 1], ``spare`` outside [0, 1), an
+    unknown method, or what ``few_shot_accuracy`` and ``fv_scores`` refuse."""
     fractions = tuple(float(f) for f in fractions)
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise InputError(f"fractions must be in (0, 1] (shares of all heads), got {fractions}")
     if not 0 <= spare < 1:
         raise InputError(f"spare must be in [0, 1) (the share of the other kind's top heads kept), got {spare}")
     check_int("n_random", n_random, 0)
+    check_choice("ablation method", method, ("zero", "mean"))  # before detection and FV scores (minutes)
     ab = Ablator(model, remote=remote)
     names = check_tasks(ab, tasks)
     det = induction if induction is not None else detect_induction_heads(model, seed=seed, remote=remote)
@@ -146,7 +157,7 @@ def icl_heads(
     plans, overlap = _plans(ind, fv.scores, layers, ab.heads, fractions, spare, n_random, seed)
     common = dict(shots=shots, n_prompts=n_prompts, seed=seed, remote=remote)
     losses = dict(seed=seed, remote=remote, batch_size=check_int("batch_size", batch_size, 1))
-    conditions = [_measure(model, names, "clean", 0.0, (ab.heads[0],), None, method, common, losses, True)]
+    conditions = [_measure(model, names, "clean", 0.0, (), None, method, common, losses, True)]
     if progress or (progress is None and len(plans) > 4):
         from tqdm.auto import tqdm
 
@@ -161,8 +172,9 @@ def icl_heads(
 
 
 def _plans(ind, fvs, layers, every, fractions, spare, n_random, seed) -> tuple[list, dict]:
-    """``[(kind, fraction, heads, random seed)]`` of every condition after the clean one, and the overlap of
-    the two kinds' top heads per fraction. Exclusion: each kind's top heads skip the other's top ``spare``."""
+    """``[(kind, fraction, heads, random set)]`` of every condition after the clean one, and the overlap of
+    the two kinds' top heads per fraction. Exclusion: each kind's top heads skip the other's top ``spare``
+    (rounded up); the knockout takes the induction condition's heads."""
     total = len(every)
     n_spare = math.ceil(spare * total) if spare else 0
     spare_ind, spare_fv = set(_top(ind, layers, n_spare, set())), set(_top(fvs, layers, n_spare, set()))
@@ -172,10 +184,11 @@ def _plans(ind, fvs, layers, every, fractions, spare, n_random, seed) -> tuple[l
         k = max(1, round(f * total))
         plain_ind, plain_fv = _top(ind, layers, k, set()), _top(fvs, layers, k, set())
         overlap[f] = {"k": k, "shared": len(set(plain_ind) & set(plain_fv))}
+        top_ind = _top(ind, layers, k, spare_fv)
         plans += [
-            ("induction", f, _top(ind, layers, k, spare_fv), None),
+            ("induction", f, top_ind, None),
             ("fv", f, _top(fvs, layers, k, spare_ind), None),
-            ("knockout", f, plain_ind, None),
+            ("knockout", f, top_ind, None),  # the same heads as "induction": edges against the whole heads
         ]
         for r in range(n_random):
             pick = torch.randperm(total, generator=g)[:k].tolist()
@@ -184,8 +197,7 @@ def _plans(ind, fvs, layers, every, fractions, spare, n_random, seed) -> tuple[l
 
 
 def _measure(model, tasks, kind, fraction, heads, seed, method, common, losses, clean: bool = False) -> ICLCondition:
-    """One condition's numbers, each from the tool called alone. ``clean``: ``heads`` holds one head whose
-    ablation run supplies the clean loss (measured beside it); nothing is removed."""
+    """One condition's numbers, each from the tool called alone (``clean``: nothing removed)."""
     if clean:
         few = few_shot_accuracy(model, tasks, method=method, **common)
         icl, loss = _icl(model, (), method, losses)

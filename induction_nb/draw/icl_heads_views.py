@@ -23,6 +23,9 @@ _KINDS = (
 )
 
 
+_OFFSET = {"induction": -0.09, "fv": -0.03, "knockout": 0.03, "random": 0.09}  # of a fraction: markers apart
+
+
 def _series(result: Any, kind: str, value: str) -> tuple[list, list, list, list]:
     """Per fraction: x, the mean over conditions of ``value`` and its error bar: the range over the random
     sets, or one condition's 95% interval over prompts (accuracy; the ICL score has none)."""
@@ -32,7 +35,7 @@ def _series(result: Any, kind: str, value: str) -> tuple[list, list, list, list]
         if not conditions:
             continue
         got = [getattr(c, value) for c in conditions]
-        xs.append(100 * f)
+        xs.append(100 * f * (1 + _OFFSET[kind]))
         ys.append(sum(got) / len(got))
         low, high = min(got), max(got)
         if len(conditions) == 1 and value == "accuracy":
@@ -45,12 +48,15 @@ def _series(result: Any, kind: str, value: str) -> tuple[list, list, list, list]
 def plot_icl_heads(result: Any, axes: Any = None, *, label_top: int = 3) -> Any:
     """Three panels (module docstring) side by side, into ``axes`` (three Axes) or a new figure 7.2 x 2.6
     inches. Few-shot accuracy is the mean over tasks (fraction of prompts, 0-1), its error bars the 95%
-    interval over prompts for the top heads and the knockout, the range over seeds for random heads; ICL
-    scores in nats (late minus early loss on repeated random tokens; more negative = more in-context
-    learning), error bars the range over seeds. ``label_top``: heads of each kind labelled in the scatter.
+    interval over prompts for the top heads and the knockout, the range over the random sets for random
+    heads; ICL scores in nats (late minus early loss on repeated random tokens; more negative = more
+    in-context learning), error bars the range over the random sets. The kinds' markers sit slightly apart
+    around each fraction. ``label_top``: heads of each kind labelled in the scatter.
     Raises ``InputError`` for anything but an ``icl_heads`` result. Returns the Figure."""
     if not hasattr(result, "conditions") or not hasattr(result, "fv_result"):
         raise InputError(f"plot_icl_heads takes the result of icl_heads(model), got {type(result).__name__}")
+    if axes is not None and len(axes) < 3:
+        raise InputError(f"plot_icl_heads draws three panels: pass three Axes, got {len(axes)}")
     plt = pyplot()
     with style():
         if axes is None:

@@ -1,6 +1,6 @@
 """Few-shot in-context-learning tasks and their prompts: what function vectors and the heads that carry a
 task from the shots to the query are measured on (Todd et al., ICLR 2024, "Function Vectors in Large
-Language Models"; Feucht et al. 2025 for the abstract patterns).
+Language Models"; Crosbie & Shutova, NAACL Findings 2025, for abstract pattern tasks).
 
 Two kinds of task, all shipped and offline:
 
@@ -32,7 +32,7 @@ the answer's place, the instance's last) is replaced by another shot's, a seeded
 keeps its own label; the query and its answer do not change. A seed fixes the prompts, and the clean and
 shuffled prompts of one seed share every ``x`` and query, so they pair up.
 
-Limits: the tables are short (40 to 72 rows) and English; the answer is the first token of a possibly
+Limits: the tables are short (48 to 72 rows) and English; the answer is the first token of a possibly
 multi-token ``y``.
 """
 
