@@ -116,10 +116,9 @@ def fv_scores(
     check_choice("estimator", estimator, FV_ESTIMATORS)
     ab = Ablator(model, projections, remote)
     verify_top = min(check_int("verify_top", verify_top, 0), len(ab.heads))  # a small model: every head
-    per_forward = (
-        max(1, 256 // n_prompts) if heads_per_forward is None else check_int("heads_per_forward", heads_per_forward, 1)
-    )
     check_int("n_prompts", n_prompts, 2)  # a leave-one-out mean needs another prompt
+    default = max(1, 256 // n_prompts)
+    per_forward = check_int("heads_per_forward", default if heads_per_forward is None else heads_per_forward, 1)
     names = check_tasks(ab, tasks)
     L, H = len(ab.layers), ab.n_heads  # rows: the attention layers in run order (``layers``)
     index = {l: i for i, l in enumerate(ab.layers)}
