@@ -109,10 +109,12 @@ def main() -> None:
         print("Repeated-token loss (nats; mean over 5 probe seeds, interval over seeds)")
         out["loss"] = loss_table(model, top, every, range(5))
         lap("knockout vs ablation vs random, repeated tokens")
+    rand8 = [every[i] for i in torch.randperm(len(every), generator=torch.Generator().manual_seed(7))[:8].tolist()]
     for name, kw in (
         ()
         if args.skip_few_shot
         else (
+            ("knockout random8", dict(knockout=rand8)),
             ("knockout top3", dict(knockout=top[:3])),
             ("mean top3", dict(ablate=top[:3])),
             ("knockout top8", dict(knockout=top[:8])),
