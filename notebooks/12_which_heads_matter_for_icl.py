@@ -26,8 +26,8 @@
 #
 # Few-shot accuracy is measured on a shipped offline suite: natural tasks in Todd et al.'s `Q: x\nA: y`
 # format (country-capital, antonym, capitalisation, first letter, English-French, present-past) and abstract
-# token-pattern tasks (repetition, recursion, centre-embedding, category pairs). Here three of them, 8
-# prompts of 5 shots each, to stay near two minutes of CPU; `bench/icl_heads_smollm2.py` runs all ten at 10 shots.
+# token-pattern tasks (repetition, recursion, centre-embedding, category pairs). Here two of them, 8
+# prompts of 4 shots each, to stay near a minute of CPU; `bench/icl_heads_smollm2.py` runs all ten at 10 shots.
 
 # %%
 from induction_nb import detect_induction_heads, fv_scores, icl_heads, load_model, plot_icl_heads
@@ -36,18 +36,18 @@ model = load_model()
 det = detect_induction_heads(model, sequence_length=64)
 top = [(s.layer, s.head) for s in det.get_top_heads(8, metric="prefix_matching")]
 print("top induction heads by prefix matching:", top)
-tasks = ["country_capital", "antonym", "repetition"]
+tasks = ["country_capital", "repetition"]
 
 # %% [markdown]
 # ## 1. Function-vector heads
 #
 # Each head's mean output at the final token of the other clean prompts, patched into prompts whose labels
 # are shuffled: the change of the answer's probability, averaged over prompts and tasks. Attribution
-# patching estimates every head from one forward and one backward per task, and the 5 largest estimates are
+# patching estimates every head from one forward and one backward per task, and the 3 largest estimates are
 # measured exactly (`estimator="exact"` patches all 270).
 
 # %%
-fv = fv_scores(model, tasks, shots=5, n_prompts=8, verify_top=5)
+fv = fv_scores(model, tasks, shots=4, n_prompts=8, verify_top=3)
 print(fv)
 
 # %%
@@ -68,7 +68,7 @@ print("...its score is exact, and at least twice the next head's:", (l0, h0) in 
 
 # %%
 protocol = icl_heads(
-    model, tasks, fractions=(0.03,), shots=5, n_prompts=8, n_random=1, batch_size=4, fv=fv, induction=det
+    model, tasks, fractions=(0.03,), shots=4, n_prompts=8, n_random=1, batch_size=4, fv=fv, induction=det
 )
 print(protocol)
 
