@@ -17,7 +17,7 @@ import torch
 
 from .._validate import check_choice, check_int
 from ..engine.ablator import Ablator
-from ..engine.few_shot import Copy, answer_scores, check_right_padding
+from ..engine.few_shot import Copy, answer_scores, check_right_padding, prompt_mask
 from ..engine.knockout import Edges
 from ..errors import InputError
 from ..metrics.stats import bootstrap_mean
@@ -136,8 +136,7 @@ def check_tasks(ab: Ablator, tasks: Any) -> list:
 
 
 def _means(ab: Ablator, p: FewShotPrompts) -> dict:
-    valid = (torch.arange(p.tokens.shape[1])[None, :] <= p.last[:, None]).long()
-    return ab.means(p.tokens, valid, right_padded=True)
+    return ab.means(p.tokens, prompt_mask(p.tokens, p.last).long(), right_padded=True)
 
 
 def few_shot_accuracy(

@@ -122,13 +122,13 @@ def fv_scores(
     names = check_tasks(ab, tasks)
     L, H = len(ab.layers), ab.n_heads  # rows: the attention layers in run order (``layers``)
     index = {l: i for i, l in enumerate(ab.layers)}
-    effects, estimates, n_forward = [], [], 0
+    effects, estimates, n_forward, proven = [], [], 0, False
     verify: list = []
     for task in names:
         clean = task_prompts(ab, task, shots, n_prompts, seed)
         shuffled = task_prompts(ab, task, shots, n_prompts, seed, shuffled=True)
-        check_right_padding(ab, clean.tokens, clean.last)
-        check_right_padding(ab, shuffled.tokens, shuffled.last)
+        for p in (clean, shuffled):  # the model's causality, proven once on the first padded prompts
+            proven = proven or check_right_padding(ab, p.tokens, p.last)
         # leave-one-out means [prompt, width]: a prompt's own answer never enters the vector patched into it
         outputs = final_outputs(ab, clean.tokens, clean.last)
         vectors = {l: (z.sum(0, keepdim=True) - z) / (len(z) - 1) for l, z in outputs.items()}
@@ -139,17 +139,17 @@ def fv_scores(
             estimates.append(est)
             n_forward += 2
         effects.append((shuffled, vectors, exact))
-    if estimator == "attribution":
-        mean_est = torch.stack(estimates).mean((0, 1))  # [layer, head]
+    est = torch.stack(estimates) if estimates else None  # [task, prompt, layer, head]
+    if est is not None:
+        mean_est = est.mean((0, 1))  # [layer, head]
         verify = sorted(ab.heads, key=lambda lh: -abs(float(mean_est[index[lh[0]], lh[1]])))[:verify_top]
     heads = ab.heads if estimator == "exact" else verify
     for shuffled, vectors, exact in effects:
         n_forward += _measure(ab, shuffled, vectors, heads, exact, index, per_forward, progress)
     per_prompt = torch.stack([e for _, _, e in effects])  # [task, prompt, layer, head]
-    if estimator == "attribution":
-        est = torch.stack(estimates)
+    if est is not None:
         per_prompt = torch.where(torch.isnan(per_prompt), est, per_prompt)
-    result = _result(per_prompt, names, estimator, verify, index, n_forward, shots, n_prompts, seed, n_boot, estimates)
+    result = _result(per_prompt, names, estimator, verify, index, n_forward, shots, n_prompts, seed, n_boot, est)
     return replace(result, layers=tuple(ab.layers))
 
 
@@ -173,7 +173,7 @@ def _measure(ab, prompts, vectors, heads, out, index, per_forward, progress) -> 
     return cost
 
 
-def _result(per_prompt, names, estimator, verify, index, n_forward, shots, n_prompts, seed, n_boot, estimates):
+def _result(per_prompt, names, estimator, verify, index, n_forward, shots, n_prompts, seed, n_boot, est):
     t, n, L, H = per_prompt.shape
     scores = per_prompt.mean((0, 1))
     # prompts resampled within tasks alike (the tasks' prompts are drawn independently, equal in number)
@@ -183,7 +183,7 @@ def _result(per_prompt, names, estimator, verify, index, n_forward, shots, n_pro
     if estimator == "exact":
         exact = scores.clone()
     else:
-        estimate = torch.stack(estimates).mean((0, 1))
+        estimate = est.mean((0, 1))
         for l, h in verify:
             exact[index[l], h] = scores[index[l], h]
         if verify:

@@ -162,9 +162,9 @@ def _bucket_edges(ab: Ablator, docs: list[list[int]], buckets: list[list[int]], 
     masks = []
     for bucket in buckets:
         batch = ab.engine.batch([docs[i] for i in bucket])
-        masks.append(edge_mask("induction" if edges is None else edges, batch.tokens, batch.mask, allow_empty=True))
+        masks.append(edge_mask(edges, batch.tokens, batch.mask, allow_empty=True))
     if not any(bool(m.any()) for m in masks):
-        edge_mask("induction" if edges is None else edges, batch.tokens, batch.mask)  # raises, naming why
+        edge_mask(edges, batch.tokens, batch.mask)  # raises, naming why
     return masks
 
 

@@ -29,7 +29,7 @@ from .outputs import next_token_logprobs
 from .sites import envoy_at, op_node
 from .wrappers import adapted_layer
 
-__all__ = ["Ablator", "AblationMethod", "ABLATION_METHODS", "per_plan", "readout", "place_knockout"]
+__all__ = ["Ablator", "AblationMethod", "ABLATION_METHODS", "per_plan", "readout", "place_knockout", "head_blocks"]
 
 AblationMethod = Literal["zero", "mean", "corrupt", "knockout"]
 ABLATION_METHODS = ("zero", "mean", "corrupt", "knockout")
@@ -94,9 +94,9 @@ class Ablator:
         if method == "knockout":
             plans, knock = [[] for _ in plans], plans
         if knock is not None and any(knock) and not isinstance(edges, torch.Tensor):
-            edges = edge_mask("induction" if edges is None else edges, tokens, mask)
+            edges = edge_mask(edges, tokens, mask)
         model, paths = self.model, self.paths
-        cuts, knocks = _blocks(plans, knock or [], b, self.d_head)
+        cuts, knocks = head_blocks(plans, knock or [], b, self.d_head)
         read = read or {}
         order = [s for s in self.sites if s.layer in set(cuts) | set(read) | set(knocks)]
         for site in order:
@@ -177,7 +177,7 @@ class Ablator:
         return dict(out)
 
 
-def _blocks(plans: list, knock: list, b: int, d: int) -> tuple[dict, dict]:
+def head_blocks(plans: list, knock: list, b: int, d: int) -> tuple[dict, dict]:
     """Per layer: the ``(rows, cols)`` blocks of the head outputs each plan removes, and the ``(copy, head)``
     pairs whose edges each copy knocks out."""
     cuts: dict[int, list[tuple[slice, slice]]] = {}

@@ -28,7 +28,7 @@ from .engine import head_outputs
 from .outputs import logits_of
 from .sites import envoy_at
 
-__all__ = ["attribution_effects", "repeat_half_loss", "gradient_leaf"]
+__all__ = ["attribution_effects", "repeat_half_loss", "gradient_leaf", "graph_head_outputs"]
 
 
 def repeat_half_loss(output: Any, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -52,6 +52,17 @@ def gradient_leaf(model: Any, tracer: Any, path: str, call: int) -> Any:
     return leaf
 
 
+def graph_head_outputs(model: Any, tracer: Any, sites: tuple, paths: dict) -> list:
+    """Inside the trace: every site's head outputs (the input of its output projection) in the autograd
+    graph, in run order; the first made a gradient leaf (``gradient_leaf``) so frozen models have a graph."""
+    return [
+        gradient_leaf(model, tracer, paths[s.layer], s.call)
+        if i == 0
+        else head_outputs(model, tracer, paths[s.layer], s.call)
+        for i, s in enumerate(sites)
+    ]
+
+
 def attribution_effects(
     engine: Any,
     sites: tuple,
@@ -70,15 +81,7 @@ def attribution_effects(
     try:
         with torch.enable_grad(), engine.trace(tokens) as tracer:  # under a caller's no_grad too
             saved = nnsight.save({})
-            outputs = []
-            for i, site in enumerate(sites):
-                path = paths[site.layer]
-                z = (
-                    gradient_leaf(model, tracer, path, site.call)
-                    if i == 0
-                    else head_outputs(model, tracer, path, site.call)
-                )
-                outputs.append(z)
+            outputs = graph_head_outputs(model, tracer, sites, paths)
             loss = repeat_half_loss(model.output, tokens, positions)
             grads = torch.autograd.grad(loss, outputs, allow_unused=True)
             for site, z, g in zip(sites, outputs, grads):

@@ -19,9 +19,9 @@ import torch
 
 from ..errors import InputError
 from .ablator import Ablator
-from .attribution import gradient_leaf
+from .attribution import graph_head_outputs
 from .batch import Batch
-from .engine import Engine, head_outputs, read_layer
+from .engine import Engine, read_layer
 from .outputs import logits_of
 from .sites import Site, envoy_at
 from .tracing import mha_fastpath_off
@@ -181,14 +181,7 @@ def attributed_probabilities(
     try:
         with torch.enable_grad(), ablator.trace(tokens) as tracer:
             saved = nnsight.save([])
-            outputs = []
-            for i, site in enumerate(sites):
-                path = paths[site.layer]
-                outputs.append(
-                    gradient_leaf(model, tracer, path, site.call)
-                    if i == 0
-                    else head_outputs(model, tracer, path, site.call)
-                )
+            outputs = graph_head_outputs(model, tracer, sites, paths)
             probs = _probabilities(model.output, at[:, None].repeat(2, 1), targets[:, None].repeat(2, 1))
             grads = torch.autograd.grad(probs[n:].sum(), outputs, allow_unused=True)
             for z, g in zip(outputs, grads):

@@ -18,14 +18,14 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .ablator import Ablator, place_knockout
-from .attribution import gradient_leaf
+from .ablator import Ablator, head_blocks, place_knockout
+from .attribution import graph_head_outputs
 from .engine import cut_heads, head_outputs
 from .knockout import KnockPlan, edge_mask
 from .outputs import logits_of
 from .sites import envoy_at
 
-__all__ = ["Copy", "answer_scores", "final_outputs", "attributed_patch_effects", "check_right_padding"]
+__all__ = ["Copy", "answer_scores", "final_outputs", "attributed_patch_effects", "check_right_padding", "prompt_mask"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class Copy:
     patch: tuple[tuple[int, int], ...] = ()
 
 
-def _valid(tokens: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+def prompt_mask(tokens: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """``bool [n, seq]``: the real tokens of right-padded prompts whose final token is at ``last`` ``[n]``."""
     return torch.arange(tokens.shape[1])[None, :] <= last[:, None]
 
 
@@ -110,18 +111,13 @@ def answer_scores(
     import nnsight
 
     n, d = tokens.shape[0], ab.d_head
-    cuts: dict[int, list] = {}
-    knocks: dict[int, list] = {}
+    cuts, knocks = head_blocks([c.ablate for c in copies], [c.knockout for c in copies], n, d)
     patches: dict[int, list] = {}
     for i, copy in enumerate(copies):
-        for l, h in copy.ablate:
-            cuts.setdefault(l, []).append((slice(i * n, (i + 1) * n), slice(h * d, (h + 1) * d)))
-        for l, h in copy.knockout:
-            knocks.setdefault(l, []).append((i, h))
         for l, h in copy.patch:
             patches.setdefault(l, []).append((i, slice(h * d, (h + 1) * d)))
     if knocks:
-        edges = edge_mask("induction" if edges is None else edges, tokens, _valid(tokens, last))
+        edges = edge_mask(edges, tokens, prompt_mask(tokens, last))
     big = tokens.repeat(len(copies), 1)
     at, target = last.repeat(len(copies)), answer.repeat(len(copies))
     order = [s for s in ab.sites if s.layer in set(cuts) | set(knocks) | set(patches)]
@@ -178,12 +174,7 @@ def attributed_patch_effects(
     try:
         with torch.enable_grad(), ab.trace(tokens) as tracer:
             saved = nnsight.save([])
-            outputs = [
-                gradient_leaf(model, tracer, paths[s.layer], s.call)
-                if i == 0
-                else head_outputs(model, tracer, paths[s.layer], s.call)
-                for i, s in enumerate(sites)
-            ]
+            outputs = graph_head_outputs(model, tracer, sites, paths)
             logits = logits_of(model.output)
             picked = logits[rows.to(logits.device), last.to(logits.device)].float().softmax(-1)
             p = picked.gather(-1, answer.to(logits.device)[:, None]).sum()

@@ -54,14 +54,16 @@ def check_edges(method: str, edges: Any, estimator: str = "exact") -> None:
 
 
 def edge_mask(
-    edges: Edges, tokens: torch.Tensor, valid: torch.Tensor | None = None, *, allow_empty: bool = False
+    edges: Edges | None, tokens: torch.Tensor, valid: torch.Tensor | None = None, *, allow_empty: bool = False
 ) -> torch.Tensor:
-    """The edges to knock out, ``bool [batch, q, k]`` (True: removed), for ``tokens`` ``[batch, seq]``;
+    """The edges to knock out, ``bool [batch, q, k]`` (True: removed), for ``tokens`` ``[batch, seq]``
+    (``edges=None``: ``"induction"``, every tool's default);
     edges touching padding (``valid`` ``[batch, seq]`` False) are dropped, and an induction edge whose
     copy is padding too. Raises ``InputError`` for an unknown kind, a ``mask_fn`` result of the wrong shape
     or type, edges that select nothing (unless ``allow_empty``: one batch of several), or a query row left
     with no key at or before it."""
     b, n = tokens.shape
+    edges = "induction" if edges is None else edges
     if isinstance(edges, str):
         if edges == "induction":
             same = tokens[:, None, :-1] == tokens[:, :, None]  # [b, q, j]: t[j] == t[q]
