@@ -133,7 +133,12 @@ def _attention_modules(module: torch.nn.Module) -> list[tuple[str, torch.nn.Modu
         elif _ATTENTION_CLASS.search(type(m).__name__) and any(True for _ in m.parameters()):
             candidates.append((path, m))
     taken = [p for p, _, _ in found]
-    unknown = [(p, m) for p, m in candidates if not any(t.startswith(p + ".") or p.startswith(t + ".") for t in taken)]
+    # a candidate that holds read layers (the root of a model named "AttentionOnly") is a container, not a layer
+    unknown = [
+        (p, m)
+        for p, m in candidates
+        if not any(p == "" or t.startswith(p + ".") or p.startswith(t + ".") for t in taken)
+    ]
     if unknown or not found:
         where = f"{type(unknown[0][1]).__name__} at {unknown[0][0]!r}" if unknown else "no attention module"
         raise InputError(

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from .sites import Site, envoy_at, op_node
 
 __all__ = ["logits_of", "next_token", "last_row_argmax", "next_token_logprobs"]
@@ -16,7 +17,14 @@ __all__ = ["logits_of", "next_token", "last_row_argmax", "next_token_logprobs"]
 def logits_of(output: Any) -> Any:
     """Inside the trace: the logits in a model's output (an HF output's ``.logits``, a tuple's first item, or
     the output itself)."""
-    return output.logits if hasattr(output, "logits") else (output[0] if isinstance(output, (tuple, list)) else output)
+    if hasattr(output, "logits"):
+        return output.logits
+    if hasattr(output, "last_hidden_state"):  # an HF base model: hidden states, no logits
+        raise InputError(
+            f"{type(output).__name__} has no logits: the model has no language-model head; load it with its head "
+            "(e.g. AutoModelForCausalLM or AutoModelForMaskedLM)"
+        )
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def next_token(output: Any) -> torch.Tensor:
