@@ -16,7 +16,13 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    import tempfile
+
     import references
+
+    # remote runs keep a resume cache (engine.remote_jobs): tests and notebook kernels write it here, never
+    # into the user's ~/.cache (the converted-model cache stays shared: converting SmolLM2 again costs)
+    os.environ.setdefault("INDUCTION_NB_REMOTE_CACHE", tempfile.mkdtemp(prefix="induction_nb_remote_cache_"))
 
     references.UPDATE = bool(config.getoption("--update-references", default=False))
 

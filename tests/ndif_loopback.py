@@ -45,8 +45,10 @@ Test controls (not part of NDIF's protocol): ``POST /_loopback/next`` with JSON
 ``{"crash": true}`` makes the server process ``os._exit(70)`` as soon as the *next* request has been
 accepted and its RUNNING status sent (the client then sees its websocket closed mid-job), and
 ``{"delay_s": x}`` holds the next request for x seconds before it runs (to test polling, or to
-``kill()`` the server while a job is in flight). ``ServerHandle.crash_next_request()`` and
-``ServerHandle.delay_next_request()`` call it.
+``kill()`` the server while a job is in flight), ``{"error": message}`` makes the next request fail on the
+server with that message (the process lives on); ``"skip": n`` lets n requests pass before the controls
+apply. ``ServerHandle.crash_next_request()`` and ``ServerHandle.delay_next_request()`` call it.
+``GET /_loopback/stats`` counts the requests the process accepted (``ServerHandle.requests()``).
 
 Limits
 ------
@@ -183,7 +185,8 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
         "responses": {},  # request id -> latest non-LOG status JSON (non-blocking requests)
         "results": {},  # request id -> result blob (non-blocking requests)
         "models": {},  # model key -> loaded model
-        "next": {},  # controls for the next request (crash / delay_s)
+        "next": {},  # controls for the next request (crash / delay_s; "skip": n requests pass first)
+        "requests": 0,  # requests accepted (POST /request), for tests that count them
         "tasks": set(),
     }
     # One job at a time, like one NDIF replica working through its queue; also keeps the
@@ -272,6 +275,10 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
             async with replica_lock:
                 if controls.get("delay_s"):
                     await asyncio.sleep(float(controls["delay_s"]))
+                if controls.get("error"):  # a test asked for this job to fail on the server (e.g. its timeout)
+                    job.respond(Status.RUNNING, _RUNNING)
+                    job.respond(Status.ERROR, str(controls["error"]))
+                    return
                 await run_on_replica(job, model, request, bool(controls.get("crash")))
         except Exception as exception:
             job.respond(Status.ERROR, f"Loopback server error: {format_error(exception)}")
@@ -342,7 +349,12 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
             raise HTTPException(status_code=422, detail=f"Invalid request envelope: {exc}") from exc
         request.api_key = api_key
         request.payload = await blob.read()
-        controls, state["next"] = state["next"], {}
+        state["requests"] += 1
+        if state["next"].get("skip"):  # the controls wait for a later request
+            state["next"]["skip"] -= 1
+            controls = {}
+        else:
+            controls, state["next"] = state["next"], {}
         task = asyncio.create_task(run(request, controls))
         state["tasks"].add(task)
         task.add_done_callback(state["tasks"].discard)
@@ -362,6 +374,10 @@ def _build_app(model_dir: Path, dtype_name: str, base_url: str, preload: bool = 
         if id not in state["results"]:
             raise HTTPException(status_code=404, detail=f"No result for request {id}.")
         return Response(content=state["results"].pop(id), media_type="application/octet-stream")
+
+    @app.get("/_loopback/stats")
+    async def stats():
+        return JSONResponse({"requests": state["requests"]})
 
     @app.post("/_loopback/next")
     async def arm_next(http_request: Request):
@@ -437,6 +453,17 @@ def missing_server_requirements() -> list[str]:
     return [dist for dist, module in SERVER_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
 
 
+def require_server() -> None:
+    """At a test module's top: skip it where the server's requirements are missing, fail on CI."""
+    import pytest
+
+    missing = missing_server_requirements()
+    if missing:
+        if os.environ.get("CI"):
+            raise RuntimeError(f"remote tests need {missing} (make test installs them)")
+        pytest.skip(f"loopback server needs {missing}", allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -472,9 +499,20 @@ class ServerHandle:
         )
         urllib.request.urlopen(request, timeout=10).read()
 
-    def crash_next_request(self) -> None:
-        """The next request is accepted (RECEIVED, QUEUED, RUNNING), then the server process exits."""
-        self._post_next({"crash": True})
+    def crash_next_request(self, skip: int = 0) -> None:
+        """The next request (after ``skip`` others) is accepted (RECEIVED, QUEUED, RUNNING), then the server
+        process exits."""
+        self._post_next({"crash": True, "skip": skip})
+
+    def fail_next_request(self, message: str, skip: int = 0) -> None:
+        """The next request (after ``skip`` others) starts running, then fails on the server with ``message``
+        (an ERROR status, as NDIF reports a job stopped at its execution timeout); the server lives on."""
+        self._post_next({"error": message, "skip": skip})
+
+    def requests(self) -> int:
+        """How many requests this server process has accepted (``POST /request``)."""
+        with urllib.request.urlopen(f"{self.url}/_loopback/stats", timeout=10) as reply:
+            return json.loads(reply.read())["requests"]
 
     def delay_next_request(self, seconds: float) -> None:
         """The next request waits ``seconds`` before it runs (it reports QUEUED meanwhile)."""

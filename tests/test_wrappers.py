@@ -269,7 +269,7 @@ def test_a_module_that_is_not_attention_is_still_called_so():
 
 def test_an_unresolvable_remote_host_is_named(tmp_path):
     model = load_model(save_with_words(tmp_path / "m"))
-    remote = RemoteConfig(host="http://induction-nb-test.invalid", api_key="test", model_key="test-model")
+    remote = RemoteConfig(host="https://induction-nb-test.invalid", api_key="unused-key-123", model_key="test-model")
     with pytest.raises(RemoteExecutionError, match="induction-nb-test.invalid.*does not resolve") as caught:
         capture_attention(model, random_tokens(), remote=remote)
     assert caught.value.kind == "unreachable"

@@ -6,6 +6,9 @@ together with their controls (the same sequences with everything after the first
 fresh tokens) through ``stream_attention``: each layer's pattern is reduced to per-sequence, per-head
 metric values *inside the trace* (``scores``), so nothing larger than ``[batch, head]`` leaves a layer
 unless the caller asks to keep some heads' patterns. Large batches run in chunks with a progress bar.
+Remotely a chunk returns per-sequence values only for the metrics the bootstrap resamples (the leaves of
+the overall score); every other metric is only averaged over sequences, so it comes back as per-head
+NaN-aware sums and counts, and the chunks are combined into the same means as a local scan's.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from .._validate import check_heads, check_int, check_probability, describe_head
 from ..engine.capture import stream_attention
 from ..engine.defaults import fit_probe_length
 from ..engine.engine import Engine
+from ..engine.remote_sessions import pack_layers, stream_chunks, unpack_layers
 from ..engine.seq2seq import check_scored_stack, stack_size
 from ..errors import InputError, warn_user
 from ..metrics import REGISTRY, RowScorer, all_mass, bootstrap_head, head_means, lse_scores, pattern_metric_list
+from ..metrics.stats import _leaves
 from ..probes.patterns import PatternGenerator
 from .head_score import HeadScore
 from .results import DetectionResult
@@ -36,7 +41,8 @@ class InductionHeadDetector:
     ``chunk_size``: sequences per forward pass (each with its control). ``vocab_size``: restrict the
     random token ids to ``[0, vocab_size)`` of the model's vocabulary. ``bos``: prepend the model's BOS
     token where it has one. ``n_bootstrap``: resamples for the confidence interval. ``remote``: run on
-    NDIF (``True`` or a ``RemoteConfig``; one request per chunk, scores computed on the server).
+    NDIF (``True`` or a ``RemoteConfig``; scores computed on the server, the chunks bundled into as few
+    requests as the job budget allows, each chunk's result cached for a rerun: ``engine.remote_jobs``).
     ``stack``: which self-attention of an encoder-decoder is scored: ``"decoder"`` (the default; the probe
     tokens are the decoder's input, the encoder gets the same tokens) or ``"encoder"``; cross-attention is
     never scored (``engine.seq2seq``). A one-stack model has only ``"decoder"``.
@@ -109,7 +115,10 @@ class InductionHeadDetector:
         controls = [gen.control_for(p) for p in probes]
         repeated = torch.cat([p.tokens for p in probes])
         control = torch.cat(controls)
-        per_seq, kept, layers, heads = self._run(repeated, control, first_query=1 + probes[0].offset, keep=keep)
+        settings = self._settings(gen, probes, sequence_length, n_repeats, adapted)
+        first = 1 + probes[0].offset
+        key = {k: v for k, v in settings.items() if k != "n_bootstrap"}  # what changes a chunk's result
+        per_seq, kept, layers, heads = self._run(repeated, control, first, keep, {**key, "seed": self.seed})
         present = {(l, h) for l, n in zip(layers, heads) for h in range(n)}
         bad = [(l, h) for l, h in keep if (l, h) not in present]
         if bad:
@@ -117,7 +126,6 @@ class InductionHeadDetector:
         scores = _head_scores(per_seq, layers, heads, self.n_bootstrap, self.seed)
         stated = self.engine.n_layers if self.stack in (None, "decoder") else stack_size(self.module, self.stack)[0]
         n_layers = max(max(layers) + 1, stated or 0)
-        settings = self._settings(gen, probes, sequence_length, n_repeats, adapted)
         if kept:  # the first pattern's sequences (their period and offset are known): the rest are not kept
             kept = {key: pattern[: self.batch_size] for key, pattern in kept.items()}
             settings["kept"] = {"pattern": probes[0].name, "period": probes[0].period, "offset": probes[0].offset}
@@ -172,38 +180,116 @@ class InductionHeadDetector:
             warn_user(f"induction_nb: {why}")
         return length, why
 
-    def _run(self, repeated: torch.Tensor, control: torch.Tensor, first_query: int, keep: list[tuple[int, int]]):
+    def _run(
+        self,
+        repeated: torch.Tensor,
+        control: torch.Tensor,
+        first_query: int,
+        keep: list[tuple[int, int]],
+        settings: dict | None = None,
+    ):
         """Per-sequence metrics ``{name: [n_sequences, site, head]}`` (NaN past a layer's own head count), the
-        kept patterns, and each site's layer index and head count, chunk by chunk."""
-        chunks = range(0, repeated.shape[0], self.chunk_size)
-        show = self.progress if self.progress is not None else len(chunks) > 1
+        kept patterns, and each site's layer index and head count, chunk by chunk. Remotely the chunks are
+        bundled into as few jobs as the job budget allows and cached (``engine.remote_jobs``; ``settings``:
+        the scan's, for the cache key), and only the overall score's leaves (what ``bootstrap_head``
+        resamples) are per sequence: every other metric is its mean over all sequences, one row ``[1, site,
+        head]`` (the chunks' NaN-aware sums over their counts), which ``head_means`` leaves as it is."""
+        starts = range(0, repeated.shape[0], self.chunk_size)
+        remote = self.engine.remote is not None
+        show = self.progress if self.progress is not None else (len(starts) > 1 or remote)
+        bar = None
         if show:
             from tqdm.auto import tqdm
 
-            chunks = tqdm(chunks, desc="detect", unit="chunk")
-        collected: dict[str, list[torch.Tensor]] = {}
-        kept: dict[tuple[int, int], list[torch.Tensor]] = {}
-        layers = heads = None
-        for start in chunks:
-            r = repeated[start : start + self.chunk_size]
-            c = control[start : start + self.chunk_size]
-            reducer = _LayerReducer(r, first_query, keep, pattern_metric_list(), use_lse=self.engine.lse_ok())
-            out = stream_attention(self.engine, torch.cat([r, c]), reducer, stack=self.stack)
-            layers = [x["layer"] for x in out]
-            heads = [next(iter(x["metrics"].values())).shape[1] for x in out]  # [batch, head, ...]
-            for name in out[0]["metrics"]:
+            bar = tqdm(total=len(starts), desc="detect", unit="chunk")
+        metrics, use_lse = pattern_metric_list(), self.engine.lse_ok()
+        leaves = tuple(_leaves("overall_score")) if remote else None  # the rest: sums and counts per chunk
+        chunks = [
+            (
+                torch.cat([repeated[s : s + self.chunk_size], control[s : s + self.chunk_size]]),
+                _LayerReducer(repeated[s : s + self.chunk_size], first_query, keep, metrics, use_lse, leaves),
+            )
+            for s in starts
+        ]
+        try:
+            if remote:
+                key = {
+                    **(settings or {}),
+                    "first_query": first_query,
+                    "keep": keep,
+                    "metrics": [m.name for m in metrics],
+                    "per_sequence": list(leaves),
+                }
+                estimate = _result_bytes(self.engine, self.chunk_size, len(metrics), keep, repeated.shape[1])
+                outs = stream_chunks(
+                    self.engine, chunks, stack=self.stack, tool="detect", settings=key, bar=bar, bytes_each=estimate
+                )
+            else:
+                outs = []
+                for tokens, reducer in chunks:
+                    outs.append(stream_attention(self.engine, tokens, reducer, stack=self.stack))
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return _collect(outs, leaves)
+
+
+def _collect(outs: list[list[dict]], per_sequence: Sequence[str] | None = None):
+    """The chunks' reductions joined: per-sequence metrics, kept patterns, layers and head counts. With
+    ``per_sequence`` (names), every other metric is summed over all chunks (their ``"sums"``, or their
+    per-sequence values where a chunk came back whole) and returned as its mean ``[1, site, head]``."""
+    collected: dict[str, list[torch.Tensor]] = {}
+    summed: dict[str, list[torch.Tensor]] = {}
+    kept: dict[tuple[int, int], list[torch.Tensor]] = {}
+    layers = heads = None
+    for out in outs:
+        layers = [x["layer"] for x in out]
+        heads = [_head_count(x) for x in out]
+        for name in [*out[0]["metrics"], *out[0].get("sums", {})]:
+            if per_sequence is None or name in per_sequence:
                 collected.setdefault(name, []).append(
                     torch.stack([_pad(x["metrics"][name], max(heads)) for x in out], 1)
                 )
-            for x in out:
-                for key, pattern in x["kept"].items():
-                    kept.setdefault(key, []).append(pattern)
-        return (
-            {k: torch.cat(v) for k, v in collected.items()},
-            {k: torch.cat(v) for k, v in kept.items()},
-            layers,
-            heads,
-        )
+                continue
+            parts = [_sum_count(x, name, max(heads)) for x in out]  # per site: ([head], [head])
+            total = torch.stack([torch.stack([s for s, _ in parts]), torch.stack([c for _, c in parts])])
+            summed[name] = total if name not in summed else summed[name] + total
+        for x in out:
+            for key, pattern in x["kept"].items():
+                kept.setdefault(key, []).append(pattern)
+    values = {k: torch.cat(v) for k, v in collected.items()}
+    dtype = next(iter(values.values())).dtype if values else torch.float32
+    values.update({k: (v[0] / v[1]).to(dtype)[None] for k, v in summed.items()})  # 0 / 0: NaN, as nanmean
+    return values, {k: torch.cat(v) for k, v in kept.items()}, layers, heads
+
+
+def _head_count(x: dict) -> int:
+    """One layer's head count, from its per-sequence metrics ``[batch, head, ...]`` or its sums ``[head]``."""
+    if x["metrics"]:
+        return next(iter(x["metrics"].values())).shape[1]
+    return next(iter(x["sums"].values()))[0].shape[0]
+
+
+def _sum_count(x: dict, name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's NaN-aware sum over sequences of metric ``name`` and its count of non-NaN sequences, each
+    ``[n]`` (zero past the layer's own head count), float64: from the chunk's ``"sums"`` or its values."""
+    if name in x.get("sums", {}):
+        total, count = x["sums"][name]
+    else:
+        values = x["metrics"][name]
+        total, count = values.nansum(0), (~values.isnan()).sum(0)
+    total, count = total.double(), count.double()
+    pad = n - total.shape[0]
+    return torch.nn.functional.pad(total, (0, pad)), torch.nn.functional.pad(count, (0, pad))
+
+
+def _result_bytes(engine: Engine, rows: int, n_metrics: int, keep: list, length: int) -> float:
+    """Estimated bytes one chunk returns: float32 ``[rows, head]`` per metric per layer (an upper bound: only
+    the leaves are per sequence), plus kept patterns."""
+    layers, heads = engine.config_layers or 128, engine.n_heads or 128
+    return 4.0 * rows * (n_metrics * heads * layers + len(keep) * length * length)
 
 
 class _LayerReducer:
@@ -216,15 +302,25 @@ class _LayerReducer:
     Where a learned sink takes part of each row, the metrics are taken over *all* the row's mass: the
     pattern is rescaled to each key's share of the full softmax (sink included), so attention parked on
     the sink counts against the prefix-matching score as attention on a BOS token would. Copying's arg-max
-    runs over the tokens."""
+    runs over the tokens.
+
+    ``per_sequence``: the metrics ``pack`` returns per sequence (None: all); the others it returns as
+    per-head NaN-aware sums and counts over the chunk's sequences (see ``_collect``)."""
 
     accepts_rows = True  # a class attribute: a remote request ships the class by value, attributes included
 
     def __init__(
-        self, tokens: torch.Tensor, first_query: int, keep: list[tuple[int, int]], metrics: tuple, use_lse: bool = False
+        self,
+        tokens: torch.Tensor,
+        first_query: int,
+        keep: list[tuple[int, int]],
+        metrics: tuple,
+        use_lse: bool = False,
+        per_sequence: tuple[str, ...] | None = None,
     ):
         self.tokens, self.first_query, self.keep, self.metrics = tokens, first_query, keep, metrics
         self.use_lse = use_lse and not keep  # kept patterns need the rows themselves
+        self.per_sequence = per_sequence
 
     def __call__(self, layer: int, rows) -> dict:
         n = self.tokens.shape[0]
@@ -249,6 +345,13 @@ class _LayerReducer:
             "metrics": {k: v.cpu() for k, v in metrics.items()},
             "kept": {(layer, h): torch.cat(v, dim=1) for h, v in kept.items()},
         }
+
+    def pack(self, out: list) -> tuple:
+        """On the server, after a chunk's trace (``engine.remote_sessions``): ``pack_layers``, the metrics
+        not in ``per_sequence`` as per-head sums and counts."""
+        return pack_layers(out, self.per_sequence)
+
+    unpack = staticmethod(unpack_layers)  # locally: the per-sequence values again, each layer's "sums" added
 
 
 def _pad(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch
 from .._validate import check_heads, check_int, check_probability, is_int
 from ..engine.decoding import greedy_decode
 from ..engine.engine import Engine
+from ..engine.remote_sessions import decode_chunks
 from ..engine.seq2seq import is_encoder_decoder
 from ..errors import InputError, warn_user
 from ..metrics.stats import bootstrap_mean
@@ -231,10 +232,9 @@ def retrieval_heads(
     engine = Engine.of(model, remote)
     lengths, depths = _check(engine, lengths, depths, needle_length, haystack)
     cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
-    runs = cases if not (progress or (progress is None and len(cases) > 2)) else _bar(cases, "needles")
+    show = progress or (progress is None and (len(cases) > 2 or engine.remote is not None))
     scores, accuracy = [], []
-    for case in runs:
-        generated, keys = greedy_decode(engine, case.tokens, len(case.answer))
+    for case, (generated, keys) in zip(cases, _decode(engine, cases, [], seed, "needles" if show else None)):
         scores.append(_copies(case, generated, keys) / needle_length)
         accuracy.append(float((generated[:needle_length] == case.answer).float().mean()))
     per_run = torch.stack(scores)  # [runs, layer-site, head]
@@ -290,14 +290,30 @@ def needle_accuracy(
     lengths, depths = _check(engine, lengths, depths, needle_length, haystack)
     heads = check_heads("heads", heads, {l: engine.n_heads for l in engine.layers}, allow_empty=True)
     cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
-    hits = [
-        float((greedy_decode(engine, c.tokens, len(c.answer), heads)[0][:needle_length] == c.answer).float().mean())
-        for c in cases
-    ]
+    decoded = _decode(engine, cases, heads, seed, None)
+    hits = [float((generated[:needle_length] == c.answer).float().mean()) for c, (generated, _) in zip(cases, decoded)]
     return sum(hits) / len(hits)
 
 
-def _bar(items: list, desc: str):
-    from tqdm.auto import tqdm
+def _decode(engine: Engine, cases: list[Needle], heads: list, seed: int, desc: str | None) -> list:
+    """Each case's greedy decoding of its needle's length (``greedy_decode``), ``heads`` removed. Remotely the
+    cases are bundled into as few jobs as the job budget allows and each one's result cached
+    (``engine.remote_sessions.decode_chunks``): a rerun sends only the missing ones."""
+    bar = None
+    if desc is not None:
+        from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="run")
+        bar = tqdm(total=len(cases), desc=desc, unit="run")
+    try:
+        if engine.remote is not None:
+            steps, contexts = len(cases[0].answer), [c.tokens for c in cases]
+            return decode_chunks(engine, contexts, steps, heads, tool="retrieval", settings={"seed": seed}, bar=bar)
+        decoded = []
+        for case in cases:
+            decoded.append(greedy_decode(engine, case.tokens, len(case.answer), heads))
+            if bar is not None:
+                bar.update(1)
+        return decoded
+    finally:
+        if bar is not None:
+            bar.close()

@@ -53,18 +53,25 @@ def _generate(engine: Engine, tokens: torch.Tensor, steps: int, paths: dict, cut
     config = greedy_config(steps, getattr(engine.tokenizer, "eos_token_id", None))
     try:
         with torch.no_grad(), _set_aside(engine), engine.generate(tokens, generation_config=config) as tracer:
-            keys = nnsight.save([])
-            for _ in tracer.iter[:steps]:
-                row = []
-                for site in sites:
-                    row.append(last_row_argmax(model, site))
-                    if site.layer in cuts:
-                        cut_heads(model, tracer, paths[site.layer], 0, cuts[site.layer], None)
-                keys.append(torch.stack(row)[:, 0])
+            keys = nnsight.save(decoded_keys(model, tracer, sites, steps, paths, cuts))
             ids = nnsight.save(tracer.result)
     except Exception as e:
         raise engine.translate(e, sites) from e
     return ids[0, tokens.shape[1] :].cpu(), torch.stack(list(keys)).cpu()
+
+
+def decoded_keys(model, tracer, sites, steps: int, paths: dict, cuts: dict) -> list:
+    """Inside a generate trace: per step, every site's arg-max key of the new token's row ``[site]`` (first
+    sequence), the ``cuts`` heads removed at each step."""
+    keys = []
+    for _ in tracer.iter[:steps]:
+        row = []
+        for site in sites:
+            row.append(last_row_argmax(model, site))
+            if site.layer in cuts:
+                cut_heads(model, tracer, paths[site.layer], 0, cuts[site.layer], None)
+        keys.append(torch.stack(row)[:, 0])
+    return keys
 
 
 def greedy_config(steps: int, pad: int | None) -> transformers.GenerationConfig:

@@ -12,19 +12,27 @@ Configuration: ``RemoteConfig(host=..., api_key=...)``, else ``NDIF_API_KEY`` / 
 ``CONFIG.API.APIKEY`` and nnsight's ``CONFIG.API.HOST`` (the public NDIF service by default).
 Every failure becomes one ``RemoteExecutionError`` whose ``kind`` says which: ``"key"``,
 ``"unreachable"``, ``"not_served"``, ``"job"`` (the server's message included) or ``"lost"``.
+
+The key is a secret: ``RemoteConfig``'s repr masks it and every message built from a remote failure has
+it replaced by ``***`` (``_scrub``), because configs and errors end up in notebook outputs and logs that
+get committed. Plain ``http://`` is refused except for a loopback host, so the key never crosses a
+network unencrypted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import socket
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import InputError, RemoteExecutionError
 
-__all__ = ["RemoteConfig", "resolve", "remote_trace", "translate_error"]
+__all__ = ["RemoteConfig", "resolve", "remote_trace", "session_backend", "translate_error"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,50 @@ class RemoteConfig:
     model_key: str | None = None
     env: dict = field(default_factory=dict)
     blocking: bool = True  # False (submit and poll later) is refused: scoring needs each result
+    # remote jobs (``engine.remote_jobs``): a scan's chunks are bundled into as few jobs as fit these budgets
+    resume: bool = True  # keep each chunk's result on disk: a rerun sends only what is missing
+    cache_dir: str | None = None  # default $INDUCTION_NB_CACHE/remote, else ~/.cache/induction_nb/remote
+    max_job_seconds: float = 1800.0  # estimated server time per job: half NDIF's 3600 s execution limit
+    max_job_bytes: int = 64 * 2**20  # estimated bytes per job (tokens sent + results returned)
+    chunks_per_job: int | None = None  # a fixed number of chunks per job instead of the estimate
+
+    def __repr__(self) -> str:
+        """The dataclass repr with the key masked: a displayed config must not put the key in a notebook."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        if shown.get("api_key") is not None:
+            shown["api_key"] = _MASK
+        return "RemoteConfig(" + ", ".join(f"{name}={value!r}" for name, value in shown.items()) + ")"
+
+
+_MASK = "***"
+
+
+def _scrub(text: str | None, key: str | None) -> str | None:
+    """``text`` with every occurrence of ``key`` replaced by ``***``: a server or an exception may echo the
+    key, and our messages end up in notebook outputs, logs and saved files."""
+    if not text or not key:
+        return text
+    return text.replace(key, _MASK)
+
+
+def _scrub_chain(e: BaseException | None, key: str | None) -> None:
+    """Scrub the string args of ``e`` and of its causes in place: a notebook shows the whole chain of a
+    ``RemoteExecutionError`` (``raise ... from e``), not only our message."""
+    seen: set[int] = set()
+    while e is not None and key and id(e) not in seen:
+        seen.add(id(e))
+        with contextlib.suppress(AttributeError, TypeError):  # an exception class that guards its args
+            e.args = tuple(_scrub(a, key) if isinstance(a, str) else a for a in e.args)
+        # what str() reads besides args: OSError's strerror and filenames, an exception's own attributes
+        names = {"strerror", "filename", "filename2", "msg", "message", "reason", *getattr(e, "__dict__", {})}
+        for name in names:
+            value = getattr(e, name, None)
+            if isinstance(value, str) and key in value:
+                with contextlib.suppress(AttributeError, TypeError):  # read-only: its text comes from args
+                    setattr(e, name, _scrub(value, key))
+        if getattr(e, "__notes__", None):
+            e.__notes__ = [_scrub(n, key) if isinstance(n, str) else n for n in e.__notes__]
+        e = e.__cause__ or e.__context__
 
 
 def resolve(model: Any, remote: Any) -> RemoteConfig:
@@ -48,7 +100,8 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
     elif isinstance(remote, RemoteConfig):
         config = remote
     else:
-        raise InputError(f"remote must be True, False or an induction_nb.RemoteConfig, got {remote!r}")
+        # the type only: a dict of settings passed by mistake may hold the key
+        raise InputError(f"remote must be True, False or an induction_nb.RemoteConfig, got {type(remote).__name__}")
     if not config.blocking:
         raise InputError(
             "RemoteConfig(blocking=False) is not supported: induction_nb needs every chunk's result before it "
@@ -64,6 +117,12 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
     host = (config.host or CONFIG.API.HOST or "").rstrip("/")
     if not host.startswith(("http://", "https://")):
         raise InputError(f"the remote host must be an http(s) URL, got {host!r}")
+    if host.startswith("http://") and not _is_loopback(host):
+        raise InputError(
+            f"refusing plain http for {host!r}: the NDIF API key would travel unencrypted; use "
+            f"https://{host[len('http://') :]} ; plain http is allowed only for a loopback host "
+            "(localhost, 127.0.0.0/8, ::1)"
+        )
     api_key = config.api_key or os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY
     if not api_key:
         raise RemoteExecutionError(
@@ -83,6 +142,17 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
             ) from e
     _register_once()
     return replace(config, host=host, api_key=api_key, model_key=model_key)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL) names this machine: the only place plain http may carry the key."""
+    name = (urlparse(host).hostname or "").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 _REGISTERED = False
@@ -132,7 +202,20 @@ _NOT_SERVED = ("not served", "not deployed", "not found", "no model", "unknown m
 
 
 def translate_error(e: BaseException, config: RemoteConfig) -> BaseException:
-    """Our one clear error for whatever the remote client raised; ``e`` itself if it is not remote-related."""
+    """Our one clear error for whatever the remote client raised; ``e`` itself if it is not remote-related.
+    The API key is scrubbed from ``e`` and its causes first, then from the message and ``server_message``
+    built here: a server or client error may echo it, and these texts are displayed and saved."""
+    key = config.api_key
+    _scrub_chain(e, key)
+    err = _translate(e, config)
+    if isinstance(err, RemoteExecutionError):
+        err.args = tuple(_scrub(a, key) if isinstance(a, str) else a for a in err.args)
+        err.server_message = _scrub(err.server_message, key)
+    return err
+
+
+def _translate(e: BaseException, config: RemoteConfig) -> BaseException:
+    """``translate_error`` before scrubbing: the kind of failure, from the exception nnsight raised."""
     if isinstance(e, RemoteExecutionError):
         return e
     from nnsight.intervention.backends.remote import RemoteError
@@ -166,3 +249,50 @@ def translate_error(e: BaseException, config: RemoteConfig) -> BaseException:
             kind="unreachable",
         )
     return e
+
+
+def session_backend(config: RemoteConfig, on_status: Callable[[str, str], None] | None = None) -> Any:
+    """A blocking ``RemoteBackend`` for ``model.session(backend=...)``: the session's whole body, every trace
+    in it, runs on ``config.host`` as ONE request (one queue wait). ``on_status(status, description)`` gets
+    each status the server sends (``"QUEUED"``, ``"RUNNING"``, ``"LOG"`` lines the body prints,
+    ``"COMPLETED"``, ``"ERROR"``), and nnsight's own status line is then off. The backend counts what
+    travelled: ``payload_bytes`` (sent) and ``result_bytes`` (returned)."""
+    backend = _status_backend_class()(
+        config.model_key, host=config.host, api_key=config.api_key, env=dict(config.env), blocking=True
+    )
+    backend.on_status = on_status
+    if on_status is not None:
+        backend.display.enabled = False
+    return backend
+
+
+_STATUS_BACKEND: type | None = None
+
+
+def _status_backend_class() -> type:
+    """nnsight's ``RemoteBackend`` with a status hook (``note`` sees every status, whichever way it came)
+    and byte counters; defined on first use, so that importing induction_nb does not import the client."""
+    global _STATUS_BACKEND
+    if _STATUS_BACKEND is None:
+        from nnsight.intervention.backends.remote import RemoteBackend
+
+        class StatusBackend(RemoteBackend):
+            on_status = None
+            payload_bytes = result_bytes = 0
+
+            def note(self, response: Any) -> bool:
+                if self.on_status is not None:
+                    self.on_status(getattr(response.status, "value", str(response.status)), response.description or "")
+                return super().note(response)
+
+            def _serialize(self, tracer: Any) -> bytes:
+                blob = super()._serialize(tracer)
+                self.payload_bytes += len(blob)
+                return blob
+
+            def finalize(self, content: bytes) -> Any:
+                self.result_bytes += len(content)
+                return super().finalize(content)
+
+        _STATUS_BACKEND = StatusBackend
+    return _STATUS_BACKEND
