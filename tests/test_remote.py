@@ -2,8 +2,6 @@
 requests with NDIF's own execution code (tests/ndif_loopback.py) and cannot import induction_nb, so
 everything of ours it runs arrived by value. NDIF itself is out of reach from here (no network)."""
 
-import os
-
 import ndif_loopback as lb
 import pytest
 import torch
@@ -18,11 +16,7 @@ from induction_nb import (
     load_model,
 )
 
-missing = lb.missing_server_requirements()
-if missing:
-    if os.environ.get("CI"):
-        raise RuntimeError(f"remote tests need {missing} (make test installs them)")
-    pytest.skip(f"loopback server needs {missing}", allow_module_level=True)
+lb.require_server()
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +70,7 @@ def test_remote_detection_equals_local_and_returns_only_scores(folder, remote, m
     )
     remote_result = InductionHeadDetector(model, batch_size=4, chunk_size=2, remote=config).detect(sequence_length=24)
     local_result = InductionHeadDetector(load_model(folder), batch_size=4, chunk_size=2).detect(sequence_length=24)
-    assert len(sizes) == 2, "one request per chunk"
+    assert len(sizes) == 1, "one request per scan: the chunks bundled in one session"
     for r, l in zip(remote_result.head_scores, local_result.head_scores):
         for field in ("prefix_matching", "contrast", "copying", "previous_token", "overall_score", "ci_low"):
             assert getattr(r, field) == pytest.approx(getattr(l, field), abs=1e-5), field
@@ -227,6 +221,9 @@ ENTRY_POINTS = {
     "head_effects_attribution": lambda m, local, c: __import__("induction_nb").head_effects(
         m, estimator="attribution", sequence_length=24, batch_size=2, remote=c
     ),
+    "head_effects_atp_star": lambda m, local, c: __import__("induction_nb").head_effects(
+        local, estimator="atp*", sequence_length=24, batch_size=2, remote=c
+    ),
     "icl_score": lambda m, local, c: __import__("induction_nb").icl_score(
         m, sequence_length=24, batch_size=2, remote=c
     ),
@@ -311,6 +308,21 @@ def test_attribution_patching_runs_remotely_and_matches_local(folder, remote):
     torch.testing.assert_close(r.effects, l.effects, atol=1e-6, rtol=0, equal_nan=True)
     torch.testing.assert_close(r.exact, l.exact, atol=1e-5, rtol=0, equal_nan=True)
     assert r.verified == l.verified and len(r.verified) == 3
+
+
+def test_atp_star_runs_remotely_with_local_weights_and_matches_local(folder, remote):
+    """The recomputed query/key routes on the server; the weights are the local model's. A meta model (no
+    weights here) is refused with the fix."""
+    from induction_nb import InputError, head_effects
+
+    model, config = remote
+    local = load_model(folder)
+    kwargs = dict(estimator="atp*", method="corrupt", sequence_length=24, batch_size=2)
+    r, l = head_effects(local, remote=config, **kwargs), head_effects(local, **kwargs)
+    torch.testing.assert_close(r.effects, l.effects, atol=1e-5, rtol=0, equal_nan=True)
+    torch.testing.assert_close(r.plain, l.plain, atol=1e-5, rtol=0, equal_nan=True)
+    with pytest.raises(InputError, match="atp\\* needs the model's weights here"):
+        head_effects(model, remote=config, **kwargs)
 
 
 def test_padded_batches_and_text_scores_run_remotely_and_match_local(folder, remote):

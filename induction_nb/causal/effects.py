@@ -1,12 +1,23 @@
-"""Every head's causal effect: exact ablation, or attribution patching checked against it.
+"""Every head's causal effect: exact ablation, or attribution patching (plain or AtP*) checked against it.
 
 ``head_effects(model)`` removes each head in turn and measures the loss increase on the repeated half of
 repeated random sequences (``estimator="exact"``: heads packed several per forward, one per copy of the
 batch). ``estimator="attribution"`` estimates all of them from one forward and one backward
-(``attribution.py``: Nanda 2023; Kramár et al. 2024), and ``verify_top=k`` measures the estimate's top ``k``
-heads exactly beside it, so the user sees where the first-order estimate holds. ``method``: what replaces
-a head's output, ``"zero"``, ``"mean"`` (its mean over the clean batch) or ``"corrupt"`` (its output on
-the same batch with the repeat broken).
+(``engine.attribution``: Nanda 2023), and ``verify_top=k`` measures the estimate's top ``k`` heads exactly
+beside it, so the user sees where the first-order estimate holds. ``method``: what replaces a head's output,
+``"zero"``, ``"mean"`` (its mean over the clean batch) or ``"corrupt"`` (its output on the same batch with
+the repeat broken).
+
+``estimator="atp*"`` (Kramár et al. 2024, arXiv 2403.00745): the plain estimate plus, for the ``targets``
+later heads with the largest bound on what any head can move through their pattern, the query/key route
+recomputed exactly (``engine.atp_star``: the source head's change carried into the target's queries and
+keys, its softmax recomputed, ``exact - linear`` added). ``plain`` (the first-order estimate) and
+``qk_missed`` (the bound for the targets left out) come beside the corrected ``effects``. ``graddrop=True``
+adds GradDrop (one backward per attention layer, the gradient through that layer's attention output
+dropped: a magnitude that shows paths cancelling) and verifies in its order. ``bound=(repeats, size)``
+bounds what the screen missed (``causal.screen_bound``). Where it still fails: effects that act through a
+large downstream change the loss saturates on (SmolLM2's L16H0, ``bench/bench_atp_star.py``): the target's
+output change is weighed by the clean gradient, which the final softmax makes small.
 """
 
 from __future__ import annotations
@@ -19,15 +30,18 @@ import torch
 
 from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, Ablator, per_plan
-from ..engine.attribution import attribution_effects
+from ..engine.atp_star import qk_maps
+from ..engine.attribution import atp_star_effects, attribution_effects
 from ..engine.knockout import Edges, check_edges
+from ..engine.remote_sessions import ablation_chunks
 from ..errors import InputError
 from .probe import repeat_probe
+from .screen_bound import subset_bound
 
 __all__ = ["HeadEffects", "head_effects", "ESTIMATORS", "spearman", "top_recall"]
 
-Estimator = Literal["exact", "attribution"]
-ESTIMATORS = ("exact", "attribution")
+Estimator = Literal["exact", "attribution", "atp*"]
+ESTIMATORS = ("exact", "attribution", "atp*")
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,13 @@ class HeadEffects:
     attribution estimate), NaN where a layer has no attention. ``n_forward``: forward passes, a backward
     counted as two (its measured cost on a CPU is 1.5-2.5 forwards). ``exact`` ``[layer, head]``: the
     heads measured exactly (all with ``estimator="exact"``, the top ``verify_top`` of the estimate
-    otherwise; NaN elsewhere). Unpacks as ``effects, n_forward = head_effects(...)``."""
+    otherwise; NaN elsewhere). With ``estimator="atp*"``: ``plain`` ``[layer, head]`` the plain attribution
+    estimate beside the corrected ``effects``, and ``qk_missed`` ``[layer, head]`` (nats) a bound on the *exact*
+    query/key routes through the target heads left out (``engine.atp_star``; their first-order part stays in
+    the plain estimate, so where those heads are not saturated the correction they miss can exceed it);
+    ``unverified_bound`` ``[layer, head]`` (``bound=``) and ``graddrop`` ``[layer, head]`` (``graddrop=True``),
+    NaN or ``None`` where not asked. Unpacks as
+    ``effects, n_forward = head_effects(...)``."""
 
     effects: torch.Tensor
     n_forward: int
@@ -44,6 +64,21 @@ class HeadEffects:
     method: str
     exact: torch.Tensor
     verified: tuple[tuple[int, int], ...] = ()
+    plain: torch.Tensor | None = None
+    qk_missed: torch.Tensor | None = None
+    unverified_bound: torch.Tensor | None = None
+    graddrop: torch.Tensor | None = None
+    bound_violations: tuple[tuple[int, int], ...] = ()
+
+    def missed_bound(self) -> float:
+        """The screen's bound on a missed effect (nats): the largest ``unverified_bound`` over the heads not
+        measured exactly (``head_effects(..., bound=(repeats, size))``; NaN without it). Holds where the
+        effects of heads removed together do not cancel (``causal.screen_bound``); ``bound_violations`` names
+        the verified heads whose subsets showed them cancelling, and where it is not empty the bound is not one."""
+        if self.unverified_bound is None:
+            return float("nan")
+        known = self.unverified_bound[~torch.isnan(self.unverified_bound)]
+        return float(known.max()) if len(known) else float("nan")
 
     def __iter__(self):
         return iter((self.effects, self.n_forward))
@@ -91,6 +126,9 @@ def head_effects(
     *,
     estimator: Estimator = "exact",
     verify_top: int = 0,
+    targets: int = 36,
+    bound: tuple[int, int] | None = None,
+    graddrop: bool = False,
     edges: Edges | None = None,
     sequence_length: int | None = None,
     batch_size: int = 4,
@@ -100,29 +138,25 @@ def head_effects(
     progress: bool | None = None,
     remote: Any = False,
 ) -> HeadEffects:
-    """Loss increase on the repeated half when each head alone is removed (see the module docstring).
+    """Loss increase (nats) on the repeated half when each head alone is removed (module docstring).
 
-    Exact: heads are packed ``chunk // batch_size`` per forward pass (default 32 sequences per forward).
-    On a CPU a forward's cost grows with its batch, so packing can only save the per-forward overhead:
-    on SmolLM2 (2 cores) it measured 192 s against 220 s for one head per forward in one idle run, and
-    lost in a run with other load; it pays on a GPU and over NDIF (fewer requests). The real saving is
-    ``estimator="attribution"`` (76x faster than the loop, ``bench/bench_attribution.py``).
+    Args: ``method`` (``"zero"``, ``"mean"``, ``"corrupt"``, ``"knockout"``: each head's ``edges`` knocked out,
+    exact only); ``estimator`` (``"exact"``, ``"attribution"``, ``"atp*"``); ``verify_top``: the estimate's top
+    ``k`` measured exactly (by magnitude, or in GradDrop's order with ``graddrop=True``); ``targets``: AtP*'s
+    target heads; ``bound=(repeats, size)``: the screen's bound on what it missed; ``graddrop``: AtP*'s
+    GradDrop (a backward per attention layer); ``chunk``: sequences per exact forward (heads packed
+    ``chunk // batch_size`` per forward: on a CPU that saves only per-forward overhead, 192 s against 220 s
+    on SmolLM2; it pays on a GPU and over NDIF).
 
-    Attribution: one clean forward and one backward (plus a mean or corrupted forward for those
-    methods), then exact ablation of the ``verify_top`` heads with the largest estimates *in magnitude*
-    (a large negative estimate is as suspect as a large positive one: the first-order estimate misses
-    effects through saturated attention, e.g. previous-token heads).
-
-    ``method="knockout"``: each head's ``edges`` (default ``"induction"``) knocked out instead of the head
-    removed (``engine.knockout``; exact only).
-
-    Raises ``InputError`` for an unknown ``estimator`` or ``method``, ``verify_top`` outside
-    ``[0, heads]``, or a model whose output projections cannot be found (``projections=``)."""
+    Returns ``HeadEffects``. Raises ``InputError`` for an unknown ``estimator`` or ``method``, ``verify_top``
+    outside ``[0, heads]``, ``targets`` below 0, a ``bound`` that is not two positive ints, ``graddrop``
+    without AtP*, a model whose output projections cannot be found (``projections=``), or (AtP*) a model
+    whose queries and keys its weights do not reproduce."""
     check_choice("estimator", estimator, ESTIMATORS)
     check_choice("ablation method", method, ABLATION_METHODS)
     check_edges(method, edges, estimator)
     ab = Ablator(model, projections, remote)
-    check_int("verify_top", verify_top, 0, len(ab.heads))
+    _check_screen(ab, estimator, verify_top, targets, bound, graddrop)
     chunk = 32 if chunk is None else check_int("chunk", chunk, 1)
     tokens, positions, _ = repeat_probe(ab, sequence_length, batch_size, seed, tool="head_effects")
     replacement, n_forward = ab.replacement(tokens, int(positions[0]), method, seed)
@@ -130,17 +164,63 @@ def head_effects(
     if estimator == "exact":
         n = _exact(ab, tokens, positions, method, replacement, ab.heads, exact, chunk, batch_size, progress, edges)
         return HeadEffects(exact.clone(), n_forward + n, estimator, method, exact, tuple(ab.heads))
-    per_layer = attribution_effects(
-        ab.engine, tuple(ab.sites), ab.paths, ab.d_head, ab.n_heads, tokens, positions, replacement
-    )
-    estimate = torch.full((ab.n_layers, ab.n_heads), float("nan"))
-    for layer, values in per_layer.items():
-        estimate[layer] = values
-    n_forward += 3  # the clean forward and its backward (two forward-equivalents)
-    top = sorted(ab.heads, key=lambda lh: -abs(float(estimate[lh])))[:verify_top]
+    estimate, parts, n = _estimate(ab, estimator, tokens, positions, replacement, targets, graddrop)
+    n_forward += n
+    suspicion = parts["graddrop"] if graddrop else estimate.abs()  # AtP* verifies in GradDrop's order
+    top = sorted(ab.heads, key=lambda lh: -float(suspicion[lh]))[:verify_top]
     if top:
         n_forward += _exact(ab, tokens, positions, method, replacement, top, exact, chunk, batch_size, progress)
-    return HeadEffects(estimate, n_forward, estimator, method, exact, tuple(top))
+    unmeasured, violations = None, ()
+    if bound is not None:
+        rest = [lh for lh in ab.heads if lh not in set(top)]
+        per_forward = max(1, chunk // batch_size)
+        checks = {lh: float(exact[lh]) for lh in top}
+        args = (ab, tokens, positions, method, replacement, rest, *tuple(bound), seed, per_forward, checks)
+        unmeasured, n, violations = subset_bound(*args)
+        n_forward += n
+    extras = (parts.get("plain"), parts.get("missed"), unmeasured, parts.get("graddrop"), violations)
+    return HeadEffects(estimate, n_forward, estimator, method, exact, tuple(top), *extras)
+
+
+def _estimate(ab: Ablator, estimator: str, tokens, positions, replacement, targets: int, graddrop: bool) -> tuple:
+    """``(estimate [layer, head], parts {name: [layer, head]}, forward-equivalents)`` of attribution or AtP*."""
+    if torch.is_inference_mode_enabled():  # its tensors cannot enter autograd: torch's own error comes too late
+        raise InputError(
+            f"estimator={estimator!r} takes gradients: call head_effects outside torch.inference_mode() "
+            "(torch.no_grad() is fine)"
+        )
+    if estimator == "attribution":
+        args = (ab.engine, tuple(ab.sites), ab.paths, ab.d_head, ab.n_heads, tokens, positions, replacement)
+        return _by_layer(ab, attribution_effects(*args)), {}, 3  # a forward and its backward (two forwards)
+    maps = qk_maps(ab.engine.model, [s.layer for s in ab.sites])
+    found = atp_star_effects(
+        ab.engine, tuple(ab.sites), ab.paths, tokens, positions, replacement, maps, targets, graddrop
+    )
+    parts = {k: _by_layer(ab, v) for k, v in found.items()}
+    return parts["plain"] + parts["corrected"], parts, 3 + (2 * len(ab.sites) if graddrop else 0)
+
+
+def _check_screen(ab: Ablator, estimator: str, verify_top: int, targets: int, bound: Any, graddrop: bool) -> None:
+    """``InputError`` for a screen setting out of range (``head_effects``' docstring)."""
+    check_int("verify_top", verify_top, 0, len(ab.heads))
+    check_int("targets", targets, 0)
+    if not isinstance(graddrop, bool):
+        raise InputError(f"graddrop must be True or False, got {graddrop!r}")
+    if graddrop and estimator != "atp*":
+        raise InputError(f"graddrop=True is AtP*'s: use estimator='atp*' (got estimator={estimator!r})")
+    if bound is not None:
+        if isinstance(bound, (str, bytes)) or not (isinstance(bound, Sequence) and len(bound) == 2):
+            raise InputError(f"bound must be (repeats, size), e.g. (2, 16); got {bound!r}")
+        check_int("bound repeats", bound[0], 1)
+        check_int("bound size", bound[1], 1)
+
+
+def _by_layer(ab: Ablator, per_layer: dict[int, torch.Tensor]) -> torch.Tensor:
+    """``{layer: [head]}`` as ``[layer, head]``, NaN where a layer has no attention."""
+    out = torch.full((ab.n_layers, ab.n_heads), float("nan"))
+    for layer, values in per_layer.items():
+        out[layer] = values
+    return out
 
 
 def _exact(
@@ -156,22 +236,40 @@ def _exact(
     progress: bool | None,
     edges: Edges | None = None,
 ) -> int:
-    """Each of ``heads`` removed alone, ``chunk // batch_size`` per forward; writes ``out[l, h]``."""
+    """Each of ``heads`` removed alone, ``chunk // batch_size`` per forward; writes ``out[l, h]``. Remotely
+    (zero, mean, corrupt) the forwards are bundled into as few jobs as the job budget allows and each one's
+    losses cached (``engine.remote_sessions.ablation_chunks``): a rerun sends only the missing ones."""
     per_forward = max(1, chunk // batch_size)
     groups = [heads[i : i + per_forward] for i in range(0, len(heads), per_forward)]
-    if progress or (progress is None and len(groups) > 4):
+    if not groups:
+        raise InputError("no head to ablate")
+    plans = [([[]] if i == 0 else []) + [[h] for h in group] for i, group in enumerate(groups)]  # clean copy first
+    bundled = ab.remote is not None and method in ("zero", "mean", "corrupt")
+    bar = None
+    if progress or (progress is None and (len(groups) > 4 or bundled)):
         from tqdm.auto import tqdm
 
-        groups = tqdm(groups, desc="ablating heads", unit="forward")
+        bar = tqdm(total=len(groups), desc="ablating heads", unit="forward")
+    try:
+        if bundled:
+            settings = {"heads": [list(h) for h in heads], "per_forward": per_forward}
+            scores = ablation_chunks(
+                ab, tokens, plans, method, replacement, positions, tool="head_effects", settings=settings, bar=bar
+            )
+        else:
+            scores = []
+            for p in plans:
+                scores.append(ab.run(tokens, p, method, replacement, positions, edges=edges)[0])
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     baseline = None
-    for group in groups:
-        plans = ([[]] if baseline is None else []) + [[h] for h in group]  # the clean copy rides in the first
-        (lp, _), _ = ab.run(tokens, plans, method, replacement, positions, edges=edges)
-        losses = -per_plan(lp, len(plans))
+    for group, p, (lp, _) in zip(groups, plans, scores):
+        losses = -per_plan(lp, len(p))
         if baseline is None:
             baseline, losses = losses[0], losses[1:]
         for i, (l, h) in enumerate(group):
             out[l, h] = losses[i] - baseline
-    if not groups:
-        raise InputError("no head to ablate")
     return len(groups)
