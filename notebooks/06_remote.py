@@ -18,8 +18,8 @@
 # only per-head numbers come back. With an API key from https://login.ndif.us:
 #
 # ```python
-# import os
-# os.environ["NDIF_API_KEY"] = "..."
+# import getpass, os
+# os.environ["NDIF_API_KEY"] = getpass.getpass("NDIF key: ")  # typed, never saved in the notebook
 # from induction_nb import load_model, detect_induction_heads
 # model = load_model("meta-llama/Llama-3.1-8B", remote=True)   # meta weights: only the config is read
 # result = detect_induction_heads(model, remote=True)            # runs on nnsight.CONFIG.API.HOST
@@ -62,14 +62,18 @@ print("same scores (to 1e-5):", all(abs(a.overall_score - b.overall_score) < 1e-
                                    for a, b in zip(result.head_scores, local.head_scores)))
 
 # %% [markdown]
-# Failures are one clear `RemoteExecutionError` whose `kind` says what happened: `key`,
-# `unreachable`, `not_served`, `job` (with the server's message) or `lost`.
+# A scan is one request however many chunks it has, and each finished chunk is kept on disk (the
+# resume cache): after a failure the same call sends only what is missing, and a finished scan comes
+# back even with the server down. Failures are one clear `RemoteExecutionError` whose `kind` says what
+# happened: `key`, `unreachable`, `not_served`, `job` (with the server's message) or `lost`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 from induction_nb import RemoteExecutionError
 server.stop()
+again = detect_induction_heads(remote_model, remote=RemoteConfig(host=server.url), progress=False)  # cached
+print("server down, the finished scan from the resume cache:", again.induction_heads == result.induction_heads)
 try:
-    detect_induction_heads(remote_model, remote=RemoteConfig(host=server.url))
+    detect_induction_heads(remote_model, seed=1, remote=RemoteConfig(host=server.url), progress=False)
 except RemoteExecutionError as e:
     print(e.kind, "|", str(e).split(" (")[0])
