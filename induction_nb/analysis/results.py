@@ -170,7 +170,7 @@ class ScanResult:
         if effects is None or isinstance(effects, (str, bytes, int, float)):
             raise InputError(f"effects must be head_effects(...) or [layer][head] values, got {effects!r:.40}")
         if hasattr(effects, "estimator"):  # a causal.effects.HeadEffects
-            estimate = ", attribution estimate" if effects.estimator == "attribution" else ""
+            estimate = f", {effects.estimator} estimate" if effects.estimator != "exact" else ""
             method, effects = f"{effects.method} ablation{estimate}", effects.effects
         else:
             method = f"{method} ablation"

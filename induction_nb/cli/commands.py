@@ -86,7 +86,7 @@ def scan(args: argparse.Namespace) -> str:
         from ..causal.effects import head_effects
 
         status(args, f"every head's ablation effect ({args.effects}) ...")
-        top = min(10, len(result.head_scores)) if args.effects == "attribution" else 0
+        top = min(10, len(result.head_scores)) if args.effects != "exact" else 0
         effects = head_effects(
             model,
             estimator=args.effects,

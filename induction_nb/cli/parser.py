@@ -79,9 +79,9 @@ def _scan_parser(scan: argparse.ArgumentParser) -> None:
     )
     scan.add_argument(
         "--effects",
-        choices=["exact", "attribution"],
+        choices=["exact", "attribution", "atp*"],
         help="add every head's ablation effect to the report: exact, or attribution patching (one "
-        "forward and backward, the top 10 verified exactly)",
+        "forward and backward, the top 10 verified exactly), plain or AtP* (query/key routes recomputed)",
     )
     scan.add_argument(
         "--text",
