@@ -95,3 +95,29 @@ def test_find_circuit_refuses_corrupt():
 
     with pytest.raises(InputError, match="ablation method"):
         find_circuit(HandBuiltInduction(period=PERIOD), [(1, 0)], method="corrupt", **KW)
+
+
+def test_bundled_forwards_each_carry_their_own_clean_copy(monkeypatch):
+    """Remotely every forward holds a clean copy (a resumed run may join forwards from two server runs: each
+    effect is taken against its own forward's baseline); the effects equal the local path's. The bundling is
+    replaced by the same forwards run here (its loopback tests are in test_remote_jobs)."""
+    import induction_nb.causal.effects as fx
+    from induction_nb.causal.probe import repeat_probe
+    from induction_nb.engine.ablator import Ablator
+
+    ab = Ablator(HandBuiltInduction(), None, False)
+    tokens, positions, _ = repeat_probe(ab, 2 * PERIOD, 4, 0, tool="head_effects")
+    seen = []
+
+    def forwards_here(ab, tokens, plans, method, replacement, positions, **kw):
+        seen.extend(plans)
+        return [ab.run(tokens, p, method, replacement, positions)[0] for p in plans]
+
+    local = torch.full((2, 4), float("nan"))
+    fx._exact(ab, tokens, positions, "zero", None, ab.heads, local, 8, 4, False)
+    monkeypatch.setattr(fx, "ablation_chunks", forwards_here)
+    monkeypatch.setattr(ab, "remote", object())
+    bundled = torch.full((2, 4), float("nan"))
+    fx._exact(ab, tokens, positions, "zero", None, ab.heads, bundled, 8, 4, False)
+    assert len(seen) == 4 and all(p[0] == [] for p in seen)
+    torch.testing.assert_close(bundled, local, atol=1e-6, rtol=0)

@@ -243,8 +243,10 @@ def _exact(
     groups = [heads[i : i + per_forward] for i in range(0, len(heads), per_forward)]
     if not groups:
         raise InputError("no head to ablate")
-    plans = [([[]] if i == 0 else []) + [[h] for h in group] for i, group in enumerate(groups)]  # clean copy first
     bundled = ab.remote is not None and method in ("zero", "mean", "corrupt")
+    # the clean copy rides in the first forward; remotely in every one, so that a resumed run never subtracts a
+    # baseline from another server run (another GPU, another kernel) from its own losses
+    plans = [([[]] if i == 0 or bundled else []) + [[h] for h in group] for i, group in enumerate(groups)]
     bar = None
     if progress or (progress is None and (len(groups) > 4 or bundled)):
         from tqdm.auto import tqdm
@@ -252,7 +254,7 @@ def _exact(
         bar = tqdm(total=len(groups), desc="ablating heads", unit="forward")
     try:
         if bundled:
-            settings = {"heads": [list(h) for h in heads], "per_forward": per_forward}
+            settings = {"heads": [list(h) for h in heads], "per_forward": per_forward, "baseline": "every forward"}
             scores = ablation_chunks(
                 ab, tokens, plans, method, replacement, positions, tool="head_effects", settings=settings, bar=bar
             )
@@ -268,7 +270,7 @@ def _exact(
     baseline = None
     for group, p, (lp, _) in zip(groups, plans, scores):
         losses = -per_plan(lp, len(p))
-        if baseline is None:
+        if len(p) > len(group):  # this forward's own clean copy
             baseline, losses = losses[0], losses[1:]
         for i, (l, h) in enumerate(group):
             out[l, h] = losses[i] - baseline
