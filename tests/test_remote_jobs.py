@@ -290,3 +290,109 @@ def test_run_chunks_plans_jobs_caches_and_survives_an_unwritable_cache(tmp_path)
     blocked = RemoteConfig(host="http://127.0.0.1:1", model_key="m", cache_dir=str(tmp_path / "file" / "x"))
     with pytest.warns(UserWarning, match="cannot write the resume cache"):
         assert len(run(blocked, [])) == 5
+
+
+def test_the_cache_identity_holds_the_code_the_tensors_and_the_folder(tmp_path, monkeypatch):
+    """A metric redefined under the same module and name, another large tensor, new weights in a local folder:
+    each is another identity; a value JSON cannot hold is refused, not keyed by its repr."""
+    import importlib
+    import sys
+
+    from induction_nb.engine import remote
+    from induction_nb.engine.remote_jobs import ResultCache, code_digest
+
+    source = tmp_path / "redefined_metric.py"
+    source.write_text("class Metric:\n    name = 'm'\n    def __call__(self, x):\n        return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "redefined_metric", raising=False)
+    module = importlib.import_module("redefined_metric")
+    before = code_digest(module.Metric())
+    source.write_text("class Metric:\n    name = 'm'\n    def __call__(self, x):\n        return 2 * x\n")
+    module = importlib.reload(module)
+    assert code_digest(module.Metric()) != before and code_digest(module.Metric) == code_digest(module.Metric())
+
+    config = RemoteConfig(host="http://127.0.0.1:1", model_key="folder-key", cache_dir=str(tmp_path / "c"))
+    big = torch.zeros(10_000)
+    other = big.clone()
+    other[5_000] = 1.0  # the reprs of both are the same
+    assert ResultCache.of(config, "t", {"x": big}).identity != ResultCache.of(config, "t", {"x": other}).identity
+    with pytest.raises(TypeError, match="cannot key"):
+        ResultCache.of(config, "t", {"x": object()})
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"old")
+    monkeypatch.setitem(remote._FOLDERS, "folder-key", str(weights))
+    old = ResultCache.of(config, "t", {}).identity
+    (weights / "model.safetensors").write_bytes(b"new weights")
+    assert ResultCache.of(config, "t", {}).identity != old
+
+
+def test_a_local_folder_is_recorded_and_an_entry_holds_no_identity_text(models, server, tmp_path):
+    from induction_nb.engine.remote import local_folder, resolve
+    from induction_nb.engine.remote_jobs import ResultCache
+
+    model, _ = models
+    resolved = resolve(model, RemoteConfig(host=server.url))
+    assert local_folder(resolved.model_key) is not None
+    config = RemoteConfig(
+        host="http://user:pw-secret@127.0.0.1:1", model_key="m", env={"token": "tok-secret"}, cache_dir=str(tmp_path)
+    )
+    cache = ResultCache.of(config, "t", {})
+    cache.store(0, "inputs", torch.ones(2))
+    (entry,) = tmp_path.iterdir()
+    blob = entry.read_bytes()
+    assert b"pw-secret" not in blob and b"tok-secret" not in blob and cache.load(0, "inputs") is not None
+
+
+def test_no_limit_budgets_bad_log_lines_and_short_jobs(tmp_path):
+    from induction_nb.engine.remote_jobs import MARK, Budget, JobProgress, _JobClock, run_chunks
+
+    assert Budget.of(RemoteConfig(max_job_seconds=float("inf"), max_job_bytes=float("inf"))).chunks(1.0, 1.0) >= 1
+
+    class Bar:
+        text = ""
+
+        def set_postfix_str(self, text, refresh=True):
+            self.text = text
+
+    bar = Bar()
+    clock = _JobClock(JobProgress(bar, 9), "job 1/1")
+    for line in (f"{MARK}x", f"{MARK}", f"{MARK}99999999999999999999999x", None):
+        clock("LOG", line)
+    clock("LOG", f"{MARK}2 and {MARK}4")
+    assert bar.text == "job 1/1 running: chunk 5/9"
+
+    config = RemoteConfig(host="http://127.0.0.1:1", model_key="m", resume=False)
+    kwargs = dict(config=config, cache=None, tool="unit", seconds_each=1.0, bytes_each=1.0)
+    with pytest.raises(RemoteExecutionError, match="returned 1 results for 2 chunks") as e:
+        run_chunks(
+            [[torch.tensor([i])] for i in range(2)], lambda i, s: ([1], None), progress=JobProgress(None, 2), **kwargs
+        )
+    assert e.value.kind == "job"
+
+
+def test_a_measured_rate_is_not_reused_for_bigger_chunks():
+    import time
+
+    from induction_nb.engine.remote_jobs import JobProgress, run_chunks
+
+    def run(width, seconds_each):
+        calls = []
+
+        def job(indices, on_status):
+            calls.append(indices)
+            on_status("RUNNING", "")
+            time.sleep(0.01)
+            on_status("COMPLETED", "")
+            return [None] * len(indices), None
+
+        config = RemoteConfig(host="http://127.0.0.1:2", model_key="rate", resume=False, max_job_seconds=10)
+        inputs = [[torch.zeros(width)] for _ in range(4)]
+        kwargs = dict(config=config, cache=None, tool="unit", seconds_each=seconds_each, bytes_each=1.0)
+        run_chunks(inputs, job, progress=JobProgress(None, 4), **kwargs)
+        return calls
+
+    assert run(1, 5.0) == [[0, 1], [2, 3]]  # then measured: ~0.005 s per small chunk
+    assert run(1, 5.0) == [[0, 1, 2, 3]]
+    assert run(64, 6.0)[0] == [0], "bigger chunks: the estimate, not the small chunks' rate"

@@ -403,3 +403,33 @@ def test_real_lost_connection_holds_no_key(warm, config, server, leaks):
         ENTRY_POINTS["capture_attention"](model, local, config)
     assert e.value.kind == "lost", str(e.value)
     leaks.check(e.value)
+
+
+def test_short_keys_are_scrubbed_as_tokens_only():
+    from induction_nb.engine.remote import _scrub
+
+    assert _scrub("GET http://h/ with key http", "http") == "GET http://h/ with key ***"
+    assert _scrub("a-abc b abc c abcd abc.", "abc") == "a-abc b *** c abcd ***."
+    assert _scrub("key: abc: rejected 'abc'", "abc") == "key: ***: rejected '***'"
+    assert _scrub("x=longkey123-y", "longkey123") == "x=***-y"
+
+
+def test_a_real_failure_shows_no_key_with_locals_or_pickled(warm):
+    """A traceback printed with local variables (``%xmode Verbose``, ``pytest --showlocals``) and a pickle
+    of every exception in the chain: the client's frames and its request/response objects held the key."""
+    model, _, _, _ = warm
+    bad = RemoteConfig(host=f"http://127.0.0.1:{lb.free_port()}", api_key=SENTINEL)
+    with pytest.raises(RemoteExecutionError) as e:
+        capture_attention(model, torch.tensor([[3, 4, 5, 6]]), remote=bad)
+    assert e.value.kind == "unreachable"
+    text = "".join(traceback.TracebackException.from_exception(e.value, capture_locals=True).format())
+    assert SENTINEL not in text
+    err, seen = e.value, 0
+    while err is not None:
+        try:
+            blob = pickle.dumps(err)
+        except Exception:
+            blob = b""
+        assert SENTINEL.encode() not in blob, type(err).__name__
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    assert seen >= 2

@@ -22,6 +22,7 @@ from .._validate import check_heads, check_int, check_probability, describe_head
 from ..engine.capture import stream_attention
 from ..engine.defaults import fit_probe_length
 from ..engine.engine import Engine
+from ..engine.remote_jobs import code_digest
 from ..engine.remote_sessions import pack_layers, stream_chunks, unpack_layers
 from ..engine.seq2seq import check_scored_stack, stack_size
 from ..errors import InputError, warn_user
@@ -217,7 +218,7 @@ class InductionHeadDetector:
                     **(settings or {}),
                     "first_query": first_query,
                     "keep": keep,
-                    "metrics": [m.name for m in metrics],
+                    "metrics": [[m.name, code_digest(m)] for m in metrics],  # a redefined metric: new key
                     "per_sequence": list(leaves),
                 }
                 estimate = _result_bytes(self.engine, self.chunk_size, len(metrics), keep, repeated.shape[1])

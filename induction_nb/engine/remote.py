@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import socket
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -32,7 +34,7 @@ from urllib.parse import urlparse
 
 from ..errors import InputError, RemoteExecutionError
 
-__all__ = ["RemoteConfig", "resolve", "remote_trace", "session_backend", "translate_error"]
+__all__ = ["RemoteConfig", "resolve", "remote_trace", "session_backend", "translate_error", "local_folder"]
 
 
 @dataclass(frozen=True)
@@ -64,32 +66,58 @@ class RemoteConfig:
 _MASK = "***"
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _scrub(text: str | None, key: str | None) -> str | None:
     """``text`` with every occurrence of ``key`` replaced by ``***``: a server or an exception may echo the
-    key, and our messages end up in notebook outputs, logs and saved files."""
+    key, and our messages end up in notebook outputs, logs and saved files. A key under 8 characters is
+    replaced only as a whole token, not inside a word nor as a URL's scheme (key ``http`` leaves ``http://`` alone)."""
     if not text or not key:
         return text
-    return text.replace(key, _MASK)
+    if len(key) >= 8:
+        return text.replace(key, _MASK)
+    return re.sub(rf"(?<![A-Za-z0-9_-]){re.escape(key)}(?![A-Za-z0-9_-]|://)", _MASK, text)  # not a URL scheme
 
 
 def _scrub_chain(e: BaseException | None, key: str | None) -> None:
-    """Scrub the string args of ``e`` and of its causes in place: a notebook shows the whole chain of a
-    ``RemoteExecutionError`` (``raise ... from e``), not only our message."""
+    """Scrub ``e`` and its causes in place: a notebook shows the whole chain of a ``RemoteExecutionError``
+    (``raise ... from e``), not only our message. Their string args and attributes are scrubbed; an
+    attribute or arg that is not a plain value (an httpx request or response holding the key header)
+    becomes its scrubbed ``repr``; their traceback frames are cleared, so a traceback shown with local
+    variables (``%xmode Verbose``, ``pytest --showlocals``) has none that hold the key."""
     seen: set[int] = set()
     while e is not None and key and id(e) not in seen:
         seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)  # a frame still executing is left (it cannot be cleared)
         with contextlib.suppress(AttributeError, TypeError):  # an exception class that guards its args
-            e.args = tuple(_scrub(a, key) if isinstance(a, str) else a for a in e.args)
+            e.args = tuple(_scrub(a, key) if isinstance(a, str) else _plain(a, key) for a in e.args)
+        for name, value in list(getattr(e, "__dict__", {}).items()):
+            if not isinstance(value, _PLAIN) and not name.startswith("__"):
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(e, name, _scrub(_safe_repr(value), key))
         # what str() reads besides args: OSError's strerror and filenames, an exception's own attributes
         names = {"strerror", "filename", "filename2", "msg", "message", "reason", *getattr(e, "__dict__", {})}
         for name in names:
             value = getattr(e, name, None)
-            if isinstance(value, str) and key in value:
+            if isinstance(value, str) and _scrub(value, key) != value:
                 with contextlib.suppress(AttributeError, TypeError):  # read-only: its text comes from args
                     setattr(e, name, _scrub(value, key))
         if getattr(e, "__notes__", None):
             e.__notes__ = [_scrub(n, key) if isinstance(n, str) else n for n in e.__notes__]
         e = e.__cause__ or e.__context__
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _plain(value: Any, key: str) -> Any:
+    """``value`` if it is a plain value, else its scrubbed repr."""
+    return value if isinstance(value, _PLAIN) else _scrub(_safe_repr(value), key)
 
 
 def resolve(model: Any, remote: Any) -> RemoteConfig:
@@ -140,8 +168,19 @@ def resolve(model: Any, remote: Any) -> RemoteConfig:
                 "RemoteConfig(model_key=...)",
                 kind="not_served",
             ) from e
+    repo = getattr(model, "repo_id", None)
+    if isinstance(repo, str) and os.path.isdir(os.path.expanduser(repo)):
+        _FOLDERS[model_key] = os.path.expanduser(repo)
     _register_once()
     return replace(config, host=host, api_key=api_key, model_key=model_key)
+
+
+_FOLDERS: dict[str, str] = {}  # model key -> the local folder it was resolved from (for the resume cache)
+
+
+def local_folder(model_key: str | None) -> str | None:
+    """The local folder ``model_key`` was resolved from in this process (``resolve``), else ``None``."""
+    return _FOLDERS.get(model_key) if model_key else None
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,20 +14,25 @@ running time per chunk. A chunk's bytes: the caller's estimate until a job has r
 returned per chunk. A chunk that alone exceeds the budget runs alone (warned).
 
 Cache: one file per chunk under ``cache_root(config)``, named by the SHA-256 of its identity: format, package
-version, host, model key (which holds the revision), the request's env, the tool, the settings that change
-the result (the caller's: seed, lengths, batch and chunk sizes, metrics...), the chunk index and a digest
-of the chunk's input tokens. The API key is never part of it, nor of the file. An entry that does not
-load, or whose stored identity differs, is ignored and recomputed. Limits: the cache trusts that a model
+version, a digest of induction_nb's source, host, model key (which holds the revision) and, for a local
+folder, its files' names, sizes and times, the request's env, the tool, the settings that change the result
+(the caller's: seed, lengths, batch and chunk sizes, metrics and their code...), the chunk index and a
+digest of the chunk's input tokens. The API key is never part of it; the file holds only the identity's
+hash (never the host or env in clear). An entry that does not load, or whose stored hash differs, is
+ignored and recomputed. Limits: the cache trusts that a model
 key names fixed weights (a key without a revision that the server re-deploys with new weights keeps
 returning the old results: pass ``RemoteConfig(resume=False)`` or clear the folder); nothing is evicted.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -40,16 +45,29 @@ import torch
 
 from ..errors import InputError, RemoteExecutionError, warn_user
 from .engine import Engine
-from .remote import RemoteConfig
+from .remote import RemoteConfig, local_folder
 
-__all__ = ["ResultCache", "Budget", "JobProgress", "run_chunks", "chunk_seconds", "cache_root", "digest", "MARK"]
+__all__ = [
+    "ResultCache",
+    "Budget",
+    "JobProgress",
+    "run_chunks",
+    "chunk_seconds",
+    "cache_root",
+    "digest",
+    "code_digest",
+    "MARK",
+]
 
-FORMAT = 2  # 2: detect chunks hold per-head sums and counts for the metrics the bootstrap does not resample
+# 2: detect chunks hold per-head sums and counts for the metrics the bootstrap does not resample
+# 3: the identity holds induction_nb's source digest and a local folder's fingerprint; entries store its hash
+FORMAT = 3
 CACHE_ENV = "INDUCTION_NB_CACHE"
 REMOTE_CACHE_ENV = "INDUCTION_NB_REMOTE_CACHE"  # this cache alone (the model cache stays where it is)
 ASSUMED_FLOPS = 2e13  # 20 TFLOP/s: a conservative effective rate for a served model at small batches
 MARK = "induction_nb chunk "  # a LOG line the session body prints as each chunk starts on the server
-_MEASURED: dict[tuple, float] = {}  # (host, model key, tool) -> measured server seconds per chunk
+_MEASURED: dict[tuple, float] = {}  # (host, model key, tool, chunk numel) -> measured server seconds per chunk
+_MARK_RE = re.compile(re.escape(MARK) + r"(\d+)")
 
 
 def cache_root(config: RemoteConfig) -> Path:
@@ -81,6 +99,59 @@ def digest(tensors: Sequence[torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def _source_digest() -> str:
+    """SHA-256 of induction_nb's own ``.py`` files (relative paths and contents, sorted by path), once per
+    process: a changed package never reuses results computed by the old code."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def code_digest(obj: Any) -> str:
+    """SHA-256 of the code of ``obj``'s class (``obj`` itself when it is a class): its source, else its
+    cloudpickle (by value for a class defined in a notebook), else its qualified name. A metric redefined in a
+    notebook cell under the same name gets a new digest, so it never reuses the old definition's results."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    try:
+        blob = inspect.getsource(cls).encode()
+    except Exception:  # no source: a class from exec, a notebook without a file, a builtin
+        try:
+            import cloudpickle
+
+            blob = cloudpickle.dumps(cls)
+        except Exception:
+            blob = f"{cls.__module__}.{cls.__qualname__}".encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _folder_fingerprint(model_key: str | None) -> list | None:
+    """Names, sizes and modification times of the files of the local folder ``model_key`` was resolved from
+    (``None`` for a served model): new weights written into the folder change the cache identity."""
+    folder = local_folder(model_key)
+    if folder is None:
+        return None
+    try:
+        with os.scandir(folder) as entries:
+            files = [e for e in entries if e.is_file()]
+            return sorted([e.name, e.stat().st_size, e.stat().st_mtime_ns] for e in files)
+    except OSError:
+        return None
+
+
+def _json_value(value: Any) -> Any:
+    """``json.dumps``' fallback for the identity: a tensor is its full digest (a repr truncates, so two large
+    tensors would collide); anything else that JSON cannot hold is refused."""
+    if isinstance(value, torch.Tensor):
+        return {"tensor": digest([value])}
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:  # a numpy scalar: its value
+        return value.item()
+    raise TypeError(f"the resume cache cannot key on a {type(value).__name__}: {value!r}")
+
+
 @dataclass(frozen=True)
 class ResultCache:
     """Per-chunk results of one remote job kind on disk (see the module docstring). ``identity``: the JSON of
@@ -97,17 +168,22 @@ class ResultCache:
         ident = {
             "format": FORMAT,
             "package": _version(),
+            "source": _source_digest(),
+            "folder": _folder_fingerprint(config.model_key),
             "host": config.host,
             "model_key": config.model_key,
             "env": config.env,
             "tool": tool,
             "settings": settings,
         }
-        return cls(cache_root(config), json.dumps(ident, sort_keys=True, default=repr))
+        return cls(cache_root(config), json.dumps(ident, sort_keys=True, default=_json_value))
 
     def _entry(self, index: int, inputs: str) -> tuple[str, Path]:
+        """The SHA-256 of the chunk's identity (what the entry stores: the identity's JSON may hold the host's
+        user:password@ or tokens in ``env``, so it never goes to disk) and the entry's path."""
         ident = json.dumps({"job": self.identity, "chunk": index, "inputs": inputs}, sort_keys=True)
-        return ident, self.directory / f"{hashlib.sha256(ident.encode()).hexdigest()}.pt"
+        hashed = hashlib.sha256(ident.encode()).hexdigest()
+        return hashed, self.directory / f"{hashed}.pt"
 
     def load(self, index: int, inputs: str) -> Any | None:
         """Chunk ``index``'s result (``inputs``: the digest of its inputs), or ``None`` (absent or unusable)."""
@@ -167,7 +243,7 @@ class Budget:
                 f"the job budget ({self.seconds:.0f} s, {self.bytes / 2**20:.0f} MiB): it runs alone and may hit the "
                 "server's execution limit; use a smaller chunk_size"
             )
-        return max(1, math.floor(fit))
+        return max(1, math.floor(min(fit, 2.0**31)))  # a non-finite budget: no limit
 
 
 class JobProgress:
@@ -199,8 +275,12 @@ class _JobClock:
 
     def __call__(self, status: str, description: str) -> None:
         if status == "LOG":
-            if description.startswith(MARK):
-                self.progress.say(f"{self.label} running: chunk {int(description[len(MARK) :]) + 1}/{self.progress.n}")
+            try:  # a malformed line is ignored: the hook runs inside nnsight's client, a raise aborts the job
+                marks = _MARK_RE.findall(description or "")
+                if marks:
+                    self.progress.say(f"{self.label} running: chunk {int(marks[-1]) + 1}/{self.progress.n}")
+            except Exception:
+                pass
             return
         if status == "RUNNING" and self.running_since is None:
             self.running_since = time.monotonic()
@@ -231,7 +311,8 @@ def run_chunks(
     pending = [i for i, r in enumerate(results) if r is None]
     if n - len(pending):
         progress.advance(n - len(pending), f"cached {n - len(pending)}/{n}")
-    rate = (config.host, config.model_key, tool)
+    # a measured rate holds for chunks of the same size only: a later scan with bigger chunks must not reuse it
+    rate = (config.host, config.model_key, tool, max(sum(t.numel() for t in x) for x in inputs) if n else 0)
     seconds_each = _MEASURED.get(rate, seconds_each)
     number = 0
     while pending:
@@ -243,6 +324,12 @@ def run_chunks(
         except RemoteExecutionError as e:
             kept = f"; {progress.done} of {n} chunks are in the cache: run it again to send only the rest"
             raise RemoteExecutionError(str(e) + (kept if cache is not None else ""), e.kind, e.server_message) from e
+        if len(outs) != len(take):
+            raise RemoteExecutionError(
+                f"{clock.label} returned {len(outs)} results for {len(take)} chunks ({take}); nothing of it was "
+                "kept: run it again",
+                kind="job",
+            )
         for i, out in zip(take, outs):
             results[i] = out
             if cache is not None:
