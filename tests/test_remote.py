@@ -310,14 +310,14 @@ def test_attribution_patching_runs_remotely_and_matches_local(folder, remote):
     assert r.verified == l.verified and len(r.verified) == 3
 
 
-def test_atp_star_runs_remotely_with_local_weights_and_matches_local(folder, remote):
+def test_atp_star_runs_remotely_with_local_weights_and_matches_local(warm, monkeypatch):
     """The recomputed query/key routes on the server; the weights are the local model's. A meta model (no
     weights here) is refused with the fix."""
     from induction_nb import InputError, head_effects
 
-    model, config = remote
-    local = load_model(folder)
-    kwargs = dict(estimator="atp*", method="corrupt", sequence_length=24, batch_size=2)
+    monkeypatch.setenv("NDIF_API_KEY", "loopback-test-key")
+    model, local, config = warm  # sites already found
+    kwargs = dict(estimator="atp*", method="mean", sequence_length=16, batch_size=2)  # mean: dz is the same shape
     r, l = head_effects(local, remote=config, **kwargs), head_effects(local, **kwargs)
     torch.testing.assert_close(r.effects, l.effects, atol=1e-5, rtol=0, equal_nan=True)
     torch.testing.assert_close(r.plain, l.plain, atol=1e-5, rtol=0, equal_nan=True)
