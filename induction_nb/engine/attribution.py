@@ -147,9 +147,13 @@ def atp_star_effects(
                     projection.output = GradGate.apply(projection.output, gates, i)
             loss = repeat_half_loss(model.output, tokens, positions)
             grads = torch.autograd.grad(loss, outputs, allow_unused=True, retain_graph=graddrop)
-            saved.update(_corrections(sites, targets, outputs, grads, replacement, maps, max_targets))
+            dz = [
+                ((0 if replacement is None else replacement[s.layer].to(z.device)) - z.detach()).float()
+                for s, z in zip(sites, outputs)
+            ]  # each head's change [batch, seq, head * d_head], shared by every estimate below
+            saved.update(_corrections(sites, targets, outputs, grads, dz, maps, max_targets))
             if graddrop:
-                saved["graddrop"] = _graddrop(sites, loss, outputs, gates, replacement, maps)
+                saved["graddrop"] = _graddrop(sites, loss, outputs, gates, dz, maps)
     except InputError:
         raise
     except Exception as e:
@@ -170,7 +174,12 @@ class GradGate(torch.autograd.Function):
         return grad * ctx.gates[ctx.i].to(grad), None, None
 
 
-def _graddrop(sites, loss, outputs, gates, replacement, maps) -> dict:
+def _per_head(dz: torch.Tensor, g: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``[head]``: the first-order loss change ``dz . g`` summed over batch and positions, per head."""
+    return (dz * g.float()).sum((0, 1)).view(n_heads, -1).sum(-1).cpu()
+
+
+def _graddrop(sites, loss, outputs, gates, dz, maps) -> dict:
     """AtP*'s GradDrop (Kramár et al. 2024): the attribution estimate again with the gradient through layer
     ``l``'s attention output dropped, for every ``l``; per head ``sum_l |estimate_l| / (L - 1)``. Paths that
     cancel in the plain estimate show here (a magnitude, for choosing what to verify). The MLPs' outputs are
@@ -180,26 +189,18 @@ def _graddrop(sites, loss, outputs, gates, replacement, maps) -> dict:
         gates.fill_(1.0)
         gates[i] = 0.0
         grads = torch.autograd.grad(loss, outputs, allow_unused=True, retain_graph=i < len(sites) - 1)
-        for s, z, g in zip(sites, outputs, grads):
+        for s, d, g in zip(sites, dz, grads):
             if g is not None:
-                target = 0 if replacement is None else replacement[s.layer].to(z.device)
-                d = ((target - z.detach()) * g).float().sum((0, 1)).view(len(total[s.layer]), -1).sum(-1)
-                total[s.layer] += d.abs().cpu()
+                total[s.layer] += _per_head(d, g, len(total[s.layer])).abs()
     return {layer: t / max(1, len(sites) - 1) for layer, t in total.items()}
 
 
-def _corrections(sites, targets, outputs, grads, replacement, maps, max_targets) -> dict:
+def _corrections(sites, targets, outputs, grads, dz, maps, max_targets) -> dict:
     """Inside the trace, after the backward: plain estimates, corrections and missed bounds per layer."""
     layers = [s.layer for s in sites]
     grads = [torch.zeros_like(z) if g is None else g.detach() for z, g in zip(outputs, grads)]
-    dz = []
-    for s, z in zip(sites, outputs):
-        target = 0 if replacement is None else replacement[s.layer].to(z.device)
-        dz.append((target - z.detach()).float())
     H = {layer: maps[layer].W_O.shape[0] for layer in layers}
-    plain = {
-        layer: (d * g.float()).sum((0, 1)).view(H[layer], -1).sum(-1).cpu() for layer, d, g in zip(layers, dz, grads)
-    }
+    plain = {layer: _per_head(d, g, H[layer]) for layer, d, g in zip(layers, dz, grads)}
     with torch.no_grad():
         for i in range(1, len(sites)):
             check_map(targets[i], maps[layers[i]], layers[i])
