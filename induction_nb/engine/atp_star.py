@@ -14,8 +14,8 @@ mean or a corrupted run's value) and a target head ``t`` of a later layer ``l'``
 - ``t``'s pattern is recomputed with the kernel's own mask, scaling, soft-cap, window and sinks
   (``attention_math``), and the change of its output ``(A' - A) V`` is weighed by the loss gradient at ``t``'s
   output ``g``: the *exact* query/key route ``<g, (A' - A) V>``;
-- its first-order part ``d/de <g, A(e) V>`` at ``e = 0`` (forward-mode AD) is what plain attribution already
-  counted for that route; the correction is ``exact - linear``.
+- its first-order part ``d/de <g, A(e) V>`` at ``e = 0`` (the softmax's derivative applied to the first-order
+  score change) is what plain attribution already counted for that route; the correction is ``exact - linear``.
 
 Target heads are taken in order of a bound on what any source can move through them: ``|<g, (A' - A) V>| <=
 sum over rows of (max_k G - min_k G)`` with ``G = g V^T`` (a row of ``A' - A`` sums to zero and has L1 norm at
