@@ -37,6 +37,7 @@ ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
     "loss_by_position": lambda m: nb.loss_by_position(m, DOCUMENTS, early=2, late=10, n_bootstrap=10),
     "head_effects": lambda m: nb.head_effects(m, batch_size=2),
     "head_effects(attribution)": lambda m: nb.head_effects(m, estimator="attribution", batch_size=2),
+    "head_effects(atp*)": lambda m: nb.head_effects(m, estimator="atp*", batch_size=2),
     "find_circuit": lambda m: nb.find_circuit(m, [(1, 0)], batch_size=2),
     "copying_dla": lambda m: nb.copying_dla(m, [(0, 0)], batch_size=2),
     "HeadExplorer": lambda m: nb.HeadExplorer(m, n_examples=1),

@@ -19,7 +19,7 @@ from induction_nb.engine.engine import head_outputs
 def _captured(model, tokens):
     """Every layer's Target and head outputs ``[batch, seq, head * d_head]`` from one nnsight trace."""
     ab = Ablator(model, None, False)
-    maps = qk_maps(ab.engine.model, [s.layer for s in ab.sites])
+    maps = qk_maps(ab.engine.model, ab.sites)
     with torch.no_grad(), ab.engine.trace(tokens) as tracer:
         box = nnsight.save({})
         for s in ab.sites:

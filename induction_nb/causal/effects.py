@@ -192,7 +192,7 @@ def _estimate(ab: Ablator, estimator: str, tokens, positions, replacement, targe
     if estimator == "attribution":
         args = (ab.engine, tuple(ab.sites), ab.paths, ab.d_head, ab.n_heads, tokens, positions, replacement)
         return _by_layer(ab, attribution_effects(*args)), {}, 3  # a forward and its backward (two forwards)
-    maps = qk_maps(ab.engine.model, [s.layer for s in ab.sites])
+    maps = qk_maps(ab.engine.model, ab.sites)
     found = atp_star_effects(
         ab.engine, tuple(ab.sites), ab.paths, tokens, positions, replacement, maps, targets, graddrop
     )

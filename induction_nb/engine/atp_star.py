@@ -42,7 +42,7 @@ from .attention_math import attention_from_qk, repeat_kv_heads
 from .head_weights import norm_affine, read_head_weights
 from .model_info import torch_module
 from .sites import envoy_at, op_node
-from .wrappers import unwrap
+from .wrappers import materialized, unwrap
 
 __all__ = [
     "QKMap",
@@ -95,10 +95,19 @@ class Target:
     dtype: torch.dtype = torch.float32
 
 
-def qk_maps(model: Any, layers: list[int]) -> dict[int, QKMap]:
-    """``{layer: QKMap}`` for the attention layers ``layers`` of ``model`` (its own layer indices)."""
+def qk_maps(model: Any, sites: list) -> dict[int, QKMap]:
+    """``{site.layer: QKMap}`` for the attention ``sites`` of ``model``, each matched to its weights by the
+    attention module's path (an encoder's layer 0 is not the decoder's)."""
     module = unwrap(torch_module(unwrap(model)))
-    if any(p.is_meta for p in module.parameters()):
+    config = getattr(module, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        raise InputError(
+            "atp* is defined here for decoder-only models (an encoder-decoder's heads reach the decoder through "
+            "cross-attention too); use estimator='attribution' with verify_top=k, or 'exact'"
+        )
+    with materialized(module):  # offloaded weights are meta until brought in: only a remote model's stay meta
+        remote = any(p.is_meta for p in module.parameters())
+    if remote:
         raise InputError(
             "atp* needs the model's weights here (a remote model's are not loaded): pass the model loaded locally "
             "with remote=..., e.g. head_effects(load_model(name), estimator='atp*', remote=True), or use "
@@ -111,12 +120,15 @@ def qk_maps(model: Any, layers: list[int]) -> dict[int, QKMap]:
             f"atp* recomputes later heads' queries and keys from the weights: {e}; use "
             "estimator='attribution' with verify_top=k, or 'exact'"
         ) from e
-    by_layer = {lh.layer: lh for lh in weights.layers}
+    by_path = {lh.path: lh for lh in weights.layers}
     maps = {}
-    for layer in layers:
-        if layer not in by_layer:
-            raise InputError(f"atp*: no weights read for attention layer {layer}; use estimator='attribution'")
-        lh = by_layer[layer]
+    for site in sites:
+        if site.path not in by_path:
+            raise InputError(
+                f"atp*: no weights read for the attention module {site.path!r} (layer {site.layer}); use "
+                "estimator='attribution' with verify_top=k, or 'exact'"
+            )
+        layer, lh = site.layer, by_path[site.path]
         why = _carry_refusal(module, lh)
         if why:
             raise InputError(
@@ -127,7 +139,8 @@ def qk_maps(model: Any, layers: list[int]) -> dict[int, QKMap]:
         kind, eps = None, 0.0
         if lh.norm is not None:
             norm = module.get_submodule(lh.norm)
-            kind = norm_affine(norm, lh.W_Q.shape[1])[2]
+            with materialized(module):
+                kind = norm_affine(norm, lh.W_Q.shape[1])[2]
             eps = next((float(v) for n in _EPS if isinstance(v := getattr(norm, n, None), (int, float))), 0.0)
         maps[layer] = QKMap(
             *(None if w is None else w.detach().float() for w in (lh.W_Q, lh.b_Q, lh.W_K, lh.b_K, lh.W_O)),
