@@ -17,5 +17,48 @@ def test_induction_heads_form(seed):
 
 
 def test_bad_input():
-    with pytest.raises(InputError, match="seq_len >= 12"):
+    with pytest.raises(InputError, match="seq_len must be an integer >= 12"):
         train_induction_model(0, seq_len=8)
+
+
+def test_smeared_keys_mix_each_key_with_the_previous_one():
+    import torch
+
+    from induction_nb.analysis.toy import ToyAttention
+
+    torch.manual_seed(0)
+    att = ToyAttention(8, 2, 4, smeared_keys=True)
+    for w in (att.W_Q, att.W_K, att.W_V, att.smear):
+        torch.nn.init.normal_(w)
+    x = torch.randn(1, 5, 8)
+    q, k, v = (torch.einsum("bsd,hde->bhse", x, w) for w in (att.W_Q, att.W_K, att.W_V))
+    s = torch.sigmoid(att.smear)[None, :, None, None]
+    k = s * k + (1 - s) * torch.cat([k[:, :, :1], k[:, :, :-1]], 2)  # key j: its own and key j-1's
+    scores = (q @ k.transpose(-1, -2)).masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
+    z = (scores.softmax(-1) @ v).transpose(1, 2).reshape(1, 5, 8)
+    torch.testing.assert_close(att(x), att.o_proj(z))
+    assert ToyAttention(8, 2, 4).smear is None
+
+
+def test_checkpoint_weights_and_smeared_refusals():
+    from induction_nb import weight_evidence
+
+    run = train_induction_model(0, steps=4, every=2, batch_size=4, n_layers=1, n_heads=2, d_model=16, smeared_keys=True)
+    assert run.steps == (2, 4) and len(run.states) == 2 and run.config["model"]["smeared_keys"]
+    last = run.model_at(4)
+    assert all(torch_equal(a, b) for a, b in zip(last.state_dict().values(), run.model.state_dict().values()))
+    assert not last.training and len(last.layers) == 1
+    with pytest.raises(InputError, match="steps \\[2, 4\\]"):
+        run.model_at(3)
+    with pytest.raises(InputError, match="smear"):  # the weights' evidence would read keys that are not x W_K
+        weight_evidence(last)
+    with pytest.raises(InputError, match="multiple of n_heads"):
+        train_induction_model(0, d_model=30, n_heads=4)
+    with pytest.raises(InputError, match="smeared_keys"):
+        train_induction_model(0, smeared_keys="yes")
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)

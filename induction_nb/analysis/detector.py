@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from .._validate import check_heads, check_int, check_probability, describe_heads
+from .._validate import check_choice, check_heads, check_int, check_probability, describe_heads
 from ..engine.capture import stream_attention
 from ..engine.defaults import fit_probe_length
 from ..engine.engine import Engine
@@ -26,13 +26,13 @@ from ..engine.remote_jobs import code_digest
 from ..engine.remote_sessions import pack_layers, stream_chunks, unpack_layers
 from ..engine.seq2seq import check_scored_stack, stack_size
 from ..errors import InputError, warn_user
-from ..metrics import REGISTRY, RowScorer, all_mass, bootstrap_head, head_means, lse_scores, pattern_metric_list
+from ..metrics import RowScorer, all_mass, lse_scores, pattern_metric_list
 from ..metrics.stats import _leaves
 from ..probes.patterns import PatternGenerator
-from .head_score import HeadScore
+from .head_score import INTERVAL_METRICS, scores_from_sequences
 from .results import DetectionResult
 
-__all__ = ["InductionHeadDetector", "detect_induction_heads"]
+__all__ = ["InductionHeadDetector", "detect_induction_heads", "INTERVAL_METRICS"]
 
 
 class InductionHeadDetector:
@@ -46,7 +46,9 @@ class InductionHeadDetector:
     requests as the job budget allows, each chunk's result cached for a rerun: ``engine.remote_jobs``).
     ``stack``: which self-attention of an encoder-decoder is scored: ``"decoder"`` (the default; the probe
     tokens are the decoder's input, the encoder gets the same tokens) or ``"encoder"``; cross-attention is
-    never scored (``engine.seq2seq``). A one-stack model has only ``"decoder"``.
+    never scored (``engine.seq2seq``). A one-stack model has only ``"decoder"``. ``intervals``: metrics
+    whose 95% bootstrap intervals are kept too (``HeadScore.intervals``), from ``INTERVAL_METRICS``
+    (``"prefix_matching"``, ``"contrast"``, ``"copying"``: the overall score's parts, resampled with it).
     """
 
     def __init__(
@@ -63,8 +65,12 @@ class InductionHeadDetector:
         progress: bool | None = None,
         remote: Any = False,
         stack: Literal["decoder", "encoder"] | None = None,
+        intervals: Sequence[str] = (),
     ):
         self.threshold = check_probability("threshold", threshold)
+        if isinstance(intervals, str):
+            intervals = (intervals,)
+        self.intervals = tuple(check_choice("intervals", m, INTERVAL_METRICS) for m in intervals)
         self.stack = check_scored_stack(stack)
         for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size), ("n_bootstrap", n_bootstrap)):
             check_int(name, value, 1)
@@ -124,7 +130,7 @@ class InductionHeadDetector:
         bad = [(l, h) for l, h in keep if (l, h) not in present]
         if bad:
             raise InputError(f"keep_patterns {bad} out of range: {describe_heads(dict(zip(layers, heads)))}")
-        scores = _head_scores(per_seq, layers, heads, self.n_bootstrap, self.seed)
+        scores = scores_from_sequences(per_seq, layers, heads, self.n_bootstrap, self.seed, self.intervals)
         stated = self.engine.n_layers if self.stack in (None, "decoder") else stack_size(self.module, self.stack)[0]
         n_layers = max(max(layers) + 1, stated or 0)
         if kept:  # the first pattern's sequences (their period and offset are known): the rest are not kept
@@ -160,6 +166,8 @@ class InductionHeadDetector:
             "stack": self.stack or "decoder",
             "control": sorted({gen.control_kind(p) for p in probes}),
         }
+        if self.intervals:
+            settings["intervals"] = list(self.intervals)
         if adapted:
             settings["probe_adapted"] = adapted
         return settings
@@ -360,21 +368,6 @@ def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
     if x.shape[1] == n:
         return x
     return torch.cat([x, torch.full((x.shape[0], n - x.shape[1]), float("nan"))], dim=1)
-
-
-def _head_scores(
-    per_seq: dict, layers: list[int], heads: list[int], n_bootstrap: int, seed: int
-) -> tuple[HeadScore, ...]:
-    """Each head's scores (every registered metric the scan measured, means over sequences, and the head
-    metrics) with the bootstrap interval of its overall score, layer by layer."""
-    means = head_means(per_seq)  # {key: [site, head]}
-    low, high = bootstrap_head(per_seq, "overall_score", n=n_bootstrap, seed=seed)
-    names = [m for m in REGISTRY if m in means]
-    return tuple(
-        HeadScore(l, h, {m: float(means[m][i, h]) for m in names}, float(low[i, h]), float(high[i, h]))
-        for i, (l, n) in sorted(enumerate(zip(layers, heads)), key=lambda x: x[1][0])
-        for h in range(n)
-    )
 
 
 def _check_keep(keep: Iterable[tuple[int, int]], engine: Engine, stack: str | None = None) -> list[tuple[int, int]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .._validate import is_int
 from ..errors import InputError
-from ..metrics import REGISTRY, RESERVED, is_metric_name
+from ..metrics import REGISTRY, RESERVED, bootstrap_head, head_means, is_metric_name
 
 __all__ = ["HeadScore", "HeadBehavior", "Values"]
 
@@ -221,3 +221,31 @@ class HeadBehavior(_ReadsValues):
             **{k: _num(v) for k, v in self.values.items()},
             "induction_stripe_score": _num(self.induction_stripe_score),
         }
+
+
+# the overall score's parts: their per-sequence values are what the bootstrap resamples (local and remote alike)
+INTERVAL_METRICS = ("prefix_matching", "contrast", "copying")
+
+
+def scores_from_sequences(
+    per_seq: dict, layers: list[int], heads: list[int], n_bootstrap: int, seed: int, intervals: tuple = ()
+) -> tuple[HeadScore, ...]:
+    """Each head's scores (every registered metric the scan measured, means over sequences, and the head
+    metrics) with the bootstrap interval of its overall score (and of the ``intervals`` metrics, from the
+    same resamples), layer by layer."""
+    means = head_means(per_seq)  # {key: [site, head]}
+    low, high = bootstrap_head(per_seq, "overall_score", n=n_bootstrap, seed=seed)
+    extra = {m: bootstrap_head(per_seq, m, n=n_bootstrap, seed=seed) for m in intervals}
+    names = [m for m in REGISTRY if m in means]
+    return tuple(
+        HeadScore(
+            l,
+            h,
+            {m: float(means[m][i, h]) for m in names},
+            float(low[i, h]),
+            float(high[i, h]),
+            {m: (float(lo[i, h]), float(hi[i, h])) for m, (lo, hi) in extra.items()},
+        )
+        for i, (l, n) in sorted(enumerate(zip(layers, heads)), key=lambda x: x[1][0])
+        for h in range(n)
+    )

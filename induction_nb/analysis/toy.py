@@ -24,15 +24,20 @@ V, T_MAX, BETA = 40, 48, 30.0  # vocabulary, positions, attention sharpness
 
 class ToyAttention(torch.nn.Module):
     """Per-head query/key/value weights ``[head, d_model, d_head]``; the heads' outputs are concatenated
-    ``[batch, seq, head * d_head]`` and mixed by ``o_proj`` (so heads can be ablated at its input)."""
+    ``[batch, seq, head * d_head]`` and mixed by ``o_proj`` (so heads can be ablated at its input).
+    ``smeared_keys``: each key a learned per-head mix of its own and the previous position's (``smear``
+    ``[head]``, through a sigmoid), which lets one layer form induction heads (Olsson et al. 2022)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int):
+    def __init__(self, d_model: int, n_heads: int, d_head: int, smeared_keys: bool = False):
         super().__init__()
         self.n_heads, self.d_head = n_heads, d_head
         self.W_Q = torch.nn.Parameter(torch.zeros(n_heads, d_model, d_head))
         self.W_K = torch.nn.Parameter(torch.zeros(n_heads, d_model, d_head))
         self.W_V = torch.nn.Parameter(torch.zeros(n_heads, d_model, d_head))
         self.o_proj = torch.nn.Linear(n_heads * d_head, d_model, bias=False)
+        # smeared keys (Olsson et al. 2022, co-perturbation): key_j = s k_j + (1 - s) k_{j-1}, s = sigmoid(smear)
+        # learned per head (an equal mix at initialisation); the first position keeps its own key
+        self.smear = torch.nn.Parameter(torch.zeros(n_heads)) if smeared_keys else None
 
     def set_output(self, head: int, block: torch.Tensor) -> None:
         """Write head ``head``'s output map ``[d_head, d_model]`` into ``o_proj``."""
@@ -47,6 +52,9 @@ class ToyAttention(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (self._project(x, w) for w in (self.W_Q, self.W_K, self.W_V))
+        if self.smear is not None:
+            s = torch.sigmoid(self.smear).view(1, -1, 1, 1)
+            k = s * k + (1 - s) * torch.cat([k[:, :, :1], k[:, :, :-1]], dim=2)
         n = x.shape[1]
         # one SDPA call (unscaled scores, causal): the capture reads its query, key and value vectors
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)

@@ -1,19 +1,26 @@
-"""Watch induction heads form: a small, fast trainer for a 2-layer attention-only transformer on
-synthetic sequences where induction helps, scoring checkpoints with the detector.
+"""Watch induction heads form: a small, fast trainer for an attention-only transformer (2 layers by default)
+on synthetic sequences where induction helps, scoring checkpoints with the detector and keeping each
+checkpoint's weights (``TrainingRun.model_at``: ``causal.formation`` rescans them).
 
 Each training sequence holds a random block of random length repeated once, then random filler: the
 block's period varies, so a head that attends by position cannot predict the repeat and only an
 induction circuit (a previous-token head in layer 0 feeding an induction head in layer 1) can. The
 loss on the repeated half drops sharply when the circuit forms, at the same checkpoint where the
 detector's best overall score jumps: the phase change of Olsson et al. (2022). CPU, about a minute.
+
+``smeared_keys=True`` is Olsson et al.'s co-perturbation: each key a learned mix of its own and the previous
+position's, so that a key carries its previous token without a previous-token head. One-layer models can then
+form induction heads (they cannot without it), and two-layer models may form them earlier.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from .._validate import check_int
 from ..errors import InputError
 from .detector import InductionHeadDetector
 from .toy import ToyAttention
@@ -24,12 +31,22 @@ __all__ = ["AttentionOnly", "Checkpoint", "TrainingRun", "train_induction_model"
 class AttentionOnly(torch.nn.Module):
     """Token + position embeddings, ``n_layers`` attention layers with residuals, an unembedding."""
 
-    def __init__(self, vocab: int = 64, d_model: int = 64, n_layers: int = 2, n_heads: int = 4, max_len: int = 64):
+    def __init__(
+        self,
+        vocab: int = 64,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        max_len: int = 64,
+        smeared_keys: bool = False,
+    ):
         super().__init__()
         self.block_size = max_len
         self.embed = torch.nn.Embedding(vocab, d_model)
         self.pos_embed = torch.nn.Embedding(max_len, d_model)
-        self.layers = torch.nn.ModuleList(ToyAttention(d_model, n_heads, d_model // n_heads) for _ in range(n_layers))
+        self.layers = torch.nn.ModuleList(
+            ToyAttention(d_model, n_heads, d_model // n_heads, smeared_keys) for _ in range(n_layers)
+        )
         self.unembed = torch.nn.Linear(d_model, vocab, bias=False)
         for layer in self.layers:
             for w in (layer.W_Q, layer.W_K, layer.W_V):
@@ -54,14 +71,34 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class TrainingRun:
+    """A training run: ``checkpoints`` (scored every ``every`` steps), the final ``model``, ``config`` (the
+    ``AttentionOnly`` arguments and the training settings) and ``states``: each checkpoint's weights (CPU
+    copies, in the checkpoints' order; a tiny model's are ~100 KB each)."""
+
     seed: int
     checkpoints: tuple[Checkpoint, ...]
     model: torch.nn.Module = field(compare=False, repr=False)
+    config: dict = field(default_factory=dict, compare=False)
+    states: tuple[dict, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def phase_change_step(self) -> int | None:
         """First checkpoint at which the detector finds an induction head."""
         return next((c.step for c in self.checkpoints if c.induction_heads), None)
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        return tuple(c.step for c in self.checkpoints)
+
+    def model_at(self, step: int) -> torch.nn.Module:
+        """A fresh ``AttentionOnly`` holding the weights of the checkpoint at ``step`` (eval mode). Raises
+        ``InputError`` for a step that is not a checkpoint or a run that kept no weights."""
+        if step not in self.steps or len(self.states) != len(self.checkpoints):
+            have = "no weights were kept" if not self.states else f"checkpoints are at steps {list(self.steps)}"
+            raise InputError(f"no checkpoint weights at step {step!r}: {have}")
+        model = AttentionOnly(**self.config["model"])
+        model.load_state_dict(self.states[self.steps.index(step)])
+        return model.eval()
 
 
 def _batch(g: torch.Generator, batch: int, seq: int, vocab: int) -> torch.Tensor:
@@ -82,20 +119,26 @@ def train_induction_model(
     lr: float = 2e-3,
     every: int = 100,
     threshold: float = 0.4,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    d_model: int = 64,
+    smeared_keys: bool = False,
     progress: bool = False,
 ) -> TrainingRun:
-    """Train ``AttentionOnly`` from ``seed`` and score it every ``every`` steps with the detector."""
-    if steps < 1 or every < 1 or seq_len < 12:
-        raise InputError("need steps >= 1, every >= 1 and seq_len >= 12")
-    if vocab - vocab // 10 < seq_len:  # the detector's probes and controls need seq_len distinct usable ids
-        raise InputError(f"vocab {vocab} is too small for seq_len {seq_len}: use vocab >= {seq_len * 10 // 9 + 1}")
+    """Train ``AttentionOnly`` (``n_layers`` attention layers of ``n_heads`` heads, width ``d_model``; with
+    ``smeared_keys``, Olsson et al.'s smeared keys) from ``seed`` and score it every ``every`` steps (and at
+    the last) with the detector, keeping each checkpoint's weights. About 30 ms a step on a CPU core for the
+    defaults, plus a detection per checkpoint. Raises ``InputError`` for settings out of range."""
+    _check(steps, every, seq_len, vocab, n_layers, n_heads, d_model, smeared_keys)
+    arch = dict(vocab=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_len=seq_len + 1)
+    arch["smeared_keys"] = smeared_keys
     with torch.random.fork_rng(devices=[]):  # the seed inits this model only; the user's RNG state is restored
         torch.manual_seed(seed)
-        model = AttentionOnly(vocab=vocab, max_len=seq_len + 1)
+        model = AttentionOnly(**arch)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     held_out = _batch(torch.Generator().manual_seed(seed + 10_000), 256, seq_len, vocab)
-    checkpoints = []
+    checkpoints, states = [], []
     loop = range(1, steps + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -110,23 +153,21 @@ def train_induction_model(
         loss.backward()
         opt.step()
         if step % every == 0 or step == steps:
-            model.eval()
-            result = InductionHeadDetector(model, threshold, batch_size=8, seed=seed, bos=False).detect(
-                sequence_length=seq_len
-            )
-            best = result.get_top_heads(1)[0]
-            checkpoints.append(
-                Checkpoint(
-                    step,
-                    float(loss.detach()),
-                    _repeat_loss(model, held_out),
-                    (best.layer, best.head),
-                    best.overall_score,
-                    tuple(result.induction_heads),
-                )
-            )
+            checkpoints.append(_checkpoint(model, step, float(loss.detach()), held_out, threshold, seed))
+            states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     model.eval()
-    return TrainingRun(seed, tuple(checkpoints), model)
+    config = {"model": arch, "steps": steps, "batch_size": batch_size, "seq_len": seq_len, "lr": lr, "every": every}
+    return TrainingRun(seed, tuple(checkpoints), model, config, tuple(states))
+
+
+def _checkpoint(model: AttentionOnly, step: int, loss: float, held_out: torch.Tensor, threshold: float, seed: int):
+    """Score the model (in eval mode) with the detector on its own sequence length."""
+    model.eval()
+    seq_len = model.block_size - 1
+    result = InductionHeadDetector(model, threshold, batch_size=8, seed=seed, bos=False).detect(sequence_length=seq_len)
+    best = result.get_top_heads(1)[0]
+    heads = tuple(result.induction_heads)
+    return Checkpoint(step, loss, _repeat_loss(model, held_out), (best.layer, best.head), best.overall_score, heads)
 
 
 def _repeat_loss(model: torch.nn.Module, tokens: torch.Tensor) -> float:
@@ -144,3 +185,16 @@ def _repeat_loss(model: torch.nn.Module, tokens: torch.Tensor) -> float:
                 )
                 break
     return float(-lp[repeated].mean())
+
+
+def _check(steps: Any, every: Any, seq_len: Any, vocab: Any, n_layers: Any, n_heads: Any, d_model: Any, smeared_keys):
+    for name, value, low in (("steps", steps, 1), ("every", every, 1), ("seq_len", seq_len, 12)):
+        check_int(name, value, low)
+    for name, value in (("n_layers", n_layers), ("n_heads", n_heads), ("d_model", d_model)):
+        check_int(name, value, 1)
+    if d_model % n_heads:
+        raise InputError(f"d_model {d_model} is not a multiple of n_heads {n_heads}: each head gets d_model / n_heads")
+    if not isinstance(smeared_keys, bool):
+        raise InputError(f"smeared_keys must be True or False, got {smeared_keys!r}")
+    if vocab - vocab // 10 < seq_len:  # the detector's probes and controls need seq_len distinct usable ids
+        raise InputError(f"vocab {vocab} is too small for seq_len {seq_len}: use vocab >= {seq_len * 10 // 9 + 1}")

@@ -10,6 +10,7 @@ from .ablation import AblationResult, ablate_heads, icl_score
 from .circuit import CircuitResult, find_circuit
 from .effects import HeadEffects, head_effects
 from .few_shot import FewShotAccuracy, few_shot_accuracy
+from .formation import FormationResult, formation
 from .function_vectors import FunctionVectorScores, fv_scores
 from .icl_heads import ICLHeads, icl_heads
 from .logit_attribution import DLAScore, copying_dla
@@ -18,6 +19,8 @@ from .route_ablation import RouteAblation, route_ablation
 
 __all__ = [
     "FewShotAccuracy",
+    "FormationResult",
+    "formation",
     "FunctionVectorScores",
     "ICLHeads",
     "few_shot_accuracy",

@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from .._validate import check_choice
+from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, AblationMethod, Ablator, per_plan
 from ..engine.knockout import Edges, check_edges
+from ..metrics.stats import bootstrap_mean
 from .loss_curve import loss_by_position, require_long_documents
 from .probe import repeat_probe
 
@@ -120,21 +121,28 @@ def icl_score(
     projections: Sequence[str] | None = None,
     remote: Any = False,
     texts: Any = None,
+    n_bootstrap: int = 0,
     **text_kwargs: Any,
 ) -> Any:
     """In-context-learning score (Olsson et al. 2022): mean loss at late tokens minus mean loss at early
     tokens (negative: the model uses its context). On repeated random tokens early = the first block,
     late = the repeat; on natural text early = tokens 1-10, late = the last 10 of each passage half:
     ``{"repeated": float, "natural": float | None}``. ``ablate``: heads removed while measuring (or, with
-    ``method="knockout"``, their ``edges`` knocked out: see ``ablate_heads``).
+    ``method="knockout"``, their ``edges`` knocked out: see ``ablate_heads``). ``n_bootstrap`` > 0 adds
+    ``"repeated_interval"`` and ``"natural_interval"``: 95% bootstrap intervals over the sequences (seeded by
+    ``seed``; ``None`` without a tokenizer).
 
     With ``texts`` (your documents: anything ``load_texts`` reads), Olsson et al.'s own definition on
     them: a ``causal.loss_curve.LossCurve`` (loss by position, ``icl_score`` = loss at token 500 minus token 50
     with its bootstrap interval); ``text_kwargs`` go to ``causal.loss_curve.loss_by_position`` (``early``,
-    ``late``, ``window``, ``max_length``, ``overflow``, ``n_bootstrap``, ``progress``); ``batch_size`` is the
+    ``late``, ``window``, ``max_length``, ``overflow``, ``progress``; ``n_bootstrap`` defaults to 1000 there);
+    ``batch_size`` is the
     documents per batch, ``sequence_length`` unused. Raises ``InputError`` where no document reaches the
     late token."""
+    check_int("n_bootstrap", n_bootstrap, 0)
     if texts is not None:
+        if n_bootstrap:
+            text_kwargs["n_bootstrap"] = n_bootstrap
         curve = loss_by_position(
             model,
             texts,
@@ -152,29 +160,41 @@ def icl_score(
     check_choice("ablation method", method, ABLATION_METHODS)
     check_edges(method, edges)
     ab = Ablator(model, projections, remote)
-    return icl_and_loss(ab, ablate, method, edges, sequence_length, batch_size, seed)[0]
+    return icl_and_loss(ab, ablate, method, edges, sequence_length, batch_size, seed, n_bootstrap)[0]
 
 
 def icl_and_loss(
-    ab: Ablator, ablate: Sequence, method: str, edges: Any, sequence_length: Any, batch_size: int, seed: int
+    ab: Ablator,
+    ablate: Sequence,
+    method: str,
+    edges: Any,
+    sequence_length: Any,
+    batch_size: int,
+    seed: int,
+    n_bootstrap: int = 0,
 ) -> tuple[dict, float]:
-    """``icl_score``'s dict on repeated tokens and passages, and the mean loss of its late window on the
-    repeated tokens (the repeated half: ``ablate_heads``' loss on the same probe), from the same forwards."""
+    """``icl_score``'s dict on repeated tokens and passages (with ``n_bootstrap``, their intervals), and the
+    mean loss of its late window on the repeated tokens (the repeated half: ``ablate_heads``' loss on the
+    same probe), from the same forwards."""
     plan = ab.check_heads(ablate) if ablate else []
     # a first block of >= 12 tokens: early and late windows that do not overlap
     tokens, late, natural = repeat_probe(ab, sequence_length, batch_size, seed, minimum=24, tool="icl_score")
     means = ab.replacement(tokens, int(late[0]), method, seed)[0] if plan else None
     start = int(late[0]) - (tokens.shape[1] - 1 - int(late[0]))
     early = torch.arange(max(1, start), int(late[0]))
-    score, loss = _late_minus_early(ab, tokens, early, late, plan, method, means, edges)
-    out = {"repeated": score, "natural": None}
+    score, loss, rows = _late_minus_early(ab, tokens, early, late, plan, method, means, edges)
+    out: dict = {"repeated": score, "natural": None}
+    intervals: dict = {"repeated_interval": _interval(rows, n_bootstrap, seed), "natural_interval": None}
     if natural is not None:  # a passage's first 10 predictions against the last 10 of its first copy
         text, repeat = natural
         end = int(repeat[0]) - 1
         text_means = ab.replacement(text, int(repeat[0]), method, seed)[0] if plan else None
-        out["natural"] = _late_minus_early(
+        out["natural"], _, rows = _late_minus_early(
             ab, text, torch.arange(1, 11), torch.arange(end - 10, end), plan, method, text_means, edges
-        )[0]
+        )
+        intervals["natural_interval"] = _interval(rows, n_bootstrap, seed)
+    if n_bootstrap:
+        out.update(intervals)
     return out, loss
 
 
@@ -187,8 +207,17 @@ def _late_minus_early(
     method: str,
     means: dict | None,
     edges: Edges | None,
-) -> tuple[float, float]:
-    """The late-minus-early loss and the late window's loss."""
+) -> tuple[float, float, torch.Tensor]:
+    """The late-minus-early loss, the late window's loss and each sequence's late-minus-early ``[batch]``."""
     (lp, _), _ = ab.run(tokens, [plan], method, means, torch.cat([early, late]), edges=edges)
     late_loss = float(-lp[:, len(early) :].mean())
-    return late_loss + float(lp[:, : len(early)].mean()), late_loss
+    rows = lp[:, : len(early)].double().mean(1) - lp[:, len(early) :].double().mean(1)
+    return late_loss + float(lp[:, : len(early)].mean()), late_loss, rows
+
+
+def _interval(rows: torch.Tensor, n_bootstrap: int, seed: int) -> tuple[float, float] | None:
+    """A 95% bootstrap interval of the mean of ``rows`` (``None`` for ``n_bootstrap`` 0)."""
+    if not n_bootstrap:
+        return None
+    low, high = bootstrap_mean(rows.float(), n_bootstrap, seed)
+    return float(low), float(high)

@@ -28,6 +28,7 @@ from .figures import (
     plot_score_heatmap,
     plot_stripe_profile,
 )
+from .formation_figure import plot_formation
 from .icl_heads_views import plot_icl_heads
 from .report import create_analysis_report, text_n_prefix, text_report
 from .style import save_figure, shared_legend, style
@@ -53,6 +54,7 @@ __all__ = [
     "plot_score_heatmap",
     "plot_stripe_profile",
     "plot_training_run",
+    "plot_formation",
     "save_figure",
     "shared_legend",
     "style",

@@ -162,6 +162,13 @@ class PerHeadParams(HeadLayout):
         return all(isinstance(w, torch.Tensor) and w.dim() == 3 for w in ws) and hasattr(module, "o_proj")
 
     def read(self, module: torch.nn.Module, config: Any = None) -> Projections:
+        if getattr(module, "smear", None) is not None:  # a key is not x @ W_K: every QK reading would be wrong
+            raise InputError(
+                "this attention smears each key with the previous position's (train_induction_model("
+                "smeared_keys=True)): its keys are not x @ W_K, so the weights' evidence and AtP* do not apply; "
+                "use the behavioural tools (detect_induction_heads, find_circuit, head_effects with "
+                "estimator='attribution' or 'exact')"
+            )
         W_Q, W_K, W_V = (getattr(module, n).detach() for n in ("W_Q", "W_K", "W_V"))
         W_O = split_out(row_weight(module.o_proj), W_Q.shape[0])
         return Projections(W_Q, W_K, W_V, W_O, b_O=bias_of(module.o_proj), n_kv_heads=W_K.shape[0])

@@ -100,7 +100,7 @@ def digest(tensors: Sequence[torch.Tensor]) -> str:
 
 
 @functools.cache
-def _source_digest() -> str:
+def source_digest() -> str:
     """SHA-256 of induction_nb's own ``.py`` files (relative paths and contents, sorted by path), once per
     process: a changed package never reuses results computed by the old code."""
     root = Path(__file__).resolve().parents[1]
@@ -128,10 +128,9 @@ def code_digest(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _folder_fingerprint(model_key: str | None) -> list | None:
-    """Names, sizes and modification times of the files of the local folder ``model_key`` was resolved from
-    (``None`` for a served model): new weights written into the folder change the cache identity."""
-    folder = local_folder(model_key)
+def folder_fingerprint(folder: str | os.PathLike | None) -> list | None:
+    """Names, sizes and modification times of the files of a local model ``folder`` (``None`` for none, e.g. a
+    served model): new weights written into the folder change a cache identity."""
     if folder is None:
         return None
     try:
@@ -168,8 +167,8 @@ class ResultCache:
         ident = {
             "format": FORMAT,
             "package": _version(),
-            "source": _source_digest(),
-            "folder": _folder_fingerprint(config.model_key),
+            "source": source_digest(),
+            "folder": folder_fingerprint(local_folder(config.model_key)),
             "host": config.host,
             "model_key": config.model_key,
             "env": config.env,

@@ -5,16 +5,21 @@ No model is touched here: token ids come from a vocabulary size (and a tokenizer
 """
 
 from .few_shot import FewShotTask
+from .fuzzy import FuzzyProbes, WordPair, fuzzy_probes, word_pairs
 from .passages import PASSAGES
 from .patterns import EXTRA_PATTERN_NAMES, PATTERN_NAMES, Pattern, PatternGenerator
 from .texts import load_texts
 
 __all__ = [
     "FewShotTask",
+    "FuzzyProbes",
+    "WordPair",
     "EXTRA_PATTERN_NAMES",
     "PASSAGES",
     "PATTERN_NAMES",
     "Pattern",
     "PatternGenerator",
+    "fuzzy_probes",
     "load_texts",
+    "word_pairs",
 ]

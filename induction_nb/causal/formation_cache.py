@@ -1,0 +1,100 @@
+"""Each checkpoint's formation result on disk, so that a long checkpoint series resumes where it stopped.
+
+An entry is one checkpoint's JSON (its detection and ICL score), named by the SHA-256 of everything that
+produced it: the format, the package version and its source files' digest (changed code never reuses old
+results), the settings, the documents (for a text ICL score) and the checkpoint's identity (a folder's file
+names, sizes and modification times; a digest of a model's or state dict's tensors). Entries are written
+atomically (a temporary file, then ``os.replace``), so an interrupted write never leaves half an entry; a
+corrupt or foreign entry is ignored and measured again. Limits: no eviction (delete the folder to reclaim it);
+a folder whose files are rewritten with the same size and time is taken as unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine.remote_jobs import CACHE_ENV, digest, folder_fingerprint, source_digest
+from ..errors import warn_user
+from ..probes.texts import load_texts
+
+__all__ = ["FormationCache", "checkpoint_identity", "formation_cache_root"]
+
+FORMAT = 1
+
+
+def formation_cache_root(cache_dir: Any = None) -> Path:
+    """``cache_dir``, else ``$INDUCTION_NB_CACHE/formation``, else ``~/.cache/induction_nb/formation``."""
+    if cache_dir not in (None, True):
+        return Path(cache_dir).expanduser()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / "formation"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "induction_nb" / "formation"
+
+
+def checkpoint_identity(checkpoint: Any) -> Any:
+    """What identifies a checkpoint's weights: a folder's fingerprint, or the digest of a state dict's or a
+    model's tensors (names included)."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return folder_fingerprint(checkpoint)
+    if not isinstance(checkpoint, Mapping):
+        module = getattr(checkpoint, "_model", checkpoint)  # an nnsight wrapper: its module
+        checkpoint = module.state_dict()
+    names = sorted(k for k, v in checkpoint.items() if isinstance(v, torch.Tensor))
+    return [hashlib.sha256("\0".join(names).encode()).hexdigest(), digest([checkpoint[k] for k in names])]
+
+
+@dataclass(frozen=True)
+class FormationCache:
+    directory: Path
+    identity: str
+
+    @classmethod
+    def of(cls, cache_dir: Any, settings: dict, texts: Any) -> FormationCache | None:
+        """The cache for a scan with ``settings`` (``None`` where ``cache_dir`` is ``False``)."""
+        if cache_dir is False:
+            return None
+        documents = None
+        if texts is not None:
+            documents = hashlib.sha256("\0\1".join(load_texts(texts)).encode()).hexdigest()
+        ident = {"format": FORMAT, "source": source_digest(), "settings": settings, "texts": documents}
+        return cls(formation_cache_root(cache_dir), json.dumps(ident, sort_keys=True, default=str))
+
+    def _path(self, checkpoint: Any) -> tuple[str, Path]:
+        key = hashlib.sha256(json.dumps([self.identity, checkpoint], default=str).encode()).hexdigest()
+        return key, self.directory / f"{key}.json"
+
+    def load(self, checkpoint: Any) -> dict | None:
+        """The checkpoint's record, or ``None`` (absent, unreadable or another scan's)."""
+        key, path = self._path(checkpoint)
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("key") != key or not isinstance(entry.get("record"), dict):
+            return None
+        return entry["record"]
+
+    def store(self, checkpoint: Any, record: dict) -> None:
+        """Write the checkpoint's record atomically; an unwritable folder warns and the scan goes on."""
+        key, path = self._path(checkpoint)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".part-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump({"key": key, "record": record}, f)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as e:
+            warn_user(f"induction_nb: could not cache a formation checkpoint in {self.directory} ({e}); going on")

@@ -1,0 +1,92 @@
+"""Where a score series shows a phase change: the rule ``formation`` marks, stated so it can be checked.
+
+Olsson et al. (2022) see induction heads form in a *phase change*: within a short stretch of training the best
+head's induction score jumps while the in-context-learning score improves. Here the stretch is the *rise
+window* of the best head's score (the maximum over heads at each checkpoint): from the last checkpoint at or
+below 20% of its rise to the first at or above 80%, the rise measured from the first checkpoint to the series'
+maximum. The window is called a phase change only where
+
+* the rise is at least ``min_rise`` (0.2 by default; induction scores are in [0, 1]), and
+* the window covers at most ``max_share`` (a quarter by default) of the training span, measured in steps, or in
+  log steps where the checkpoints are log-spaced (Pythia's: 0, 1, 2, 4 ... 512, 1000, 2000 ...).
+
+Limits: checkpoints are points, so a window is at least one checkpoint interval wide (a sparse series cannot
+show an abrupt change); a score that rises, falls and rises again gets the window of its first full rise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["RiseWindow", "rise_window", "log_spaced"]
+
+
+@dataclass(frozen=True)
+class RiseWindow:
+    """The best head's rise: ``start`` and ``end`` (training steps; checkpoint indices ``i_start``, ``i_end``),
+    ``rise`` (score, first checkpoint to maximum), ``share`` (the window's share of the training span, in the
+    axis' units), ``abrupt`` (the rule above holds: a phase change), ``icl_share``: the share of the ICL score's
+    improvement (first to last checkpoint) that happens inside the window (NaN where it does not improve by at
+    least 0.01 nats), ``log_steps``: whether the span was measured in log steps."""
+
+    start: int
+    end: int
+    i_start: int
+    i_end: int
+    rise: float
+    share: float
+    abrupt: bool
+    icl_share: float
+    log_steps: bool
+
+
+def log_spaced(steps: Sequence[int]) -> bool:
+    """Whether checkpoints at ``steps`` are spaced on a log scale (the largest positive step over 100 times
+    the smallest, and the gaps growing): then spans are measured in ``log10(step + 1)``."""
+    positive = [s for s in steps if s > 0]
+    if len(positive) < 3 or positive[-1] < 100 * positive[0]:
+        return False
+    gaps = [b - a for a, b in zip(steps[:-1], steps[1:])]
+    return max(gaps) > 4 * min(gaps)
+
+
+def rise_window(
+    steps: Sequence[int],
+    best: Sequence[float],
+    icl: Sequence[float] | None = None,
+    *,
+    min_rise: float = 0.2,
+    max_share: float = 0.25,
+    log_steps: bool | None = None,
+) -> RiseWindow | None:
+    """The rise window of the score series ``best`` (one value per checkpoint at ``steps``, increasing; NaN
+    not allowed) and, with ``icl`` (nats per checkpoint), the share of its improvement inside the window.
+    ``None`` where the score never rises by ``min_rise`` or fewer than 2 checkpoints are given."""
+    if len(best) < 2 or any(math.isnan(v) for v in best):
+        return None
+    log = log_spaced(steps) if log_steps is None else log_steps
+    axis = [math.log10(s + 1) for s in steps] if log else [float(s) for s in steps]
+    low, high = best[0], max(best)
+    rise = high - low
+    if rise < min_rise:
+        return None
+    i_end = next(i for i, v in enumerate(best) if v >= low + 0.8 * rise)
+    i_start = max(i for i in range(i_end) if best[i] <= low + 0.2 * rise)
+    span = axis[-1] - axis[0]
+    share = (axis[i_end] - axis[i_start]) / span if span > 0 else 1.0
+    icl_share = float("nan")
+    if icl is not None and icl[-1] < icl[0] - 0.01:  # more negative: more in-context learning
+        icl_share = (icl[i_end] - icl[i_start]) / (icl[-1] - icl[0])
+    return RiseWindow(
+        int(steps[i_start]),
+        int(steps[i_end]),
+        i_start,
+        i_end,
+        float(rise),
+        float(share),
+        share <= max_share,
+        float(icl_share),
+        log,
+    )
