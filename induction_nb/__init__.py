@@ -79,6 +79,9 @@ _GROUPS = {
         "ICLHeads",
         "formation",
         "FormationResult",
+        "evidence_report",
+        "EvidenceReport",
+        "EvidenceLine",
     ],
     "draw": [
         "text_attention_pattern",
@@ -107,6 +110,8 @@ _GROUPS = {
         "plot_effects_scatter",
         "plot_training_run",
         "plot_formation",
+        "plot_evidence",
+        "text_evidence_head",
         "compare_heads",
         "save_figure",
     ],

@@ -50,4 +50,9 @@ ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
         m, "category_pairs", fractions=(0.25,), n_random=1, shots=2, n_prompts=2, verify_top=1
     ),
     "concept_induction": lambda m: nb.concept_induction(m, [[5, 6], [7, 8, 9]], n_probes=2, n_boot=10, verify_top=1),
+    "fuzzy_copy": lambda m: nb.fuzzy_copy(m, pairs=[(i, i + 20) for i in range(3, 11)], n_probes=2, n_boot=10),
+    "formation": lambda m: nb.formation([m], cache_dir=False, batch_size=2, n_bootstrap=10),
+    "evidence_report": lambda m: nb.evidence_report(
+        m, heads=[(1, 0)], n_random=1, batch_size=2, concept=False, fuzzy=False
+    ),
 }

@@ -20,7 +20,7 @@ from induction_nb.analysis import FuzzyCopyResult, HandBuiltInduction, fuzzy_cop
 from induction_nb.errors import InputError
 from induction_nb.probes.fuzzy import WordPair, candidate_words, fuzzy_probes, word_pairs
 
-fc = importlib.import_module("induction_nb.analysis.fuzzy_copy")  # the attribute is the function, not the module
+fc = importlib.import_module("induction_nb.analysis.fuzzy")
 WORDS = candidate_words()[:20]  # the shipped passages' first words: the ones the default word list reads
 
 
@@ -178,3 +178,23 @@ def _short_gpt2():
 def test_bad_inputs_are_refused_with_the_fix(worded, make, kwargs, match):
     with pytest.raises(InputError, match=match):
         fuzzy_copy(worded if make is None else make(), **kwargs)
+
+
+def test_given_pairs_run_without_a_tokenizer_and_are_checked():
+    from induction_nb import HandBuiltInduction, InputError, fuzzy_copy
+
+    model = HandBuiltInduction()
+    pairs = [(i, i + 20) for i in range(2, 12)]  # token ids: "form 2" an unrelated id in a one-hot model
+    r = fuzzy_copy(model, pairs=pairs, n_probes=4, n_boot=20, length=16)
+    assert r.words[0] in {(str(a), str(b)) for a, b in pairs}
+    assert float(r.exact[1, 0]) > 0.9 and float(r.scores[1, 0]) < 0.1  # an exact-match head, no fuzzy match
+    for bad, match in [
+        ([(2, 2)] * 5, "different tokens"),
+        ([(2, 3), (3, 4)], "another pair"),
+        ([(2, 99)], "outside the vocabulary"),
+        ([("cat", 3)], "no tokenizer"),
+        ([(2,)], "two forms"),
+        ("cats", "list of"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            fuzzy_copy(model, pairs=bad, n_probes=2, n_boot=5)

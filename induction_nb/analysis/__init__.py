@@ -9,7 +9,7 @@ from .analyzer import InductionHeadAnalyzer, analyze_head_attention
 from .co_perturbation import SmearedKeysComparison, compare_smeared_keys
 from .detector import InductionHeadDetector, detect_induction_heads
 from .dual_route import DualRouteResult, concept_induction
-from .fuzzy_copy import FuzzyCopyResult, fuzzy_copy
+from .fuzzy import FuzzyCopyResult, fuzzy_copy
 from .head_score import HeadBehavior, HeadScore
 from .on_text import detect_on_text
 from .results import DetectionResult, RetrievalResult, ScanResult, TextScanResult, load_result

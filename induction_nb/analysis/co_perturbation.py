@@ -26,7 +26,7 @@ from .._validate import check_int
 from ..errors import InputError
 from .training import TrainingRun, train_induction_model
 
-__all__ = ["SmearedKeysComparison", "compare_smeared_keys", "icl_step"]
+__all__ = ["SmearedKeysComparison", "compare_smeared_keys", "earlier_than", "icl_step"]
 
 
 def icl_step(run: TrainingRun, drop: float = 1.0) -> int | None:
@@ -55,11 +55,11 @@ class SmearedKeysComparison:
 
     @property
     def earlier(self) -> int:
-        return sum(_before(s, p) for s, p in zip(self.formed["smeared"], self.formed["plain"]))
+        return sum(earlier_than(s, p) for s, p in zip(self.formed["smeared"], self.formed["plain"]))
 
     @property
     def later(self) -> int:
-        return sum(_before(p, s) for s, p in zip(self.formed["smeared"], self.formed["plain"]))
+        return sum(earlier_than(p, s) for s, p in zip(self.formed["smeared"], self.formed["plain"]))
 
     def median(self, which: str, kind: str = "formed") -> float | None:
         """The median step of ``which`` (``"plain"``/``"smeared"``) over the seeds where it happened."""
@@ -87,7 +87,8 @@ class SmearedKeysComparison:
         return "\n".join(lines)
 
 
-def _before(a: int | None, b: int | None) -> bool:
+def earlier_than(a: int | None, b: int | None) -> bool:
+    """Whether step ``a`` came before step ``b`` (``None``: never; something beats never)."""
     return a is not None and (b is None or a < b)
 
 

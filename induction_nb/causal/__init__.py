@@ -9,6 +9,7 @@ also knocks out edges (``method="knockout"``). Built on ``engine.Ablator``.
 from .ablation import AblationResult, ablate_heads, icl_score
 from .circuit import CircuitResult, find_circuit
 from .effects import HeadEffects, head_effects
+from .evidence import EvidenceLine, EvidenceReport, evidence_report
 from .few_shot import FewShotAccuracy, few_shot_accuracy
 from .formation import FormationResult, formation
 from .function_vectors import FunctionVectorScores, fv_scores
@@ -29,11 +30,14 @@ __all__ = [
     "AblationResult",
     "CircuitResult",
     "DLAScore",
+    "EvidenceLine",
+    "EvidenceReport",
     "HeadEffects",
     "LossCurve",
     "RouteAblation",
     "ablate_heads",
     "copying_dla",
+    "evidence_report",
     "find_circuit",
     "head_effects",
     "icl_score",

@@ -41,6 +41,7 @@ from .._validate import check_choice, check_int, check_probability
 from ..analysis.detector import INTERVAL_METRICS, detect_induction_heads
 from ..analysis.results import DetectionResult, ScanResult
 from ..engine.models import load_model
+from ..engine.wrappers import unwrap
 from ..errors import InputError
 from ..metrics import REGISTRY
 from .ablation import icl_score
@@ -257,14 +258,14 @@ def _item(c: Any, index: int, model: Any) -> tuple:
         if model is None:
             raise InputError("state dict checkpoints need model=: the model whose architecture they load into")
         return index, f"#{index}", ("state", checkpoint_identity(c)), _loader(_with_state, model, c)
-    if isinstance(c, torch.nn.Module) or hasattr(c, "_model"):
+    if isinstance(c, torch.nn.Module) or hasattr(c, "_module"):
         return index, f"#{index}", ("model", checkpoint_identity(c)), _loader(lambda m: m, c)
     raise InputError(f"checkpoint {index} is a {type(c).__name__}: pass folders, models or state dicts")
 
 
 def _with_state(model: Any, state: Mapping) -> torch.nn.Module:
     """A copy of ``model`` holding ``state``, in ``model``'s mode (the user's model is never changed)."""
-    module = getattr(model, "_model", model)  # an nnsight wrapper: its module
+    module = unwrap(getattr(model, "_module", model))  # an nnsight wrapper or a compiled copy: its module
     clone = copy.deepcopy(module)
     try:
         clone.load_state_dict(state)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..engine.remote_jobs import CACHE_ENV, digest, folder_fingerprint, source_digest
+from ..engine.wrappers import materialized, unwrap
 from ..errors import warn_user
 from ..probes.texts import load_texts
 
@@ -45,11 +46,16 @@ def checkpoint_identity(checkpoint: Any) -> Any:
     model's tensors (names included)."""
     if isinstance(checkpoint, (str, os.PathLike)):
         return folder_fingerprint(checkpoint)
-    if not isinstance(checkpoint, Mapping):
-        module = getattr(checkpoint, "_model", checkpoint)  # an nnsight wrapper: its module
-        checkpoint = module.state_dict()
-    names = sorted(k for k, v in checkpoint.items() if isinstance(v, torch.Tensor))
-    return [hashlib.sha256("\0".join(names).encode()).hexdigest(), digest([checkpoint[k] for k in names])]
+    if isinstance(checkpoint, Mapping):
+        return _digest(checkpoint)
+    module = unwrap(getattr(checkpoint, "_module", checkpoint))  # nnsight, compiled: the module
+    with materialized(module):  # offloaded weights brought in, as a forward would
+        return _digest(module.state_dict())
+
+
+def _digest(state: Mapping) -> list[str]:
+    names = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor))
+    return [hashlib.sha256("\0".join(names).encode()).hexdigest(), digest([state[k] for k in names])]
 
 
 @dataclass(frozen=True)

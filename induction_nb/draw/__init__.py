@@ -1,6 +1,7 @@
 """How results and patterns are shown: terminal text (``ascii``, ``report``: named ``text_*``), paper
 figures (``figures``, ``evidence_figures``: ``plot_*``, matplotlib on first use), the weights' evidence
-(``weights_view``: ``text_weight_evidence``, ``plot_k_composition``), the HTML a notebook
+(``weights_view``: ``text_weight_evidence``, ``plot_k_composition``), an evidence report's summary figure
+and one head's evidence (``evidence_views``: ``plot_evidence``, ``text_evidence_head``), the HTML a notebook
 shows and the static page (``html_repr``, ``html_page``), and the state the explorer's canvases draw
 from (``canvas_state``).
 
@@ -20,6 +21,7 @@ from .ascii import (
 )
 from .dual_route_views import plot_dual_route, text_dual_route
 from .evidence_figures import plot_circuit_graph, plot_effects_scatter, plot_loss_curve, plot_training_run
+from .evidence_views import plot_evidence, text_evidence_head
 from .figures import (
     compare_heads,
     plot_attention_heatmap,
@@ -44,6 +46,7 @@ __all__ = [
     "plot_circuit_graph",
     "plot_dual_route",
     "plot_effects_scatter",
+    "plot_evidence",
     "plot_head_scores",
     "plot_icl_heads",
     "plot_induction_stripe",
@@ -61,6 +64,7 @@ __all__ = [
     "text_attention_pattern",
     "text_circuit",
     "text_dual_route",
+    "text_evidence_head",
     "text_head_scores",
     "text_induction_stripe",
     "text_n_prefix",

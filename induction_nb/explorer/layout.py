@@ -53,8 +53,9 @@ def _controls(ex: Any) -> list[Any]:
 
 
 def build(ex: Any) -> None:
-    """Create ``ex.grid``, ``ex.heatmap``, ``ex.title``, ``ex.metrics``, ``ex.tokens``, ``ex.message``,
-    the controls and ``ex.widget`` (the whole explorer)."""
+    """Create ``ex.grid``, ``ex.heatmap``, ``ex.title``, ``ex.metrics``, ``ex.evidence`` (shown under the
+    metrics where ``ex.evidence_report`` is set), ``ex.tokens``, ``ex.message``, the controls and ``ex.widget``
+    (the whole explorer)."""
     import ipywidgets as W
 
     from .canvas import HeadGrid, HeatmapView
@@ -75,9 +76,11 @@ def build(ex: Any) -> None:
         f"{r.num_heads_detected} detected at {r.threshold:.2f}: {html.escape(detected)}"
     )
     header.add_class("inb-header")
-    ex.title, ex.metrics, ex.tokens, ex.message = W.HTML(), W.HTML(), W.HTML(), W.HTML()
+    ex.title, ex.metrics, ex.tokens, ex.message, ex.evidence = W.HTML(), W.HTML(), W.HTML(), W.HTML(), W.HTML()
     for part, name in ((ex.title, "title"), (ex.metrics, "metrics"), (ex.tokens, "tokens"), (ex.message, "message")):
         part.add_class(f"inb-{name}")
+    ex.evidence.add_class("inb-evidence-panel")  # the selected head's evidence, with evidence=report only
+    evidence = [ex.evidence] if ex.evidence_report is not None else []
     ex.heatmap = HeatmapView(layout=W.Layout(width="100%"))
     ex._offer = W.Dropdown(
         options=[("", None)], value=None, description="show head", layout=W.Layout(width="220px", display="none")
@@ -90,7 +93,7 @@ def build(ex: Any) -> None:
     )
     grid_panel.add_class("inb-grid-panel")
     view = W.VBox(
-        [ex.title, ex.heatmap, ex.message, ex._offer, controls, ex.metrics, ex.tokens],
+        [ex.title, ex.heatmap, ex.message, ex._offer, controls, ex.metrics, *evidence, ex.tokens],
         layout=W.Layout(flex="1 1 470px", min_width="300px", max_width="100%"),
     )
     view.add_class("inb-view-panel")

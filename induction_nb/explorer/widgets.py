@@ -32,6 +32,7 @@ from ..draw.ascii import (
     text_induction_stripe,
 )
 from ..draw.canvas_state import grid_colours, grid_selection, heatmap_state
+from ..draw.evidence_views import check_report, evidence_head_html, text_evidence_head
 from ..draw.labels import escape_label, token_labels
 from ..draw.panels import head_title, metrics_html, tokens_html
 from ..draw.report import create_analysis_report
@@ -50,7 +51,9 @@ class HeadExplorer:
     """Explore the heads of ``result_or_model`` (a scan result, or anything ``load_model``
     accepts: detection runs first). ``model``: where patterns come from for a result (without it, only
     the heads the result kept can be shown). ``texts``: your documents (anything ``load_texts`` reads),
-    shown as the pattern ``"text"`` (the first ``n_examples``, each cut to ``text_length`` tokens)."""
+    shown as the pattern ``"text"`` (the first ``n_examples``, each cut to ``text_length`` tokens).
+    ``evidence``: an evidence report of the same model (``evidence_report``, or ``EvidenceReport.load``): the
+    selected head's evidence is shown under its metrics (``self.evidence``) and in ``text()``."""
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class HeadExplorer:
         head: int | None = None,
         texts: Any = None,
         text_length: int = 256,
+        evidence: Any = None,
     ):
         if isinstance(result_or_model, ScanResult):
             self.result, self.model = result_or_model, model
@@ -76,6 +80,7 @@ class HeadExplorer:
             self.result = detector.detect(sequence_length=length)
         if not self.result.head_scores:
             raise InputError("the result is empty (no head scores): run detect() first")
+        self.evidence_report = _check_evidence(evidence, self.result)
         if texts is not None and self.model is None:
             raise InputError("texts need the model to run them: HeadExplorer(result, model=model, texts=...)")
         engine = Engine.of(self.model) if self.model is not None else None
@@ -167,6 +172,8 @@ class HeadExplorer:
             if period is not None:
                 offset = self.source.get(self.pattern, self.layer, self.head).offset
                 parts.append(str(text_induction_stripe(attention, period, width, tokens=labels, offset=offset)))
+        if self.evidence_report is not None:
+            parts.append(text_evidence_head(self.evidence_report, self.layer, self.head, width))
         return "\n\n".join(parts)
 
     def __repr__(self) -> str:
@@ -253,6 +260,8 @@ class HeadExplorer:
             self.message.value = ""
             shown = pattern_metrics(attention, tokens, 1 + offset)
         self.metrics.value = metrics_html(self.result, s, shown, self._shown_label())
+        if self.evidence_report is not None:
+            self.evidence.value = evidence_head_html(self.evidence_report, *key)
         self._sync_grid()
         self.title.value = f"<h4 class='inb-head-name'>{html.escape(escape_label(self._title_text()))}</h4>"
 
@@ -347,6 +356,16 @@ def _check_patterns(patterns: Any) -> tuple[str, ...]:
     if not names or bad:
         raise InputError(f"patterns must name probe patterns from {sorted(PATTERN_NAMES)}, got {list(names)!r}")
     return names
+
+
+def _check_evidence(report: Any, result: ScanResult) -> Any:
+    """``report`` (or ``None``) if it is an evidence report of the result's model, else ``InputError``."""
+    if report is not None and check_report(report, "HeadExplorer(evidence=)").model_name != result.model_name:
+        raise InputError(
+            f"the evidence report is of {report.model_name!r}, the result of {result.model_name!r}: pass "
+            "evidence_report(model) of the model the result came from"
+        )
+    return report
 
 
 def _check_model_matches(result: ScanResult, engine: Any) -> None:

@@ -31,7 +31,7 @@ from .._validate import check_int
 from ..errors import InputError
 from .passages import PASSAGES
 
-__all__ = ["FuzzyProbes", "WordPair", "candidate_words", "word_pairs", "fuzzy_probes", "MIN_WORDS"]
+__all__ = ["FuzzyProbes", "WordPair", "candidate_words", "word_pairs", "given_pairs", "fuzzy_probes", "MIN_WORDS"]
 
 MIN_WORDS = 4  # words per block: at least three scored queries per probe
 
@@ -90,6 +90,43 @@ def word_pairs(tokenizer: Any, words: Sequence[str] | None = None, exclude: Iter
         used.update(ids)
         out.append(WordPair(lower, upper, ids[0], ids[1]))
     return out
+
+
+def given_pairs(pairs: Any, tokenizer: Any, vocab: int | None, exclude: Iterable[int] = ()) -> list[WordPair]:
+    """The user's ``pairs``: ``(form 1, form 2)`` token ids (a word and its other case, or its translation), or
+    strings the ``tokenizer`` writes as one token each. ``InputError`` for a pair that is not two distinct
+    one-token forms, an id outside the vocabulary or in ``exclude`` (the BOS), or an id in two pairs (then an
+    exact match could join the blocks)."""
+    if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        raise InputError(f"pairs must be a list of (form 1, form 2) pairs, got {type(pairs).__name__}")
+    out, used = [], set(int(i) for i in exclude)
+    for k, pair in enumerate(pairs):
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise InputError(f"pairs[{k}] must be two forms (token ids or strings), got {pair!r}")
+        ids = [_given_id(form, tokenizer, vocab, f"pairs[{k}]") for form in pair]
+        if ids[0] == ids[1] or {*ids} & used:
+            raise InputError(
+                f"pairs[{k}] {pair!r}: its two forms must be different tokens, neither the BOS nor in another pair"
+            )
+        used.update(ids)
+        out.append(WordPair(str(pair[0]), str(pair[1]), ids[0], ids[1]))
+    return out
+
+
+def _given_id(form: Any, tokenizer: Any, vocab: int | None, where: str) -> int:
+    if isinstance(form, str):
+        if tokenizer is None:
+            raise InputError(f"{where}: {form!r} is a string but the model has no tokenizer; give token ids")
+        ids = list(tokenizer.encode(form, add_special_tokens=False))
+        if len(ids) != 1:
+            raise InputError(f"{where}: {form!r} is {len(ids)} tokens ({ids}); each form must be one token")
+        return int(ids[0])
+    if not (isinstance(form, int) or (isinstance(form, torch.Tensor) and form.numel() == 1)) or isinstance(form, bool):
+        raise InputError(f"{where}: a form must be a token id or a string, got {form!r}")
+    value = int(form)
+    if value < 0 or (vocab is not None and value >= vocab):
+        raise InputError(f"{where}: token id {value} is outside the vocabulary (0..{vocab - 1 if vocab else '?'})")
+    return value
 
 
 def _one_token(tokenizer: Any, text: str, word: str) -> int | None:

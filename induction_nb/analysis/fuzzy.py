@@ -19,6 +19,7 @@ cased (a case-folding one gives no word pairs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from ..engine.engine import Engine
 from ..engine.sites import CustomSites
 from ..errors import InputError
 from ..metrics.stats import bootstrap_mean
-from ..probes.fuzzy import MIN_WORDS, FuzzyProbes, fuzzy_probes, word_pairs
+from ..probes.fuzzy import MIN_WORDS, FuzzyProbes, fuzzy_probes, given_pairs, word_pairs
 
 __all__ = ["FuzzyCopyResult", "fuzzy_copy", "MAX_PROBES", "WORDS_PER_BLOCK"]
 
@@ -90,6 +91,7 @@ def fuzzy_copy(
     n_boot: int = 1000,
     sites: CustomSites | None = None,
     remote: Any = False,
+    pairs: Sequence[tuple[Any, Any]] | None = None,
 ) -> FuzzyCopyResult:
     """Fuzzy-copy and exact-control prefix-matching scores of every head (see the module docstring).
 
@@ -98,14 +100,21 @@ def fuzzy_copy(
     plus the BOS, fewer where the model's positions or the word pairs demand); ``length`` minus the BOS must be
     even (two equal blocks). ``seed``: the probes and the bootstrap (a ``torch.Generator``; global RNGs are
     untouched). ``n_boot``: bootstrap resamples. ``sites``: a ``CustomSites`` naming the attention. ``remote``:
-    ``True`` or a ``RemoteConfig`` runs on NDIF. Returns a ``FuzzyCopyResult`` (tensors ``[n_layers, n_heads]``).
-    Raises ``InputError`` for a model without a tokenizer, fewer usable word pairs than the probe needs, a model
-    with too few positions, a bad ``n_probes``/``n_boot``/``length``/``seed``, ``sites`` that are not a
+    ``True`` or a ``RemoteConfig`` runs on NDIF. ``pairs``: your own ``(form 1, form 2)`` pairs instead of the
+    case pairs, as token ids or one-token strings (e.g. words and their translations, Olsson et al.'s abstract
+    case; needed for a model without a tokenizer). Returns a ``FuzzyCopyResult`` (tensors ``[n_layers,
+    n_heads]``). Raises ``InputError`` for a model without a tokenizer (and no ``pairs``), bad ``pairs``, fewer
+    usable word pairs than the probe needs, a model with too few positions, a bad ``n_probes``/``n_boot``/
+    ``length``/``seed``, ``sites`` that are not a
     ``CustomSites``, or attention on later keys (bidirectional). The model is not modified."""
     engine = Engine.of(model, remote)
-    tokenizer = _check_inputs(engine, n_probes, n_boot, seed, sites)
+    tokenizer = _check_inputs(engine, n_probes, n_boot, seed, sites, pairs is not None)
     bos = engine.bos_token_id()
-    pairs = word_pairs(tokenizer, exclude=() if bos is None else (bos,))
+    exclude = () if bos is None else (bos,)
+    if pairs is None:
+        pairs = word_pairs(tokenizer, exclude=exclude)
+    else:
+        pairs = given_pairs(pairs, tokenizer, engine.vocab_size, exclude)
     n_words = _words_per_block(engine.max_positions, length, len(pairs), bos is not None)
     probes = fuzzy_probes(pairs, n_probes, n_words, bos, seed)
     per_probe, layers = _measure(engine, probes, sites)  # {"fuzzy"/"exact": [n, site, head]}
@@ -122,7 +131,7 @@ def fuzzy_copy(
     )
 
 
-def _check_inputs(engine: Engine, n_probes: Any, n_boot: Any, seed: Any, sites: Any) -> Any:
+def _check_inputs(engine: Engine, n_probes: Any, n_boot: Any, seed: Any, sites: Any, given: bool) -> Any:
     """The model's tokenizer, after ``InputError`` for a setting out of range or a model without one."""
     check_int("n_probes", n_probes, 2, MAX_PROBES)
     check_int("n_boot", n_boot, 1)
@@ -130,10 +139,11 @@ def _check_inputs(engine: Engine, n_probes: Any, n_boot: Any, seed: Any, sites: 
         raise InputError(f"seed must be an integer, got {seed!r}")
     if sites is not None and not isinstance(sites, CustomSites):
         raise InputError(f"sites must be a CustomSites(...), got {type(sites).__name__}")
-    if engine.tokenizer is None:
+    if engine.tokenizer is None and not given:
         raise InputError(
             f"fuzzy copy needs a tokenizer: {engine.name} has none, so no word can be written in two surface "
-            "forms; load the model from a folder or hub id with its tokenizer files (load_model(path)), or set "
+            "forms; pass pairs=[(id, id), ...] (two one-token forms of each word), or load the model from a "
+            "folder or hub id with its tokenizer files (load_model(path)), or set "
             "model.tokenizer = AutoTokenizer.from_pretrained(...) before the call"
         )
     return engine.tokenizer
