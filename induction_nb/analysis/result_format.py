@@ -8,13 +8,25 @@ skipped); version 1 stored the whole ``n_layers x n_heads`` grid. Both still loa
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, warn_user
 from ..metrics import REGISTRY
 
-__all__ = ["FORMAT", "VERSION", "READABLE", "read_header", "read_fields", "check_grid", "warn_unregistered"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "READABLE",
+    "read_header",
+    "read_fields",
+    "check_grid",
+    "warn_unregistered",
+    "read_json",
+    "write_json",
+]
 
 FORMAT = "induction_nb.DetectionResult"
 VERSION = 3
@@ -122,3 +134,22 @@ def warn_unregistered(scores: Any) -> None:
             f"the result holds metrics this session has not registered: {', '.join(unknown)}; they are "
             "kept but not shown until registered (induction_nb.metrics.register)"
         )
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON (NaN as ``NaN``, as ``json`` does); returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON at ``path``; ``InputError`` naming the path where it cannot be read or is not JSON."""
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"load needs the path of a saved file, got {type(path).__name__}")
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON: {e}") from None

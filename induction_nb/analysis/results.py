@@ -19,7 +19,6 @@ Heads are named by the model's own layer index: a hybrid model's attention layer
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +32,16 @@ from ..errors import InputError
 from ..metrics import REGISTRY
 from .head_score import HeadScore
 from .kept import Patterns, kept_heads, kept_layer
-from .result_format import FORMAT, VERSION, check_grid, read_fields, read_header, warn_unregistered
+from .result_format import (
+    FORMAT,
+    VERSION,
+    check_grid,
+    read_fields,
+    read_header,
+    read_json,
+    warn_unregistered,
+    write_json,
+)
 
 __all__ = ["ScanResult", "DetectionResult", "TextScanResult", "RetrievalResult", "load_result", "FORMAT"]
 
@@ -249,22 +257,12 @@ class ScanResult:
 
     def save(self, path: str | Path) -> Path:
         """Write the result as JSON (kept patterns are not written)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> ScanResult:
         """The result saved at ``path`` (``ScanResult.load``: whatever kind it holds)."""
-        if not isinstance(path, (str, Path)):
-            raise InputError(f"load needs the path of a saved result, got {type(path).__name__}")
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_json(path))
 
     def to_html(self, path: str | Path, model: Any = None) -> Path:
         """One self-contained offline HTML page: grid, top heads, report, and the heatmaps of the heads whose

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from .._validate import check_choice, check_heads, check_int, check_probability
 from ..analysis.detector import detect_induction_heads
+from ..analysis.result_format import read_json, write_json
 from ..engine.ablator import Ablator
 from ..engine.engine import Engine
 from ..errors import InputError
@@ -155,19 +156,12 @@ class EvidenceReport:
 
     def save(self, path: str | Path) -> Path:
         """Write the report as JSON (NaN written as ``NaN``, as ``json`` does); ``load`` reads it back."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> EvidenceReport:
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as e:
-            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(data)
+        """The report saved at ``path`` (``InputError`` where it cannot be read or is not a report)."""
+        return cls.from_dict(read_json(path))
 
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, EvidenceReport):

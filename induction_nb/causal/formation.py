@@ -30,6 +30,7 @@ import copy
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from ..analysis.detector import INTERVAL_METRICS, detect_induction_heads
 from ..analysis.results import DetectionResult, ScanResult
 from ..engine.models import load_model
 from ..engine.wrappers import unwrap
-from ..errors import InputError
+from ..errors import InputError, warn_user
 from ..metrics import REGISTRY
 from .ablation import icl_score
 from .formation_cache import FormationCache, checkpoint_identity
@@ -181,16 +182,20 @@ def formation(
         from tqdm.auto import tqdm
 
         loop = tqdm(items, desc="formation", unit="checkpoint")
-    for item in loop:
-        record = cache.load(item.identity) if cache is not None else None
-        cached.append(record is not None)
-        start = time.perf_counter()
-        if record is None:
-            record = _measure(item.load(), settings, texts)
-            if cache is not None:
-                cache.store(item.identity, record)
-        seconds.append(0.0 if cached[-1] else time.perf_counter() - start)
-        records.append(record)
+    with warnings.catch_warnings(record=True) as caught:  # each checkpoint says the same: said once, after
+        warnings.simplefilter("always")
+        for item in loop:
+            record = cache.load(item.identity) if cache is not None else None
+            cached.append(record is not None)
+            start = time.perf_counter()
+            if record is None:
+                record = _measure(item.load(), settings, texts)
+                if cache is not None:
+                    cache.store(item.identity, record)
+            seconds.append(0.0 if cached[-1] else time.perf_counter() - start)
+            records.append(record)
+    for message, category in dict.fromkeys((str(w.message), w.category) for w in caught):
+        warn_user(message, category)
     return _result(items, records, settings, seconds, cached, (min_rise, max_share, log_steps))
 
 
