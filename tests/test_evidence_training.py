@@ -76,3 +76,28 @@ def test_the_report_reads_a_real_scan():
     report = evidence_report(run.model, heads=[(1, 0)], formation=f, n_random=1, concept=False, fuzzy=False)
     line = report.line(1)
     assert line.values["icl"] == [float(v) for v in f.icl] and line.values["best"] == [float(v) for v in f.best]
+
+
+def test_line_3_needs_in_context_learning_and_line_5_an_earlier_layer():
+    import sys
+
+    sys.path.insert(0, "tests")
+    from tiny_models import make_hf
+
+    from induction_nb import HandBuiltInduction, compare_smeared_keys
+
+    random_model = make_hf("llama_gqa")  # no in-context learning to remove: never "supports"
+    r = evidence_report(random_model, heads=[(1, 0), (1, 3)], n_random=2, batch_size=4, sequence_length=24)
+    assert r.line(3).verdict == "inconclusive" and "no in-context learning" in r.line(3).detail
+    hand = evidence_report(HandBuiltInduction(), heads=[(0, 0)], n_random=1, concept=False, fuzzy=False)
+    assert hand.line(5).verdict == "not measured" and "first attention layer" in hand.line(5).detail
+    with pytest.raises(InputError, match="not seed="):
+        compare_smeared_keys(seeds=[0], steps=2, every=1, seed=3)
+
+
+def test_random_sets_leave_out_every_detected_induction_head():
+    from induction_nb import HandBuiltInduction
+
+    # at threshold 0 every head is detected: with heads= naming one, no other head may enter a random set
+    r = evidence_report(HandBuiltInduction(), heads=[(1, 0)], threshold=0.0, n_random=1, concept=False, fuzzy=False)
+    assert r.line(3).values["pool"] == [] and "only 0 other heads" in r.line(3).detail

@@ -27,7 +27,7 @@ def run():
 
 def test_each_checkpoint_equals_the_tools_called_alone(run, tmp_path):
     f = formation(run, cache_dir=tmp_path, batch_size=6, seed=3, n_bootstrap=200, metrics=["previous_token"])
-    assert f.steps == (10, 20, 30) and f.cached == (False,) * 3
+    assert f.steps == (0, 10, 20, 30) and f.cached == (False,) * 4
     for i, step in enumerate(f.steps):
         model = run.model_at(step)
         d = detect_induction_heads(model, batch_size=6, seed=3, n_bootstrap=200, intervals=("prefix_matching",))
@@ -39,7 +39,7 @@ def test_each_checkpoint_equals_the_tools_called_alone(run, tmp_path):
         assert icl["repeated"] == pytest.approx(float(f.icl[i]), abs=1e-6)
         assert icl["repeated_interval"] == pytest.approx((float(f.icl_low[i]), float(f.icl_high[i])), abs=1e-6)
         assert f.icl_low[i] <= f.icl[i] <= f.icl_high[i]
-    assert "L" in str(f) and f.head(1, 2).shape == (3,)
+    assert "L" in str(f) and f.head(1, 2).shape == (4,)
 
 
 def _save(path, seed):
@@ -127,3 +127,48 @@ def test_plot_formation(run):
     assert len(fig.axes) == 2 and fig.axes[0].get_ylabel().startswith("induction score")
     with pytest.raises(InputError, match="formation"):
         plot_formation(run)
+
+
+def test_folder_steps_are_read_anywhere_in_the_name_and_never_mixed_with_positions(tmp_path):
+    a = _save(tmp_path / "step1000-tokens4B", 0)
+    b = _save(tmp_path / "step200-tokens1B", 1)
+    f = formation([a, b], cache_dir=False, batch_size=4, n_bootstrap=20, sequence_length=24)
+    assert f.steps == (200, 1000) and f.labels == ("step200-tokens1B", "step1000-tokens4B")
+    final = _save(tmp_path / "final", 2)
+    with pytest.raises(InputError, match="no step<N> or checkpoint-<N> in the folder names \\['final'\\]"):
+        formation([a, final], cache_dir=False)
+    with pytest.warns(UserWarning, match="their order"):
+        formation([final, _save(tmp_path / "last", 3)], cache_dir=False, batch_size=4, n_bootstrap=20)
+
+
+def test_the_cache_keys_on_the_architecture_and_refuses_templates_it_cannot_load(tmp_path):
+    import accelerate
+    import transformers
+
+    m1 = make_hf("llama_gqa")
+    config = transformers.LlamaConfig(**{**m1.config.to_dict(), "rms_norm_eps": 0.5})
+    m2 = transformers.LlamaForCausalLM(config).eval()
+    state = m1.state_dict()
+    kw = dict(cache_dir=tmp_path, batch_size=4, n_bootstrap=20, sequence_length=24)
+    formation([state], model=m1, **kw)
+    assert formation([state], model=m2, **kw).cached == (False,)  # same weights, another epsilon
+    offloaded = make_hf("llama_gqa")
+    accelerate.cpu_offload(offloaded, execution_device="cpu")
+    with pytest.raises(InputError, match="offloaded"):
+        formation([state], model=offloaded, cache_dir=False)
+    with pytest.raises(InputError, match="model= must be the model object"):
+        formation([state], model="some/folder", cache_dir=False)
+    with pytest.raises(InputError, match="metric"):  # not measured by a detection: an all-NaN grid before
+        formation([m1], metrics=["concept_induction"], cache_dir=False)
+
+
+def test_rise_window_on_log_steps_needs_an_abrupt_rise_in_steps_too():
+    py = [0] + [2**i for i in range(10)] + list(range(1000, 143001, 1000))
+    slow = [0.05 + 0.85 * s / 143000 for s in py]  # a linear rise over most of training
+    w = rise_window(py, slow)
+    assert w.log_steps and w.share < 0.25 and w.linear_share > 0.5 and not w.abrupt
+    assert rise_window([0, 100, 200, 300], [0, 0, 0.9, 0.9], [0, 1, -1, -0.5]).icl_share == 1.0  # clipped
+    with pytest.raises(InputError, match="one each per checkpoint"):
+        rise_window([0, 1], [0, 0.5, 0.9])
+    with pytest.raises(InputError, match="must increase"):
+        rise_window([200, 100, 0], [0.9, 0.5, 0])

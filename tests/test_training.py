@@ -47,11 +47,11 @@ def test_checkpoint_weights_and_smeared_refusals():
     from induction_nb import weight_evidence
 
     run = train_induction_model(0, steps=4, every=2, batch_size=4, n_layers=1, n_heads=2, d_model=16, smeared_keys=True)
-    assert run.steps == (2, 4) and len(run.states) == 2 and run.config["model"]["smeared_keys"]
+    assert run.steps == (0, 2, 4) and len(run.states) == 3 and run.config["model"]["smeared_keys"]
     last = run.model_at(4)
     assert all(torch_equal(a, b) for a, b in zip(last.state_dict().values(), run.model.state_dict().values()))
     assert not last.training and len(last.layers) == 1
-    with pytest.raises(InputError, match="steps \\[2, 4\\]"):
+    with pytest.raises(InputError, match="steps \\[0, 2, 4\\]"):
         run.model_at(3)
     with pytest.raises(InputError, match="smear"):  # the weights' evidence would read keys that are not x W_K
         weight_evidence(last)

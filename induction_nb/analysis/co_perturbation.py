@@ -114,8 +114,9 @@ def compare_smeared_keys(
     seeds = tuple(check_int("seed", s, 0) for s in seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be distinct and at least one, got {seeds!r}")
-    if "smeared_keys" in train_kwargs:
-        raise InputError("compare_smeared_keys trains both with and without smeared keys: do not pass smeared_keys")
+    for name in ("smeared_keys", "seed"):
+        if name in train_kwargs:
+            raise InputError(f"compare_smeared_keys sets {name} for each run itself: pass seeds=[...], not {name}=")
     if not (isinstance(icl_drop, (int, float)) and icl_drop > 0):
         raise InputError(f"icl_drop must be a positive number of nats, got {icl_drop!r}")
     runs: dict[str, list[TrainingRun]] = {"plain": [], "smeared": []}

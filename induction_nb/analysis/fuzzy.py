@@ -110,12 +110,12 @@ def fuzzy_copy(
     engine = Engine.of(model, remote)
     tokenizer = _check_inputs(engine, n_probes, n_boot, seed, sites, pairs is not None)
     bos = engine.bos_token_id()
-    exclude = () if bos is None else (bos,)
-    if pairs is None:
-        pairs = word_pairs(tokenizer, exclude=exclude)
-    else:
+    exclude, given = () if bos is None else (bos,), pairs is not None
+    if given:
         pairs = given_pairs(pairs, tokenizer, engine.vocab_size, exclude)
-    n_words = _words_per_block(engine.max_positions, length, len(pairs), bos is not None)
+    else:
+        pairs = word_pairs(tokenizer, exclude=exclude)
+    n_words = _words_per_block(engine.max_positions, length, len(pairs), bos is not None, given)
     probes = fuzzy_probes(pairs, n_probes, n_words, bos, seed)
     per_probe, layers = _measure(engine, probes, sites)  # {"fuzzy"/"exact": [n, site, head]}
     grid = _grids(per_probe, layers, engine.n_layers, n_boot, seed)
@@ -163,7 +163,7 @@ def _grids(
     return grid
 
 
-def _words_per_block(top: int | None, length: int | None, n_pairs: int, bos: bool) -> int:
+def _words_per_block(top: int | None, length: int | None, n_pairs: int, bos: bool, given: bool = False) -> int:
     """Words per block for ``length`` (``None``: the default, fit to the positions ``top`` and the pairs)."""
     off = int(bos)
     shortest = off + 2 * MIN_WORDS
@@ -172,6 +172,8 @@ def _words_per_block(top: int | None, length: int | None, n_pairs: int, bos: boo
             f"the model has {top} positions; the fuzzy-copy probe needs at least {shortest} "
             f"({'a BOS and ' if bos else ''}two blocks of {MIN_WORDS} words)"
         )
+    if n_pairs < MIN_WORDS and given:
+        raise InputError(f"pairs= holds {n_pairs} pairs and the probe needs at least {MIN_WORDS}: give more pairs")
     if n_pairs < MIN_WORDS:
         raise InputError(
             f"too few usable word pairs: the tokenizer writes {n_pairs} words of the shipped passages as one token "
@@ -189,8 +191,8 @@ def _words_per_block(top: int | None, length: int | None, n_pairs: int, bos: boo
     n_words = (length - off) // 2
     if n_words > n_pairs:
         raise InputError(
-            f"too few usable word pairs for length {length}: it needs {n_words} per block and the tokenizer gives "
-            f"{n_pairs}: pass length<={off + 2 * n_pairs}"
+            f"too few usable word pairs for length {length}: it needs {n_words} per block and "
+            f"{'pairs= holds' if given else 'the tokenizer gives'} {n_pairs}: pass length<={off + 2 * n_pairs}"
         )
     return n_words
 

@@ -62,7 +62,7 @@ class AttentionOnly(torch.nn.Module):
 @dataclass(frozen=True)
 class Checkpoint:
     step: int
-    loss: float  # training loss on all positions
+    loss: float  # training loss on all positions (step 0: on the held-out sequences, before any update)
     repeat_loss: float  # loss on the repeated half of held-out repeated sequences
     best_head: tuple[int, int]
     best_overall: float  # the detector's best overall score
@@ -126,9 +126,10 @@ def train_induction_model(
     progress: bool = False,
 ) -> TrainingRun:
     """Train ``AttentionOnly`` (``n_layers`` attention layers of ``n_heads`` heads, width ``d_model``; with
-    ``smeared_keys``, Olsson et al.'s smeared keys) from ``seed`` and score it every ``every`` steps (and at
-    the last) with the detector, keeping each checkpoint's weights. About 30 ms a step on a CPU core for the
-    defaults, plus a detection per checkpoint. Raises ``InputError`` for settings out of range."""
+    ``smeared_keys``, Olsson et al.'s smeared keys) from ``seed`` and score it at step 0 (before any update),
+    every ``every`` steps and at the last with the detector, keeping each checkpoint's weights. About 30 ms
+    a step on a CPU core for the defaults, plus a detection per checkpoint. Raises ``InputError`` for settings
+    out of range."""
     _check(steps, every, seq_len, vocab, n_layers, n_heads, d_model, smeared_keys)
     arch = dict(vocab=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_len=seq_len + 1)
     arch["smeared_keys"] = smeared_keys
@@ -138,7 +139,11 @@ def train_induction_model(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
     held_out = _batch(torch.Generator().manual_seed(seed + 10_000), 256, seq_len, vocab)
-    checkpoints, states = [], []
+    with torch.no_grad():  # step 0, before any update: the baseline the ICL gain and the rise are read against
+        init = model(held_out[:, :-1]).reshape(-1, vocab)
+        init = float(torch.nn.functional.cross_entropy(init, held_out[:, 1:].reshape(-1)))
+    checkpoints = [_checkpoint(model, 0, init, held_out, threshold, seed)]
+    states = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
     loop = range(1, steps + 1)
     if progress:
         from tqdm.auto import tqdm

@@ -121,7 +121,7 @@ def icl_score(
     projections: Sequence[str] | None = None,
     remote: Any = False,
     texts: Any = None,
-    n_bootstrap: int = 0,
+    n_bootstrap: int | None = None,
     **text_kwargs: Any,
 ) -> Any:
     """In-context-learning score (Olsson et al. 2022): mean loss at late tokens minus mean loss at early
@@ -139,9 +139,8 @@ def icl_score(
     ``batch_size`` is the
     documents per batch, ``sequence_length`` unused. Raises ``InputError`` where no document reaches the
     late token."""
-    check_int("n_bootstrap", n_bootstrap, 0)
     if texts is not None:
-        if n_bootstrap:
+        if n_bootstrap is not None:  # loss_by_position checks it (and its own default is 1000)
             text_kwargs["n_bootstrap"] = n_bootstrap
         curve = loss_by_position(
             model,
@@ -159,6 +158,7 @@ def icl_score(
         return curve
     check_choice("ablation method", method, ABLATION_METHODS)
     check_edges(method, edges)
+    n_bootstrap = check_int("n_bootstrap", 0 if n_bootstrap is None else n_bootstrap, 0)
     ab = Ablator(model, projections, remote)
     return icl_and_loss(ab, ablate, method, edges, sequence_length, batch_size, seed, n_bootstrap)[0]
 

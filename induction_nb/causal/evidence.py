@@ -13,7 +13,8 @@ Each line here is one number with an interval, the baseline it is read against a
 ``causal.evidence_lines`` and ``causal.evidence_training``. Lines (1)-(2) need a formation scan over checkpoints and a
 smeared-keys comparison (``formation=``, ``smeared=``); without them they read "not measured".
 Limits: the induction heads are chosen on the model they are tested on (the detector at ``threshold``, or
-``heads=``); line (3)'s random sets avoid the induction heads and the previous-token heads (removing a
+``heads=``); line (3)'s random sets avoid the induction heads (those given and those detected) and the
+previous-token heads (removing a
 previous-token head removes the induction heads' input: it is part of the circuit, not a random head).
 """
 
@@ -324,7 +325,8 @@ def _measure(model: Any, engine: Engine, s: dict, clock: _Clock):
     if not used:
         why = f"not measured: no induction head at threshold {s['threshold']} (pass heads=[...] or a lower threshold=)"
         return tuple(not_measured(n, why) for n in (3, 4, 5)), per_head, used, extra
-    pool = [h for h in ab.heads if h not in used and h not in previous]
+    detected = set(det.induction_heads)  # with heads= given, the other detected induction heads are not random
+    pool = [h for h in ab.heads if h not in used and h not in previous and h not in detected]
     common = dict(sequence_length=s["sequence_length"], batch_size=s["batch_size"], seed=s["seed"])
     three = ablation_line(model, used, pool, s["method"], s["n_random"], common)
     clock.tick("line 3")

@@ -30,6 +30,7 @@ VERDICTS: tuple[str, ...] = Verdict.__args__
 Head = tuple[int, int]
 NAN = float("nan")
 MARGIN = 0.1  # line 3: the heads' change must beat every random set's by this share of |clean ICL score|
+FLOOR = 0.1  # line 3, nats: a clean ICL score above -FLOOR is no in-context learning to remove (and the least margin)
 COPYING = 0.5  # line 5: the mean OV copying score (in [-1, 1]) a copying set of heads exceeds
 LINES = {
     1: ("co-occurrence", "Do induction heads form in a phase change at the same time as in-context learning improves?"),
@@ -137,7 +138,9 @@ def ablation_line(model: Any, heads: list[Head], pool: list[Head], method: str, 
     the heads that are neither induction nor previous-token heads). Value: the
     change ablated minus clean on repeated random tokens (positive = less ICL); interval: the random sets'
     range of changes; baseline: their mean. Verdict (repeated tokens): "supports" where the change exceeds
-    every random set's by ``MARGIN`` x |clean score|, "against" where it does not exceed the random sets' mean,
+    every random set's by ``MARGIN`` x |clean score| (at least ``FLOOR``, 0.1 nats) on a model that shows in-context
+    learning (clean score below -``FLOOR``; else "inconclusive": nothing to remove), "against" where it does not
+    exceed the random sets' mean,
     "inconclusive" between, or where the pool has fewer heads than the set; the natural-text numbers (with a
     tokenizer) are reported beside it, not voted."""
     g = torch.Generator().manual_seed(common["seed"])
@@ -160,14 +163,18 @@ def ablation_line(model: Any, heads: list[Head], pool: list[Head], method: str, 
         "random": [{"heads": s, **r} for s, r in zip(sets if enough else [], runs[3:])],
         "change": change,
         "share_removed": {r: c["induction"] / -clean[r] if c and clean[r] < 0 else NAN for r, c in change.items()},
-        "margin": MARGIN * abs(clean["repeated"]),
+        "margin": max(MARGIN * abs(clean["repeated"]), FLOOR),
         "pool": pool,
     }
-    verdict = _ablation_verdict(ind, rand, values["margin"]) if enough else "inconclusive"
+    learns = clean["repeated"] < -FLOOR
+    verdict = _ablation_verdict(ind, rand, values["margin"]) if enough and learns else "inconclusive"
     interval = (min(rand), max(rand)) if rand else (NAN, NAN)
+    removed = values["share_removed"]["repeated"]
     detail = (
         f"removing {k} induction head(s) ({method}) changes the ICL score by {ind:+.3f} nats (clean "
-        f"{clean['repeated']:+.3f}; {values['share_removed']['repeated']:.0%} of it removed), knocking out their "
+        f"{clean['repeated']:+.3f}; "
+        + ("no in-context learning to remove" if not learns else f"{removed:.0%} of it removed")
+        + "), knocking out their "
         f"induction edges by {knock:+.3f}; {len(rand)} random sets of {k} other heads: "
         + (f"{interval[0]:+.3f} to {interval[1]:+.3f}" if rand else f"none (only {len(pool)} other heads)")
     )
@@ -308,6 +315,12 @@ def mechanism_line(model: Any, heads: list[Head], previous: list[Head], weights:
     detail = "; ".join([detail, *skipped]) if skipped else detail
     if evidence is None and found is None:
         return not_measured(5, detail, calls, values), rows
+    if not any(r.get("feeder") or r.get("k_composer") for r in rows.values()):  # all in the first attention layer
+        why = (
+            "the heads are in the first attention layer: no earlier head can feed their keys (a one-layer model "
+            "with smeared keys carries the previous token in its keys instead)"
+        )
+        return not_measured(5, why, calls, values), rows
     interval = (min(ov), max(ov)) if ov else (NAN, NAN)
     return line(5, mean, interval, 0.0, verdict, detail, calls, values), rows
 
@@ -336,11 +349,11 @@ def _mechanism_row(h: Head, evidence: Any, found: Any, previous: list[Head]) -> 
 
 
 def _row_text(h: Head, r: dict) -> str:
-    text = f"{head_name(h)}:"
+    parts = []
     if "ov_copying" in r:
         ratio = NAN if r["k_ratio"] is None else r["k_ratio"]
-        text += f" OV copying {r['ov_copying']:+.2f}, top K-composer {r['k_composer']} ({ratio:.1f}x baseline)"
-    if "feeder" in r:
+        parts.append(f"OV copying {r['ov_copying']:+.2f}, top K-composer {r['k_composer']} ({ratio:.1f}x baseline)")
+    if r.get("feeder") is not None:
         prev = "a previous-token head" if r["feeder_is_previous_token"] else "not a previous-token head"
-        text += f", circuit's top feeder {r['feeder']} ({prev})"
-    return text
+        parts.append(f"circuit's top feeder {r['feeder']} ({prev})")
+    return f"{head_name(h)}: " + (", ".join(parts) or "no earlier head")

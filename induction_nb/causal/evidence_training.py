@@ -21,7 +21,7 @@ from typing import Any
 
 from ..analysis.co_perturbation import earlier_than
 from ..errors import InputError
-from .evidence_lines import EvidenceLine, line, not_measured
+from .evidence_lines import EvidenceLine, call, line, not_measured
 
 __all__ = ["training_lines"]
 
@@ -45,14 +45,18 @@ def _co_occurrence(f: Any) -> EvidenceLine:
     icl_gain = float(f.icl[0] - f.icl[-1])  # positive: more in-context learning at the end
     values = {"steps": list(f.steps), "icl": [float(v) for v in f.icl], "icl_gain": icl_gain}
     values["best"] = [float(v) for v in f.best]  # the highest induction score over heads, per checkpoint
-    calls = ("formation(checkpoints)",)
+    keys = ("threshold", "sequence_length", "batch_size", "seed", "n_bootstrap", "min_rise", "max_share")
+    calls = (call("formation", "checkpoints", **{k: f.settings[k] for k in keys if k in getattr(f, "settings", {})}),)
+    values["log_steps"] = bool(getattr(f, "settings", {}).get("log_steps", False))
     if w is None:
         verdict = "against" if icl_gain >= 0.1 else "inconclusive"
         detail = f"no rise of the induction score; the ICL score improves by {icl_gain:+.2f} nats over training"
         return line(1, NAN, (NAN, NAN), None, verdict, detail, calls, values)
     values.update(start=w.start, end=w.end, rise=w.rise, share=w.share, abrupt=w.abrupt, icl_share=w.icl_share)
+    values.update(linear_share=w.linear_share, log_steps=w.log_steps)
     kind = "phase change" if w.abrupt else "gradual rise"
-    detail = f"{kind} at steps {w.start}-{w.end} (+{w.rise:.2f} induction score over {w.share:.0%} of training); " + (
+    span = f"{w.linear_share:.0%} of training" + (f", {w.share:.0%} in log steps" if w.log_steps else "")
+    detail = f"{kind} at steps {w.start}-{w.end} (+{w.rise:.2f} induction score over {span}); " + (
         f"{w.icl_share:.0%} of the ICL improvement ({icl_gain:.2f} nats) inside it"
         if not math.isnan(w.icl_share)
         else "the ICL score does not improve"
@@ -87,4 +91,7 @@ def _smeared(c: Any) -> EvidenceLine:
         verdict = "against"
     else:
         verdict = "inconclusive"
-    return line(2, earlier / n, (NAN, NAN), later / n, verdict, detail, ("compare_smeared_keys(seeds)",), values)
+    made = call(
+        "compare_smeared_keys", "seeds=" + repr(list(c.seeds)), n_layers=c.n_layers, steps=c.steps, every=c.every
+    )
+    return line(2, earlier / n, (NAN, NAN), later / n, verdict, detail, (made,), values)

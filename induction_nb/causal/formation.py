@@ -44,14 +44,15 @@ from ..analysis.results import DetectionResult, ScanResult
 from ..engine.models import load_model
 from ..engine.wrappers import unwrap
 from ..errors import InputError, warn_user
-from ..metrics import REGISTRY
+from ..metrics import REGISTRY, pattern_metric_list
+from ..metrics.registry import HeadMetric
 from .ablation import icl_score
-from .formation_cache import FormationCache, checkpoint_identity
+from .formation_cache import FormationCache, architecture, checkpoint_identity
 from .phase_change import RiseWindow, log_spaced, rise_window
 
 __all__ = ["FormationResult", "formation"]
 
-_STEP = re.compile(r"(?:step|checkpoint)[-_]?(\d+)$")
+_STEP = re.compile(r"(?:^|[^a-z])(?:step|checkpoint)[-_]?(\d+)", re.IGNORECASE)  # step1000-tokens4B too
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class FormationResult:
         return [(i // last.shape[1], i % last.shape[1]) for i in order]
 
     def __str__(self) -> str:
-        lines = [f"Induction heads across {len(self.steps)} checkpoints (ICL score: {self.icl_measure})"]
+        n = len(self.steps)
+        lines = [f"Induction heads across {n} checkpoint{'s' * (n != 1)} (ICL score: {self.icl_measure})"]
         lines.append(f"  {'step':>8}  {'best head':>9}  {'induction score':>22}  {'ICL score (nats)':>24}")
         grid, (low, high) = self.scores["prefix_matching"], self.intervals["prefix_matching"]
         for i, step in enumerate(self.steps):
@@ -134,11 +136,11 @@ class FormationResult:
 def describe_window(w: RiseWindow | None) -> str:
     """One sentence on the rise window (``FormationResult.window``)."""
     if w is None:
-        return "no phase change: the best induction score never rises by the minimum"
+        return "no phase change: the best induction score does not rise by min_rise"
     kind = "phase change" if w.abrupt else "gradual rise (no phase change)"
     icl = "" if w.icl_share != w.icl_share else f"; {w.icl_share:.0%} of the ICL improvement inside it"
-    unit = "log steps" if w.log_steps else "steps"
-    return f"{kind}: steps {w.start}-{w.end}, +{w.rise:.2f} over {w.share:.0%} of training ({unit}){icl}"
+    span = f"{w.linear_share:.0%} of training" + (f" ({w.share:.0%} in log steps)" if w.log_steps else "")
+    return f"{kind}: steps {w.start}-{w.end}, +{w.rise:.2f} over {span}{icl}"
 
 
 def formation(
@@ -202,8 +204,9 @@ def formation(
 def _check(metrics: Any, threshold: Any, batch_size: Any, seed: Any, n_bootstrap: Any, min_rise: Any, share: Any):
     if isinstance(metrics, str):
         metrics = (metrics,)
-    for m in metrics:
-        check_choice("metric", m, list(REGISTRY))
+    scanned = [m.name for m in pattern_metric_list()] + [k for k, v in REGISTRY.items() if isinstance(v, HeadMetric)]
+    for m in metrics:  # what a detection measures (concept_induction, ov_copying... come from other tools)
+        check_choice("metric", m, scanned)
     check_probability("threshold", threshold)
     check_probability("min_rise", min_rise)
     check_probability("max_share", share)
@@ -233,7 +236,7 @@ def _checkpoints(checkpoints: Any, model: Any, steps: Any) -> list[_Checkpoint]:
     elif isinstance(checkpoints, (str, os.PathLike, Mapping, torch.nn.Module)) or not isinstance(checkpoints, Sequence):
         raise InputError("checkpoints must be a TrainingRun or a list of folders, models or state dicts")
     else:
-        given = [_item(c, i, model) for i, c in enumerate(checkpoints)]
+        given = _named_steps([_item(c, i, model) for i, c in enumerate(checkpoints)], steps)
     if not given:
         raise InputError("no checkpoints given")
     if steps is not None:
@@ -257,20 +260,47 @@ def _item(c: Any, index: int, model: Any) -> tuple:
         if not path.is_dir():
             raise InputError(f"checkpoint {str(c)!r} is not a folder: pass folders written by save_pretrained")
         found = _STEP.search(path.name)
-        step = int(found.group(1)) if found else index
+        step = int(found.group(1)) if found else None  # _named_steps: all named, or none
         return step, path.name, ("folder", str(path.resolve()), checkpoint_identity(path)), _loader(load_model, path)
     if isinstance(c, Mapping):
-        if model is None:
-            raise InputError("state dict checkpoints need model=: the model whose architecture they load into")
-        return index, f"#{index}", ("state", checkpoint_identity(c)), _loader(_with_state, model, c)
+        module = _template(model)
+        ident = ("state", checkpoint_identity(c), architecture(module))
+        return index, f"#{index}", ident, _loader(_with_state, module, c)
     if isinstance(c, torch.nn.Module) or hasattr(c, "_module"):
-        return index, f"#{index}", ("model", checkpoint_identity(c)), _loader(lambda m: m, c)
+        ident = ("model", checkpoint_identity(c), architecture(unwrap(getattr(c, "_module", c))))
+        return index, f"#{index}", ident, _loader(lambda m: m, c)
     raise InputError(f"checkpoint {index} is a {type(c).__name__}: pass folders, models or state dicts")
 
 
-def _with_state(model: Any, state: Mapping) -> torch.nn.Module:
-    """A copy of ``model`` holding ``state``, in ``model``'s mode (the user's model is never changed)."""
+def _named_steps(given: list[tuple], steps: Any) -> list[tuple]:
+    """Folders' steps from their names: all or none (a mix would interleave names and list positions)."""
+    named = [g[0] is not None for g in given]
+    if steps is None and any(named) and not all(named):
+        odd = [g[1] for g, n in zip(given, named) if not n]
+        raise InputError(f"no step<N> or checkpoint-<N> in the folder names {odd[:3]}: pass steps=[...] for all")
+    if steps is None and not any(named) and len(given) > 1 and any(g[2][0] == "folder" for g in given):
+        warn_user("induction_nb: no step in the folder names: the checkpoints' steps are their order (0, 1, ...)")
+    return [(i if g[0] is None else g[0], *g[1:]) for i, g in enumerate(given)]
+
+
+def _template(model: Any) -> torch.nn.Module:
+    """The module state dicts load into: ``InputError`` for none, a name, or an offloaded model (loading into its
+    meta parameters would change nothing: every checkpoint would be scored with the template's weights)."""
+    if model is None:
+        raise InputError("state dict checkpoints need model=: the model whose architecture they load into")
     module = unwrap(getattr(model, "_module", model))  # an nnsight wrapper or a compiled copy: its module
+    if not isinstance(module, torch.nn.Module):
+        raise InputError(f"model= must be the model object the state dicts load into, got {type(model).__name__}")
+    if any(p.is_meta for p in module.parameters()):
+        raise InputError(
+            "model= is offloaded (its weights are on the meta device): state dicts cannot be loaded into it; "
+            "pass the model loaded in memory, or save each checkpoint with save_pretrained and pass the folders"
+        )
+    return module
+
+
+def _with_state(module: torch.nn.Module, state: Mapping) -> torch.nn.Module:
+    """A copy of ``module`` holding ``state``, in its mode (the user's model is never changed)."""
     clone = copy.deepcopy(module)
     try:
         clone.load_state_dict(state)

@@ -27,7 +27,7 @@ from ..engine.wrappers import materialized, unwrap
 from ..errors import warn_user
 from ..probes.texts import load_texts
 
-__all__ = ["FormationCache", "checkpoint_identity", "formation_cache_root"]
+__all__ = ["FormationCache", "architecture", "checkpoint_identity", "formation_cache_root"]
 
 FORMAT = 1
 
@@ -51,6 +51,15 @@ def checkpoint_identity(checkpoint: Any) -> Any:
     module = unwrap(getattr(checkpoint, "_module", checkpoint))  # nnsight, compiled: the module
     with materialized(module):  # offloaded weights brought in, as a forward would
         return _digest(module.state_dict())
+
+
+def architecture(module: torch.nn.Module) -> str:
+    """SHA-256 of what a state dict does not hold: the module's class, its printed structure and its config
+    (identical weights under another config, e.g. another norm epsilon, are another checkpoint)."""
+    config = getattr(module, "config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else None
+    blob = json.dumps([type(module).__qualname__, repr(module), config], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _digest(state: Mapping) -> list[str]:

@@ -7,8 +7,9 @@ below 20% of its rise to the first at or above 80%, the rise measured from the f
 maximum. The window is called a phase change only where
 
 * the rise is at least ``min_rise`` (0.2 by default; induction scores are in [0, 1]), and
-* the window covers at most ``max_share`` (a quarter by default) of the training span, measured in steps, or in
-  log steps where the checkpoints are log-spaced (Pythia's: 0, 1, 2, 4 ... 512, 1000, 2000 ...).
+* the window covers at most ``max_share`` (a quarter by default) of the training span in steps and, where the
+  checkpoints are log-spaced (Pythia's: 0, 1, 2, 4 ... 512, 1000, 2000 ...), also in log steps (a log axis alone
+  would call any late, slow rise abrupt: the early decades hold most of it).
 
 Limits: checkpoints are points, so a window is at least one checkpoint interval wide (a sparse series cannot
 show an abrupt change); a score that rises, falls and rises again gets the window of its first full rise.
@@ -20,16 +21,19 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 __all__ = ["RiseWindow", "rise_window", "log_spaced"]
 
 
 @dataclass(frozen=True)
 class RiseWindow:
     """The best head's rise: ``start`` and ``end`` (training steps; checkpoint indices ``i_start``, ``i_end``),
-    ``rise`` (score, first checkpoint to maximum), ``share`` (the window's share of the training span, in the
-    axis' units), ``abrupt`` (the rule above holds: a phase change), ``icl_share``: the share of the ICL score's
-    improvement (first to last checkpoint) that happens inside the window (NaN where it does not improve by at
-    least 0.01 nats), ``log_steps``: whether the span was measured in log steps."""
+    ``rise`` (score, first checkpoint to maximum), ``share`` (the window's share of the training span, in log
+    steps where ``log_steps``, else in steps), ``linear_share`` (in steps), ``abrupt`` (the rule above holds: a
+    phase change), ``icl_share``: the share of the ICL score's net improvement (first to last checkpoint) that
+    happens inside the window, clipped to [0, 1] (NaN where it does not improve by at least 0.01 nats),
+    ``log_steps``: whether the checkpoints are log-spaced."""
 
     start: int
     end: int
@@ -40,6 +44,7 @@ class RiseWindow:
     abrupt: bool
     icl_share: float
     log_steps: bool
+    linear_share: float
 
 
 def log_spaced(steps: Sequence[int]) -> bool:
@@ -64,29 +69,31 @@ def rise_window(
     """The rise window of the score series ``best`` (one value per checkpoint at ``steps``, increasing; NaN
     not allowed) and, with ``icl`` (nats per checkpoint), the share of its improvement inside the window.
     ``None`` where the score never rises by ``min_rise`` or fewer than 2 checkpoints are given."""
+    if len(best) != len(steps) or (icl is not None and len(icl) != len(steps)):
+        n_icl = len(best) if icl is None else len(icl)
+        raise InputError(f"{len(steps)} steps, {len(best)} scores, {n_icl} ICL scores: give one each per checkpoint")
+    if any(b <= a for a, b in zip(steps[:-1], steps[1:])):
+        raise InputError(f"steps must increase, got {list(steps)}: sort the checkpoints by step")
     if len(best) < 2 or any(math.isnan(v) for v in best):
         return None
     log = log_spaced(steps) if log_steps is None else log_steps
-    axis = [math.log10(s + 1) for s in steps] if log else [float(s) for s in steps]
     low, high = best[0], max(best)
     rise = high - low
     if rise < min_rise:
         return None
     i_end = next(i for i, v in enumerate(best) if v >= low + 0.8 * rise)
     i_start = max(i for i in range(i_end) if best[i] <= low + 0.2 * rise)
-    span = axis[-1] - axis[0]
-    share = (axis[i_end] - axis[i_start]) / span if span > 0 else 1.0
+    linear = _share([float(s) for s in steps], i_start, i_end)
+    share = _share([math.log10(s + 1) for s in steps], i_start, i_end) if log else linear
     icl_share = float("nan")
     if icl is not None and icl[-1] < icl[0] - 0.01:  # more negative: more in-context learning
-        icl_share = (icl[i_end] - icl[i_start]) / (icl[-1] - icl[0])
+        icl_share = min(1.0, max(0.0, (icl[i_end] - icl[i_start]) / (icl[-1] - icl[0])))
+    abrupt = linear <= max_share and share <= max_share
     return RiseWindow(
-        int(steps[i_start]),
-        int(steps[i_end]),
-        i_start,
-        i_end,
-        float(rise),
-        float(share),
-        share <= max_share,
-        float(icl_share),
-        log,
+        int(steps[i_start]), int(steps[i_end]), i_start, i_end, float(rise), share, abrupt, icl_share, log, linear
     )
+
+
+def _share(axis: list[float], i: int, j: int) -> float:
+    span = axis[-1] - axis[0]
+    return float((axis[j] - axis[i]) / span) if span > 0 else 1.0

@@ -119,8 +119,7 @@ def _say(ax: Any, text: str) -> None:
 def _co_occurrence(ax: Any, line: Any, report: Any) -> None:
     v = line.values
     steps, icl = list(v["steps"]), list(v["icl"])
-    gaps = [b - a for a, b in zip(steps, steps[1:])]
-    log = len(gaps) > 2 and gaps[0] > 0 and gaps[-1] > 4 * gaps[0]  # log-spaced checkpoints
+    log = bool(v.get("log_steps"))  # the formation scan's own reading of its checkpoints' spacing
     x = [max(s, 1) for s in steps] if log else steps
     ax.plot(x, icl, color=BLUE, marker="o", markersize=2.5, linewidth=1.2, label="ICL score")
     if "best" in v:  # the best head's induction score, on its own [0, 1] axis

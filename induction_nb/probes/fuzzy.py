@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .._validate import check_int
+from .._validate import check_int, is_int
 from ..errors import InputError
 from .passages import PASSAGES
 
@@ -109,7 +109,7 @@ def given_pairs(pairs: Any, tokenizer: Any, vocab: int | None, exclude: Iterable
                 f"pairs[{k}] {pair!r}: its two forms must be different tokens, neither the BOS nor in another pair"
             )
         used.update(ids)
-        out.append(WordPair(str(pair[0]), str(pair[1]), ids[0], ids[1]))
+        out.append(WordPair(*(str(f) if isinstance(f, str) else str(i) for f, i in zip(pair, ids)), ids[0], ids[1]))
     return out
 
 
@@ -121,7 +121,9 @@ def _given_id(form: Any, tokenizer: Any, vocab: int | None, where: str) -> int:
         if len(ids) != 1:
             raise InputError(f"{where}: {form!r} is {len(ids)} tokens ({ids}); each form must be one token")
         return int(ids[0])
-    if not (isinstance(form, int) or (isinstance(form, torch.Tensor) and form.numel() == 1)) or isinstance(form, bool):
+    if isinstance(form, torch.Tensor) and form.numel() == 1:
+        form = form.item()
+    if not is_int(form):  # numpy integers too; not bools
         raise InputError(f"{where}: a form must be a token id or a string, got {form!r}")
     value = int(form)
     if value < 0 or (vocab is not None and value >= vocab):
