@@ -142,7 +142,9 @@ print(report)
 # NBVAL_CHECK_OUTPUT
 three, four = report.line(3), report.line(4)
 print("removing SmolLM2's induction heads removes ICL, random heads do not:", three.verdict)
-print("at least a third of the ICL score goes with them:", three.values["share_removed"]["repeated"] > 1 / 3)
+change = three.values["change"]["repeated"]
+print("at least a quarter of the ICL score goes with them:", three.values["share_removed"]["repeated"] > 1 / 4)
+print("more than 5x the change of any random set:", change["induction"] > 5 * max(change["random"]))
 print("the same heads copy fuzzily (word in another case), far above the median head:", four.values["fuzzy"]["verdict"])
 # every number is the tool called alone: the recorded call, run again
 again = icl_score(smol, ablate=report.heads, method="mean", batch_size=4, seed=0)

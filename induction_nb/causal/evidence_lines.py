@@ -356,4 +356,4 @@ def _row_text(h: Head, r: dict) -> str:
     if r.get("feeder") is not None:
         prev = "a previous-token head" if r["feeder_is_previous_token"] else "not a previous-token head"
         parts.append(f"circuit's top feeder {r['feeder']} ({prev})")
-    return f"{head_name(h)}: " + (", ".join(parts) or "no earlier head")
+    return f"{head_name(h)}: " + (", ".join(parts) or "nothing measured")
