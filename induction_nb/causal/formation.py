@@ -2,9 +2,9 @@
 
 ``formation(checkpoints)`` scans every checkpoint with the public tools, each called exactly as a user would:
 
-* ``detect_induction_heads(model, threshold, batch_size=, seed=, sequence_length=, intervals=("prefix_matching",))``:
-  every head's induction (prefix-matching) score with its 95% bootstrap interval, and any other registered
-  metric the scan measures (``metrics=``);
+* ``detect_induction_heads(model, threshold, batch_size=, seed=, sequence_length=, intervals=("prefix_matching",
+  ...))``: every head's induction (prefix-matching) score with its 95% bootstrap interval, and any other metric
+  a detection measures (``metrics=``; with intervals for ``contrast`` and ``copying``, the overall score's parts);
 * ``icl_score(model, sequence_length=, batch_size=, seed=, n_bootstrap=)``: the in-context-learning score on
   repeated random tokens (loss on the repeat minus loss on the first block, nats), or with ``texts=`` Olsson et
   al.'s own (loss at token 500 minus token 50 of your documents: ``icl_score(model, texts=...)``);
@@ -67,11 +67,12 @@ class _Checkpoint:
 class FormationResult:
     """Scores across checkpoints. ``steps`` and ``labels`` ``[checkpoint]``; ``scores``: ``{metric: [checkpoint,
     layer, head]}`` (``"prefix_matching"``, the induction score, always; NaN where a layer has no attention);
-    ``intervals``: ``{"prefix_matching": (low, high)}``, each ``[checkpoint, layer, head]`` (95% bootstrap);
-    ``icl``, ``icl_low``, ``icl_high`` ``[checkpoint]``: the ICL score and its interval (nats; negative: the model
-    uses its context); ``icl_measure``: what it was measured on; ``window``: the best head's rise window
-    (``causal.phase_change``; ``None`` without a rise); ``seconds`` per checkpoint (measuring, 0 where cached;
-    loading included); ``cached``; ``detections``: each checkpoint's ``DetectionResult``."""
+    ``intervals``: ``{metric: (low, high)}``, each ``[checkpoint, layer, head]`` (95% bootstrap; prefix matching,
+    and contrast and copying where asked for); ``icl``, ``icl_low``, ``icl_high`` ``[checkpoint]``: the ICL score
+    and its interval (nats; negative: the model uses its context); ``icl_measure``: what it was measured on;
+    ``window``: the best head's rise window (``causal.phase_change``; ``None`` without a rise); ``seconds`` per
+    checkpoint (measuring, 0 where cached; loading included); ``cached``; ``detections``: each checkpoint's
+    ``DetectionResult``."""
 
     steps: tuple[int, ...]
     labels: tuple[str, ...]
@@ -318,7 +319,7 @@ def _measure(model: Any, settings: dict, texts: Any) -> dict:
         seed=settings["seed"],
         sequence_length=settings["sequence_length"],
         n_bootstrap=settings["n_bootstrap"],
-        intervals=("prefix_matching",),
+        intervals=tuple(m for m in settings["metrics"] if m in INTERVAL_METRICS),
         progress=False,
     )
     common = {"seed": settings["seed"], "n_bootstrap": settings["n_bootstrap"]}
@@ -350,7 +351,7 @@ def _result(items: list, records: list, settings: dict, seconds: list, cached: l
     intervals = {
         m: tuple(torch.stack([_grid(d, m, part) for d in detections]) for part in (0, 1))
         for m in settings["metrics"]
-        if m in INTERVAL_METRICS and m == "prefix_matching"
+        if m in INTERVAL_METRICS
     }
     icl = torch.tensor([r["icl"] for r in records])
     low, high = (torch.tensor([r["icl_interval"][k] for r in records]) for k in (0, 1))
