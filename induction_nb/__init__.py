@@ -79,6 +79,7 @@ _GROUPS = {
         "ICLHeads",
         "formation",
         "FormationResult",
+        "RiseWindow",
         "evidence_report",
         "EvidenceReport",
         "EvidenceLine",

@@ -69,7 +69,7 @@ def test_every_number_of_lines_5_and_the_heads_is_the_tool_called_alone(toy, rep
     detection = _rerun(report.settings["detection_call"], toy)
     assert detection.induction_heads == [(1, 0)] and list(report.heads) == [(1, 0)]
     s = detection.score(1, 0)
-    assert row["induction_score"] == s.overall_score and row["induction_interval"] == [s.ci_low, s.ci_high]
+    assert row["overall_score"] == s.overall_score and row["overall_interval"] == [s.ci_low, s.ci_high]
 
 
 def test_the_hand_built_model_supports_lines_3_and_5_and_names_its_previous_token_head(report):

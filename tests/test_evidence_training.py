@@ -21,7 +21,7 @@ def _scan(best, icl):
 def _comparison(plain, smeared, icl_plain=None, icl_smeared=None):
     seeds = tuple(range(len(plain)))
     icl = {"plain": icl_plain or plain, "smeared": icl_smeared or smeared}
-    return SmearedKeysComparison(seeds, 2, 2000, 100, 1.0, {"plain": plain, "smeared": smeared}, icl, (), ())
+    return SmearedKeysComparison(seeds, 2, 2000, 100, 1.0, {"plain": plain, "smeared": smeared}, icl, (), (), {})
 
 
 JUMP = [0.05, 0.05, 0.06, 0.05, 0.07, 0.85, 0.9, 0.9, 0.91, 0.9]
@@ -101,3 +101,16 @@ def test_random_sets_leave_out_every_detected_induction_head():
     # at threshold 0 every head is detected: with heads= naming one, no other head may enter a random set
     r = evidence_report(HandBuiltInduction(), heads=[(1, 0)], threshold=0.0, n_random=1, concept=False, fuzzy=False)
     assert r.line(3).values["pool"] == [] and "only 0 other heads" in r.line(3).detail
+
+
+def test_a_wrong_formation_fails_before_any_forward_and_calls_hold_the_settings():
+    from induction_nb import HandBuiltInduction
+
+    run = train_induction_model(0, steps=20, every=10, batch_size=8)
+    with pytest.raises(InputError, match="formation\\(checkpoints\\)"):
+        evidence_report(HandBuiltInduction(), formation=run)  # the run, not formation(run)
+    _, two = training_lines(None, _comparison([700, 900, 800], [300, 300, 300]))
+    assert "icl_drop=1.0" in two.calls[0] and "n_layers=2" in two.calls[0]
+    f = formation(run, cache_dir=False, batch_size=4, n_bootstrap=20)
+    one, _ = training_lines(f, None)
+    assert "batch_size=4" in one.calls[0] and "log_steps=False" in one.calls[0]

@@ -67,8 +67,8 @@ def _hand_made() -> EvidenceReport:
     table = {"imagined": {"line3": "supports", "line4": "supports", "line5": "against"}}
     table["small"] = {"line3": "inconclusive", "line4": "not measured", "line5": "supports"}
     six = line(6, 0.0, (math.nan, math.nan), None, "inconclusive", "2 models", (), {"rows": table})
-    per_head = {(2, 1): {"induction_score": 0.7, "induction_interval": [0.6, 0.8], **rows["L2H1"]}}
-    per_head[(3, 0)] = {"induction_score": 0.5, **rows["L3H0"]}
+    per_head = {(2, 1): {"overall_score": 0.7, "overall_interval": [0.6, 0.8], **rows["L2H1"]}}
+    per_head[(3, 0)] = {"overall_score": 0.5, **rows["L3H0"]}
     other = EvidenceReport("small", [(1, 0)], [not_measured(n, "skipped") for n in range(1, 7)], {(1, 0): {}})
     return EvidenceReport("imagined", [(2, 1), (3, 0)], [one, two, three, four, five, six], per_head, {"small": other})
 
@@ -143,7 +143,7 @@ def test_text_of_one_head_holds_its_numbers_and_verdicts(report):
     text = text_evidence_head(report, 1, 0)
     assert f"{row['ov_copying']:+.3f}" in text and f"{row['feeder_drop']:+.3f}" in text
     assert "circuit's top feeder" in text and row["feeder"] == "L0H0" and "L0H0" in text
-    assert f"{row['induction_score']:.3f}" in text and "(3) ablation: supports" in text
+    assert f"{row['overall_score']:.3f}" in text and "(3) ablation: supports" in text
     assert all(len(x) <= 80 for x in text.splitlines())
     html = evidence_head_html(report, 1, 0)
     assert f"{row['ov_copying']:+.3f}" in html and "(5) mechanism: supports" in html

@@ -135,7 +135,7 @@ def test_folder_steps_are_read_anywhere_in_the_name_and_never_mixed_with_positio
     f = formation([a, b], cache_dir=False, batch_size=4, n_bootstrap=20, sequence_length=24)
     assert f.steps == (200, 1000) and f.labels == ("step200-tokens1B", "step1000-tokens4B")
     final = _save(tmp_path / "final", 2)
-    with pytest.raises(InputError, match="no step<N> or checkpoint-<N> in the folder names \\['final'\\]"):
+    with pytest.raises(InputError, match="no step<N> or checkpoint-<N> in the names of \\['final'\\]"):
         formation([a, final], cache_dir=False)
     with pytest.warns(UserWarning, match="their order"):
         formation([final, _save(tmp_path / "last", 3)], cache_dir=False, batch_size=4, n_bootstrap=20)
@@ -172,3 +172,13 @@ def test_rise_window_on_log_steps_needs_an_abrupt_rise_in_steps_too():
         rise_window([0, 1], [0, 0.5, 0.9])
     with pytest.raises(InputError, match="must increase"):
         rise_window([200, 100, 0], [0.9, 0.5, 0])
+
+
+def test_mixed_items_and_a_runs_spacing(tmp_path):
+    from induction_nb.causal.phase_change import log_spaced
+
+    assert not log_spaced(list(range(0, 1001, 10)) + [1001])  # a run's arbitrary last step is not log spacing
+    assert rise_window([0, 1, 2], [0.5, 0.4, 0.3], min_rise=0.0) is None  # no rise at all, even with min_rise 0
+    folder = _save(tmp_path / "step1000", 0)
+    with pytest.raises(InputError, match="pass steps="):  # a model has no name to read a step from
+        formation([folder, make_hf("llama_gqa", seed=1)], cache_dir=False)

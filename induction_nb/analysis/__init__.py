@@ -1,6 +1,7 @@
 """What is found: detection of induction heads on probes, on your text, retrieval heads, single-head
 analysis, the result types they return, and models to check them on (a hand-built transformer with known
-heads; a small attention-only model trained from scratch), fuzzy copying (``fuzzy_copy``: the same
+heads; a small attention-only model trained from scratch, with or without smeared keys, and
+``compare_smeared_keys`` over seeds), fuzzy copying (``fuzzy_copy``: the same
 matching across a word's surface forms), and the weights' evidence (``weight_evidence``: OV
 copying, QK matching and head composition read from the weights alone, no forward pass).
 """

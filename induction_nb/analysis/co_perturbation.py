@@ -20,9 +20,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from .._validate import check_int
+from .._validate import check_choice, check_int
 from ..errors import InputError
 from .training import TrainingRun, train_induction_model
 
@@ -52,6 +52,7 @@ class SmearedKeysComparison:
     icl: dict
     plain: tuple[TrainingRun, ...] = field(compare=False, repr=False)
     smeared: tuple[TrainingRun, ...] = field(compare=False, repr=False)
+    train_kwargs: dict = field(default_factory=dict)
 
     @property
     def earlier(self) -> int:
@@ -61,8 +62,11 @@ class SmearedKeysComparison:
     def later(self) -> int:
         return sum(earlier_than(p, s) for s, p in zip(self.formed["smeared"], self.formed["plain"]))
 
-    def median(self, which: str, kind: str = "formed") -> float | None:
-        """The median step of ``which`` (``"plain"``/``"smeared"``) over the seeds where it happened."""
+    def median(self, which: Literal["plain", "smeared"], kind: Literal["formed", "icl"] = "formed") -> float | None:
+        """The median step of ``which`` (``"plain"``/``"smeared"``) over the seeds where ``kind`` happened
+        (``"formed"``: an induction head; ``"icl"``: the ICL gain); ``InputError`` for other names."""
+        check_choice("which", which, ("plain", "smeared"))
+        check_choice("kind", kind, ("formed", "icl"))
         values = [v for v in getattr(self, kind)[which] if v is not None]
         return statistics.median(values) if values else None
 
@@ -136,5 +140,14 @@ def compare_smeared_keys(
     formed = {k: [r.phase_change_step for r in v] for k, v in runs.items()}
     icl = {k: [icl_step(r, icl_drop) for r in v] for k, v in runs.items()}
     return SmearedKeysComparison(
-        seeds, n_layers, steps, every, float(icl_drop), formed, icl, tuple(runs["plain"]), tuple(runs["smeared"])
+        seeds,
+        n_layers,
+        steps,
+        every,
+        float(icl_drop),
+        formed,
+        icl,
+        tuple(runs["plain"]),
+        tuple(runs["smeared"]),
+        dict(train_kwargs),
     )

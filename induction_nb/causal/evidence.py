@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .._validate import check_choice, check_heads, check_int, check_probability
 from ..analysis.detector import detect_induction_heads
@@ -228,6 +228,7 @@ def evidence_report(
     the circuit (one forward per few earlier heads); then the same per other model. Raises ``InputError`` for
     bad arguments (before any forward) and what the tools refuse."""
     settings = _check_settings(locals())
+    trained = training_lines(formation, smeared)  # first: a wrong formation= fails before any forward
     engine = Engine.of(model)  # a name or path is loaded once, here
     named = _named_others(others, engine.name)
     clock = _Clock(progress, engine.name)
@@ -236,7 +237,7 @@ def evidence_report(
     for name, other in named.items():
         reports[name] = evidence_report(other, **{**_settings_kwargs(settings), "progress": progress})
         clock.tick(f"other model {name}")
-    lines = (*training_lines(formation, smeared), *lines, _continuity_line(engine.name, lines, used, reports))
+    lines = (*trained, *lines, _continuity_line(engine.name, lines, used, reports))
     return EvidenceReport(engine.name, used, lines, per_head, reports, {**settings, **extra}, clock.seconds)
 
 
@@ -246,7 +247,7 @@ _ARGS = ("method", "n_random", "threshold", "sequence_length", "batch_size", "se
 
 def _check_settings(args: dict) -> dict:
     """The checked settings (``InputError`` naming the fix), before any forward."""
-    check_choice("method", args["method"], ("mean", "zero"))
+    check_choice("method", args["method"], get_args(EvidenceMethod))
     for name in _FLAGS:
         if not isinstance(args[name], bool):
             raise InputError(f"{name} must be True or False, got {args[name]!r}")
@@ -344,7 +345,7 @@ def _detection_numbers(det: Any, head: Head) -> dict:
         s = det.score(*head)
     except InputError:
         return {}
-    values = {"induction_score": s.values["overall_score"], "induction_interval": [s.ci_low, s.ci_high]}
+    values = {"overall_score": s.values["overall_score"], "overall_interval": [s.ci_low, s.ci_high]}
     for name in ("prefix_matching", "previous_token", "copying"):
         if name in s.values:
             values[name] = s.values[name]

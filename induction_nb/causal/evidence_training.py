@@ -45,8 +45,11 @@ def _co_occurrence(f: Any) -> EvidenceLine:
     icl_gain = float(f.icl[0] - f.icl[-1])  # positive: more in-context learning at the end
     values = {"steps": list(f.steps), "icl": [float(v) for v in f.icl], "icl_gain": icl_gain}
     values["best"] = [float(v) for v in f.best]  # the highest induction score over heads, per checkpoint
-    keys = ("threshold", "sequence_length", "batch_size", "seed", "n_bootstrap", "min_rise", "max_share")
-    calls = (call("formation", "checkpoints", **{k: f.settings[k] for k in keys if k in getattr(f, "settings", {})}),)
+    keys = ("threshold", "sequence_length", "batch_size", "seed", "n_bootstrap", "min_rise", "max_share", "log_steps")
+    given = {k: f.settings[k] for k in keys if k in getattr(f, "settings", {})}
+    if getattr(f, "settings", {}).get("texts"):
+        given["texts"] = "documents"  # Olsson's token-500 score on the documents the scan was given
+    calls = (call("formation", "checkpoints", **given),)
     values["log_steps"] = bool(getattr(f, "settings", {}).get("log_steps", False))
     if w is None:
         verdict = "against" if icl_gain >= 0.1 else "inconclusive"
@@ -92,6 +95,12 @@ def _smeared(c: Any) -> EvidenceLine:
     else:
         verdict = "inconclusive"
     made = call(
-        "compare_smeared_keys", "seeds=" + repr(list(c.seeds)), n_layers=c.n_layers, steps=c.steps, every=c.every
+        "compare_smeared_keys",
+        "seeds=" + repr(list(c.seeds)),
+        n_layers=c.n_layers,
+        steps=c.steps,
+        every=c.every,
+        icl_drop=c.icl_drop,
+        **getattr(c, "train_kwargs", {}),
     )
     return line(2, earlier / n, (NAN, NAN), later / n, verdict, detail, (made,), values)

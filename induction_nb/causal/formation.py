@@ -46,6 +46,7 @@ from ..engine.wrappers import unwrap
 from ..errors import InputError, warn_user
 from ..metrics import REGISTRY, pattern_metric_list
 from ..metrics.registry import HeadMetric
+from ..probes.texts import load_texts
 from .ablation import icl_score
 from .formation_cache import FormationCache, architecture, checkpoint_identity
 from .phase_change import RiseWindow, log_spaced, rise_window
@@ -176,6 +177,7 @@ def formation(
     detection and one ICL measurement per checkpoint, plus loading it. Raises ``InputError`` for an empty or
     unreadable list, steps that do not match it or repeat, an unknown metric, settings out of range."""
     settings = _check(metrics, threshold, batch_size, seed, n_bootstrap, min_rise, max_share)
+    texts = None if texts is None else load_texts(texts)  # read once: an iterator would be spent after one use
     items = _checkpoints(checkpoints, model, steps)
     settings.update(sequence_length=sequence_length, texts=texts is not None)
     cache = FormationCache.of(cache_dir, settings, texts)
@@ -266,10 +268,10 @@ def _item(c: Any, index: int, model: Any) -> tuple:
     if isinstance(c, Mapping):
         module = _template(model)
         ident = ("state", checkpoint_identity(c), architecture(module))
-        return index, f"#{index}", ident, _loader(_with_state, module, c)
+        return None, f"#{index}", ident, _loader(_with_state, module, c)
     if isinstance(c, torch.nn.Module) or hasattr(c, "_module"):
         ident = ("model", checkpoint_identity(c), architecture(unwrap(getattr(c, "_module", c))))
-        return index, f"#{index}", ident, _loader(lambda m: m, c)
+        return None, f"#{index}", ident, _loader(lambda m: m, c)
     raise InputError(f"checkpoint {index} is a {type(c).__name__}: pass folders, models or state dicts")
 
 
@@ -277,8 +279,8 @@ def _named_steps(given: list[tuple], steps: Any) -> list[tuple]:
     """Folders' steps from their names: all or none (a mix would interleave names and list positions)."""
     named = [g[0] is not None for g in given]
     if steps is None and any(named) and not all(named):
-        odd = [g[1] for g, n in zip(given, named) if not n]
-        raise InputError(f"no step<N> or checkpoint-<N> in the folder names {odd[:3]}: pass steps=[...] for all")
+        odd = [g[1] for g, n in zip(given, named) if not n]  # a model or state dict has no name to read
+        raise InputError(f"no step<N> or checkpoint-<N> in the names of {odd[:3]}: pass steps=[...] for all")
     if steps is None and not any(named) and len(given) > 1 and any(g[2][0] == "folder" for g in given):
         warn_user("induction_nb: no step in the folder names: the checkpoints' steps are their order (0, 1, ...)")
     return [(i if g[0] is None else g[0], *g[1:]) for i, g in enumerate(given)]
@@ -324,7 +326,7 @@ def _measure(model: Any, settings: dict, texts: Any) -> dict:
     )
     common = {"seed": settings["seed"], "n_bootstrap": settings["n_bootstrap"]}
     if texts is not None:
-        curve = icl_score(model, texts=texts, **common)
+        curve = icl_score(model, texts=texts, batch_size=settings["batch_size"], **common)
         icl, interval = curve.icl_score, (curve.ci_low, curve.ci_high)
     else:
         out = icl_score(model, sequence_length=settings["sequence_length"], batch_size=settings["batch_size"], **common)

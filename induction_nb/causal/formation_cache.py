@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,21 @@ def checkpoint_identity(checkpoint: Any) -> Any:
 
 
 def architecture(module: torch.nn.Module) -> str:
-    """SHA-256 of what a state dict does not hold: the module's class, its printed structure and its config
-    (identical weights under another config, e.g. another norm epsilon, are another checkpoint)."""
+    """SHA-256 of what a state dict does not hold: the module's class, its printed structure, its config
+    (identical weights under another config, e.g. another norm epsilon, are another checkpoint) and the device
+    it runs on."""
     config = getattr(module, "config", None)
     config = config.to_dict() if hasattr(config, "to_dict") else None
-    blob = json.dumps([type(module).__qualname__, repr(module), config], sort_keys=True, default=str)
+    device = str(next(module.parameters(), torch.empty(0)).device)
+    blob = json.dumps([type(module).__qualname__, repr(module), config, device], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "none"
 
 
 def _digest(state: Mapping) -> list[str]:
@@ -80,7 +90,8 @@ class FormationCache:
         documents = None
         if texts is not None:
             documents = hashlib.sha256("\0\1".join(load_texts(texts)).encode()).hexdigest()
-        ident = {"format": FORMAT, "source": source_digest(), "settings": settings, "texts": documents}
+        versions = {name: _version(name) for name in ("torch", "transformers")}  # kernels change numbers too
+        ident = {"format": FORMAT, "source": source_digest(), "settings": settings, "texts": documents, **versions}
         return cls(formation_cache_root(cache_dir), json.dumps(ident, sort_keys=True, default=str))
 
     def _path(self, checkpoint: Any) -> tuple[str, Path]:

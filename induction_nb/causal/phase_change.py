@@ -49,12 +49,13 @@ class RiseWindow:
 
 def log_spaced(steps: Sequence[int]) -> bool:
     """Whether checkpoints at ``steps`` are spaced on a log scale (the largest positive step over 100 times
-    the smallest, and the gaps growing): then spans are measured in ``log10(step + 1)``."""
+    the smallest, and the largest gap between checkpoints, the last one aside, over 4 times the smallest): then
+    spans are also measured in ``log10(step + 1)``."""
     positive = [s for s in steps if s > 0]
     if len(positive) < 3 or positive[-1] < 100 * positive[0]:
         return False
-    gaps = [b - a for a, b in zip(steps[:-1], steps[1:])]
-    return max(gaps) > 4 * min(gaps)
+    gaps = [b - a for a, b in zip(steps[:-2], steps[1:-1])]  # not the last: a run's final step is arbitrary
+    return bool(gaps) and max(gaps) > 4 * min(gaps)
 
 
 def rise_window(
@@ -67,7 +68,7 @@ def rise_window(
     log_steps: bool | None = None,
 ) -> RiseWindow | None:
     """The rise window of the score series ``best`` (one value per checkpoint at ``steps``, increasing; NaN
-    not allowed) and, with ``icl`` (nats per checkpoint), the share of its improvement inside the window.
+    gives ``None``) and, with ``icl`` (nats per checkpoint), the share of its improvement inside the window.
     ``None`` where the score never rises by ``min_rise`` or fewer than 2 checkpoints are given."""
     if len(best) != len(steps) or (icl is not None and len(icl) != len(steps)):
         n_icl = len(best) if icl is None else len(icl)
@@ -79,7 +80,7 @@ def rise_window(
     log = log_spaced(steps) if log_steps is None else log_steps
     low, high = best[0], max(best)
     rise = high - low
-    if rise < min_rise:
+    if rise <= 0 or rise < min_rise:
         return None
     i_end = next(i for i, v in enumerate(best) if v >= low + 0.8 * rise)
     i_start = max(i for i in range(i_end) if best[i] <= low + 0.2 * rise)

@@ -271,7 +271,7 @@ _DRAW.update({1: _co_occurrence, 2: _co_perturbation, 3: _ablation, 4: _generali
 # -- one head --------------------------------------------------------------------------------------------------
 
 _FIELDS = (  # (key, label, format); intervals are added to the value they belong to
-    ("induction_score", "induction score", ".3f"),
+    ("overall_score", "overall score", ".3f"),
     ("prefix_matching", "prefix matching", ".3f"),
     ("previous_token", "previous token", ".3f"),
     ("copying", "copying", ".3f"),
@@ -288,7 +288,7 @@ _FIELDS = (  # (key, label, format); intervals are added to the value they belon
     ("agree", "weights' top = circuit's feeder", ""),
     ("explained", "explained (prev-token feeder, K-comp.)", ""),
 )
-_INTERVALS = {"induction_score": "induction_interval", "concept": "concept_interval", "fuzzy": "fuzzy_interval"}
+_INTERVALS = {"overall_score": "overall_interval", "concept": "concept_interval", "fuzzy": "fuzzy_interval"}
 
 
 def _head_rows(numbers: dict) -> list[tuple[str, str]]:
