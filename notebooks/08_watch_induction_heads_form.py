@@ -83,18 +83,18 @@ plt.show()
 # With smeared keys each key is a learned mix of its own and the previous position's, so a single layer can
 # match "the token before this key" without a previous-token head. Measured over seeds 0-4 and 2000 steps
 # (`bench/smeared_keys.py`): one-layer models with smeared keys first show an induction head at step 300 in
-# every seed and without them never; two-layer models at step 300 with them against 700-1200 without. Here two
-# seeds of one-layer models, 500 steps each:
+# every seed and without them never; two-layer models at step 300 with them against 700-1200 without. Here one
+# seed of one-layer models, 500 steps each (`tests/test_training.py` checks another):
 
 # %%
 from induction_nb import compare_smeared_keys
 
-smeared = compare_smeared_keys(seeds=(0, 1), n_layers=1, steps=500)
+smeared = compare_smeared_keys(seeds=(0,), n_layers=1, steps=500)
 print(smeared)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("one layer formed an induction head with smeared keys in both seeds:", all(s is not None for s in smeared.formed["smeared"]))
+print("one layer formed an induction head with smeared keys:", all(s is not None for s in smeared.formed["smeared"]))
 print("and never without them:", all(s is None for s in smeared.formed["plain"]))
 
 # %% [markdown]
@@ -127,17 +127,24 @@ print("...and is fed by a layer-0 head that K-composes with it:", all(r["feeder"
 
 # %% [markdown]
 # SmolLM2-135M-Instruct, with the trained model beside it for line (6). To stay within a tutorial's time on a
-# CPU this run measures lines 3 and 4 on small probes (`batch_size=4`, two random sets) and skips line 5
-# (`weights=False, circuit=False`: `find_circuit` removes every earlier head in turn, about 3 minutes on 2 CPU
-# cores); the default call measures everything (about 4 minutes). Line 4 measures fuzzy copying (a word in
-# another case: ` cat` ... ` Cat` -> the token after ` cat`) and concept induction.
+# CPU this run measures lines 3 and 4 on small probes (4 sequences of 32 tokens, two random sets), line 4 by
+# fuzzy copying alone (a word in another case: ` cat` ... ` Cat` -> the token after ` cat`), and skips line 5
+# (`find_circuit` removes every earlier head in turn, about 3 minutes on 2 CPU cores); the default call measures
+# everything, concept induction included (about 4 minutes).
 
 # %%
 from induction_nb import load_model
 
 smol = load_model()
 report = evidence_report(
-    smol, others={"trained 2-layer": run.model}, batch_size=4, n_random=2, weights=False, circuit=False
+    smol,
+    others={"trained 2-layer": run.model},
+    batch_size=4,
+    sequence_length=32,
+    n_random=2,
+    concept=False,
+    weights=False,
+    circuit=False,
 )
 print(report)
 
@@ -150,7 +157,7 @@ print("at least a quarter of the ICL score goes with them:", three.values["share
 print("more than 5x the change of any random set:", change["induction"] > 5 * max(change["random"]))
 print("the same heads copy fuzzily (word in another case), far above the median head:", four.values["fuzzy"]["verdict"])
 # every number is the tool called alone: the recorded call, run again
-again = icl_score(smol, ablate=report.heads, method="mean", batch_size=4, seed=0)
+again = icl_score(smol, ablate=report.heads, method="mean", sequence_length=32, batch_size=4, seed=0)
 print("line 3 equals icl_score called alone:", abs(again["repeated"] - three.values["induction"]["repeated"]) < 1e-6)
 
 # %%
