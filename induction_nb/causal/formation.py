@@ -97,7 +97,7 @@ class FormationResult:
     @property
     def best(self) -> torch.Tensor:
         """``[checkpoint]``: the highest induction score over heads at each checkpoint."""
-        return torch.nan_to_num(self.scores["prefix_matching"], nan=-1.0).flatten(1).max(1).values
+        return _best(self.scores["prefix_matching"])
 
     def head(self, layer: int, head: int, metric: str = "prefix_matching") -> torch.Tensor:
         """``[checkpoint]``: one head's ``metric`` across the checkpoints (``InputError`` for an unknown one)."""
@@ -133,6 +133,11 @@ class FormationResult:
 
     def __repr__(self) -> str:
         return f"FormationResult({len(self.steps)} checkpoints, {describe_window(self.window)})"
+
+
+def _best(grid: torch.Tensor) -> torch.Tensor:
+    """``[checkpoint]``: the highest score over heads of ``grid`` ``[checkpoint, layer, head]`` (NaN left out)."""
+    return torch.nan_to_num(grid, nan=-1.0).flatten(1).max(1).values
 
 
 def describe_window(w: RiseWindow | None) -> str:
@@ -358,7 +363,7 @@ def _result(items: list, records: list, settings: dict, seconds: list, cached: l
     icl = torch.tensor([r["icl"] for r in records])
     low, high = (torch.tensor([r["icl_interval"][k] for r in records]) for k in (0, 1))
     steps = tuple(item.step for item in items)
-    best = torch.nan_to_num(scores["prefix_matching"], nan=-1.0).flatten(1).max(1).values
+    best = _best(scores["prefix_matching"])
     min_rise, max_share, log_steps = rule
     log_steps = log_spaced(steps) if log_steps is None else bool(log_steps)
     window = rise_window(

@@ -14,16 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..engine.remote_jobs import CACHE_ENV, digest, folder_fingerprint, source_digest
+from ..engine.remote_jobs import (
+    digest,
+    folder_fingerprint,
+    package_version,
+    source_digest,
+    user_cache,
+    write_atomically,
+)
 from ..engine.wrappers import materialized, unwrap
 from ..errors import warn_user
 from ..probes.texts import load_texts
@@ -37,9 +42,7 @@ def formation_cache_root(cache_dir: Any = None) -> Path:
     """``cache_dir``, else ``$INDUCTION_NB_CACHE/formation``, else ``~/.cache/induction_nb/formation``."""
     if cache_dir not in (None, True):
         return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser() / "formation"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "induction_nb" / "formation"
+    return user_cache("formation")
 
 
 def checkpoint_identity(checkpoint: Any) -> Any:
@@ -65,13 +68,6 @@ def architecture(module: torch.nn.Module) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "none"
-
-
 def _digest(state: Mapping) -> list[str]:
     names = sorted(k for k, v in state.items() if isinstance(v, torch.Tensor))
     return [hashlib.sha256("\0".join(names).encode()).hexdigest(), digest([state[k] for k in names])]
@@ -90,7 +86,7 @@ class FormationCache:
         documents = None
         if texts is not None:
             documents = hashlib.sha256("\0\1".join(load_texts(texts)).encode()).hexdigest()
-        versions = {name: _version(name) for name in ("torch", "transformers")}  # kernels change numbers too
+        versions = {name: package_version(name) for name in ("torch", "transformers")}  # kernels change numbers too
         ident = {"format": FORMAT, "source": source_digest(), "settings": settings, "texts": documents, **versions}
         return cls(formation_cache_root(cache_dir), json.dumps(ident, sort_keys=True, default=str))
 
@@ -113,14 +109,6 @@ class FormationCache:
         """Write the checkpoint's record atomically; an unwritable folder warns and the scan goes on."""
         key, path = self._path(checkpoint)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".part-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump({"key": key, "record": record}, f)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_atomically(self.directory, path, lambda f: json.dump({"key": key, "record": record}, f), False)
         except OSError as e:
             warn_user(f"induction_nb: could not cache a formation checkpoint in {self.directory} ({e}); going on")

@@ -77,16 +77,38 @@ def cache_root(config: RemoteConfig) -> Path:
         return Path(config.cache_dir).expanduser()
     if os.environ.get(REMOTE_CACHE_ENV):
         return Path(os.environ[REMOTE_CACHE_ENV]).expanduser()
+    return user_cache("remote")
+
+
+def user_cache(kind: str) -> Path:
+    """``$INDUCTION_NB_CACHE/<kind>``, else ``$XDG_CACHE_HOME/induction_nb/<kind>`` (``~/.cache/...``)."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser() / "remote"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "induction_nb" / "remote"
+        return Path(os.environ[CACHE_ENV]).expanduser() / kind
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "induction_nb" / kind
 
 
-def _version() -> str:
+def package_version(name: str = "induction_nb") -> str:
+    """The installed version of ``name`` (``"unknown"`` where it is not installed): part of cache identities."""
     try:
-        return metadata.version("induction_nb")
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def write_atomically(directory: Path, path: Path, write: Any, binary: bool = True) -> None:
+    """``write(file)`` into a temporary file in ``directory``, synced, then renamed to ``path``: a reader never
+    sees half an entry, and an interrupted write leaves none."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".part-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def digest(tensors: Sequence[torch.Tensor]) -> str:
@@ -166,7 +188,7 @@ class ResultCache:
             return None
         ident = {
             "format": FORMAT,
-            "package": _version(),
+            "package": package_version(),
             "source": source_digest(),
             "folder": folder_fingerprint(local_folder(config.model_key)),
             "host": config.host,
@@ -198,17 +220,7 @@ class ResultCache:
     def store(self, index: int, inputs: str, value: Any) -> None:
         """Write chunk ``index``'s result atomically (a temporary file, then ``os.replace``)."""
         ident, path = self._entry(index, inputs)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".part-", suffix=".pt")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({"identity": ident, "value": value}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.directory, path, lambda f: torch.save({"identity": ident, "value": value}, f))
 
 
 @dataclass(frozen=True)
