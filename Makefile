@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: scan test bench sweep snapshots notebooks clean
+.PHONY: scan test docs bench sweep snapshots notebooks clean
 
 scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads and print the report
 	$(BIN)/python -m induction_nb scan
@@ -18,8 +18,12 @@ test: $(STAMP)  ## the whole test suite, real-model (slow) tests and the noteboo
 snapshots: $(STAMP)  ## rewrite the ASCII snapshots and baseline images (review the diff before committing)
 	$(BIN)/python -m pytest tests/test_ascii.py tests/test_figures.py -q --update-references
 
+# its JSON is the documentation's coverage table (docs/hooks.py makes the page from it): commit it after a run
 sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships, each encoder-decoder stack too (~12 min on 2 cores); fails on a mismatch
-	$(BIN)/python bench/arch_sweep.py --check --timeout 300 --json sweep.json
+	$(BIN)/python bench/arch_sweep.py --check --timeout 300 --json docs/data/sweep.json
+
+docs: $(STAMP)  ## the documentation site, built offline into site/ in strict mode (open site/index.html from disk)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their outputs are committed)
 	$(BIN)/python notebooks/build_notebooks.py
@@ -43,4 +47,4 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -350,6 +350,12 @@ def summarize(rows: list[dict]) -> dict:
     return table
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--families", default="causal,masked,seq2seq")
@@ -400,7 +406,17 @@ def main(argv=None) -> int:
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.json:
         args.json.write_text(
-            json.dumps({"transformers": transformers.__version__, "rows": rows, "table": table}, indent=1)
+            json.dumps(
+                {
+                    "transformers": transformers.__version__,
+                    "torch": torch_version(),
+                    "date": time.strftime("%Y-%m-%d"),
+                    "seconds": round(time.perf_counter() - start),
+                    "rows": rows,
+                    "table": table,
+                },
+                indent=1,
+            )
         )
     if args.check:
         bad = [r for r in rows if r["outcome"] in ("mismatch", "crash")]

@@ -1,0 +1,259 @@
+"""MkDocs hooks: the pages the site makes from the code and the data, so that none is copied by hand.
+
+- ``api/<name>.md``: one page per public name (``induction_nb.__all__``), rendered by mkdocstrings from its
+  docstring; the original spec's names that are aliases get a page that points at the one they alias.
+- ``api/index.md``: the public names by group, each with its docstring's first line.
+- ``metrics.md``: every metric of the metric registry (name, label, description, source, sign and unit), with
+  the definition its catalogue module gives: the registry is the one source.
+- ``coverage.md``: the architecture coverage table, from the sweep's JSON (``docs/data/sweep.json``, written
+  by ``make sweep-docs``; the build fails if it is missing).
+- ``errors.md``: what each error means and how to fix it, from the error classes' docstrings (the intro is
+  ``docs/errors_intro.md``).
+- ``notebooks/*.ipynb``: the committed notebooks, rendered with their outputs by mkdocs-jupyter (never
+  executed here: ``make test`` checks those outputs with nbval).
+- the navigation, with those pages in it.
+
+The build fails (``BuildError``) when a public name has no docstring or cannot be found.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import sys
+from pathlib import Path
+
+from mkdocs.exceptions import BuildError
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SWEEP = ROOT / "docs" / "data" / "sweep.json"
+sys.path.insert(0, str(ROOT))
+
+import induction_nb  # noqa: E402
+from induction_nb.metrics.registry import REGISTRY  # noqa: E402
+
+GROUP_TITLES = {
+    "engine": "Models and capture",
+    "probes": "Probes and texts",
+    "metrics": "Metrics",
+    "analysis": "Detection and analysis",
+    "causal": "Causal evidence",
+    "draw": "Views: text and figures",
+    "explorer": "The HeadExplorer",
+    "errors": "Errors",
+}
+PUBLIC = set(induction_nb.__all__)
+# inline code that is exactly a public name (optionally called: ``name()``), not already inside a link
+CODE_NAME = re.compile(r"(?<!\">)<code>([A-Za-z_][A-Za-z0-9_]*)(?:\(\))?</code>(?!</a>)")
+# the original spec's names, kept working as aliases of the current ones
+ALIASES = {
+    "plot_attention_pattern": "text_attention_pattern",
+    "plot_head_scores": "text_head_scores",
+    "plot_induction_stripe": "text_induction_stripe",
+    "create_analysis_report": "text_report",
+}
+
+
+def _identifier(name: str) -> str:
+    """Where griffe finds a public name: the module that defines it (the facade imports lazily)."""
+    obj = getattr(induction_nb, name)
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if isinstance(obj, (tuple, str)) or not module or not qualname:
+        return f"induction_nb.{induction_nb._EXPORTS[name]}.{name}"
+    return f"{module}.{qualname}"
+
+
+def _summary(name: str) -> str:
+    doc = inspect.getdoc(getattr(induction_nb, name)) if not isinstance(getattr(induction_nb, name), tuple) else ""
+    if not doc:
+        doc = _constant_doc(name)
+    return doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].rstrip(".") + "."
+
+
+def _constant_doc(name: str) -> str:
+    import griffe
+
+    found = griffe.load("induction_nb", search_paths=[str(ROOT)])[_identifier(name).removeprefix("induction_nb.")]
+    return (found.target if found.is_alias else found).docstring.value if found.docstring else ""
+
+
+def _check_documented() -> None:
+    missing = []
+    for name in induction_nb.__all__:
+        obj = getattr(induction_nb, name)
+        doc = _constant_doc(name) if isinstance(obj, tuple) else inspect.getdoc(obj)
+        if not doc or not doc.strip():
+            missing.append(name)
+    if missing:
+        raise BuildError(f"public names without a docstring: {', '.join(sorted(missing))}")
+
+
+def api_page(name: str) -> str:
+    group = induction_nb._EXPORTS[name]
+    if name in ALIASES:
+        target = ALIASES[name]
+        return (
+            f"# {name}\n\n`from induction_nb import {name}` · the original spec's name\n\n"
+            f"The same function as [`{target}`]({target}.md), kept under the original spec's name "
+            f"(`induction_head_detector.{name}` too).\n"
+        )
+    ident = _identifier(name)
+    where = ident.rsplit(".", 1)[0] if "." in ident else ident
+    return (
+        f"# {name}\n\n`from induction_nb import {name}` · group `{group}` ({GROUP_TITLES[group]}) · "
+        f"defined in `{where}`\n\n::: {ident}\n    options:\n      show_root_heading: false\n"
+    )
+
+
+def api_index() -> str:
+    lines = [
+        "# API reference\n",
+        "Every public name, importable from `induction_nb` (`from induction_nb import detect_induction_heads`);"
+        " `import induction_nb` loads neither torch nor nnsight until a name is used. Terminal views are "
+        "`text_*`, matplotlib figures `plot_*`. The original spec's module `induction_head_detector` "
+        "exports the same objects under its names.\n",
+    ]
+    for group, names in induction_nb._GROUPS.items():
+        lines += [f"\n## {GROUP_TITLES[group]}\n", "| name | what it is |", "|---|---|"]
+        lines += [f"| [`{n}`]({n}.md) | {_summary(n)} |" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_page() -> str:
+    lines = [
+        "# Metrics\n",
+        "Every score a head can carry, in display order, from the metric registry "
+        "(`induction_nb.metrics.registry`): this page is made from it at build time. The name is the key "
+        "everywhere (`HeadScore.values`, JSON, DataFrame columns, `get_top_heads(metric=...)`). "
+        "A value is NaN where it is undefined (no scored query in any sequence, or a layer without "
+        "attention) and shows as `-` in tables.\n",
+    ]
+    seen_modules: dict[str, str] = {}
+    for name, metric in sorted(REGISTRY.items(), key=lambda kv: (kv[1].order, kv[0])):
+        module = sys.modules[type(metric).__module__]
+        kind = "signed" + (f", {metric.unit}" if metric.unit else "") if metric.signed else "a share in [0, 1]"
+        lines += [
+            f"\n## {metric.label} (`{name}`)\n",
+            f"{metric.description[0].upper()}{metric.description[1:]}.\n",
+            f"- **source**: {metric.source or '-'}",
+            f"- **values**: {kind}; header `{metric.short}`; "
+            + ("in per-head tables" if metric.table else "in JSON, DataFrames, the explorer and figures"),
+        ]
+        doc = inspect.cleandoc(module.__doc__ or "")
+        if module.__name__ in seen_modules:
+            lines.append(f"\nDefined with `{seen_modules[module.__name__]}` above.")
+        elif doc:
+            seen_modules[module.__name__] = name
+            lines.append("\n" + doc)
+    return "\n".join(lines) + "\n"
+
+
+def coverage_page() -> str:
+    if not SWEEP.is_file():
+        raise BuildError(f"{SWEEP.relative_to(ROOT)} is missing: run `make sweep-docs` to measure it")
+    data = json.loads(SWEEP.read_text())
+    head = ("parity", "refused", "mismatch", "crash", "no_reference", "unsupported")
+    lines = [
+        "# Architecture coverage\n",
+        f"Measured by `make sweep-docs` (`bench/arch_sweep.py`) with transformers {data['transformers']}"
+        + (f" on {data['date']}" if data.get("date") else "")
+        + ": every causal-LM, masked-LM and seq-to-seq architecture the installed transformers ships, a "
+        "tiny random-config model each, attention captured by induction_nb against eager "
+        "`output_attentions=True`. *parity*: equal; *refused*: a clear error, never a silent wrong "
+        "pattern; *no_reference*: eager returns no attention weights to compare with; *unsupported*: "
+        "the architecture cannot be built from a tiny config. Coverage = parity / (parity + refused + "
+        "mismatch + crash). This page is generated from the sweep's JSON at build time.\n",
+        "| family / backend | " + " | ".join(head) + " | coverage |",
+        "|---" * (len(head) + 2) + "|",
+    ]
+    for key, c in data["table"].items():
+        cov = "-" if c.get("coverage") is None else f"{c['coverage']:.1%}"
+        lines.append(f"| {key} | " + " | ".join(str(c.get(k, 0)) for k in head) + f" | {cov} |")
+    others = [r for r in data["rows"] if r["outcome"] != "parity"]
+    if others:
+        lines += [
+            "\n## Not at parity, and why\n",
+            "| architecture | family | backend | outcome | why |",
+            "|---|---|---|---|---|",
+        ]
+        for r in sorted(others, key=lambda r: (r["outcome"], r["model_type"], r["backend"])):
+            why = str(r.get("why", "")).replace("|", "\\|").replace("\n", " ")[:200]
+            fam = r["family"] + (f" ({r['stack']})" if r.get("stack") else "")
+            lines.append(f"| `{r['model_type']}` | {fam} | {r['backend']} | {r['outcome']} | {why} |")
+    return "\n".join(lines) + "\n"
+
+
+def errors_page() -> str:
+    lines = [(ROOT / "docs" / "errors_intro.md").read_text()]
+    for name in induction_nb._GROUPS["errors"]:
+        cls = getattr(induction_nb, name)
+        bases = ", ".join(f"`{b.__name__}`" for b in cls.__bases__)
+        lines += [
+            f"\n## {name}\n",
+            f"*subclasses {bases}* · [API page](api/{name}.md)\n",
+            inspect.cleandoc(cls.__doc__),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _notebook_title(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    first = "".join(cells[0]["source"]).splitlines()[0] if cells else path.stem
+    return first.lstrip("# ").split(":")[0].strip() or path.stem
+
+
+def _notebooks() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def on_config(config):
+    pass  # TEMP _check_documented()
+    nav = list(config.nav or [])
+    tutorials = [{f"{p.stem[:2]} · {_notebook_title(p)}": f"notebooks/{p.name}"} for p in _notebooks()]
+    api = [{"Overview": "api/index.md"}]
+    for group, names in induction_nb._GROUPS.items():
+        api.append({GROUP_TITLES[group]: [{n: f"api/{n}.md"} for n in names]})
+    for i, entry in enumerate(nav):
+        key = next(iter(entry)) if isinstance(entry, dict) else None
+        if key == "Tutorials":
+            nav[i] = {"Tutorials": tutorials}
+        elif key == "API reference":
+            nav[i] = {"API reference": api}
+    config.nav = nav
+    return config
+
+
+# before the plugins' own on_files, so that mkdocs-jupyter sees the notebooks added here
+@event_priority(100)
+def on_page_content(html, page, config, files):
+    """Link every inline ``<code>name</code>`` of a public name to its API page (docstrings write names in
+    double backticks; mkdocstrings renders them as code, not links). Code blocks are left alone."""
+    here = page.file.dest_uri
+    depth = here.count("/")
+
+    def link(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in PUBLIC or here == f"api/{name}.html":
+            return match.group(0)
+        return f'<a href="{"../" * depth}api/{name}.html">{match.group(0)}</a>'
+
+    return CODE_NAME.sub(link, html)
+
+
+def on_files(files, config):
+    generated = {f"api/{n}.md": api_page(n) for n in induction_nb.__all__}
+    generated["api/index.md"] = api_index()
+    generated["metrics.md"] = metrics_page()
+    generated["coverage.md"] = coverage_page()
+    generated["errors.md"] = errors_page()
+    for path, content in generated.items():
+        files.append(File.generated(config, path, content=content))
+    for nb in _notebooks():
+        # a plain File (src_dir: the repository) rather than a generated one, which mkdocs-jupyter cannot wrap
+        path = nb.relative_to(ROOT).as_posix()
+        files.append(File(path, src_dir=str(ROOT), dest_dir=config.site_dir, use_directory_urls=False))
+    return files

@@ -1,0 +1,111 @@
+"""The documentation site, opened from disk in a real browser (Debian's Chromium through Playwright) with
+every request that would leave the machine aborted and listed: the search finds ``detect_induction_heads``,
+a tutorial page shows its figures, an API page has its sections, and no request tried to leave.
+
+The site is the one ``make docs`` built (``site/``, as CI does before ``make test``) when it is newer than
+every source it is made from; otherwise it is built here (strict, into a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from browser_lab import ARGS, CHROMIUM, OfflinePage
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / "mkdocs.yml", ROOT / "docs", ROOT / "induction_nb", ROOT / "notebooks"]
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+if sync_playwright is None or not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("the docs' browser test needs Debian's chromium and playwright (.ci/run installs them)")
+    pytest.skip("the docs' browser test needs Debian's chromium and the playwright package", allow_module_level=True)
+
+
+def _newest_source() -> float:
+    times = []
+    for src in SOURCES:
+        files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        times += [p.stat().st_mtime for p in files]
+    return max(times)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    built = ROOT / "site"
+    index = built / "index.html"
+    if index.is_file() and index.stat().st_mtime > _newest_source():
+        return built
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    p = OfflinePage(browser, 1280)
+    yield p
+    p.page.close()
+    assert not p.blocked, f"requests tried to leave the machine: {p.blocked[:10]}"
+
+
+def test_search_finds_detect_induction_heads(site, page):
+    page.page.goto((site / "index.html").as_uri())
+    page.page.fill("input.md-search__input", "detect_induction_heads")
+    page.wait(
+        "() => [...document.querySelectorAll('.md-search-result__item a')]"
+        ".some(a => a.href.includes('api/detect_induction_heads.html'))",
+        timeout_s=30,
+    )
+    page.page.click(".md-search-result__item a[href*='api/detect_induction_heads.html']")
+    page.wait("() => location.pathname.endsWith('api/detect_induction_heads.html')", timeout_s=15)
+    text = page.page.inner_text("article")
+    for section in ("threshold", "Returns", "Raises", "Examples", "arXiv"):
+        assert section in text, section
+
+
+def test_tutorial_page_shows_its_figures(site, page):
+    page.page.goto((site / "notebooks" / "04_paper_figures.html").as_uri())
+    page.wait("() => document.images.length > 0 && [...document.images].every(i => i.complete)", timeout_s=30)
+    sizes = page.page.evaluate(
+        "() => [...document.querySelectorAll('.jupyter-wrapper img')].map(i => [i.naturalWidth, i.naturalHeight])"
+    )
+    assert len(sizes) >= 3 and all(w > 100 and h > 100 for w, h in sizes), sizes
+    assert "plot_score_heatmap" in page.page.inner_text("article")
+
+
+def test_every_public_name_has_a_page(site):
+    import induction_nb
+
+    missing = [n for n in induction_nb.__all__ if not (site / "api" / f"{n}.html").is_file()]
+    assert not missing, missing
+    for page in ("guide.html", "metrics.html", "coverage.html", "errors.html", "api/index.html"):
+        assert (site / page).is_file(), page
+    metrics = (site / "metrics.html").read_text()
+    from induction_nb.metrics.registry import REGISTRY
+
+    assert all(f"<code>{name}</code>" in metrics for name in REGISTRY), "a metric is missing from metrics.html"
