@@ -18,6 +18,7 @@ The build fails (``BuildError``) when a public name has no docstring or cannot b
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -47,6 +48,8 @@ GROUP_TITLES = {
     "errors": "Errors",
 }
 PUBLIC = set(induction_nb.__all__)
+# a full stop that ends a sentence: a capital follows ("et al. 2024", "e.g. ``x``" and "1 .. 4" do not end one)
+SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)\.\s+(?=[A-Z`])")
 # inline code that is exactly a public name (optionally called: ``name()``), not already inside a link
 CODE_NAME = re.compile(r"(?<!\">)<code>([A-Za-z_][A-Za-z0-9_]*)(?:\(\))?</code>(?!</a>)")
 # the original spec's names, kept working as aliases of the current ones
@@ -68,26 +71,28 @@ def _identifier(name: str) -> str:
 
 
 def _summary(name: str) -> str:
-    doc = inspect.getdoc(getattr(induction_nb, name)) if not isinstance(getattr(induction_nb, name), tuple) else ""
-    if not doc:
-        doc = _constant_doc(name)
-    return doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].rstrip(".") + "."
+    """The first sentence of a public name's docstring (the API index's one line)."""
+    first = inspect.cleandoc(_own_doc(name)).split("\n\n")[0].replace("\n", " ")
+    return SENTENCE_END.split(first)[0].rstrip(".") + "."
 
 
-def _constant_doc(name: str) -> str:
+@functools.cache
+def _griffe_package():
     import griffe
 
-    found = griffe.load("induction_nb", search_paths=[str(ROOT)])[_identifier(name).removeprefix("induction_nb.")]
-    return (found.target if found.is_alias else found).docstring.value if found.docstring else ""
+    return griffe.load("induction_nb", search_paths=[str(ROOT)])
+
+
+def _own_doc(name: str) -> str:
+    """The docstring written on the object itself, as griffe reads it (``inspect.getdoc`` would take a base
+    class's, and a dataclass without one gets its signature as ``__doc__``)."""
+    found = _griffe_package()[_identifier(name).removeprefix("induction_nb.")]
+    found = found.target if found.is_alias else found
+    return found.docstring.value if found.docstring else ""
 
 
 def _check_documented() -> None:
-    missing = []
-    for name in induction_nb.__all__:
-        obj = getattr(induction_nb, name)
-        doc = _constant_doc(name) if isinstance(obj, tuple) else inspect.getdoc(obj)
-        if not doc or not doc.strip():
-            missing.append(name)
+    missing = [name for name in induction_nb.__all__ if not _own_doc(name).strip()]
     if missing:
         raise BuildError(f"public names without a docstring: {', '.join(sorted(missing))}")
 
@@ -211,7 +216,7 @@ def _notebooks() -> list[Path]:
 
 
 def on_config(config):
-    pass  # TEMP _check_documented()
+    _check_documented()
     nav = list(config.nav or [])
     tutorials = [{f"{p.stem[:2]} · {_notebook_title(p)}": f"notebooks/{p.name}"} for p in _notebooks()]
     api = [{"Overview": "api/index.md"}]
