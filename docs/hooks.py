@@ -6,7 +6,7 @@
 - ``metrics.md``: every metric of the metric registry (name, label, description, source, sign and unit), with
   the definition its catalogue module gives: the registry is the one source.
 - ``coverage.md``: the architecture coverage table, from the sweep's JSON (``docs/data/sweep.json``, written
-  by ``make sweep-docs``; the build fails if it is missing).
+  by ``make sweep``; the build fails if it is missing).
 - ``errors.md``: what each error means and how to fix it, from the error classes' docstrings (the intro is
   ``docs/errors_intro.md``).
 - ``notebooks/*.ipynb``: the committed notebooks, rendered with their outputs by mkdocs-jupyter (never
@@ -23,6 +23,7 @@ import inspect
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 from mkdocs.exceptions import BuildError
@@ -159,12 +160,12 @@ def metrics_page() -> str:
 
 def coverage_page() -> str:
     if not SWEEP.is_file():
-        raise BuildError(f"{SWEEP.relative_to(ROOT)} is missing: run `make sweep-docs` to measure it")
+        raise BuildError(f"{SWEEP.relative_to(ROOT)} is missing: run `make sweep` to measure it")
     data = json.loads(SWEEP.read_text())
     head = ("parity", "refused", "mismatch", "crash", "no_reference", "unsupported")
     lines = [
         "# Architecture coverage\n",
-        f"Measured by `make sweep-docs` (`bench/arch_sweep.py`) with transformers {data['transformers']}"
+        f"Measured by `make sweep` (`bench/arch_sweep.py`) with transformers {data['transformers']}"
         + (f" on {data['date']}" if data.get("date") else "")
         + ": every causal-LM, masked-LM and seq-to-seq architecture the installed transformers ships, a "
         "tiny random-config model each, attention captured by induction_nb against eager "
@@ -190,6 +191,14 @@ def coverage_page() -> str:
             fam = r["family"] + (f" ({r['stack']})" if r.get("stack") else "")
             lines.append(f"| `{r['model_type']}` | {fam} | {r['backend']} | {r['outcome']} | {why} |")
     return "\n".join(lines) + "\n"
+
+
+def _markdown(doc: str) -> str:
+    """A docstring as page text: its ``Examples:`` section (doctests) as a code block."""
+    text, _, examples = inspect.cleandoc(doc).partition("\nExamples:\n")
+    if examples:
+        text += "\n\n**Example**\n\n```pycon\n" + textwrap.dedent(examples).strip("\n") + "\n```"
+    return text
 
 
 def errors_page() -> str:
@@ -232,8 +241,6 @@ def on_config(config):
     return config
 
 
-# before the plugins' own on_files, so that mkdocs-jupyter sees the notebooks added here
-@event_priority(100)
 def on_page_content(html, page, config, files):
     """Link every inline ``<code>name</code>`` of a public name to its API page (docstrings write names in
     double backticks; mkdocstrings renders them as code, not links). Code blocks are left alone."""
@@ -249,6 +256,8 @@ def on_page_content(html, page, config, files):
     return CODE_NAME.sub(link, html)
 
 
+# before the plugins' own on_files, so that mkdocs-jupyter sees the notebooks added here
+@event_priority(100)
 def on_files(files, config):
     generated = {f"api/{n}.md": api_page(n) for n in induction_nb.__all__}
     generated["api/index.md"] = api_index()
@@ -262,3 +271,11 @@ def on_files(files, config):
         path = nb.relative_to(ROOT).as_posix()
         files.append(File(path, src_dir=str(ROOT), dest_dir=config.site_dir, use_directory_urls=False))
     return files
+
+
+def on_post_build(config):
+    """Every tutorial became a page (a notebook left as a plain file would be a silent gap in the site)."""
+    site = Path(config.site_dir)
+    missing = [nb.name for nb in _notebooks() if not (site / "notebooks" / f"{nb.stem}.html").is_file()]
+    if missing:
+        raise BuildError(f"notebooks not rendered by mkdocs-jupyter: {', '.join(missing)}")

@@ -77,10 +77,17 @@ def describe_heads(heads: Mapping[int, int]) -> str:
 
 
 def check_heads(
-    name: str, pairs: Any, heads: Mapping[int, int] | None = None, *, allow_empty: bool = False
+    name: str,
+    pairs: Any,
+    heads: Mapping[int, int] | None = None,
+    *,
+    allow_empty: bool = False,
+    unique: bool = False,
 ) -> list[tuple[int, int]]:
     """``pairs`` as a list of integer ``(layer, head)`` tuples; each must exist in ``heads`` (``{layer:
-    n_heads}``, the model's attention layers; ``None``: not checked, e.g. before the model is known)."""
+    n_heads}``, the model's attention layers; ``None``: not checked, e.g. before the model is known). With
+    ``unique``, a head named twice is refused (where each head is one row, one condition or one copy of the
+    batch, a repeat would duplicate it)."""
     try:
         out = [(l, h) for l, h in _iterable(pairs)]
     except (TypeError, ValueError):
@@ -94,6 +101,10 @@ def check_heads(
         bad = [(l, h) for l, h in out if not (l in heads and 0 <= h < heads[l])]
         if bad:
             raise InputError(f"{name} {bad} out of range: {describe_heads(heads)}")
+    if unique and len(set(out)) < len(out):
+        twice = sorted({p for p in out if out.count(p) > 1})
+        names = ", ".join(f"L{l}H{h}" for l, h in twice)
+        raise InputError(f"{name} names {names} more than once; name each (layer, head) once")
     return out
 
 

@@ -474,3 +474,13 @@ def test_signed_bars_stay_in_one_column_for_large_effects():
     rows = [line for line in text.splitlines() if line.startswith("L") and line.split()[-1][0] in "#="]
     starts = {len(line) - len(line.split()[-1]) for line in rows}
     assert len(rows) == 9 and len(starts) == 1 and max(map(len, text.splitlines())) <= 60, text
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5, True])
+def test_circuit_edge_count_must_be_a_positive_integer(n):
+    """``n=-1`` used to drop the weakest edge silently, ``n=0`` to say the circuit had no edges."""
+    with pytest.raises(InputError, match="n must be a positive integer"):
+        text_circuit(big_circuit(), n=n)
+    with pytest.raises(InputError, match="n must be an integer >= 0"):
+        big_circuit().top(-1)
+    assert len(big_circuit().top(0)) == 0 and len(big_circuit().top(10)) == 4

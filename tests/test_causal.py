@@ -247,3 +247,43 @@ def test_ablating_one_application_of_a_shared_layer():
 
     assert got.ablated_loss == pytest.approx(manual(2), abs=1e-6)
     assert abs(got.ablated_loss - manual(1)) > 1e-5 and abs(got.ablated_loss - manual(3)) > 1e-5
+
+
+DOCS = [[(7 * i + j) % 36 + 4 for j in range(16)] * 2 for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda m: icl_score(m, texts=DOCS, sequence_length=32),
+            "sequence_length=32 .* does not apply to texts=.*max_length=N",
+        ),
+        (lambda m: icl_score(m, sequence_length=32, early=4), "icl_score got early, which apply only with texts="),
+    ],
+)
+def test_icl_score_refuses_arguments_it_would_ignore(toy, call, match):
+    """``sequence_length`` is the random probes' length: with ``texts`` it was silently ignored; the text
+    settings without ``texts`` were too."""
+    with pytest.raises(InputError, match=match):
+        call(toy)
+    curve = icl_score(toy, texts=DOCS, early=4, late=20, max_length=32)  # max_length is the texts' bound
+    assert curve.icl_score < -0.5
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: ablate_heads(m, [(1, 0), (0, 1), (1, 0)], individually=True),
+        lambda m: ablate_heads(m, [(1, 0), (1, 0)]),
+        lambda m: icl_score(m, ablate=[(1, 0), (1, 0)], sequence_length=32),
+        lambda m: icl_score(m, texts=DOCS, ablate=[(1, 0), (1, 0)], early=4, late=20),
+        lambda m: find_circuit(m, [(1, 0), (1, 0)], sequence_length=32),
+        lambda m: find_circuit(m, [(1, 0)], candidates=[(0, 0), (0, 0)], sequence_length=32),
+    ],
+)
+def test_a_head_named_twice_is_refused(toy, call):
+    """``individually=True`` would measure the repeated head twice (one row each); a joint list that names a
+    head twice is a typo: refused by the shared check, naming the head."""
+    with pytest.raises(InputError, match=r"names L1H0 more than once|names L0H0 more than once"):
+        call(toy)

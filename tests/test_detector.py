@@ -295,3 +295,28 @@ def test_kept_patterns_are_the_first_patterns_and_say_so(tmp_path):
     assert (kept.name, kept.period, kept.offset) == ("abab", 2, 0)
     page = result.to_html(tmp_path / "r.html").read_text()
     assert "attention on &#x27;abab&#x27;" in page or "attention on 'abab'" in page
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_heads=1), "n_heads must be an integer >= 2, got 1"),  # was an IndexError
+        (dict(period=0), r"period must be an integer in \[1, 47\], got 0"),  # wrapped to the last position
+        (dict(period=48), r"period must be an integer in \[1, 47\], got 48"),  # no query q = 48 to repeat
+        (dict(period=-2), r"period must be an integer in \[1, 47\]"),
+        (dict(period=8.0), r"period must be an integer in \[1, 47\]"),
+        (dict(seed="a"), "seed must be an integer >= 0"),
+    ],
+)
+def test_the_hand_built_model_refuses_what_it_cannot_build(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        HandBuiltInduction(**kwargs)
+
+
+def test_the_hand_built_positional_head_at_the_largest_period():
+    """``period=47``: query 47 attends key 1 (``k = q - P + 1``), the one stripe cell that fits."""
+    from induction_nb import capture_head
+
+    tokens = torch.arange(48)[None] % 40
+    attention = capture_head(HandBuiltInduction(period=47, n_heads=2), tokens, 1, 1)[0]
+    assert attention[47].argmax().item() == 1

@@ -17,7 +17,8 @@ import pytest
 from browser_lab import ARGS, CHROMIUM, OfflinePage
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "mkdocs.yml", ROOT / "docs", ROOT / "induction_nb", ROOT / "notebooks"]
+# what the site is made from (not what a test run writes, such as notebooks/figures/)
+SOURCES = ["mkdocs.yml", "docs/**/*", "induction_nb/**/*.py", "notebooks/[0-9][0-9]_*.ipynb"]
 
 try:
     from playwright.sync_api import sync_playwright
@@ -31,11 +32,7 @@ if sync_playwright is None or not Path(CHROMIUM).exists():
 
 
 def _newest_source() -> float:
-    times = []
-    for src in SOURCES:
-        files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-        times += [p.stat().st_mtime for p in files]
-    return max(times)
+    return max(p.stat().st_mtime for pattern in SOURCES for p in ROOT.glob(pattern) if p.is_file())
 
 
 @pytest.fixture(scope="module")

@@ -386,3 +386,72 @@ def test_a_signed_metric_keeps_its_sign_in_scatter_heatmap_and_mosaic():
     undefined = replace(small, head_scores=tuple(s.with_values(causal_effect=None) for s in small.head_scores))
     with pytest.raises(InputError, match="has no value of 'causal_effect' for any head"):
         plot_score_heatmap(undefined, "causal_effect")
+
+
+def test_loss_curve_labels_must_name_every_curve():
+    """Fewer (or more) labels than curves is refused: zip would silently drop curves."""
+    import torch
+
+    from induction_nb.causal.loss_curve import LossCurve
+    from induction_nb.draw import plot_loss_curve
+
+    loss = torch.tensor([float("nan"), 5.0, 4.0, 3.0, 2.0, 1.0])
+    curve = LossCurve(loss, torch.ones(6), torch.tensor([-2.0]), 1, 4, 1, (), "zero", 1, -2.0, -2.0, 0)
+    for labels in (["intact"], ["a", "b", "c"]):
+        with pytest.raises(InputError, match=f"labels has {len(labels)} names for 2 curves"):
+            plot_loss_curve([curve, curve], labels=labels)
+    assert len(plot_loss_curve([curve, curve], labels=["a", "b"]).lines) == 4  # two curves, two markers
+    plt.close("all")
+
+
+def test_effects_scatter_takes_tensors_with_exact_and_refuses_them_without():
+    """The documented tensor input works with ``exact=``; without it, an InputError says what to pass
+    (it was an AttributeError)."""
+    import torch
+
+    est = torch.tensor([[0.1, 0.5], [0.9, 0.2]])
+    exact = torch.tensor([[0.2, float("nan")], [1.0, 0.3]])
+    ax = plot_effects_scatter(est, exact)
+    assert len(ax.collections[0].get_offsets()) == 3
+    with pytest.raises(InputError, match="carries no exact effects; pass exact="):
+        plot_effects_scatter(est)
+    with pytest.raises(InputError, match="same model"):
+        plot_effects_scatter(est, torch.zeros(3, 2))
+    with pytest.raises(InputError, match="label_top must be an integer >= 0"):
+        plot_effects_scatter(est, exact, label_top=-1)
+    plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: plot_attention_heatmap(stripe_pattern(), max_cells=0), "max_cells must be a positive integer"),
+        (lambda: plot_attention_heatmap(stripe_pattern(), max_cells=-3), "max_cells must be a positive integer"),
+        (lambda: plot_attention_heatmap(stripe_pattern(), max_cells=2.5), "max_cells must be a positive integer"),
+        (lambda: plot_attention_heatmap(stripe_pattern(), period=2.5), r"period must be an integer in \[1, 11\]"),
+        (lambda: plot_attention_heatmap(stripe_pattern(), period=4, offset=-1), "offset must be an integer in"),
+        (lambda: plot_mosaic([fake_result()], ncols=0), "ncols must be a positive integer"),
+        (lambda: plot_mosaic([fake_result()], ncols=-1), "ncols must be a positive integer"),
+        (lambda: plot_circuit_graph(_Circuit(), n=0), "n must be a positive integer"),
+        (lambda: plot_circuit_graph(_Circuit(), n=-1), "n must be a positive integer"),
+    ],
+)
+def test_counts_and_sizes_are_checked(call, match):
+    with pytest.raises(InputError, match=match):
+        call()
+    plt.close("all")
+
+
+def test_panel_axes_reads_any_shape_in_row_order():
+    """A (1, 2) grid of ``squeeze=False`` is two Axes, a 2 x 2 grid four (never its rows); too few is refused
+    with the count."""
+    from induction_nb.draw.style import panel_axes
+
+    fig, grid = plt.subplots(1, 2, squeeze=False)
+    assert panel_axes(grid, 2, "f") == list(grid.flat)
+    fig, grid = plt.subplots(2, 2)
+    assert panel_axes(grid, 3, "f") == list(grid.flat)
+    assert panel_axes([list(grid[0]), [grid[1, 0]]], 3, "f") == list(grid.flat)[:3]
+    with pytest.raises(InputError, match="f draws three panels: pass three Axes .*got 1"):
+        panel_axes(grid[0, 0], 3, "f")
+    plt.close("all")

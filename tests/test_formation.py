@@ -125,6 +125,17 @@ def test_plot_formation(run):
     f = formation(run, cache_dir=False, batch_size=4, n_bootstrap=20)
     fig = plot_formation(f, top=2)
     assert len(fig.axes) == 2 and fig.axes[0].get_ylabel().startswith("induction score")
+    import matplotlib.pyplot as plt
+
+    _, grid = plt.subplots(1, 2, squeeze=False)  # a (1, 2) array: two Axes, not one row
+    plot_formation(f, grid, top=2)
+    assert grid[0, 0].get_ylabel().startswith("induction score") and grid[0, 1].lines
+    _, grid = plt.subplots(2, 2)  # the first two in row order, never a row
+    plot_formation(f, grid, top=2)
+    assert grid[0, 1].lines and not grid[1, 0].lines
+    with pytest.raises(InputError, match="two panels: pass two Axes .*got 1"):
+        plot_formation(f, grid[0, 0])
+    plt.close("all")
     with pytest.raises(InputError, match="formation"):
         plot_formation(run)
 

@@ -127,6 +127,18 @@ def test_icl_heads_numbers_equal_each_tool_called_alone(handbuilt):
     assert "Which heads matter" in str(got)
     fig = nb.plot_icl_heads(got)
     assert len(fig.axes) == 3
+    import matplotlib.pyplot as plt
+
+    _, grid = plt.subplots(1, 3, squeeze=False)  # a (1, 3) array: three Axes, not one row
+    assert nb.plot_icl_heads(got, grid) is grid[0, 0].figure and grid[0, 2].collections
+    _, grid = plt.subplots(2, 2)
+    nb.plot_icl_heads(got, grid)
+    assert grid[1, 0].collections and not grid[1, 1].collections, "the first three in row order"
+    with pytest.raises(InputError, match="three panels: pass three Axes .*got 2"):
+        nb.plot_icl_heads(got, grid[0])
+    with pytest.raises(InputError, match="label_top must be an integer >= 0"):  # a negative slice dropped heads
+        nb.plot_icl_heads(got, label_top=-1)
+    plt.close("all")
     with pytest.raises(InputError, match="fractions"):
         nb.icl_heads(handbuilt, ["repetition"], fractions=(0.0,))
     with pytest.raises(InputError, match="ablation method"):
@@ -172,5 +184,27 @@ def test_defaults_fit_small_models_and_misplaced_arguments_are_refused(handbuilt
         nb.few_shot_accuracy(handbuilt, "repetition", ablate=[(1, 0)], edges="previous_token", **SMALL)
     with pytest.raises(InputError, match="n_prompts"):
         nb.fv_scores(handbuilt, "repetition", n_prompts=1)
+    with pytest.raises(InputError, match="n_boot must be a positive integer, got 0"):  # not quantile's error
+        nb.fv_scores(handbuilt, "repetition", n_boot=0)
     with pytest.raises(InputError, match="empty x or y"):
         few_shot_prompts(nb.FewShotTask("mine", "natural", "x to y", (("a", ""), ("b", "c"))), vocab_size=40)
+
+
+def test_head_rankings_break_ties_in_layer_head_order():
+    """Tied scores (here a 40 x 32 grid, large enough for an unstable sort to scramble ties) pick heads in
+    (layer, head) order: the chosen heads never depend on the sort."""
+    from induction_nb.causal.function_vectors import FunctionVectorScores
+    from induction_nb.causal.icl_heads import _top
+
+    scores = torch.zeros(40, 32)
+    scores[5, 3] = scores[30, 1] = 1.0
+    layers = list(range(40))
+    want = [(5, 3), (30, 1), (0, 0), (0, 1), (0, 2), (0, 4)]
+    assert list(_top(scores, layers, 6, spare={(0, 3)})) == want
+    assert _top(scores, layers, 6, spare={(0, 3)}) == _top(scores.clone(), layers, 6, spare={(0, 3)})
+    fv = FunctionVectorScores(
+        scores, scores, scores, scores[None], ("repetition",), scores, None, "exact", (), {}, 1, 2, 2, 0
+    )
+    assert [(l, h) for l, h, _ in fv.top(4)] == [(5, 3), (30, 1), (0, 0), (0, 1)]
+    with pytest.raises(InputError, match="n must be an integer >= 0"):
+        fv.top(-1)

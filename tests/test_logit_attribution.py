@@ -16,11 +16,22 @@ def test_hand_built_induction_head_copies_and_others_do_not():
     assert scores[(1, 2)].top_k_rate == 0.0 and scores[(1, 2)].mean_z == 0.0
 
 
+def test_a_head_that_writes_nothing_ranks_last_not_at_the_top():
+    """L1H2 writes nothing: every direct logit ties, so the attended token ranks last (vocabulary - 1, ties
+    count against it), never 0, "the top" (what counting strictly larger logits gave)."""
+    (empty,) = copying_dla(HandBuiltInduction(16), [(1, 2)], sequence_length=32)
+    assert empty.median_rank == 39.0 and empty.top_k_rate == 0.0 and empty.mean_z == 0.0
+    (induction,) = copying_dla(HandBuiltInduction(16), [(1, 0)], sequence_length=32)
+    assert induction.median_rank == 0.0, "a token alone at the top still ranks 0"
+
+
 def test_bad_input():
     with pytest.raises(InputError, match="top_k must be a positive integer"):
         copying_dla(HandBuiltInduction(16), [(1, 0)], top_k=0)
     with pytest.raises(InputError, match="out of range"):
         copying_dla(HandBuiltInduction(16), [(3, 0)], sequence_length=32)
+    with pytest.raises(InputError, match="names L1H0 more than once"):  # one score per head
+        copying_dla(HandBuiltInduction(16), [(1, 0), (0, 0), (1, 0)], sequence_length=32)
 
 
 @pytest.mark.slow
@@ -125,7 +136,7 @@ def test_dla_matches_a_hand_computed_reference():
         attended = tokens[b, attentions[l][b, h, q].argmax(-1)]
         target = logits[torch.arange(len(b)), attended]
         z = (target - logits.mean(-1)) / logits.std(-1)
-        rank = (logits > target[:, None]).sum(-1)
+        rank = (logits >= target[:, None]).sum(-1) - 1  # other tokens at least as high: ties count against
         assert score.mean_z == pytest.approx(float(z.mean()), abs=1e-4), (l, h)
         assert score.median_rank == float(rank.float().median())
         assert score.top_k_rate == pytest.approx(float(((rank < 5) & (z > 0)).float().mean()))

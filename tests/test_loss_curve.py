@@ -137,3 +137,19 @@ def test_smollm2_uses_its_context_and_needs_its_induction_heads(smollm2):
         ablated,
         control,
     )
+
+
+def test_a_model_without_attention_mask_runs_one_length_per_batch():
+    """HandBuiltInduction's forward takes no attention_mask: documents of different lengths run in batches
+    of one exact length (no padding), and the curve equals each document run alone."""
+    from induction_nb import HandBuiltInduction
+
+    model = HandBuiltInduction()
+    docs = [[4 + (3 * i + j) % 36 for j in range(n)] * 2 for i, n in enumerate([8, 10, 8, 12, 10, 12])]
+    kwargs = dict(early=2, late=15, n_bootstrap=50)
+    for ablate, method in (((), "zero"), ([(1, 0)], "mean"), ([(1, 0)], "knockout")):
+        batched = loss_by_position(model, docs, ablate=ablate, method=method, batch_size=4, **kwargs)
+        alone = loss_by_position(model, docs, ablate=ablate, method=method, batch_size=1, **kwargs)
+        torch.testing.assert_close(batched.loss, alone.loss, atol=1e-6, rtol=0, equal_nan=True)
+        torch.testing.assert_close(batched.per_document, alone.per_document, atol=1e-6, rtol=0)
+        assert torch.equal(batched.counts, alone.counts)

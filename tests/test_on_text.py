@@ -194,3 +194,25 @@ def test_non_integer_token_ids_are_refused():
             detect_on_text(model, docs, n_bootstrap=10)
     with pytest.raises(InputError, match=r"one flat list of token ids; pass \[ids\]"):
         detect_on_text(model, ID_DOCS[0], n_bootstrap=10)
+
+
+def test_a_model_without_attention_mask_runs_one_length_per_batch():
+    """HandBuiltInduction's forward takes no attention_mask: documents of different lengths are grouped by
+    exact length into unpadded batches (it was an error advising an argument that does not exist), and the
+    scores equal those of each document run alone."""
+    from induction_nb import HandBuiltInduction
+    from induction_nb.engine.documents import length_buckets
+
+    model = HandBuiltInduction()
+    docs = [[4 + (3 * i + j) % 36 for j in range(n)] * 2 for i, n in enumerate([8, 10, 8, 12, 10, 8, 12, 5])]
+    batched = detect_on_text(model, docs, batch_size=3, n_bootstrap=50)
+    alone = detect_on_text(model, docs, batch_size=1, n_bootstrap=50)
+    assert batched.settings["documents"] == alone.settings["documents"] == len(docs)
+    for a, b in zip(batched.head_scores, alone.head_scores):
+        for name, value in a.values.items():
+            want = b.values[name]
+            assert value == pytest.approx(want, abs=1e-6, nan_ok=True), (a.name, name)
+        assert (a.ci_low, a.ci_high) == pytest.approx((b.ci_low, b.ci_high), abs=1e-6)
+    buckets = length_buckets(docs, 3, same_length=True)
+    assert all(len({len(docs[i]) for i in bucket}) == 1 for bucket in buckets)
+    assert [len(b) for b in buckets] == [1, 3, 2, 2], "one length per batch, at most batch_size"

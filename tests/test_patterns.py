@@ -196,3 +196,19 @@ def test_ngram_bad_input(kwargs, n_repeats, match):
     seq_len = 60 if "low" in kwargs else 20
     with pytest.raises(InputError, match=match):
         PatternGenerator(**kwargs).generate("ngram", seq_len=seq_len, n_repeats=n_repeats)
+
+
+@pytest.mark.parametrize(
+    "name,extra,match",
+    [
+        ("bigram", {"n_bigram": 3}, r"pattern 'bigram' takes no keyword 'n_bigram'; .*n_bigrams"),
+        ("repeated", {"n_bigrams": 3}, r"pattern 'repeated' takes no keyword 'n_bigrams'; .*n_repeats"),
+        ("abab", {"period": 3}, "pattern 'abab' takes no keyword 'period'"),
+        ("bigram", {"n_bigrams": 0}, "n_bigrams must be a positive integer"),
+    ],
+)
+def test_generate_refuses_unknown_keywords(name, extra, match):
+    """A typo in a pattern's own setting is refused with the settings it takes, never silently ignored."""
+    with pytest.raises(InputError, match=match):
+        PatternGenerator(vocab_size=100).generate(name, seq_len=32, **extra)
+    assert PatternGenerator(vocab_size=100).generate("bigram", seq_len=32, n_bigrams=2).meta["n_bigrams"] == 2

@@ -63,6 +63,10 @@ def test_removing_the_retrieval_head_breaks_the_needle(toy):
         (dict(haystack=[4, -1, 5]), r"haystack must hold token ids \(integers >= 0\)"),
         (dict(haystack=torch.ones(2, 8, dtype=torch.long)), "in one flat list"),
         (dict(haystack=[5, 6, 2**70]), r"haystack holds id 1180591620717411303424, outside the model's vocabulary of"),
+        (dict(n_bootstrap=0), "n_bootstrap must be a positive integer, got 0"),  # was quantile's RuntimeError
+        (dict(n_bootstrap=2.5), "n_bootstrap must be a positive integer"),
+        (dict(seed="a"), "seed must be an integer >= 0, got 'a'"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
     ],
 )
 def test_bad_input(toy, kwargs, match):

@@ -24,6 +24,25 @@ def test_bad_input():
         train_induction_model(0, seq_len=8)
 
 
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(batch_size=0), "batch_size must be a positive integer, got 0"),  # was a reshape error
+        (dict(batch_size=2.0), "batch_size must be a positive integer"),
+        (dict(lr=-1e-3), "lr must be a positive finite number .*got -0.001"),  # was AdamW's ValueError
+        (dict(lr=0), "lr must be a positive finite number"),
+        (dict(lr=float("inf")), "lr must be a positive finite number"),
+        (dict(lr="fast"), "lr must be a positive finite number"),
+        (dict(seed="a"), "seed must be an integer >= 0"),
+        (dict(threshold=1.5), r"threshold must be a number in \[0, 1\]"),
+        (dict(vocab=None), "vocab must be an integer >= 2"),
+    ],
+)
+def test_settings_are_checked_before_training(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        train_induction_model(**{"steps": 1, **kwargs})
+
+
 def test_smeared_keys_mix_each_key_with_the_previous_one():
     import torch
 

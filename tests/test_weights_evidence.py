@@ -184,6 +184,10 @@ def test_the_views(evidence):
         (lambda ev, m: plot_k_composition(ev, kind="x"), "composition kind must be one of"),
         (lambda ev, m: weight_evidence(m, tokens=[0, 999]), r"tokens must be integer ids in \[0, 40\)"),
         (lambda ev, m: weight_evidence(m, n_tokens=0), "n_tokens must be a positive integer"),
+        (lambda ev, m: weight_evidence(m, seed="a"), "seed must be an integer >= 0, got 'a'"),  # was a RuntimeError
+        (lambda ev, m: weight_evidence(m, seed=1.5), "seed must be an integer >= 0"),
+        (lambda ev, m: ev.top_copying(-1), "n must be an integer >= 0"),
+        (lambda ev, m: ev.composing((1, 0), n=-2), "n must be an integer >= 0"),
         (lambda ev, m: ev.composing((5, 0)), "no head L5H0"),
         (lambda ev, m: induction_ranking(ev, by="copying"), "by must be 'matching' or 'both'"),
         (lambda ev, m: weight_evidence(m, compositions=("k", "x")), "compositions must name some of"),

@@ -38,17 +38,61 @@ __all__ = ["InductionHeadDetector", "detect_induction_heads", "INTERVAL_METRICS"
 class InductionHeadDetector:
     """Find the induction heads of ``model`` (anything ``load_model`` accepts or returns).
 
-    ``threshold``: on the overall score, in [0, 1]. ``batch_size``: sequences per pattern.
-    ``chunk_size``: sequences per forward pass (each with its control). ``vocab_size``: restrict the
-    random token ids to ``[0, vocab_size)`` of the model's vocabulary. ``bos``: prepend the model's BOS
-    token where it has one. ``n_bootstrap``: resamples for the confidence interval. ``remote``: run on
-    NDIF (``True`` or a ``RemoteConfig``; scores computed on the server, the chunks bundled into as few
-    requests as the job budget allows, each chunk's result cached for a rerun: ``engine.remote_jobs``).
-    ``stack``: which self-attention of an encoder-decoder is scored: ``"decoder"`` (the default; the probe
-    tokens are the decoder's input, the encoder gets the same tokens) or ``"encoder"``; cross-attention is
-    never scored (``engine.seq2seq``). A one-stack model has only ``"decoder"``. ``intervals``: metrics
-    whose 95% bootstrap intervals are kept too (``HeadScore.intervals``), from ``INTERVAL_METRICS``
-    (``"prefix_matching"``, ``"contrast"``, ``"copying"``: the overall score's parts, resampled with it).
+    The detector holds the settings of a scan; ``detect`` runs it and returns a ``DetectionResult``
+    (``detect_induction_heads`` is the one-call form, and its page says what is measured). Each head gets
+    the overall score ``contrast x copying`` in [0, 1] with its 95% bootstrap interval, and every pattern
+    metric of the registry (prefix matching, contrast, copying, previous-token, duplicate-token, diagonal,
+    n-prefix matching). Olsson et al. 2022, "In-context Learning and Induction Heads", arXiv 2209.11895.
+
+    Args:
+        model: the model to scan: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` such as ``HandBuiltInduction``, or a name or path (loaded by ``load_model``).
+            It must be in eval mode.
+        threshold: on the overall score, in [0, 1]: a head whose overall score is at or above it is
+            detected (``DetectionResult.induction_heads``). Default 0.4 (the original spec's and ARENA 1.2's).
+        batch_size: sequences per pattern (default 8); the bootstrap resamples these sequences.
+        chunk_size: sequences per forward pass, each with its control (so a pass holds ``2 x chunk_size``
+            sequences; default 8). Lower it to save memory; the scores do not change.
+        seed: seeds the random probe tokens and the bootstrap (default 0): the same seed gives the same
+            scores and intervals.
+        vocab_size: restrict the random token ids to ``[0, vocab_size)`` of the model's vocabulary
+            (default ``None``: the model's whole vocabulary, as read from its config or embedding). At
+            least 2 and at most the model's vocabulary; required where the model's vocabulary cannot be read.
+        bos: prepend the model's BOS token where it has one (default ``True``; a model without one gets
+            none either way).
+        n_bootstrap: resamples for the confidence interval (default 1000, at least 1): the 95% percentile
+            interval of the overall score over sequences (a sequence and its control resampled together).
+        progress: show a progress bar (tqdm) over chunks; ``None`` (the default): only where there is more
+            than one chunk or the scan is remote.
+        remote: run on NDIF (``True`` or a ``RemoteConfig``; scores computed on the server, the chunks
+            bundled into as few requests as the job budget allows, each chunk's result cached for a rerun:
+            ``engine.remote_jobs``). Default ``False``: run locally.
+        stack: which self-attention of an encoder-decoder is scored: ``"decoder"`` (the default; the probe
+            tokens are the decoder's input, the encoder gets the same tokens) or ``"encoder"``;
+            cross-attention is never scored (``engine.seq2seq``). A one-stack model has only ``"decoder"``.
+        intervals: metrics whose 95% bootstrap intervals are kept too (``HeadScore.intervals``), from
+            ``INTERVAL_METRICS`` (``"prefix_matching"``, ``"contrast"``, ``"copying"``: the overall score's
+            parts, resampled with it); a single name is taken as a one-element list. Default: none.
+
+    Raises:
+        InputError: when ``threshold`` is outside [0, 1]; ``batch_size``, ``chunk_size`` or ``n_bootstrap``
+            is not a positive integer; an ``intervals`` name is not in ``INTERVAL_METRICS``; ``stack`` is
+            not ``"decoder"`` or ``"encoder"`` (``"cross"`` is refused, with the reason); the vocabulary
+            size cannot be told and no ``vocab_size`` is given, or ``vocab_size`` is below 2 or larger than
+            the model's vocabulary; or the model is in training mode (call ``model.eval()``).
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+        RemoteExecutionError: with ``remote``, when the NDIF connection cannot be set up (no API key,
+            server unreachable, model not served).
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, InductionHeadDetector
+        >>> model = HandBuiltInduction()  # a 2-layer transformer with a known induction head, L1H0
+        >>> detector = InductionHeadDetector(model, threshold=0.5, batch_size=4, n_bootstrap=200)
+        >>> result = detector.detect(32)  # 4 sequences of 32 tokens: a 16-token block, repeated
+        >>> result.induction_heads
+        [(1, 0)]
+        >>> result.settings["sequence_length"], result.settings["batch_size"], result.threshold
+        (32, 4, 0.5)
     """
 
     def __init__(
@@ -90,6 +134,12 @@ class InductionHeadDetector:
         self.n_bootstrap, self.progress, self.remote = n_bootstrap, progress, remote
 
     def generator(self) -> PatternGenerator:
+        """The probe generator of this detector's model, seed, BOS and vocabulary.
+
+        Returns:
+            PatternGenerator: makes the probe sequences (``repeated``, ``abab``, ...) and their controls,
+                deterministic for the detector's ``seed``.
+        """
         return self.engine.generator(self.seed, bos=self.bos_token_id is not None, vocab_size=self.vocab_size)
 
     def detect(
@@ -101,14 +151,49 @@ class InductionHeadDetector:
         keep_patterns: Iterable[tuple[int, int]] = (),
     ) -> DetectionResult:
         """Score every head on ``batch_size`` sequences of ``sequence_length`` tokens (BOS not counted)
-        per pattern, each with its control. ``keep_patterns``: ``(layer, head)`` pairs whose full patterns
-        ``[batch, q, k]`` on the first pattern's sequences (not the controls) are kept in
-        ``result.kept_patterns``.
+        per pattern, each with its control.
 
         ``sequence_length=None`` (the default): 128 tokens, or what the model allows: shorter where its
         positions or its vocabulary cannot hold a 128-token probe and its control (a small model trained
         at home with 100 token ids gets a 90-token probe). What was chosen is in ``result.settings`` and said
-        once in a warning; ``InputError`` only where no valid probe exists."""
+        once in a warning; ``InputError`` only where no valid probe exists.
+
+        Args:
+            sequence_length: tokens per probe sequence, BOS not counted (the ``n_repeats`` blocks together);
+                ``None``: 128 or what the model allows (see above).
+            n_repeats: how many times the random block is repeated (default 2: a block of
+                ``sequence_length // 2`` tokens, then its copy).
+            patterns: probe patterns to score on, pooled (default ``("repeated",)``): periodic patterns
+                such as ``"repeated"``, ``"abab"``, ``"copy"``, ``"natural"`` (needs a tokenizer) or
+                ``"ngram"``; a single name is taken as a one-element list.
+            keep_patterns: ``(layer, head)`` pairs whose full patterns ``[batch, q, k]`` on the first
+                pattern's sequences (not the controls) are kept in ``result.kept_patterns`` (with their
+                tokens in ``result.kept_tokens``). Default: none.
+
+        Returns:
+            DetectionResult: one ``HeadScore`` per head (``overall_score`` in [0, 1] with its 95% interval,
+                and every pattern metric), the threshold, the model's ``n_layers x n_heads`` grid and the
+                settings that produced them.
+
+        Raises:
+            InputError: when ``patterns`` is empty or names an unknown pattern; ``sequence_length`` is
+                outside what the model's positions and vocabulary allow (the message names the length the
+                default would use); or ``keep_patterns`` holds something other than integer pairs, or a
+                head the model does not have.
+            AttentionNotFoundError: when no attention module can be found in the model (use ``CustomSites``).
+            CaptureCheckError: when a captured attention pattern fails its self-check (row sums, causal
+                mask, finiteness).
+            RemoteExecutionError: with ``remote``, when the NDIF run fails (nothing partial is returned).
+
+        Examples:
+            >>> from induction_nb import HandBuiltInduction, InductionHeadDetector
+            >>> detector = InductionHeadDetector(HandBuiltInduction(), batch_size=4, n_bootstrap=100)
+            >>> result = detector.detect(32, keep_patterns=[(1, 0)])
+            >>> result.get_top_heads(1)[0].name
+            'L1H0'
+            >>> tuple(result.kept_patterns[(1, 0)].shape)  # [batch, q, k]
+            (4, 32, 32)
+        """
         if isinstance(patterns, str):
             patterns = (patterns,)
         if not patterns:
@@ -384,8 +469,106 @@ def _check_keep(keep: Iterable[tuple[int, int]], engine: Engine, stack: str | No
 
 
 def detect_induction_heads(model: Any, threshold: float = 0.4, **kwargs) -> DetectionResult:
-    """One call: ``InductionHeadDetector(model, threshold, ...).detect(...)``. Keyword arguments go to the
-    detector (batch_size, seed, ...) or to ``detect`` (sequence_length, n_repeats, patterns, keep_patterns)."""
+    """Find the induction heads of ``model`` in one call, on repeated random tokens with a control.
+
+    One call: ``InductionHeadDetector(model, threshold, ...).detect(...)``. Keyword arguments go to the
+    detector (batch_size, seed, ...) or to ``detect`` (sequence_length, n_repeats, patterns, keep_patterns).
+
+    An induction head completes a pattern ``[A][B] ... [A] -> [B]``: at the second ``[A]`` it attends to
+    the token right after the earlier ``[A]`` and copies it (Olsson et al. 2022, "In-context Learning and
+    Induction Heads", arXiv 2209.11895). The probe is a block of distinct random tokens repeated
+    ``n_repeats`` times (BOS prepended where the model has one); its control is the same sequence with
+    everything after the first block replaced by fresh tokens, so the same positions have no match.
+    Each head's pattern is reduced, layer by layer, to these metrics (means over the scored queries,
+    averaged over sequences):
+
+    - ``prefix_matching`` (the induction score): the attention from a token to the token right after each
+      earlier copy of it (the induction stripe ``k = q - P + 1`` on a block of period ``P``);
+    - ``contrast``: prefix matching minus the same positions' prefix matching on the control, clamped to
+      [0, 1]: the part the match causes (a head that attends by position alone scores ~0);
+    - ``copying``: how often the most-attended key holds the token that comes next;
+    - ``overall_score = contrast x copying``, in [0, 1]: an ideal induction head scores ~1, a positional
+      or previous-token head ~0. A head is detected where it is at or above ``threshold`` (0.4 by
+      default, as the original spec and ARENA 1.2);
+    - besides: ``previous_token`` (``A[q, q-1]``, the heads induction heads compose with),
+      ``duplicate_token``, ``diagonal``, and n-prefix matching (``prefix_matching_2`` .. ``_4``).
+
+    The interval ``[ci_low, ci_high]`` of each head's overall score is a seeded 95% percentile bootstrap
+    over the sequences (``n_bootstrap`` resamples; a sequence and its control drawn together);
+    ``intervals=`` keeps the same resamples' intervals of the overall score's parts too.
+
+    Args:
+        model: the model to scan: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` such as ``HandBuiltInduction``, or a name or path (see ``load_model``).
+        threshold: overall score (0-1) at or above which a head counts as detected (default 0.4).
+        **kwargs: keyword arguments of ``InductionHeadDetector`` or of ``InductionHeadDetector.detect``:
+
+            - ``sequence_length`` (int or ``None``): tokens per probe, BOS not counted; ``None``: 128 or
+              what the model's positions and vocabulary allow (said in a warning).
+            - ``n_repeats`` (int, 2): times the random block is repeated.
+            - ``patterns`` (names, ``("repeated",)``): probe patterns, pooled (``"abab"``, ``"copy"``,
+              ``"natural"``, ``"ngram"`` too).
+            - ``keep_patterns`` (``(layer, head)`` pairs): heads whose ``[batch, q, k]`` patterns are kept
+              in ``result.kept_patterns``.
+            - ``batch_size`` (int, 8): sequences per pattern; ``chunk_size`` (int, 8): sequences per
+              forward pass, each with its control.
+            - ``n_bootstrap`` (int, 1000): bootstrap resamples for the 95% intervals.
+            - ``intervals`` (names, none): metrics from ``INTERVAL_METRICS`` (``"prefix_matching"``,
+              ``"contrast"``, ``"copying"``) whose intervals are kept in ``HeadScore.intervals``.
+            - ``seed`` (int, 0): probe tokens and bootstrap; ``vocab_size`` (int or ``None``): draw ids from
+              ``[0, vocab_size)``; ``bos`` (bool, ``True``): prepend BOS where the model has one.
+            - ``progress`` (bool or ``None``): progress bar; ``remote`` (``False``, ``True`` or a
+              ``RemoteConfig``): run on NDIF; ``stack`` (``"decoder"`` or ``"encoder"``): which
+              self-attention of an encoder-decoder is scored.
+
+    Returns:
+        DetectionResult: one ``HeadScore`` per head of the ``n_layers x n_heads`` grid (``overall_score``
+            in [0, 1] with ``ci_low``/``ci_high``, every metric above, and the ``intervals`` asked for), the
+            threshold, the detected heads best first (``induction_heads``) and the settings that produced
+            them (``settings``: sequence length, batch size, patterns, ...).
+
+    Raises:
+        InputError: when ``threshold`` is outside [0, 1]; a count (``batch_size``, ``chunk_size``,
+            ``n_bootstrap``) is not a positive integer; an ``intervals`` name or a pattern is unknown;
+            ``sequence_length`` does not fit the model (the message names the length that does);
+            ``keep_patterns`` names a head the model lacks; the vocabulary size cannot be told (pass
+            ``vocab_size=``); or the model is in training mode (call ``model.eval()``).
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found (use ``CustomSites``).
+        CaptureCheckError: when a captured pattern fails its self-check (row sums, causal mask, finiteness).
+        RemoteExecutionError: with ``remote``, when the NDIF run fails (nothing partial is returned).
+        TypeError: for a keyword argument that neither the detector nor ``detect`` takes.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads
+        >>> model = HandBuiltInduction()  # a 2-layer transformer with a known induction head, L1H0
+        >>> result = detect_induction_heads(model, sequence_length=32)
+        >>> [(h.layer, h.head) for h in result.get_top_heads(1)]
+        [(1, 0)]
+        >>> result.induction_heads  # overall score >= 0.4
+        [(1, 0)]
+        >>> head = result.score(1, 0)
+        >>> round(head.overall_score, 2), head.ci_low <= head.overall_score <= head.ci_high
+        (0.86, True)
+        >>> abs(head.overall_score - head.contrast * head.copying) < 1e-6
+        True
+
+        L1H1 attends by position alone: a high prefix-matching score, but no contrast, so it is not
+        detected; L0H0 is the previous-token head L1H0 composes with:
+
+        >>> positional = result.score(1, 1)
+        >>> positional.prefix_matching > 0.9, positional.contrast < 0.1
+        (True, True)
+        >>> result.previous_token_heads()
+        [(0, 0)]
+
+        Intervals of the overall score's parts, from the same resamples:
+
+        >>> result = detect_induction_heads(model, sequence_length=32, n_bootstrap=200, intervals=["contrast"])
+        >>> low, high = result.score(1, 0).intervals["contrast"]
+        >>> 0.5 < low <= high <= 1
+        True
+    """
     detect_keys = {"sequence_length", "n_repeats", "patterns", "keep_patterns"}
     detect_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in detect_keys}
     return InductionHeadDetector(model, threshold, **kwargs).detect(**detect_kwargs)

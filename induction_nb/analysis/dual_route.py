@@ -66,7 +66,43 @@ WEIGHTINGS: tuple[str, ...] = Weighting.__args__
 @dataclass(frozen=True, repr=False)  # repr: the report, as the base's
 class DualRouteResult(ScanResult):
     """Every head's token and concept induction scores (``concept_induction``), with intervals; the overall
-    score is the token score. ``top_token(n)``, ``top_concept(n)`` and ``overlap(n)`` compare the routes."""
+    score is the token score. ``top_token(n)``, ``top_concept(n)`` and ``overlap(n)`` compare the routes.
+
+    The two routes are those of Feucht, Todd, Wallace and Bau (COLM 2025, "The Dual-Route Model of
+    Induction", arXiv 2504.03022): token induction heads copy the next token of an earlier repeat verbatim,
+    concept induction heads attend to the end of an earlier multi-token word. Views, reports, JSON and
+    DataFrames work as for the other scan results.
+
+    Attributes:
+        head_scores: one ``HeadScore`` per head, each carrying ``token_induction`` and ``concept_induction``
+            (shares of value-weighted attention, in [0, 1]; NaN for a head that writes nothing under value
+            weighting) and, with ``effects``, ``token_effect`` and ``concept_effect`` (changes of a
+            probability), each with its bootstrap 95% interval over probes in ``intervals``;
+            ``overall_score`` is the token score, its interval in ``ci_low``/``ci_high``.
+        threshold: the token score at or above which a head counts as a token induction head
+            (``induction_heads``; default 0.3).
+        model_name: the model's name, as the reports print it.
+        n_layers: the model's number of layers.
+        n_heads: the widest attention layer's number of heads (a config may state no single head count).
+        settings: how the scores were made: ``n_probes`` (per route), ``length`` (tokens per probe),
+            ``weighting`` (``"value"`` or ``"attention"``), ``n_words``, ``words`` (their token ids),
+            ``separator`` (the token id between the copies), ``forwards`` (forwards run, a backward counted as
+            one), ``n_boot`` and, with ``effects``, ``token_effect``/``concept_effect``: the estimator and what
+            it verified.
+        seed: the seed of the probes and the bootstrap.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, concept_induction
+        >>> words = [[5, 6], [7, 8, 9], [10, 11, 12, 13], [14, 15, 16, 17, 18]]
+        >>> result = concept_induction(HandBuiltInduction(), words, n_probes=8, n_boot=50, effects=None)
+        >>> result.induction_heads, result.n_layers, result.n_heads
+        ([(1, 0)], 2, 4)
+        >>> head = result.score(1, 0)  # the hand-built induction head: a token head, not a concept head
+        >>> head.token_induction > 0.99, head.concept_induction < 1e-3
+        (True, True)
+        >>> result.settings["n_probes"], result.settings["length"]
+        (8, 32)
+    """
 
     kind: ClassVar[str] = "dual_route"
     title: ClassVar[str] = "TOKEN VS CONCEPT INDUCTION REPORT"
@@ -121,20 +157,86 @@ def concept_induction(
 ) -> DualRouteResult:
     """Token vs concept induction scores of every head (see the module docstring).
 
-    ``words``: real multi-token words (strings through the tokenizer, or token-id lists; 2 to 5 tokens
-    each); default: the words of the shipped public-domain passages that the tokenizer splits into 2 to 5
-    tokens (a model without a tokenizer needs id lists). ``n_probes``: probes per route. ``length``: the
-    probe length in tokens (default 32, shorter where the model's positions demand). ``separator``: the
-    token id between the copies (default: the tokenizer's newline, or a pool id in no word). ``sites``: a
-    ``CustomSites`` naming the attention (with ``values=`` for value weighting). ``heads_per_forward``: patched copies
-    per forward (default: as many as fit 256 sequences). ``effects``: the causal form's estimator
-    (``analysis.route_effects``: ``"attribution"`` with the ``verify_top`` largest measured exactly, or
-    ``"exact"`` for every head; ``None``: the attention form only). Returns a ``DualRouteResult`` whose heads
-    carry ``token_induction``, ``concept_induction`` (shares of value-weighted attention, in [0, 1]) and,
-    with ``effects``, ``token_effect`` and ``concept_effect`` (probability changes), each with its 95% interval.
-    Raises ``InputError`` for words that do not fit, a separator in a word, settings out of range (``n_probes``
-    2..100000, ``n_boot`` >= 1, ``heads_per_forward`` 1..256, a finite ``threshold``), a model too short or
-    with too few token ids for the probe, sites without value vectors, bidirectional attention."""
+    Feucht, Todd, Wallace and Bau (COLM 2025, "The Dual-Route Model of Induction", arXiv 2504.03022): token
+    induction heads copy the next token of an earlier repeat verbatim; concept induction heads attend to the
+    *end* of an earlier multi-token word and carry its meaning. Both are measured on the probes
+    ``[BOS] r1 e r2 [sep] r1 e[0]`` (one length, no padding). Attention form: the value-weighted attention
+    ``A[q, k] |v_k| / sum_j A[q, j] |v_j|`` of the query (the last token) on ``start(e)`` with ``e`` random
+    tokens (token score) and on ``end(e)`` with ``e`` a real word (concept score), each head's own value
+    vectors, grouped-query heads expanded. Causal form (``effects``): each head's output at the query patched
+    from the clean run into the corrupted one (``e`` replaced by other random tokens): ``token_effect`` =
+    change of ``P(e[0])`` at the query (random ``e``), ``concept_effect`` = change of ``P(e[1])`` one position
+    later (real words). Every number is a mean over probes with a seeded bootstrap interval over probes. Cost:
+    two forwards for the attention form, plus the causal form's (``settings["forwards"]`` counts them, a
+    backward as a forward). Limits: causal self-attention only (bidirectional attention is refused; an
+    encoder-decoder is measured on its decoder); a head in the last layer has ``concept_effect`` 0 by
+    construction (patched at the query, it cannot reach the next position without a later layer).
+
+    Args:
+        model: the model to scan: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, or a plain
+            ``torch.nn.Module`` in eval mode (see ``load_model``).
+        words: real multi-token words (strings through the tokenizer, or token-id lists; 2 to 5 tokens
+            each); default: the words of the shipped public-domain passages that the tokenizer splits into 2 to
+            5 tokens (a model without a tokenizer needs id lists).
+        n_probes: probes per route (2..100000; default 32).
+        length: the probe length in tokens (at least 17, 18 with a BOS; default 32, shorter where the model's
+            positions demand).
+        effects: the causal form's estimator (``analysis.route_effects``): ``"attribution"`` (default,
+            attribution patching with the ``verify_top`` largest measured exactly), ``"exact"`` (every head
+            patched exactly), or ``None``: the attention form only.
+        verify_top: with ``effects="attribution"``, how many of the largest estimated effects are measured
+            exactly (an integer >= 0; default 10).
+        weighting: ``"value"`` (default: value-weighted attention, as Feucht et al.) or ``"attention"`` (plain
+            attention weights ``A[q, k]``; for sites that pass no value vectors).
+        separator: the token id between the copies (default: the tokenizer's newline, or a pool id in no
+            word); not the BOS and in no word.
+        heads_per_forward: patched copies per forward in the causal form (1..256; default: as many as fit 256
+            sequences).
+        n_boot: bootstrap resamples of the 95% intervals over probes (>= 1; default 1000).
+        threshold: the token score at or above which a head counts as a token induction head (a finite
+            number; default 0.3).
+        seed: seeds the probes and the bootstrap (default 0).
+        sites: a ``CustomSites`` naming the attention (with ``values=`` for value weighting); default: the
+            sites discovery finds.
+        remote: ``False`` (default) to run locally, ``True`` or a ``RemoteConfig`` to run on NDIF.
+
+    Returns:
+        DualRouteResult: one ``HeadScore`` per head carrying ``token_induction``, ``concept_induction``
+            (shares of value-weighted attention, in [0, 1]) and, with ``effects``, ``token_effect`` and
+            ``concept_effect`` (probability changes), each with its 95% interval; the overall score is the
+            token score. ``top_token(n)``, ``top_concept(n)`` and ``overlap(n)`` compare the routes.
+
+    Raises:
+        InputError: for words that do not fit (not 2 to 5 tokens, ids outside the vocabulary, strings or the
+            default list without a tokenizer), a separator in a word, the BOS or outside the vocabulary,
+            settings out of range (``n_probes`` 2..100000, ``n_boot`` >= 1, ``heads_per_forward`` 1..256, a
+            finite ``threshold``, an unknown ``weighting`` or ``effects``, ``length`` too short or beyond the
+            model's positions), a model too short or with too few token ids for the probe, a model in training
+            mode, ``sites`` that are not a ``CustomSites``, sites without value vectors (pass
+            ``weighting="attention"``), attention layers that differ from the patchable ones, or
+            bidirectional attention.
+        AttentionNotFoundError: when no attention module can be found (name the sites with ``CustomSites``).
+        CaptureCheckError: when reading the model inside the trace fails (name the sites with
+            ``CustomSites``).
+        RemoteExecutionError: when a remote (NDIF) run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, concept_induction
+        >>> words = [[5, 6], [7, 8, 9], [10, 11, 12, 13], [14, 15, 16, 17, 18]]  # token ids, 2-5 per word
+        >>> result = concept_induction(HandBuiltInduction(), words, n_probes=8, n_boot=50)
+        >>> top = result.top_token(1)[0]
+        >>> (top.layer, top.head), top.token_induction > 0.99, top.concept_induction < 1e-3
+        ((1, 0), True, True)
+        >>> best = result.get_top_heads(1, "token_effect")[0]  # patching it in raises P(e[0]) most
+        >>> (best.layer, best.head), best.token_effect > 0
+        ((1, 0), True)
+
+        On a real model, with its tokenizer and the shipped words:
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> result = concept_induction(load_model())  # doctest: +SKIP
+        >>> [(h.layer, h.head) for h in result.top_concept(5)]  # doctest: +SKIP
+    """
     engine = Engine.of(model, remote)
     _check_numbers(n_probes, n_boot, threshold, heads_per_forward, verify_top, weighting, effects)
     named = _named_sites(engine, sites)

@@ -50,7 +50,42 @@ class FuzzyCopyResult:
     are the model's layer indices, NaN for a layer without attention (and beyond a smaller layer's heads).
     ``exact``, ``exact_ci_low``, ``exact_ci_high``: the same on the exact-match control. ``layers``: the layers
     measured. ``words``: the ``(form 1, form 2)`` pairs that occur in the probes. ``n_probes``, ``length`` (tokens
-    per probe, the BOS included), ``seed``: as run; ``queries``: scored queries per probe; ``model_name``."""
+    per probe, the BOS included), ``seed``: as run; ``queries``: scored queries per probe; ``model_name``.
+    ``top(n, exact=False)`` lists the ``n`` best heads as ``((layer, head), score)``; ``scores / exact`` is how
+    much of a head's matching survives a change of surface form (Olsson et al. 2022, "In-context Learning and
+    Induction Heads", arXiv 2209.11895: induction heads also copy fuzzily).
+
+    Attributes:
+        scores: ``[n_layers, n_heads]`` float32: each head's mean attention from a form-2 word's query on the
+            position right after its form-1 twin (a share of the query's attention, in [0, 1]), averaged over
+            probes; NaN for a layer without attention and beyond a smaller layer's heads.
+        ci_low: ``[n_layers, n_heads]`` float32: the lower bound of the bootstrap 95% interval of ``scores``
+            over probes.
+        ci_high: ``[n_layers, n_heads]`` float32: the upper bound of that interval.
+        exact: ``[n_layers, n_heads]`` float32: the same score on the exact-match control (form 1 in both
+            blocks: ordinary prefix matching on the same words, positions and targets).
+        exact_ci_low: ``[n_layers, n_heads]`` float32: the lower bound of the 95% interval of ``exact``.
+        exact_ci_high: ``[n_layers, n_heads]`` float32: the upper bound of the 95% interval of ``exact``.
+        layers: the layer indices measured (the rows of the grids that hold numbers).
+        words: the ``(form 1, form 2)`` pairs that occur in the probes, as strings (token ids written as
+            strings where the pairs were given as ids).
+        n_probes: probe sequences run (each also run as its exact control).
+        length: tokens per probe, the BOS included.
+        seed: the seed of the probes and the bootstrap.
+        queries: scored queries per probe.
+        model_name: the model's name, as the repr prints it.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, fuzzy_copy
+        >>> pairs = [(i, i + 20) for i in range(2, 12)]  # (form 1, form 2) token ids: unrelated in this model
+        >>> result = fuzzy_copy(HandBuiltInduction(), pairs=pairs, n_probes=4, n_boot=20, length=16)
+        >>> tuple(result.scores.shape), result.layers, result.length, len(result.words)
+        ((2, 4), (0, 1), 16, 10)
+        >>> result.top(1, exact=True)[0][0]  # the exact-match induction head leads the control
+        (1, 0)
+        >>> bool(result.exact_ci_low[1, 0] <= result.exact[1, 0] <= result.exact_ci_high[1, 0])
+        True
+    """
 
     scores: torch.Tensor
     ci_low: torch.Tensor
@@ -95,18 +130,67 @@ def fuzzy_copy(
 ) -> FuzzyCopyResult:
     """Fuzzy-copy and exact-control prefix-matching scores of every head (see the module docstring).
 
-    ``model``: anything ``load_model`` accepts, with its tokenizer. ``n_probes``: probe sequences (2..100000),
-    each also run as its exact control. ``length``: tokens per probe, the BOS included (default: 2 x 24 words
-    plus the BOS, fewer where the model's positions or the word pairs demand); ``length`` minus the BOS must be
-    even (two equal blocks). ``seed``: the probes and the bootstrap (a ``torch.Generator``; global RNGs are
-    untouched). ``n_boot``: bootstrap resamples. ``sites``: a ``CustomSites`` naming the attention. ``remote``:
-    ``True`` or a ``RemoteConfig`` runs on NDIF. ``pairs``: your own ``(form 1, form 2)`` pairs instead of the
-    case pairs, as token ids or one-token strings (e.g. words and their translations, Olsson et al.'s abstract
-    case; needed for a model without a tokenizer). Returns a ``FuzzyCopyResult`` (tensors ``[n_layers,
-    n_heads]``). Raises ``InputError`` for a model without a tokenizer (and no ``pairs``), bad ``pairs``, fewer
-    usable word pairs than the probe needs, a model with too few positions, a bad ``n_probes``/``n_boot``/
-    ``length``/``seed``, ``sites`` that are not a
-    ``CustomSites``, or attention on later keys (bidirectional). The model is not modified."""
+    Olsson, Elhage, Nanda et al. (2022, "In-context Learning and Induction Heads", arXiv 2209.11895), the
+    generality argument: the same heads also copy fuzzily, matching an earlier token that is only *similar*
+    to the current one. Probes ``[BOS] + block1 + block2``: ``n`` words in lowercase form (``" cat"``), then
+    the same words capitalised (``" Cat"``) in a fresh random order, every word one token in both forms and no
+    token id shared by the blocks. For a query at form-2 word ``w_i`` the target is the position right after
+    form-1 ``w_i``; a head's score is the mean over scored queries of its attention on the target, averaged
+    over probes, with a seeded bootstrap 95% interval over probes. The exact-match control runs the same probe
+    with form 1 in both blocks. A uniform head scores about ``mean(1 / (q + 1))`` over the query positions
+    ``q`` (counted from 0), a head that always attends to the target 1. Cost: ``2 * n_probes`` sequences, 64
+    per forward. Limits: causal self-attention (a query that attends to later keys is refused); an
+    encoder-decoder is measured on its decoder; the tokenizer must be cased (a case-folding one gives no word
+    pairs). The model is not modified.
+
+    Args:
+        model: anything ``load_model`` accepts, with its tokenizer (a Hugging Face model, an nnsight
+            ``LanguageModel``/``NNsight``, or a plain ``torch.nn.Module`` in eval mode; without a tokenizer,
+            pass ``pairs``).
+        n_probes: probe sequences (2..100000; default 32), each also run as its exact control.
+        length: tokens per probe, the BOS included (default: 2 x 24 words plus the BOS, fewer where the
+            model's positions or the word pairs demand); ``length`` minus the BOS must be even (two equal
+            blocks of at least 4 words).
+        seed: the probes and the bootstrap (an integer, used through a ``torch.Generator``; global RNGs are
+            untouched; default 0).
+        n_boot: bootstrap resamples of the 95% intervals (>= 1; default 1000).
+        sites: a ``CustomSites`` naming the attention (default: the sites discovery finds).
+        remote: ``False`` (default) runs locally; ``True`` or a ``RemoteConfig`` runs on NDIF.
+        pairs: your own ``(form 1, form 2)`` pairs instead of the case pairs, as token ids or one-token strings
+            (e.g. words and their translations, Olsson et al.'s abstract case; needed for a model without a
+            tokenizer); at least 4 pairs, two different tokens per pair, no token in two pairs.
+
+    Returns:
+        FuzzyCopyResult: tensors ``[n_layers, n_heads]``: ``scores`` (fuzzy, a share of the query's attention
+            in [0, 1]) and ``exact`` (the exact-match control), each with its bootstrap 95% interval over
+            probes, and the word pairs, probe length and scored queries per probe as run.
+
+    Raises:
+        InputError: for a model without a tokenizer (and no ``pairs``), bad ``pairs``, fewer usable word pairs
+            than the probe needs (a case-folding or tiny tokenizer), a model with too few positions, a bad
+            ``n_probes``/``n_boot``/``length``/``seed`` (``length`` beyond the model's positions or not a BOS
+            plus two equal blocks), ``sites`` that are not a ``CustomSites``, a model in training mode, or
+            attention on later keys (bidirectional).
+        AttentionNotFoundError: when no attention module can be found (name it with ``CustomSites``).
+        CaptureCheckError: when a captured attention pattern fails its self-check.
+        RemoteExecutionError: when a remote (NDIF) run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, fuzzy_copy
+        >>> pairs = [(i, i + 20) for i in range(2, 12)]  # (form 1, form 2) token ids: unrelated in this model
+        >>> result = fuzzy_copy(HandBuiltInduction(), pairs=pairs, n_probes=4, n_boot=20, length=16)
+        >>> tuple(result.scores.shape), result.queries
+        ((2, 4), 7)
+        >>> exact, fuzzy = float(result.exact[1, 0]), float(result.scores[1, 0])
+        >>> exact > 0.9, fuzzy < 0.1  # L1H0 matches exact tokens only: no fuzzy copying
+        (True, True)
+
+        On a real model with a cased tokenizer (the case pairs of the shipped passages):
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> result = fuzzy_copy(load_model())  # doctest: +SKIP
+        >>> result.top(5)  # doctest: +SKIP
+    """
     engine = Engine.of(model, remote)
     tokenizer = _check_inputs(engine, n_probes, n_boot, seed, sites, pairs is not None)
     bos = engine.bos_token_id()

@@ -111,12 +111,42 @@ class _ReadsValues:
 
 @dataclass(frozen=True, eq=False)
 class HeadScore(_ReadsValues):
-    """Scores of one head: ``values`` ``{metric: value}`` (see ``metrics.REGISTRY``; ``overall_score`` always
-    there; ``None`` or NaN where undefined) and the 95% interval ``[ci_low, ci_high]`` of the overall score;
-    ``intervals`` ``{metric: (low, high)}``: the 95% intervals of other metrics where the scan measured them.
-    Metrics read as attributes (``s.prefix_matching``; NaN where undefined, ``None`` where not measured).
-    Two scores are equal where every number is (NaN equal to NaN). ``InputError`` for a layer or head that
-    is not an integer, a name that is not a metric name, a value that is not a number, no overall score."""
+    """Scores of one head, as every scan returns them (``DetectionResult.head_scores``, ``score(layer, head)``).
+
+    ``values`` ``{metric: value}`` (see ``metrics.REGISTRY``; ``overall_score`` always there; ``None`` or NaN
+    where undefined) and the 95% interval ``[ci_low, ci_high]`` of the overall score; ``intervals``
+    ``{metric: (low, high)}``: the 95% intervals of other metrics where the scan measured them. Metrics read
+    as attributes (``s.prefix_matching``; NaN where undefined, ``None`` where not measured); ``induction_score``
+    is an alias of ``prefix_matching`` (TransformerLens' and ARENA's name). Two scores are equal where every
+    number is (NaN equal to NaN). Frozen; ``with_values`` makes a changed copy, ``to_dict``/``from_dict`` a
+    JSON round trip.
+
+    Attributes:
+        layer: the model's layer index (an attention layer of a hybrid model keeps its own index).
+        head: the head's index within its layer.
+        values: ``{metric: value}`` in the registry's display order, read-only: ``overall_score`` (always;
+            for a probe scan ``contrast x copying`` in [0, 1]) and every other metric the scan measured
+            (``prefix_matching``, ``contrast``, ``copying``, ``previous_token``, ... ; fractions of attention
+            in [0, 1], ``causal_effect`` in nats); NaN where a metric is undefined for this head.
+        ci_low: lower end of the 95% bootstrap interval of ``overall_score`` (NaN where none).
+        ci_high: upper end of the 95% bootstrap interval of ``overall_score`` (NaN where none).
+        intervals: ``{metric: (low, high)}``: 95% intervals of other metrics, where the scan was asked for
+            them (``detect_induction_heads(..., intervals=[...])``); empty otherwise.
+
+    Raises:
+        InputError: for a layer or head that is not an integer, a name that is not a metric name, a value
+            that is not a number, no overall score, or ``intervals`` for metrics not in ``values``.
+
+    Examples:
+        >>> from induction_nb import HeadScore
+        >>> s = HeadScore(1, 0, {"overall_score": 0.86, "prefix_matching": 0.97}, ci_low=0.8, ci_high=0.9)
+        >>> s.name, s.prefix_matching, s.induction_score
+        ('L1H0', 0.97, 0.97)
+        >>> s.contrast is None  # a registered metric this score was not measured with
+        True
+        >>> HeadScore.from_dict(s.to_dict()) == s
+        True
+    """
 
     layer: int
     head: int
@@ -161,14 +191,27 @@ class HeadScore(_ReadsValues):
 
     @property
     def name(self) -> str:
+        """The head's name, ``L{layer}H{head}`` (``"L1H0"``)."""
         return f"L{self.layer}H{self.head}"
 
     def with_values(self, **values: float) -> HeadScore:
-        """A copy with ``values`` added or replaced."""
+        """A copy with ``values`` added or replaced.
+
+        Args:
+            **values: metric values by name (``causal_effect=0.3``).
+
+        Returns:
+            HeadScore: the copy (same layer, head and intervals).
+        """
         return HeadScore(self.layer, self.head, {**self.values, **values}, self.ci_low, self.ci_high, self.intervals)
 
     def to_dict(self) -> dict[str, Any]:
-        """``layer``, ``head``, each metric (``None`` where undefined) and the interval: plain JSON values."""
+        """``layer``, ``head``, each metric (``None`` where undefined) and the interval: plain JSON values.
+
+        Returns:
+            dict[str, Any]: ``layer``, ``head``, one key per metric, ``ci_low``, ``ci_high`` and, where there
+                are any, ``intervals`` ``{metric: [low, high]}``.
+        """
         return {
             "layer": self.layer,
             "head": self.head,
@@ -182,7 +225,18 @@ class HeadScore(_ReadsValues):
 
     @classmethod
     def from_dict(cls, d: Any) -> HeadScore:
-        """The inverse of ``to_dict``; ``InputError`` naming what is wrong with a damaged entry."""
+        """The inverse of ``to_dict``; ``InputError`` naming what is wrong with a damaged entry.
+
+        Args:
+            d: a dict as ``to_dict`` writes it.
+
+        Returns:
+            HeadScore: the score it holds.
+
+        Raises:
+            InputError: for a damaged entry (not a dict, a layer or head that is not an integer, bad
+                intervals or values).
+        """
         if not isinstance(d, dict):
             raise InputError(f"a head score must be an object, got {type(d).__name__}")
         for k in ("layer", "head"):
@@ -197,10 +251,27 @@ class HeadScore(_ReadsValues):
 
 @dataclass(frozen=True)
 class HeadBehavior(_ReadsValues):
-    """What one head does on one sequence (``analyze_head_attention``): every pattern metric in ``values``
-    (NaN where undefined), read as attributes, and ``induction_stripe_score``: the mean of ``A[q, q - P + 1]``
-    over the repeat's queries where a period ``P`` was given (``None`` otherwise). ``diagonal_score`` and
-    ``previous_token_score`` are the original spec's names of ``diagonal`` and ``previous_token``."""
+    """What one head does on one sequence (``analyze_head_attention``, ``InductionHeadAnalyzer.analyze_head``).
+
+    Every pattern metric in ``values`` (NaN where undefined), read as attributes, and
+    ``induction_stripe_score``: the mean of ``A[q, q - P + 1]`` over the repeat's queries where a period ``P``
+    was given (``None`` otherwise). ``diagonal_score`` and ``previous_token_score`` are the original spec's
+    names of ``diagonal`` and ``previous_token``.
+
+    Attributes:
+        values: ``{metric: value}``, read-only: every pattern metric of the registry (``prefix_matching``,
+            ``copying``, ``previous_token``, ``duplicate_token``, ``diagonal``, ``prefix_matching_2`` ..
+            ``_4``), fractions of the head's attention in [0, 1] (copying: a fraction of queries); NaN where
+            the metric scores no query of the sequence.
+        induction_stripe_score: mean attention on the induction stripe ``A[q, q - P + 1]`` over the repeat's
+            queries, in [0, 1]; ``None`` where no period was given.
+
+    Examples:
+        >>> from induction_nb import HeadBehavior
+        >>> b = HeadBehavior({"prefix_matching": 0.9, "previous_token": 0.1}, induction_stripe_score=0.95)
+        >>> b.prefix_matching, b.previous_token_score, b.induction_stripe_score
+        (0.9, 0.1, 0.95)
+    """
 
     values: Mapping[str, float]
     induction_stripe_score: float | None = None
@@ -210,13 +281,20 @@ class HeadBehavior(_ReadsValues):
 
     @property
     def diagonal_score(self) -> float:
+        """The ``diagonal`` score (``mean_q A[q, q]``), by the original spec's name."""
         return self.values["diagonal"]
 
     @property
     def previous_token_score(self) -> float:
+        """The ``previous_token`` score (``mean_q A[q, q-1]``), by the original spec's name."""
         return self.values["previous_token"]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values.
+
+        Returns:
+            dict[str, Any]: each metric and ``induction_stripe_score`` (``None`` where NaN or not given).
+        """
         return {
             **{k: _num(v) for k, v in self.values.items()},
             "induction_stripe_score": _num(self.induction_stripe_score),

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .._validate import check_int, check_probability
-from ..engine.batch import Overflow
+from ..engine.batch import Overflow, takes_attention_mask
 from ..engine.capture import stream_attention
 from ..engine.documents import document_limit, length_buckets, tokenize_documents
 from ..engine.engine import Engine
@@ -64,10 +64,86 @@ def detect_on_text(
     whose ``overall_score`` is the prefix-matching score with its bootstrap interval over documents;
     report, JSON, CSV, figures and the explorer work as for detection.
 
+    For prefix matching a query is scored where its token occurred earlier in the same document (the
+    probes' match mask); the score is the attention it puts on the tokens right after those earlier copies,
+    pooled over all scored queries of all documents. There is no control on natural text, so no contrast;
+    copying, previous-token, duplicate-token, diagonal and n-prefix matching are pooled likewise, each over
+    the queries it scores. The interval is a seeded 95% bootstrap over documents (queries of one document
+    are not independent). Documents run in length-sorted padded batches (on a model whose forward takes no
+    ``attention_mask``, batches of one exact length, unpadded: the scores equal those of one document at a
+    time); each batch's layer pattern is held whole (``[batch, head, T, T]``, float32): keep
+    ``max_length * batch_size`` moderate.
+
     ``texts``: a file, folder, list of strings, pandas/Arrow column or ``datasets.Dataset`` (see
     ``load_texts``). ``threshold``: on the prefix-matching score (0.1: several times what a head that
     ignores the match puts there on typical text). Raises ``InputError`` for empty documents, a model
-    without a tokenizer, documents too long (``overflow="error"``)."""
+    without a tokenizer, documents too long (``overflow="error"``).
+
+    Args:
+        model: the model to scan: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module``, or a name or path (see ``load_model``). Text needs the model's tokenizer
+            (a model loaded by name or path has one); without one, pass token ids.
+        texts: the documents: a file, folder, list of strings, pandas/Arrow column or ``datasets.Dataset``
+            (see ``load_texts``), or documents already tokenised: a list of token-id lists (or 1-D tensors
+            or arrays), or a 2-D tensor or array with a row per document. A document of fewer than 2 tokens
+            is dropped; a single document goes as ``[ids]``.
+        threshold: the prefix-matching score (0-1) at or above which a head counts as detected (default
+            0.1).
+        batch_size: documents per forward pass (default 4; long documents go in smaller batches).
+        max_length: tokens per document at most; ``None`` (the default): the model's positions, at most
+            1024. At least 2, at most the model's positions.
+        overflow: what happens to a longer document: ``"truncate"`` (the default: cut to its first
+            ``max_length`` tokens, with a warning), ``"chunk"`` (split into windows, each then a document of
+            its own, only the first keeping the tokenizer's BOS) or ``"error"`` (``InputError``).
+        n_bootstrap: resamples of documents for the 95% interval (default 1000, at least 10).
+        seed: seeds the bootstrap (default 0).
+        remote: run on NDIF (``True`` or a ``RemoteConfig``); default ``False``: locally.
+        progress: show a progress bar over batches; ``None`` (the default): where there are more than two.
+
+    Returns:
+        TextScanResult: one ``HeadScore`` per head: ``overall_score`` (= ``prefix_matching``, in [0, 1]) with
+            its interval over documents, and the other pooled metrics; ``settings`` holds ``documents``,
+            ``tokens`` and ``scored_queries`` (the same for every head: it depends on the tokens only).
+
+    Raises:
+        InputError: for empty documents (or none with at least 2 tokens); text given to a model without a
+            tokenizer; token ids outside the vocabulary, not integers, one flat list, or mixed with text;
+            documents too long with ``overflow="error"``; an unknown ``overflow``; ``max_length`` beyond
+            the model's positions; ``threshold`` outside [0, 1], ``batch_size`` below 1, ``n_bootstrap``
+            below 10; no token repeated within any document (nothing to score); or a model in training mode.
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found (use ``CustomSites``).
+        CaptureCheckError: when a captured pattern fails its self-check.
+        RemoteExecutionError: with ``remote``, when the NDIF run fails.
+
+    Examples:
+        A model without a tokenizer takes token ids (here two documents of one length, each a block
+        repeated):
+
+        >>> from induction_nb import HandBuiltInduction, detect_on_text
+        >>> docs = [[5, 6, 7, 8, 9, 5, 6, 7, 8, 9], [20, 21, 22, 23, 24, 20, 21, 22, 23, 24]]
+        >>> result = detect_on_text(HandBuiltInduction(), docs, n_bootstrap=100)
+        >>> result.get_top_heads(1)[0].name
+        'L1H0'
+        >>> result.settings["documents"], result.settings["scored_queries"]
+        (2, 10)
+        >>> head = result.score(1, 0)
+        >>> head.overall_score == head.prefix_matching
+        True
+
+        A long document split into windows of ``max_length`` tokens, each scored as a document:
+
+        >>> result = detect_on_text(HandBuiltInduction(), [[5, 6, 7, 8, 9] * 4], max_length=10, overflow="chunk")
+        >>> result.settings["documents"]
+        2
+
+        On your own text, with a real model and its tokenizer (downloads SmolLM2):
+
+        >>> from induction_nb import load_model
+        >>> model = load_model()  # doctest: +SKIP
+        >>> result = detect_on_text(model, ["The cat sat on the mat. The cat sat on the mat."])  # doctest: +SKIP
+        >>> result.get_top_heads(3)  # doctest: +SKIP
+    """
     check_probability("threshold", threshold)
     check_int("batch_size", batch_size, 1)
     check_int("n_bootstrap", n_bootstrap, 10)
@@ -89,7 +165,8 @@ def _run_buckets(engine: Engine, docs: list[list[int]], batch_size: int, progres
     """Length-sorted padded batches; per layer ``{metric: [docs, head]}`` in the documents' order."""
     rows: dict[int, list] = {}
     layers = None
-    for bucket in length_buckets(docs, batch_size, progress):
+    unpadded = not takes_attention_mask(engine.module)  # such a model runs one exact length per batch
+    for bucket in length_buckets(docs, batch_size, progress, same_length=unpadded):
         batch = engine.batch([docs[i] for i in bucket])
         reducer = _TextSums(batch.tokens, batch.valid(), pattern_metric_list())
         sums = stream_attention(

@@ -225,10 +225,78 @@ def retrieval_heads(
     remote: Any = False,
     progress: bool | None = None,
 ) -> RetrievalResult:
-    """The retrieval score of every head (see the module docstring), as a ``RetrievalResult`` whose
-    ``overall_score`` is the retrieval score (threshold 0.1) with its bootstrap interval over the
-    ``len(lengths) * len(depths)`` runs; ``settings`` holds the runs, the needle-copy accuracy of each and
-    what was measured. Views, JSON and CSV work as for detection."""
+    """The retrieval score of every head (see the module docstring), as a ``RetrievalResult``.
+
+    Wu, Wang, Xiao, Peng and Fu (2024, "Retrieval Head Mechanistically Explains Long-Context Factuality",
+    arXiv 2404.15574). A needle (a marker phrase followed by ``needle_length`` token ids that occur nowhere in
+    the haystack) is inserted at relative depth ``d`` into a haystack of ``C`` tokens; the context ends with
+    the marker again, and the model decodes greedily with its KV cache where it has one (else one forward per
+    step). At every step only the *last* query row of each head is read (``[head, C]`` per layer per step,
+    never ``[C, C]``), reduced to its arg-max key. A head *copies* at a step whose generated token ``w``
+    belongs to the needle when its arg-max lands inside the needle on a position holding ``w``; its retrieval
+    score is the number of needle tokens it copied over the needle's length, averaged over every ``(C, d)``.
+    The result's ``overall_score`` is the retrieval score (threshold 0.1: the paper's retrieval heads) with
+    its bootstrap interval over the ``len(lengths) * len(depths)`` runs; ``settings`` holds the runs, the
+    needle-copy accuracy of each and what was measured. Views, JSON and CSV work as for detection. A warning
+    says when the model reproduced under half of the needle tokens (the scores then rest on few steps).
+    Limits: decoder-only models; sites that run once per forward (no shared or looped layers).
+
+    Args:
+        model: the model to scan: a Hugging Face causal LM, an nnsight ``LanguageModel``/``NNsight``, or a
+            plain ``torch.nn.Module`` in eval mode (see ``load_model``); with its tokenizer unless
+            ``haystack`` is given.
+        lengths: the context lengths ``C`` in tokens (integers >= 8, each more than twice ``needle_length``;
+            default ``(1024, 2048)`` where the model's positions allow, else fit to them, with a warning).
+        depths: the needle's relative depths ``d`` in [0, 1] (default ``(0.1, 0.5, 0.9)``).
+        needle_length: needle tokens to copy (an integer >= 1; default 8); also the decoding steps per run.
+        seed: seeds the needle ids (and the marker without a tokenizer) and the bootstrap (an integer >= 0;
+            default 0).
+        n_bootstrap: bootstrap resamples of the 95% interval over the runs (a positive integer; default 1000).
+        haystack: token ids to cycle as the haystack (a flat non-empty sequence of ids in the vocabulary;
+            the marker is then 3 random ids); default: the shipped public-domain passages through the
+            model's tokenizer.
+        remote: ``False`` (default) runs locally; ``True`` or a ``RemoteConfig`` decodes on NDIF (an nnsight
+            model that can ``generate``).
+        progress: show a progress bar over the runs (``None``, the default: when there are more than two
+            runs or the run is remote).
+
+    Returns:
+        RetrievalResult: one ``HeadScore`` per head whose ``overall_score`` is its retrieval score (needle
+            tokens copied / needle length, in [0, 1], averaged over the runs) with its bootstrap 95% interval;
+            threshold 0.1; ``settings``: ``lengths``, ``depths``, ``needle_length``, ``runs``,
+            ``needle_accuracy`` (the share of needle tokens reproduced), ``per_run_accuracy`` and the rest.
+
+    Raises:
+        InputError: for a ``seed`` that is not an integer >= 0, an ``n_bootstrap`` that is not a positive
+            integer, an encoder-decoder model, a ``needle_length`` < 1, lengths < 8 or too short for the
+            needle and its markers, depths outside [0, 1], contexts that with the needle exceed the model's
+            positions, a model too short for any needle, shared or looped attention layers, a remote model
+            that cannot ``generate``, no tokenizer and no ``haystack``, a malformed ``haystack`` (empty, not
+            flat, ids outside the vocabulary), too few token ids outside the haystack for the needle, or a
+            model in training mode.
+        AttentionNotFoundError: when no attention module can be found.
+        CaptureCheckError: when reading the attention during decoding fails its checks.
+        RemoteExecutionError: when a remote (NDIF) run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, retrieval_heads
+        >>> haystack = list(range(4, 20)) * 2  # token ids; the needle and its marker come from the other ids
+        >>> result = retrieval_heads(
+        ...     HandBuiltInduction(), lengths=[40], depths=[0.2, 0.5, 0.8], needle_length=4, haystack=haystack,
+        ...     n_bootstrap=50,
+        ... )
+        >>> result.induction_heads  # the hand-built induction head copies the needle
+        [(1, 0)]
+        >>> result.settings["needle_accuracy"], result.settings["runs"]
+        (1.0, 3)
+
+        On a real model with its tokenizer (the shipped passages as the haystack):
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> result = retrieval_heads(load_model(), lengths=[512], needle_length=6)  # doctest: +SKIP
+    """
+    check_int("seed", seed, 0)
+    check_int("n_bootstrap", n_bootstrap, 1)
     engine = Engine.of(model, remote)
     lengths, depths = _check(engine, lengths, depths, needle_length, haystack)
     cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
@@ -284,11 +352,54 @@ def needle_accuracy(
     haystack: Sequence[int] | None = None,
     remote: Any = False,
 ) -> float:
-    """The share of needle tokens the model reproduces in place (greedy), with ``heads`` removed: the
-    causal check of retrieval heads (remove the top ones, and as many random heads of the same layers)."""
+    """The share of needle tokens the model reproduces in place (greedy), with ``heads`` removed.
+
+    The causal check of retrieval heads (Wu et al. 2024, arXiv 2404.15574: masking retrieval heads breaks
+    needle retrieval, masking random heads does not): remove the top ones, and as many random heads of the
+    same layers, and compare. The needles are those of ``retrieval_heads`` (same ``lengths``, ``depths``,
+    ``needle_length``, ``seed`` and ``haystack`` give the same contexts); the heads are removed by zero
+    ablation at the output projection's input, at every decoding step.
+
+    Args:
+        model: the model: a Hugging Face causal LM, an nnsight ``LanguageModel``/``NNsight``, or a plain
+            ``torch.nn.Module`` in eval mode (see ``load_model``); with its tokenizer unless ``haystack`` is
+            given.
+        heads: the ``(layer, head)`` pairs to remove (default: none, the intact model).
+        lengths: the context lengths in tokens (integers >= 8; default ``(1024, 2048)`` where the model's
+            positions allow, else fit to them, with a warning).
+        depths: the needle's relative depths in [0, 1] (default ``(0.1, 0.5, 0.9)``).
+        needle_length: needle tokens (an integer >= 1; default 8).
+        seed: seeds the needle ids (default 0).
+        haystack: token ids to cycle as the haystack (default: the shipped passages through the tokenizer).
+        remote: ``False`` (default) runs locally; ``True`` or a ``RemoteConfig`` decodes on NDIF.
+
+    Returns:
+        float: the share of needle tokens reproduced in place, in [0, 1], averaged over the
+            ``len(lengths) * len(depths)`` contexts.
+
+    Raises:
+        InputError: for ``heads`` that are not ``(layer, head)`` pairs of this model (or name one twice), a ``seed``
+            that is not an integer >= 0, and as ``retrieval_heads`` for the model, the lengths, depths, needle and
+            haystack.
+        AttentionNotFoundError: when no attention module can be found.
+        CaptureCheckError: when reading or patching the model during decoding fails.
+        RemoteExecutionError: when a remote (NDIF) run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, needle_accuracy
+        >>> model = HandBuiltInduction()
+        >>> kwargs = dict(lengths=[40], depths=[0.2, 0.5, 0.8], needle_length=4, haystack=list(range(4, 20)) * 2)
+        >>> needle_accuracy(model, **kwargs)
+        1.0
+        >>> needle_accuracy(model, [(1, 0)], **kwargs) < 0.3  # without the induction head the needle breaks
+        True
+        >>> needle_accuracy(model, [(1, 2)], **kwargs)  # a head that writes nothing
+        1.0
+    """
+    check_int("seed", seed, 0)
     engine = Engine.of(model, remote)
     lengths, depths = _check(engine, lengths, depths, needle_length, haystack)
-    heads = check_heads("heads", heads, {l: engine.n_heads for l in engine.layers}, allow_empty=True)
+    heads = check_heads("heads", heads, {l: engine.n_heads for l in engine.layers}, allow_empty=True, unique=True)
     cases = needle_cases(engine, lengths, depths, needle_length, seed, haystack)
     decoded = _decode(engine, cases, heads, seed, None)
     hits = [float((generated[:needle_length] == c.answer).float().mean()) for c, (generated, _) in zip(cases, decoded)]

@@ -90,7 +90,7 @@ def _agreement(estimate: torch.Tensor, exact: torch.Tensor) -> dict:
     gap = float((estimate - exact).abs().max())
     if len(exact) < 3:
         return {"max_abs_gap": gap}
-    rank = lambda x: x.argsort().argsort().double()  # noqa: E731
+    rank = lambda x: x.argsort(stable=True).argsort(stable=True).double()  # noqa: E731
     a, b = rank(estimate), rank(exact)
     rho = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
     return {"max_abs_gap": gap, "spearman": rho}

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._validate import check_int, check_period
+
 __all__ = ["HandBuiltInduction", "ToyAttention", "V", "T_MAX"]
 
 V, T_MAX, BETA = 40, 48, 30.0  # vocabulary, positions, attention sharpness
@@ -69,7 +71,58 @@ def _block(d_model: int, rows: slice, cols: slice) -> torch.Tensor:
 
 
 class HandBuiltInduction(torch.nn.Module):
+    """A 2-layer attention-only transformer whose weights are set by hand (no training, no download): ground
+    truth for tests, tutorials and the examples of these pages, since we know exactly which head does what.
+
+    Residual stream = [token one-hot | position one-hot | previous-token one-hot | output one-hot]
+    (``d_model = 3 x 40 + 48 = 168``); vocabulary 40 token ids, 48 positions (``block_size``), so probes of
+    ``sequence_length=32`` or less fit without a warning. No BOS token and no tokenizer (pass token ids).
+
+    - Layer 0, head 0 (L0H0): previous-token head. Position ``q`` attends to ``q-1`` and copies that token's
+      one-hot into the previous-token subspace.
+    - Layer 1, head 0 (L1H0): induction head by K-composition with L0H0. Query = the current token ``t[q]``,
+      key = the previous-token subspace at ``k`` (``t[k-1]``), so it attends to ``k`` with
+      ``t[k-1] == t[q]`` and copies ``t[k]`` into the output subspace, which the unembedding reads: it
+      predicts the next token.
+    - Layer 1, head 1 (L1H1): positional-only head: attends to ``q - period + 1`` by position alone, whatever
+      the tokens (high prefix-matching on repeated blocks of period ``period``, no contrast). Writes nothing.
+    - Other heads: random small query/key weights (near-uniform attention) and zero output.
+
+    At the repeat's first token L1H0 splits its attention between positions 0 and 1 (position 0's
+    previous-token slot holds its own token), so it copies from the second repeated token on (copying 14/15
+    on a 32-token probe). Sharp attention (logit scale 30). The model is put in eval mode.
+    ``forward(tokens [batch, seq])`` returns logits ``[batch, seq, 40]``.
+
+    Args:
+        period: the period ``P`` the positional head L1H1 is tuned to (default 16: a 32-token probe of a
+            16-token block repeated twice); an integer in [1, 47]: its stripe ``k = q - P + 1`` needs a query
+            ``q = P`` inside the 48 positions (the key then follows an earlier copy).
+        n_heads: heads per layer (default 4); an integer >= 2 (L0H0, L1H0 and L1H1 are always built).
+        seed: seeds the random query/key weights of the other heads (an integer >= 0; default 0).
+
+    Raises:
+        InputError: when ``period`` is not an integer in [1, 47], ``n_heads`` not one >= 2 or ``seed`` not
+            one >= 0.
+
+    Examples:
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads
+        >>> model = HandBuiltInduction()
+        >>> block = torch.arange(4, 20)  # 16 distinct token ids
+        >>> tokens = torch.cat([block, block])[None]  # [1, 32]: the block, repeated
+        >>> logits = model(tokens)
+        >>> tuple(logits.shape)  # [batch, seq, vocabulary]
+        (1, 32, 40)
+        >>> bool((logits[0, 17:-1].argmax(-1) == tokens[0, 18:]).all())  # the repeat is predicted
+        True
+        >>> detect_induction_heads(model, sequence_length=32, n_bootstrap=100).induction_heads
+        [(1, 0)]
+    """
+
     def __init__(self, period: int = 16, n_heads: int = 4, seed: int = 0):
+        check_period(period, 0, T_MAX)  # [1, 47]: 0 would wrap to the last position, 48 leave no repeat
+        check_int("n_heads", n_heads, 2)  # L1H1, the positional head, is head 1
+        check_int("seed", seed, 0)
         super().__init__()
         self.block_size = T_MAX
         tok, pos, prev, out = 0, V, V + T_MAX, 2 * V + T_MAX
@@ -107,6 +160,14 @@ class HandBuiltInduction(torch.nn.Module):
         self.eval()
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits.
+
+        Args:
+            tokens: token ids ``[batch, seq]`` in ``[0, 40)``, ``seq <= 48``.
+
+        Returns:
+            torch.Tensor: logits ``[batch, seq, 40]``.
+        """
         x = self.embed(tokens) + self.pos_embed(torch.arange(tokens.shape[1], device=tokens.device))
         for layer in self.layers:
             x = x + layer(x)

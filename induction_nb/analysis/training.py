@@ -15,12 +15,14 @@ form induction heads (they cannot without it), and two-layer models may form the
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from .._validate import check_int
+from .._validate import check_int, check_probability
 from ..errors import InputError
 from .detector import InductionHeadDetector
 from .toy import ToyAttention
@@ -125,12 +127,73 @@ def train_induction_model(
     smeared_keys: bool = False,
     progress: bool = False,
 ) -> TrainingRun:
-    """Train ``AttentionOnly`` (``n_layers`` attention layers of ``n_heads`` heads, width ``d_model``; with
+    """Train a small attention-only transformer on synthetic repeats and watch induction heads form.
+
+    Train ``AttentionOnly`` (``n_layers`` attention layers of ``n_heads`` heads, width ``d_model``; with
     ``smeared_keys``, Olsson et al.'s smeared keys) from ``seed`` and score it at step 0 (before any update),
     every ``every`` steps and at the last with the detector, keeping each checkpoint's weights. About 30 ms
-    a step on a CPU core for the defaults, plus a detection per checkpoint. Raises ``InputError`` for settings
-    out of range."""
-    _check(steps, every, seq_len, vocab, n_layers, n_heads, d_model, smeared_keys)
+    a step on a CPU core for the defaults, plus a detection per checkpoint.
+
+    Each training sequence holds a random block of random length repeated once, then random filler, so only
+    an induction circuit (a previous-token head in layer 0 feeding an induction head in layer 1) can predict
+    the repeat: the loss on the repeated half drops sharply when the circuit forms, at the checkpoint where
+    the detector's best overall score jumps, the phase change of Olsson et al. (2022, "In-context Learning
+    and Induction Heads", arXiv 2209.11895). The seed initialises this model only: the caller's global RNG
+    state is restored. Limits: synthetic data and tiny models, not natural text.
+
+    Args:
+        seed: initialises the model, the training batches and (with ``seed + 10000``) the 256 held-out
+            sequences on which the repeated-token loss is read; the detector's probes too (an integer >= 0;
+            default 0).
+        steps: optimiser steps (an integer >= 1; default 2000).
+        batch_size: training sequences per step (an integer >= 1; default 64).
+        seq_len: tokens per training sequence (an integer >= 12; default 32); the model gets ``seq_len + 1``
+            positions and the detector scores it on ``seq_len`` tokens.
+        vocab: vocabulary size (default 64); at least about ``seq_len * 10 / 9`` so that the detector's probes
+            find ``seq_len`` distinct usable ids.
+        lr: AdamW learning rate, a positive number (weight decay 0.01; default ``2e-3``).
+        every: checkpoint interval in steps (an integer >= 1; default 100); the last step is always a
+            checkpoint too.
+        threshold: the detector's overall score (0-1) at or above which a head counts as an induction head
+            at a checkpoint (default 0.4).
+        n_layers: attention layers (an integer >= 1; default 2).
+        n_heads: heads per layer (an integer >= 1; default 4).
+        d_model: residual width (an integer >= 1 and a multiple of ``n_heads``: each head gets
+            ``d_model / n_heads``; default 64).
+        smeared_keys: ``True`` for Olsson et al.'s co-perturbation: each key a learned mix of its own and the
+            previous position's, so that one-layer models can form induction heads (default ``False``).
+        progress: show a tqdm progress bar over the steps (default ``False``).
+
+    Returns:
+        TrainingRun: ``checkpoints`` (step, training loss, repeated-token loss in nats, best head, the
+            detector's best overall score and the detected induction heads at each checkpoint),
+            ``phase_change_step`` (the first checkpoint with an induction head, or ``None``), the final
+            ``model`` in eval mode, ``config`` (the ``AttentionOnly`` arguments and the training settings) and
+            ``states`` (each checkpoint's weights, CPU copies; ``model_at(step)`` rebuilds one).
+
+    Raises:
+        InputError: for settings out of range: ``steps``, ``every``, ``batch_size``, ``n_layers``, ``n_heads``
+            or ``d_model`` not an integer >= 1, ``seed`` not one >= 0, ``lr`` not a positive finite number,
+            ``seq_len`` < 12, a ``d_model`` that is not a multiple of ``n_heads``, a
+            ``smeared_keys`` that is not ``True``/``False``, a ``vocab`` too small for ``seq_len`` (the message
+            names the smallest), or a ``threshold`` outside [0, 1].
+
+    Examples:
+        >>> from induction_nb import train_induction_model
+        >>> run = train_induction_model(0, steps=20, every=10, batch_size=16)
+        >>> run.steps
+        (0, 10, 20)
+        >>> len(run.states), run.config["model"]["n_layers"]
+        (3, 2)
+        >>> type(run.model_at(10)).__name__
+        'AttentionOnly'
+
+        The full run (2000 steps, about a minute on a CPU core) shows the phase change:
+
+        >>> run = train_induction_model(0)  # doctest: +SKIP
+        >>> print(run.phase_change_step)  # doctest: +SKIP
+    """
+    _check(dict(locals()))  # the arguments, by name: nothing else is bound yet
     arch = dict(vocab=vocab, d_model=d_model, n_layers=n_layers, n_heads=n_heads, max_len=seq_len + 1)
     arch["smeared_keys"] = smeared_keys
     with torch.random.fork_rng(devices=[]):  # the seed inits this model only; the user's RNG state is restored
@@ -192,11 +255,18 @@ def _repeat_loss(model: torch.nn.Module, tokens: torch.Tensor) -> float:
     return float(-lp[repeated].mean())
 
 
-def _check(steps: Any, every: Any, seq_len: Any, vocab: Any, n_layers: Any, n_heads: Any, d_model: Any, smeared_keys):
-    for name, value, low in (("steps", steps, 1), ("every", every, 1), ("seq_len", seq_len, 12)):
-        check_int(name, value, low)
-    for name, value in (("n_layers", n_layers), ("n_heads", n_heads), ("d_model", d_model)):
-        check_int(name, value, 1)
+def _check(settings: dict[str, Any]) -> None:
+    """Every setting of ``train_induction_model`` up front, before any model is built or step taken."""
+    for name, low in (("seed", 0), ("steps", 1), ("every", 1), ("batch_size", 1), ("seq_len", 12), ("vocab", 2)):
+        check_int(name, settings[name], low)
+    for name in ("n_layers", "n_heads", "d_model"):
+        check_int(name, settings[name], 1)
+    lr = settings["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a positive finite number (the AdamW learning rate, e.g. 2e-3), got {lr!r}")
+    check_probability("threshold", settings["threshold"])
+    seq_len, vocab, d_model, n_heads = (settings[k] for k in ("seq_len", "vocab", "d_model", "n_heads"))
+    smeared_keys = settings["smeared_keys"]
     if d_model % n_heads:
         raise InputError(f"d_model {d_model} is not a multiple of n_heads {n_heads}: each head gets d_model / n_heads")
     if not isinstance(smeared_keys, bool):

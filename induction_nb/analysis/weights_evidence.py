@@ -55,7 +55,49 @@ class WeightEvidence:
     float64 in ``[0, 1]``, ``nan`` where the earlier head is not in an earlier layer or writes/reads nothing
     (``q_`` and ``v_composition``: ``None`` where not asked for);
     ``baseline`` and ``baseline_std``: the random factors' composition score; ``tokens``: the token subset
-    ``s`` ``[n]``; ``notes``: what was folded and left out for this model."""
+    ``s`` ``[n]``; ``notes``: what was folded and left out for this model.
+
+    ``top_copying(n)``, ``top_matching(n)`` and ``composing(head, n, kind)`` rank the heads,
+    ``composition(kind)`` returns one matrix and ``attach(result)`` adds ``ov_copying`` and ``qk_matching`` to
+    the heads of any scan of the same model. The scores follow Elhage et al. (2021, "A Mathematical Framework
+    for Transformer Circuits") and Olsson et al. (2022, "In-context Learning and Induction Heads", arXiv
+    2209.11895).
+
+    Attributes:
+        heads: every ``(layer, head)`` of the model, in layer then head order: the row and column order of
+            the composition matrices.
+        ov_copying: ``{head: score in [-1, 1]}``: the positivity ``Re(sum lambda) / sum |lambda|`` of the
+            eigenvalues of the token-to-token OV circuit ``W_E[s] W_OV W_U[:, s]`` (1: the head copies its
+            token; ``nan`` for a head that writes nothing).
+        qk_matching: ``{head: score in [-1, 1]}`` for heads with an earlier layer: the positivity of the QK
+            circuit ``W_E[s] W_QK^h (W_E[s] W_OV^p)^T`` through ``qk_source[head]`` (an induction head
+            prefers a key whose previous token equals the query's token).
+        qk_source: ``{head: (layer, head)}``: the earlier head ``p`` each ``qk_matching`` score is measured
+            through, the head's top K-composing earlier head.
+        k_composition: ``[later head, earlier head]`` float64 in ``[0, 1]``:
+            ``|W_OV^p W_QK^h^T|_F / (|W_OV^p|_F |W_QK^h|_F)``, how much of what the earlier head writes the
+            later head's keys read; ``nan`` where the earlier head is not in an earlier layer or writes or
+            reads nothing.
+        q_composition: the same for the later head's queries (``W_OV^p W_QK^h``); ``None`` where not asked
+            for.
+        v_composition: the same for the later head's values (``W_OV^p W_OV^h``); ``None`` where not asked for.
+        baseline: the mean K-composition score of seeded Gaussian factors of the same shapes (read a score as
+            x times it).
+        baseline_std: the standard deviation of that random score over the draws (0 for one draw).
+        tokens: the token subset ``s`` ``[n]`` (sorted ids) of the OV and QK circuits.
+        notes: what was folded into the heads and what was left out for this model (biases, the norms'
+            per-token scaling, rotary offsets other than 0, ...).
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, weight_evidence
+        >>> evidence = weight_evidence(HandBuiltInduction(), compositions="k")
+        >>> len(evidence.heads), tuple(evidence.k_composition.shape), evidence.q_composition is None
+        (8, (8, 8), True)
+        >>> evidence.qk_source[(1, 0)]  # the induction head's keys read the previous-token head
+        (0, 0)
+        >>> evidence.baseline > 0, len(evidence.tokens)
+        (True, 40)
+    """
 
     heads: tuple[Head, ...]
     ov_copying: dict
@@ -122,13 +164,15 @@ class WeightEvidence:
         """``head``'s ``n`` strongest composing earlier heads: ``(earlier head, score, score / baseline)``."""
         if tuple(head) not in self.heads:
             raise InputError(f"no head L{head[0]}H{head[1]} in this model's evidence")
+        check_int("n", n, 0)
         row = self.composition(kind)[self.heads.index(tuple(head))]
-        order = [int(i) for i in torch.argsort(torch.nan_to_num(row, nan=-1.0), descending=True)]
+        order = [int(i) for i in torch.argsort(torch.nan_to_num(row, nan=-1.0), descending=True, stable=True)]
         picked = [i for i in order if not bool(torch.isnan(row[i]))][:n]
         return [(self.heads[i], float(row[i]), float(row[i]) / self.baseline) for i in picked]
 
 
 def _top(scores: dict, n: int) -> list[tuple[Head, float]]:
+    check_int("n", n, 0)
     kept = [(h, v) for h, v in scores.items() if v == v]
     return sorted(kept, key=lambda e: -e[1])[:n]
 
@@ -147,15 +191,65 @@ def weight_evidence(
 ) -> WeightEvidence:
     """The weights' evidence of every head of ``model`` (see the module docstring; no forward pass).
 
-    ``tokens``: the token ids ``s`` of the OV and QK circuits (default: ``n_tokens`` drawn with ``seed`` from
-    the vocabulary, special tokens left out; all of them where fewer). ``compositions``: which of ``"k"``,
-    ``"q"``, ``"v"`` to compute (K always: QK matching needs it; each costs ``d_head^2 d_model`` per pair of
-    heads). ``n_baseline``: random draws of the composition baseline (seeded by ``seed``). ``fold_norms``: fold
-    the norms' weights into the heads (``engine.head_weights``). ``device``: where the float64 products run
-    (default: the weights' device). Raises ``InputError`` for a model whose attention layout has no reader,
-    bad ``tokens`` or an unknown composition."""
+    Elhage et al. (2021, "A Mathematical Framework for Transformer Circuits"); Olsson et al. (2022,
+    "In-context Learning and Induction Heads", arXiv 2209.11895, its fifth line of evidence). From the heads'
+    weights (row-vector convention ``x @ W``, pre-attention norm weights folded in; ``W_QK = W_Q W_K^T`` and
+    ``W_OV = W_V W_O``, both ``[d_model, d_model]``): **OV copying**, the positivity
+    ``Re(sum lambda) / sum |lambda|`` in ``[-1, 1]`` of the eigenvalues of the token-to-token OV circuit
+    ``W_E[s] W_OV W_U[:, s]`` (``[n, n]``; 1: copies); **K-composition** ``[later head, earlier head]``,
+    ``|W_OV^p W_QK^h^T|_F / (|W_OV^p|_F |W_QK^h|_F)``, with Q- and V-composition alike, against a random
+    baseline of seeded Gaussian factors of the same shapes; **QK matching**, the positivity of the QK circuit
+    through the later head's strongest K-composing earlier head. Everything is computed through the heads'
+    ``d_head``-wide factors, never a ``d_model x d_model`` matrix. Position-free by construction: with rotary
+    embeddings these are the content-content bilinear forms at relative offset 0, and other offsets are
+    ignored; absolute position embeddings are not part of ``W_E``. Biases, the norms' per-token scaling,
+    ``q_norm``/``k_norm`` and the score scale are left out (``WeightEvidence.notes``); paths through MLPs and
+    through several heads are not followed; heads that write nothing (``W_OV = 0``) get ``nan``.
+
+    Args:
+        model: the model: a torch module, a Hugging Face or nnsight model, a compiled or PEFT-adapted one, or
+            a name or path for ``load_model``.
+        tokens: the token ids ``s`` of the OV and QK circuits (integer ids in the vocabulary, at least
+            ``min(16, d_head)`` distinct, repeats counted once; default: ``n_tokens`` drawn with ``seed`` from
+            the vocabulary, special tokens left out; all of them where fewer).
+        n_tokens: how many token ids to draw when ``tokens`` is not given (an integer >= 1; default 1000).
+        seed: seeds the token draw and the composition baseline (an integer >= 0; default 0).
+        compositions: which of ``"k"``, ``"q"``, ``"v"`` to compute (a string or a sequence of them; K always:
+            QK matching needs it; each costs ``d_head^2 d_model`` per pair of heads; default all three).
+        n_baseline: random draws of the composition baseline (an integer >= 1, seeded by ``seed``; default 32).
+        fold_norms: fold the norms' weights into the heads (``engine.head_weights``; default ``True``).
+        tokenizer: the tokenizer whose special token ids are left out of the drawn subset (default: the
+            model's, if it has one).
+        device: where the float64 products run (default: the weights' device).
+
+    Returns:
+        WeightEvidence: per head, ``ov_copying`` and ``qk_matching`` (``{head: score in [-1, 1]}``, with
+            ``qk_source``), the ``[later head, earlier head]`` composition matrices (float64 in ``[0, 1]``,
+            ``nan`` off the earlier layers; Q and V ``None`` where not asked for), the random ``baseline`` and
+            ``baseline_std``, the token subset ``tokens`` ``[n]`` and ``notes``.
+
+    Raises:
+        InputError: for a model whose attention layout has no reader (or no attention module at all), a
+            norm that is not an elementwise RMSNorm/LayerNorm (pass ``fold_norms=False``), a token embedding
+            that cannot be found, bad ``tokens`` (not integer ids in the vocabulary, or too few distinct
+            ones), an ``n_tokens`` or ``n_baseline`` below 1, a ``seed`` that is not an integer >= 0, or an
+            unknown composition.
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, weight_evidence
+        >>> evidence = weight_evidence(HandBuiltInduction())  # L0H0 previous-token head, L1H0 induction head
+        >>> [(head, round(score, 2)) for head, score in evidence.top_copying(3)]  # heads that write nothing: nan
+        [((1, 0), 1.0)]
+        >>> [(head, round(score, 2)) for head, score in evidence.top_matching(1)], evidence.qk_source[(1, 0)]
+        ([((1, 0), 1.0)], (0, 0))
+        >>> (top, score, ratio), *_ = evidence.composing((1, 0))
+        >>> top, ratio > 1.5  # K-composition with the previous-token head, well above the random baseline
+        ((0, 0), True)
+    """
     check_int("n_tokens", n_tokens, minimum=1)
     check_int("n_baseline", n_baseline, minimum=1)
+    check_int("seed", seed, minimum=0)
     kinds = ["k"] + [k for k in _KINDS if k != "k" and k in _check_kinds(compositions)]
     weights = read_head_weights(model, fold_norms=fold_norms, tokenizer=tokenizer)
     device = torch.device(device) if device is not None else weights.W_E.device
@@ -327,7 +421,27 @@ class CircuitAgreement:
     ``rows``: ``(induction head, top K-composing earlier head, top feeding head by ablation, whether they are
     the same head, the K-composition score of the weights' top, that score / baseline)``, both tops taken
     among the earlier heads the circuit ablated; ``agreement``: the share of induction heads whose tops agree;
-    ``top_k_overlap``: the mean share of the ``k`` strongest earlier heads that both rankings hold."""
+    ``top_k_overlap``: the mean share of the ``k`` strongest earlier heads that both rankings hold.
+    ``str()`` prints the per-head table.
+
+    Attributes:
+        rows: one tuple per induction head of the circuit, in head order: ``(induction head, top K-composing
+            earlier head by the weights, top feeding head by ablation, whether they are the same head, the
+            K-composition score of the weights' top, that score / the random baseline)``; the weights' top is
+            ``None`` (its score ``nan``) where no ablated earlier head has a K-composition score.
+        agreement: the share of induction heads (in [0, 1]) whose two tops are the same head.
+        top_k_overlap: the mean over induction heads of the share (in [0, 1]) of the ``k`` strongest earlier
+            heads by ablation that are also among the ``k`` strongest by K-composition.
+        k: the depth of the top-k overlap.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, compare_with_circuit, find_circuit, weight_evidence
+        >>> model = HandBuiltInduction()
+        >>> circuit = find_circuit(model, [(1, 0)], sequence_length=32)
+        >>> agreement = compare_with_circuit(weight_evidence(model, compositions="k"), circuit)
+        >>> agreement.rows[0][:4], agreement.agreement, agreement.k
+        (((1, 0), (0, 0), (0, 0), True), 1.0, 3)
+    """
 
     rows: tuple[tuple[Head, Head | None, Head | None, bool, float, float], ...]
     agreement: float
@@ -347,10 +461,41 @@ class CircuitAgreement:
 
 
 def compare_with_circuit(evidence: WeightEvidence, circuit: Any, k: int = 3) -> CircuitAgreement:
-    """Whether each induction head of ``circuit`` (a ``causal.CircuitResult``: ``edges``, ``baseline``) has as
+    """Whether the weights' top K-composing earlier head of each induction head is its top feeder by ablation.
+
+    Whether each induction head of ``circuit`` (a ``causal.CircuitResult``: ``edges``, ``baseline``) has as
     its top K-composing earlier head (``evidence``) the head whose ablation lowers its prefix matching most;
-    ``k``: the depth of the top-k overlap. Raises ``InputError`` where the circuit has no edge or its heads are
-    not in ``evidence``."""
+    ``k``: the depth of the top-k overlap. Both rankings are taken among the earlier heads the circuit
+    ablated; heads whose K-composition is ``nan`` (they write nothing) are left out of the weights' ranking.
+    K-composition as in Elhage et al. (2021, "A Mathematical Framework for Transformer Circuits").
+
+    Args:
+        evidence: the ``WeightEvidence`` of the model (``weight_evidence``); its ``k_composition`` is read.
+        circuit: the behavioural circuit of the same model (``find_circuit``'s ``CircuitResult``): its
+            ``edges`` ``(earlier head, induction head, drop of prefix matching when the earlier head is
+            removed)``.
+        k: the depth of the top-k overlap (an integer >= 1; default 3).
+
+    Returns:
+        CircuitAgreement: per induction head, the weights' top K-composer and the ablation's top feeder
+            (``rows``), the share of induction heads where they agree (``agreement``) and the mean top-``k``
+            overlap of the two rankings (``top_k_overlap``).
+
+    Raises:
+        InputError: where the circuit has no edge, its heads are not in ``evidence`` (a circuit of another
+            model), or ``k`` is not an integer >= 1.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, compare_with_circuit, find_circuit, weight_evidence
+        >>> model = HandBuiltInduction()
+        >>> evidence = weight_evidence(model, compositions="k")
+        >>> circuit = find_circuit(model, [(1, 0)], sequence_length=32)  # ablate each layer-0 head
+        >>> agreement = compare_with_circuit(evidence, circuit)
+        >>> agreement.rows[0][:4]  # L1H0: weights' top K-composer, ablation's top feeder, same?
+        ((1, 0), (0, 0), (0, 0), True)
+        >>> agreement.agreement
+        1.0
+    """
     check_int("k", k, minimum=1)
     targets = sorted({dst for _, dst, _ in getattr(circuit, "edges", ())})
     if not targets:

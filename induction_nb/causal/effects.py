@@ -56,7 +56,42 @@ class HeadEffects:
     the plain estimate, so where those heads are not saturated the correction they miss can exceed it);
     ``unverified_bound`` ``[layer, head]`` (``bound=``) and ``graddrop`` ``[layer, head]`` (``graddrop=True``),
     NaN or ``None`` where not asked. Unpacks as
-    ``effects, n_forward = head_effects(...)``."""
+    ``effects, n_forward = head_effects(...)``.
+
+    Returned by ``head_effects``. ``agreement()`` compares estimate and exact effect over the heads measured
+    exactly; ``missed_bound()`` is the screen's bound on a missed effect.
+
+    Attributes:
+        effects: ``[layer, head]`` float, the loss increase (nats) on the repeated half when each head alone
+            is removed: measured (``estimator="exact"``), the attribution estimate, or AtP*'s corrected
+            estimate; NaN where a layer has no attention.
+        n_forward: forward passes the call cost, a backward counted as two.
+        estimator: ``"exact"``, ``"attribution"`` or ``"atp*"``.
+        method: what replaced a head's output: ``"zero"``, ``"mean"``, ``"corrupt"`` or ``"knockout"``.
+        exact: ``[layer, head]`` float, the exact effects (nats) of the heads measured exactly (every head
+            with ``estimator="exact"``, the estimate's top ``verify_top`` otherwise); NaN elsewhere.
+        verified: the heads measured exactly, ``(layer, head)`` pairs, in the order they were chosen (by the
+            estimate's magnitude, or GradDrop's order with ``graddrop=True``).
+        plain: ``[layer, head]`` float, the plain (first-order) attribution estimate beside AtP*'s corrected
+            ``effects`` (nats); ``None`` unless ``estimator="atp*"``.
+        qk_missed: ``[layer, head]`` float (nats), a bound on the exact query/key routes through the AtP*
+            target heads left out; ``None`` unless ``estimator="atp*"``.
+        unverified_bound: ``[layer, head]`` float (nats), the screen's bound on the effect of each head not
+            measured exactly (``bound=(repeats, size)``; ``causal.screen_bound``), NaN for the verified
+            heads; ``None`` without ``bound``.
+        graddrop: ``[layer, head]`` float, AtP*'s GradDrop magnitudes (``graddrop=True``); ``None`` otherwise.
+        bound_violations: verified heads whose subsets showed effects cancelling (``bound=``); where not
+            empty, ``missed_bound()`` is not a bound.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, head_effects
+        >>> result = head_effects(HandBuiltInduction(), sequence_length=32)
+        >>> effects, n_forward = result  # unpacks as a pair
+        >>> tuple(effects.shape), result.estimator, n_forward, len(result.verified)
+        ((2, 4), 'exact', 1, 8)
+        >>> result.agreement()["max_abs_gap"]  # exact against itself
+        0.0
+    """
 
     effects: torch.Tensor
     n_forward: int
@@ -106,7 +141,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.flatten().double(), b.flatten().double()
     if len(a) < 3:
         return float("nan")
-    ra, rb = a.argsort().argsort().double(), b.argsort().argsort().double()
+    ra, rb = a.argsort(stable=True).argsort(stable=True).double(), b.argsort(stable=True).argsort(stable=True).double()
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
 
@@ -115,8 +150,8 @@ def top_recall(estimate: torch.Tensor, exact: torch.Tensor, k: int = 10, within:
     """Share of the ``k`` heads with the largest exact effect found among the estimate's top ``within``."""
     keep = ~torch.isnan(exact) & ~torch.isnan(estimate)
     idx = keep.flatten().nonzero().flatten()
-    top_exact = set(idx[exact.flatten()[idx].argsort(descending=True)[:k]].tolist())
-    top_est = set(idx[estimate.flatten()[idx].argsort(descending=True)[:within]].tolist())
+    top_exact = set(idx[exact.flatten()[idx].argsort(descending=True, stable=True)[:k]].tolist())
+    top_est = set(idx[estimate.flatten()[idx].argsort(descending=True, stable=True)[:within]].tolist())
     return len(top_exact & top_est) / max(1, len(top_exact))
 
 
@@ -140,18 +175,78 @@ def head_effects(
 ) -> HeadEffects:
     """Loss increase (nats) on the repeated half when each head alone is removed (module docstring).
 
-    Args: ``method`` (``"zero"``, ``"mean"``, ``"corrupt"``, ``"knockout"``: each head's ``edges`` knocked out,
-    exact only); ``estimator`` (``"exact"``, ``"attribution"``, ``"atp*"``); ``verify_top``: the estimate's top
-    ``k`` measured exactly (by magnitude, or in GradDrop's order with ``graddrop=True``); ``targets``: AtP*'s
-    target heads; ``bound=(repeats, size)``: the screen's bound on what it missed; ``graddrop``: AtP*'s
-    GradDrop (a backward per attention layer); ``chunk``: sequences per exact forward (heads packed
-    ``chunk // batch_size`` per forward: on a CPU that saves only per-forward overhead, 192 s against 220 s
-    on SmolLM2; it pays on a GPU and over NDIF).
+    ``estimator="exact"`` removes every head in turn (heads packed several per forward, one per copy of the
+    batch); ``"attribution"`` estimates all of them from one forward and one backward (attribution
+    patching, Nanda 2023); ``"atp*"`` adds AtP*'s query/key correction (Kramár et al. 2024, arXiv
+    2403.00745) for the ``targets`` later heads. ``verify_top=k`` measures the estimate's top ``k`` heads
+    exactly beside it, so you see where the first-order estimate holds.
 
-    Returns ``HeadEffects``. Raises ``InputError`` for an unknown ``estimator`` or ``method``, ``verify_top``
-    outside ``[0, heads]``, ``targets`` below 0, a ``bound`` that is not two positive ints, ``graddrop``
-    without AtP*, a model whose output projections cannot be found (``projections=``), or (AtP*) a model
-    whose queries and keys its weights do not reproduce."""
+    Args:
+        model: the model: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` or a name or path (see ``load_model``); in eval mode.
+        method: what replaces a head's output: ``"zero"`` (default), ``"mean"`` (its mean over the clean
+            batch), ``"corrupt"`` (its output on the same batch with the repeat broken) or ``"knockout"``
+            (each head's ``edges`` knocked out, exact only).
+        estimator: ``"exact"`` (default), ``"attribution"`` or ``"atp*"``; the last two take gradients (call
+            them outside ``torch.inference_mode()``).
+        verify_top: the estimate's top ``k`` heads measured exactly (by magnitude, or in GradDrop's order with
+            ``graddrop=True``), from 0 (default) to the number of heads; ignored by ``"exact"``, which
+            measures all.
+        targets: AtP*'s target heads: how many later heads get their query/key route recomputed exactly
+            (default 36; at least 0).
+        bound: ``(repeats, size)``, two positive ints: the screen's bound on what it missed
+            (``causal.screen_bound``), from random subsets of the unverified heads; ``None`` (default) for none.
+        graddrop: AtP*'s GradDrop (a backward per attention layer, the gradient through that layer's attention
+            output dropped): a magnitude that shows paths cancelling, and the order ``verify_top`` follows.
+            Only with ``estimator="atp*"``; default ``False``.
+        edges: with ``method="knockout"`` only: the edges knocked out (``"induction"`` by default,
+            ``"previous_token"`` or a ``mask_fn``; see ``ablate_heads``).
+        sequence_length: tokens per random sequence (at least 4); ``None`` for the default (64, or what the
+            model allows).
+        batch_size: random sequences (default 4).
+        seed: seed of the random sequences, of the corrupted run and of the screen's subsets.
+        chunk: sequences per exact forward (heads packed ``chunk // batch_size`` per forward; default 32: on a
+            CPU that saves only per-forward overhead, 192 s against 220 s on SmolLM2; it pays on a GPU and
+            over NDIF).
+        projections: one output-projection module path per attention layer, where it cannot be found
+            (see ``ablate_heads``); ``None`` to find it.
+        progress: show a progress bar over the exact forwards; ``None`` (default): with more than 4 of them,
+            or remotely.
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run on NDIF (exact forwards are bundled
+            into few jobs and cached, so a rerun sends only the missing ones).
+
+    Returns:
+        HeadEffects: ``effects`` ``[layer, head]`` (nats), the forward passes used (unpacks as
+            ``effects, n_forward``), the exact effects of the verified heads and, with AtP*, the plain estimate
+            and the bound on what it left out.
+
+    Raises:
+        InputError: for an unknown ``estimator`` or ``method``, ``verify_top`` outside ``[0, heads]``,
+            ``targets`` below 0, a ``bound`` that is not two positive ints, ``graddrop`` without AtP*,
+            ``edges`` with a method other than ``"knockout"`` or knockout with an estimator, a gradient
+            estimator under ``torch.inference_mode()``, a ``chunk`` below 1, a ``sequence_length`` the model
+            cannot take, a model whose output projections cannot be found (``projections=``), or (AtP*) a
+            model whose queries and keys its weights do not reproduce; also a model in training mode.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, head_effects
+        >>> model = HandBuiltInduction()  # L0H0 previous-token head, L1H0 induction head
+        >>> effects, n_forward = head_effects(model, sequence_length=32)
+        >>> [(l, h) for l, h in effects.nonzero().tolist() if effects[l, h] > 0.5]  # nats
+        [(0, 0), (1, 0)]
+
+        Plain attribution misses L0H0, whose effect goes through L1H0's saturated softmax; AtP*
+        recomputes that query/key route and finds it (``verify_top``: measured exactly beside):
+
+        >>> star = head_effects(model, estimator="atp*", verify_top=2, sequence_length=32)
+        >>> abs(float(star.plain[0, 0])) < 0.01, float(star.effects[0, 0]) > 0.5
+        (True, True)
+        >>> sorted(star.verified)
+        [(0, 0), (1, 0)]
+    """
     check_choice("estimator", estimator, ESTIMATORS)
     check_choice("ablation method", method, ABLATION_METHODS)
     check_edges(method, edges, estimator)

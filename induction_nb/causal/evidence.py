@@ -57,11 +57,50 @@ FORMAT, VERSION = "induction_nb.evidence", 1
 
 @dataclass(frozen=True, eq=False)
 class EvidenceReport:
-    """Olsson et al.'s lines of evidence for ``model_name`` (module docstring): ``heads``, the induction heads
-    measured; ``lines``, the ``EvidenceLine`` of each of (1)-(6); ``per_head``, ``{(layer, head): that head's
-    numbers}`` (``head(layer, head)``); ``others``, the report of each other model (line 6); ``settings``, the
-    arguments and the detection's call; ``seconds``, wall time per step (not compared). Two reports are equal
-    where every other field is, NaN equal to NaN (so a ``save``/``load`` round trip gives an equal report)."""
+    """Olsson et al.'s six lines of evidence for induction heads in one model, each with a verdict.
+
+    Returned by ``evidence_report``. Olsson et al.'s lines of evidence (arXiv 2209.11895) for
+    ``model_name``: ``heads``, the induction heads measured; ``lines``, the ``EvidenceLine`` of each of
+    (1)-(6); ``per_head``, ``{(layer, head): that head's numbers}`` (``head(layer, head)``); ``others``, the
+    report of each other model (line 6); ``settings``, the arguments and the detection's call; ``seconds``,
+    wall time per step (not compared). Two reports are equal where every other field is, NaN equal to NaN (so
+    a ``save``/``load`` round trip gives an equal report).
+
+    Also: ``line(n)`` (line ``n``, 1-6; ``InputError`` for another), ``verdicts`` (``{n: verdict}``),
+    ``text(width)`` and ``str(report)`` (the plain-text report: per line its value, interval, baseline,
+    verdict, detail and calls), ``to_dict``/``from_dict`` (plain JSON) and ``save(path)``/``load(path)``.
+
+    Attributes:
+        model_name: the model's name.
+        heads: the induction heads measured, ``(layer, head)`` pairs: ``heads=`` as given, else the heads
+            ``detect_induction_heads`` finds at ``threshold``.
+        lines: the ``EvidenceLine`` of each of Olsson et al.'s lines (1)-(6), in order.
+        per_head: ``{(layer, head): numbers}`` for each of ``heads``: its overall induction score and
+            interval, prefix matching, previous-token and copying scores, concept and fuzzy scores, OV
+            copying, top K-composer and the circuit's top feeder (where measured).
+        others: ``{name: EvidenceReport}``: the report of each other model (line 6); ``{}`` for none.
+        settings: the arguments (``method``, ``n_random``, ``threshold``, ``sequence_length``,
+            ``batch_size``, ``seed``, the skip flags, ``requested_heads``), the detection's call, where the
+            heads came from and the previous-token heads.
+        seconds: ``{step: wall seconds}`` per step of the call (not compared).
+
+    Examples:
+        >>> import os, tempfile
+        >>> from induction_nb import EvidenceReport, HandBuiltInduction, evidence_report
+        >>> model = HandBuiltInduction()  # L1H0 induction head, L0H0 the previous-token head feeding it
+        >>> report = evidence_report(model, n_random=1, sequence_length=32, batch_size=4, concept=False,
+        ...                          fuzzy=False, weights=False, circuit=False)
+        >>> report.heads, report.verdicts[3]
+        (((1, 0),), 'supports')
+        >>> print(report.text().splitlines()[0])
+        EVIDENCE FOR INDUCTION HEADS (Olsson et al. 2022): HandBuiltInduction
+        >>> round(report.head(1, 0)["prefix_matching"], 2)
+        0.97
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = report.save(os.path.join(folder, "report.json"))
+        ...     EvidenceReport.load(path) == report
+        True
+    """
 
     model_name: str
     heads: tuple[Head, ...]
@@ -215,18 +254,97 @@ def evidence_report(
 ) -> EvidenceReport:
     """Olsson et al.'s lines of evidence for ``model`` (anything ``load_model`` accepts; left unchanged).
 
-    ``heads``: the induction heads to test (default: ``detect_induction_heads`` at ``threshold``; where it finds
-    none, lines 3-5 read "not measured"). ``formation``, ``smeared``: a formation scan and a smeared-keys
-    comparison for lines 1-2. ``others``: ``{name: model}`` or a list of models (named by their name) for line
-    6, each measured with the same settings. ``method``: how line 3 removes heads and line 5's circuit ablates
-    (``"mean"`` or ``"zero"``; line 3 also knocks out the heads' induction edges). ``n_random``: line 3's random
-    head sets. ``sequence_length``, ``batch_size``, ``seed``: the probes of the detection, ``icl_score`` and
-    ``find_circuit``; ``seed`` also seeds the random sets, ``concept_induction``, ``fuzzy_copy`` and
-    ``weight_evidence``. ``concept``, ``fuzzy``, ``weights``, ``circuit``: ``False`` skips that costly part (its
-    line says so). ``progress``: print each step's wall time. Cost: one detection, ``3 + n_random`` ICL scores,
-    one concept-induction and one fuzzy-copy scan (two forwards each), the weights' evidence (no forward) and
-    the circuit (one forward per few earlier heads); then the same per other model. Raises ``InputError`` for
-    bad arguments (before any forward) and what the tools refuse."""
+    Olsson, Elhage, Nanda et al. 2022 ("In-context Learning and Induction Heads", arXiv 2209.11895) argue
+    from six lines: (1) induction heads form in a phase change together with the in-context-learning (ICL)
+    gain; (2) letting them form earlier (smeared keys) moves the gain with them; (3) removing them at test
+    time removes much of ICL; (4) the same heads do more abstract copying; (5) their mechanism is understood
+    (previous-token head, K-composition, copying OV circuit); (6) the picture holds across models. Each line
+    here is one number with an interval, the baseline it is read against and a verdict (``"supports"``,
+    ``"against"``, ``"inconclusive"``, ``"not measured"``), built by calling the public tools
+    (``detect_induction_heads``, ``icl_score``, ``concept_induction``, ``fuzzy_copy``, ``weight_evidence``,
+    ``find_circuit``) exactly as a user would: every number equals the tool called alone with the recorded
+    call (``EvidenceLine.calls``), and the raw numbers are kept (``EvidenceLine.values``). Lines (1)-(2) need
+    a formation scan over checkpoints and a smeared-keys comparison (``formation=``, ``smeared=``); without
+    them they read "not measured"; line (6) needs ``others``.
+
+    Limits: the induction heads are chosen on the model they are tested on (the detector at ``threshold``,
+    or ``heads=``); line (3)'s random sets avoid the induction heads (those given and those detected) and the
+    previous-token heads (removing a previous-token head removes the induction heads' input: it is part of
+    the circuit, not a random head). Lines (4)'s concept-induction and fuzzy-copying scans need a tokenizer.
+
+    Cost: one detection, ``3 + n_random`` ICL scores, one concept-induction and one fuzzy-copy scan (two
+    forwards each), the weights' evidence (no forward) and the circuit (one forward per few earlier heads);
+    then the same per other model.
+
+    Args:
+        model: the model: anything ``load_model`` accepts (a Hugging Face model, an nnsight
+            ``LanguageModel``/``NNsight``, a plain ``torch.nn.Module``, a name or path); left unchanged.
+        heads: the induction heads to test, ``(layer, head)`` pairs (default: ``detect_induction_heads`` at
+            ``threshold``; where it finds none, lines 3-5 read "not measured").
+        formation: a formation scan (``formation(checkpoints)``'s ``FormationResult``) for line 1; ``None``:
+            "not measured".
+        smeared: a smeared-keys comparison (``compare_smeared_keys``' result) for line 2; ``None``: "not
+            measured".
+        others: ``{name: model}`` or a list of models (named by their name) for line 6, each measured with
+            the same settings (its own induction heads); default none.
+        method: how line 3 removes heads and line 5's circuit ablates: ``"mean"`` (default) or ``"zero"``
+            (line 3 also knocks out the heads' induction edges).
+        n_random: line 3's random head sets, 1-1000 (default 5).
+        threshold: the detection's overall score (0-1) at or above which a head is an induction head
+            (default 0.4); used where ``heads`` is not given.
+        sequence_length: the probes' tokens per sequence (detection, ``icl_score``, ``find_circuit``; at
+            least 2, and 24 for ``icl_score``); ``None`` for their defaults.
+        batch_size: the probes' sequences (detection, ``icl_score``, ``find_circuit``; default 8).
+        seed: seed of the probes, the random sets, ``concept_induction``, ``fuzzy_copy`` and
+            ``weight_evidence`` (default 0).
+        concept: measure concept induction for line 4 (``False`` skips it; its line says so).
+        fuzzy: measure fuzzy copying for line 4 (``False`` skips it).
+        weights: measure the weights' evidence (OV copying, K-composition) for line 5 (``False`` skips it).
+        circuit: find the behavioural circuit (each head's top feeder) for line 5 (``False`` skips it).
+        progress: print each step's wall time.
+
+    Returns:
+        EvidenceReport: the induction heads measured, the ``EvidenceLine`` of each of lines 1-6 (value,
+        interval, baseline, verdict, detail, the calls that reproduce it and their raw numbers), each head's
+        numbers, the other models' reports, the settings and the wall time per step.
+
+    Raises:
+        InputError: for bad arguments, before any forward: an unknown ``method``; a flag that is not ``True``
+            or ``False``; ``n_random`` outside 1-1000; ``threshold`` outside [0, 1]; ``sequence_length < 2``;
+            ``batch_size < 1``; a negative ``seed``; malformed ``heads``, a head named twice or heads the
+            model lacks;
+            ``others`` that is neither a mapping nor a list, or has names that are not strings;
+            ``formation=`` or ``smeared=`` that is not a formation scan or a smeared-keys comparison (e.g. the
+            ``TrainingRun`` instead of ``formation(run)``). Also what the tools refuse (e.g. a
+            ``sequence_length`` the model cannot take, a model in training mode).
+        ModelLoadError: when ``model`` or one of ``others`` is a name or path that cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when a captured pattern fails its self-check or reading the model inside a trace
+            fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, evidence_report
+        >>> model = HandBuiltInduction()  # L1H0 induction head, fed by the previous-token head L0H0
+        >>> report = evidence_report(model, n_random=2, sequence_length=32, batch_size=4)
+        >>> report.heads  # detected at threshold 0.4
+        ((1, 0),)
+        >>> report.verdicts  # no checkpoints, no tokenizer, no other models: lines 1, 2, 4, 6 not measured
+        {1: 'not measured', 2: 'not measured', 3: 'supports', 4: 'not measured', 5: 'supports', 6: 'not measured'}
+        >>> numbers = report.head(1, 0)
+        >>> numbers["k_composer"], numbers["feeder"], numbers["feeder_is_previous_token"]
+        ('L0H0', 'L0H0', True)
+        >>> report.line(4).detail
+        'concept: not measured: needs a tokenizer; fuzzy: not measured: needs a tokenizer'
+
+        Lines 1-2 from training runs (seconds to minutes on a CPU):
+
+        >>> from induction_nb import compare_smeared_keys, formation, train_induction_model  # doctest: +SKIP
+        >>> run = train_induction_model(0)  # doctest: +SKIP
+        >>> smeared = compare_smeared_keys(seeds=[0, 1])  # doctest: +SKIP
+        >>> report = evidence_report(run.model, formation=formation(run), smeared=smeared)  # doctest: +SKIP
+        >>> print(report)  # doctest: +SKIP
+        EVIDENCE FOR INDUCTION HEADS (Olsson et al. 2022): ...
+    """
     settings = _check_settings(locals())
     trained = training_lines(formation, smeared)  # first: a wrong formation= fails before any forward
     engine = Engine.of(model)  # a name or path is loaded once, here
@@ -261,7 +379,7 @@ def _check_settings(args: dict) -> dict:
         "batch_size": check_int("batch_size", args["batch_size"], 1),
         "seed": check_int("seed", args["seed"], 0),
         **{name: args[name] for name in _FLAGS[:4]},
-        "requested_heads": None if args["heads"] is None else check_heads("heads", args["heads"]),
+        "requested_heads": None if args["heads"] is None else check_heads("heads", args["heads"], unique=True),
     }
 
 
@@ -311,7 +429,7 @@ class _Clock:
 def _measure(model: Any, engine: Engine, s: dict, clock: _Clock):
     """Lines 3-5, the per-head numbers, the heads used and the settings the detection adds."""
     ab = Ablator(model)
-    requested = None if s["requested_heads"] is None else list(dict.fromkeys(ab.check_heads(s["requested_heads"])))
+    requested = None if s["requested_heads"] is None else ab.check_heads(s["requested_heads"])
     det_kwargs = dict(seed=s["seed"], batch_size=s["batch_size"], sequence_length=s["sequence_length"])
     det = detect_induction_heads(model, threshold=s["threshold"], **det_kwargs)
     extra = {"detection_call": call("detect_induction_heads", threshold=s["threshold"], **det_kwargs)}

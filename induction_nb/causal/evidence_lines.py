@@ -66,10 +66,56 @@ def plain(x: Any) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class EvidenceLine:
-    """One line of evidence: ``number`` (Olsson et al.'s 1-6), ``name``, the ``question`` it answers, its headline
-    ``value`` with an ``interval`` (``(nan, nan)`` where none; each builder says what it is) and the ``baseline``
-    it is read against (``None`` where none), the ``verdict``, a ``detail`` in words, the exact ``calls`` that
-    reproduce it and their raw ``values`` (plain JSON). Equal where every field is (NaN equal to NaN)."""
+    """One of Olsson et al.'s six lines of evidence for induction heads: a number, its baseline and a verdict.
+
+    ``EvidenceReport.line(n)`` (``evidence_report``). One line of evidence: ``number`` (Olsson et al.'s 1-6),
+    ``name``, the ``question`` it answers, its headline ``value`` with an ``interval`` (``(nan, nan)`` where
+    none; each builder says what it is) and the ``baseline`` it is read against (``None`` where none), the
+    ``verdict``, a ``detail`` in words, the exact ``calls`` that reproduce it and their raw ``values`` (plain
+    JSON). Equal where every field is (NaN equal to NaN). ``to_dict``/``from_dict`` give and read plain JSON.
+    A verdict other than the four raises ``InputError``.
+
+    Attributes:
+        number: Olsson et al.'s line, 1-6: (1) co-occurrence, (2) co-perturbation, (3) ablation,
+            (4) generality, (5) mechanism, (6) continuity.
+        name: the line's name (``"co-occurrence"``, ``"co-perturbation"``, ``"ablation"``, ``"generality"``,
+            ``"mechanism"``, ``"continuity"``).
+        question: the question the line answers, in words.
+        value: the headline number (NaN where not measured): (1) the share of the ICL improvement inside
+            the best head's rise window, (2) the share of seeds whose induction heads form earlier with
+            smeared keys, (3) the ICL-score change with the induction heads removed (nats; positive: less
+            in-context learning), (4) the heads' mean fuzzy-copy score (the concept-induction score's where
+            fuzzy copying is not measured), (5) their mean OV copying score (-1..1), (6) the share of models
+            whose lines 3 and 5 both support.
+        interval: ``(low, high)`` around ``value`` (``(nan, nan)`` where none, as for lines 1, 2 and 6): for
+            (3) the random head sets' range of changes, for (4) the mean of the heads' 95% interval bounds,
+            for (5) the OV copying range over the heads.
+        baseline: what ``value`` is read against (``None`` where none): for (1) the window's share of
+            training, for (2) the share of seeds where they form later, for (3) the random sets' mean
+            change, for (4) the median score over all heads, for (5) 0 (a random OV circuit).
+        verdict: ``"supports"``, ``"against"``, ``"inconclusive"`` or ``"not measured"``.
+        detail: the numbers behind the verdict, in words (or why the line was not measured).
+        calls: the exact calls that reproduce the numbers, as a user types them (e.g.
+            ``"icl_score(model, ablate=[(1, 0)], method='mean', ...)"``).
+        values: the calls' raw numbers, as plain JSON values (dicts, lists, floats, strings).
+
+    Examples:
+        >>> from induction_nb import EvidenceLine, HandBuiltInduction, evidence_report
+        >>> model = HandBuiltInduction()  # L1H0 induction head; only L0H0 and L1H0 write anything
+        >>> report = evidence_report(model, n_random=1, sequence_length=32, batch_size=4, concept=False,
+        ...                          fuzzy=False, weights=False, circuit=False)
+        >>> line = report.line(3)
+        >>> line.number, line.name, line.verdict
+        (3, 'ablation', 'supports')
+        >>> line.value > 0.5, abs(line.baseline) < 1e-6  # nats: L1H0 removed vs a random head removed
+        (True, True)
+        >>> line.calls[1]
+        "icl_score(model, ablate=[(1, 0)], method='mean', sequence_length=32, batch_size=4, seed=0)"
+        >>> EvidenceLine.from_dict(line.to_dict()) == line
+        True
+        >>> report.line(5).verdict, report.line(5).interval  # weights=False, circuit=False
+        ('not measured', (nan, nan))
+    """
 
     number: int
     name: str

@@ -48,9 +48,50 @@ class TaskAccuracy:
 
 @dataclass(frozen=True)
 class FewShotAccuracy:
-    """``rows``: one ``TaskAccuracy`` per task; ``mean_*``: the means over tasks, with 95% intervals over
-    prompts (resampled within each task). ``ablate`` heads were removed by ``method``, ``knockout`` heads lost
-    their ``edges`` (its name; ``"mask_fn"`` for a function)."""
+    """Few-shot accuracy per task and over tasks, clean and with heads removed or their edges knocked out.
+
+    Returned by ``few_shot_accuracy``. ``rows``: one ``TaskAccuracy`` per task; ``mean_*``: the means over
+    tasks, with 95% intervals over prompts (resampled within each task). ``ablate`` heads were removed by
+    ``method``, ``knockout`` heads lost their ``edges`` (its name; ``"mask_fn"`` for a function).
+    ``result[task]`` is that task's ``TaskAccuracy`` (``KeyError`` for a task not measured); ``str(result)``
+    is a table (clean, intervened and drop per task, then the mean).
+
+    Accuracies are fractions of prompts (0-1) whose top prediction at the query's final token is the
+    answer's first token. Numbers of a copy that did not run are NaN: the intervened ones (``mean_ablated``,
+    ``mean_drop`` and their intervals) without ``ablate`` or ``knockout`` heads, the clean ones with
+    ``baseline=False``.
+
+    Attributes:
+        rows: one ``TaskAccuracy`` per task, in the order the tasks were given (each with ``task``,
+            ``n_prompts``, ``accuracy``, ``interval``, ``probability``, ``ablated_accuracy``,
+            ``ablated_interval``, ``ablated_probability``, ``drop``, ``drop_interval``).
+        shots: solved examples per prompt.
+        ablate: the heads removed, ``(layer, head)`` pairs as checked; ``()`` for none.
+        knockout: the heads whose ``edges`` were knocked out before the softmax; ``()`` for none.
+        method: how the ``ablate`` heads were removed: ``"mean"`` (each head's mean output over the task's
+            prompts) or ``"zero"``.
+        edges: the knocked-out edges' name: ``"induction"`` (the default), ``"previous_token"``, or
+            ``"mask_fn"`` for a function.
+        seed: the seed of the prompts and of the bootstrap.
+        mean_accuracy: clean top-1 accuracy (0-1), the mean over tasks.
+        mean_interval: its 95% bootstrap interval ``(low, high)`` over prompts (resampled within each task).
+        mean_ablated: top-1 accuracy (0-1) with the intervention, the mean over tasks (NaN without one).
+        mean_ablated_interval: its 95% bootstrap interval ``(low, high)``.
+        mean_drop: ``mean_accuracy - mean_ablated``, paired by prompt (positive: the heads helped).
+        mean_drop_interval: its 95% bootstrap interval ``(low, high)``.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, few_shot_accuracy
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head: it solves "a b a b" tasks by copying
+        >>> result = few_shot_accuracy(model, "repetition", shots=4, n_prompts=8, ablate=[(1, 0)], n_boot=100)
+        >>> result.ablate, result.method
+        (((1, 0),), 'mean')
+        >>> result.mean_accuracy, result.mean_ablated, result.mean_drop
+        (1.0, 0.0, 1.0)
+        >>> row = result["repetition"]  # one task's numbers
+        >>> row.n_prompts, row.accuracy, row.drop
+        (8, 1.0, 1.0)
+    """
 
     rows: tuple[TaskAccuracy, ...]
     shots: int
@@ -155,16 +196,82 @@ def few_shot_accuracy(
     projections: Sequence[str] | None = None,
     remote: Any = False,
 ) -> FewShotAccuracy:
-    """Top-1 few-shot accuracy on ``tasks`` (names in ``probes.few_shot.TASKS``, ``FewShotTask`` objects, or
+    """Top-1 few-shot accuracy on the shipped tasks, clean and with heads removed or their edges knocked out.
+
+    Top-1 few-shot accuracy on ``tasks`` (names in ``probes.few_shot.TASKS``, ``FewShotTask`` objects, or
     ``None``: every shipped task the model can run), ``n_prompts`` prompts of ``shots`` examples each,
     clean and with ``ablate`` heads removed (``method`` ``"mean"`` or ``"zero"``) and ``knockout`` heads'
     ``edges`` (default ``"induction"``) knocked out before the softmax, both in one forward per task
     (``baseline=False`` with an intervention: the clean copy is not run and its numbers are NaN).
-    Intervals are 95% bootstraps (``n_boot`` resamples) over prompts. Raises ``InputError`` for unknown
-    tasks, tables with fewer rows than ``shots + 1``, ``shots < 2`` for ``category_pairs``, bad heads, an
-    unknown ``method``, ``n_boot < 10``, ``edges`` without ``knockout`` heads, a natural task on a model
-    without a tokenizer, a model whose final token sees the right padding (bidirectional attention), or a
-    kernel that cannot take the knockout (``ablate_heads``' knockout refusals)."""
+    Intervals are 95% bootstraps (``n_boot`` resamples) over prompts.
+
+    A prompt is correct where the model's top prediction at the query's final token is the answer's first
+    token (Todd et al., ICLR 2024; Yin & Steinhardt, ICML 2025, arXiv 2502.14010). The abstract tasks
+    (``repetition``, ``recursion``, ``centre_embedding``, ``category_pairs``) are drawn from the model's
+    vocabulary and need no tokenizer; the natural ones (``country_capital``, ``antonym``, ``capitalize``,
+    ``first_letter``, ``english_french``, ``present_past``: a ``Q: x`` line, then ``A: y``) need the model's
+    tokenizer. Prompts are right-padded; the model's causality is proven once on the first padded task.
+
+    Args:
+        model: the model: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` or a name or path (see ``load_model``); a causal language model in eval mode.
+        tasks: one task or a list: names in ``probes.few_shot.TASKS`` or ``FewShotTask`` objects (a task of
+            your own: ``kind="natural"`` with its ``(x, y)`` pairs); ``None`` (default) for every shipped
+            task the model can run (the natural ones only with a tokenizer).
+        shots: solved examples per prompt (default 10); at least 2 for ``category_pairs``, and at most the
+            natural task's usable rows minus one.
+        n_prompts: prompts per task (default 32), each with its own shots and query.
+        ablate: heads removed while measuring, ``(layer, head)`` pairs (0-based); default none.
+        knockout: heads whose ``edges`` are knocked out before the softmax (the rest of each head kept);
+            default none. Composes with ``ablate`` in the same intervened copy.
+        method: what replaces the ``ablate`` heads' outputs: ``"mean"`` (default: each head's mean output
+            over the task's prompts, every real token) or ``"zero"``.
+        edges: with ``knockout`` heads only: the edges removed, ``"induction"`` (``None``, the default:
+            each query's edges to the tokens after its earlier copies), ``"previous_token"`` or a
+            ``mask_fn(tokens [batch, seq]) -> bool [batch, q, k]`` (or ``[q, k]``); see ``ablate_heads``.
+        baseline: also run the clean copy beside the intervened one (default ``True``); ``False`` with an
+            intervention saves that copy and leaves the clean numbers NaN.
+        n_boot: bootstrap resamples of the 95% intervals (at least 10; default 1000).
+        seed: seed of the prompts and of the bootstrap (default 0).
+        projections: one output-projection module path per attention layer, where it cannot be found
+            (see ``ablate_heads``); ``None`` to find it.
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run on NDIF.
+
+    Returns:
+        FewShotAccuracy: one ``TaskAccuracy`` per task (accuracy 0-1 and the answer's mean probability,
+        clean and intervened, and the paired drop, each with its 95% interval over prompts) and the means
+        over tasks (``mean_accuracy``, ``mean_ablated``, ``mean_drop`` with their intervals).
+
+    Raises:
+        InputError: for unknown tasks, an empty task list, tables with fewer rows than ``shots + 1``, ``shots < 2`` for
+            ``category_pairs``, bad heads (one named twice too), an unknown ``method``, ``n_boot < 10``, ``edges``
+            without ``knockout`` heads, a natural task on a model without a tokenizer, a model whose final token sees
+            the right padding (bidirectional attention), a kernel that cannot take the knockout (``ablate_heads``'
+            knockout refusals), or a model in training mode.
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, few_shot_accuracy
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head: "a b ... a" -> "b"
+        >>> result = few_shot_accuracy(model, "repetition", shots=4, n_prompts=8, knockout=[(1, 0)], n_boot=100)
+        >>> result.mean_accuracy  # the clean copy: every prompt right
+        1.0
+        >>> result.mean_ablated, result.mean_drop  # L1H0's induction edges knocked out: none right
+        (0.0, 1.0)
+        >>> "knocked out" in str(result)
+        True
+
+        The natural-language tasks need the model's tokenizer (``load_model()`` loads SmolLM2 with it):
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> result = few_shot_accuracy(load_model(), ["country_capital", "antonym"])  # doctest: +SKIP
+        >>> print(result)  # doctest: +SKIP
+        Few-shot accuracy (10 shots)
+        ...
+    """
     check_choice("ablation method", method, ("zero", "mean"))
     check_int("n_boot", n_boot, 10)
     if edges is not None and not knockout:

@@ -66,14 +66,58 @@ class _Checkpoint:
 
 @dataclass(frozen=True)
 class FormationResult:
-    """Scores across checkpoints. ``steps`` and ``labels`` ``[checkpoint]``; ``scores``: ``{metric: [checkpoint,
-    layer, head]}`` (``"prefix_matching"``, the induction score, always; NaN where a layer has no attention);
-    ``intervals``: ``{metric: (low, high)}``, each ``[checkpoint, layer, head]`` (95% bootstrap; prefix matching,
-    and contrast and copying where asked for); ``icl``, ``icl_low``, ``icl_high`` ``[checkpoint]``: the ICL score
-    and its interval (nats; negative: the model uses its context); ``icl_measure``: what it was measured on;
-    ``window``: the best head's rise window (``causal.phase_change``; ``None`` without a rise); ``seconds`` per
-    checkpoint (measuring, 0 where cached; loading included); ``cached``; ``detections``: each checkpoint's
-    ``DetectionResult``."""
+    """Every head's induction score and the ICL score across training checkpoints, and the phase change.
+
+    Returned by ``formation``. Scores across checkpoints. ``steps`` and ``labels`` ``[checkpoint]``;
+    ``scores``: ``{metric: [checkpoint, layer, head]}`` (``"prefix_matching"``, the induction score, always;
+    NaN where a layer has no attention); ``intervals``: ``{metric: (low, high)}``, each ``[checkpoint, layer,
+    head]`` (95% bootstrap; prefix matching, and contrast and copying where asked for); ``icl``, ``icl_low``,
+    ``icl_high`` ``[checkpoint]``: the ICL score and its interval (nats; negative: the model uses its
+    context); ``icl_measure``: what it was measured on; ``window``: the best head's rise window
+    (``causal.phase_change``; ``None`` without a rise); ``seconds`` per checkpoint (measuring, 0 where
+    cached; loading included); ``cached``; ``detections``: each checkpoint's ``DetectionResult``.
+
+    Also: ``phase_change`` (the ``window`` where it is abrupt, else ``None``), ``best`` (``[checkpoint]``, the
+    highest induction score over heads), ``head(layer, head, metric)`` (``[checkpoint]``, one head's series;
+    ``InputError`` for an unknown metric or head) and ``top_heads(n)`` (the highest induction scores at the
+    last checkpoint); ``str(result)`` is a table of the best head per checkpoint.
+
+    Attributes:
+        steps: each checkpoint's training step, increasing.
+        labels: each checkpoint's label (``"step N"`` for a run, the folder name, or ``"#i"`` for a model or
+            state dict at list position ``i``).
+        scores: ``{metric: float tensor [checkpoint, layer, head]}``; ``"prefix_matching"`` (the induction
+            score, 0-1) always, plus the ``metrics`` asked for; NaN where a layer has no attention.
+        intervals: ``{metric: (low, high)}``, each ``[checkpoint, layer, head]``: the 95% bootstrap interval
+            of prefix matching, and of ``contrast`` and ``copying`` where asked for.
+        icl: ``[checkpoint]``: the ICL score (nats; negative: the model uses its context).
+        icl_low: ``[checkpoint]``: the lower end of its 95% bootstrap interval.
+        icl_high: ``[checkpoint]``: the upper end of that interval.
+        icl_measure: what the ICL score was measured on: ``"repeated random tokens, repeat - first block"``
+            or ``"documents, loss[500] - loss[50]"`` (with ``texts``).
+        window: the best head's ``RiseWindow`` (``causal.phase_change``), abrupt or not; ``None`` where the
+            best score never rises by ``min_rise``.
+        seconds: wall time per checkpoint (loading and measuring; 0 where cached).
+        cached: per checkpoint, whether its result came from the cache.
+        settings: the settings that produced the scores (``metrics``, ``threshold``, ``batch_size``,
+            ``seed``, ``n_bootstrap``, ``sequence_length``, ``texts``, ``min_rise``, ``max_share``,
+            ``log_steps``).
+        detections: each checkpoint's ``DetectionResult`` (not compared, not in the repr).
+
+    Examples:
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, formation
+        >>> final = HandBuiltInduction()  # stands for the last checkpoint: L1H0 is an induction head
+        >>> blank = {k: torch.zeros_like(v) for k, v in final.state_dict().items()}  # nothing learnt yet
+        >>> result = formation([blank, blank, final.state_dict()], model=final, steps=[0, 900, 1000],
+        ...                    cache_dir=False, sequence_length=24, batch_size=2, n_bootstrap=10)
+        >>> tuple(result.scores["prefix_matching"].shape), result.labels
+        ((3, 2, 4), ('#0', '#1', '#2'))
+        >>> result.top_heads(1), (result.head(1, 0) > 0.5).tolist()  # L1H0 forms at the last checkpoint
+        ([(1, 0)], [False, False, True])
+        >>> bool(result.icl[-1] < -0.5), result.cached
+        (True, (False, False, False))
+    """
 
     steps: tuple[int, ...]
     labels: tuple[str, ...]
@@ -109,9 +153,11 @@ class FormationResult:
         return grid[:, layer, head]
 
     def top_heads(self, n: int = 5) -> list[tuple[int, int]]:
-        """The ``n`` heads with the highest induction score at the last checkpoint."""
+        """The ``n`` heads with the highest induction score at the last checkpoint (ties in ``(layer, head)``
+        order); ``InputError`` where ``n`` is not an integer >= 0."""
+        check_int("n", n, 0)
         last = torch.nan_to_num(self.scores["prefix_matching"][-1], nan=-1.0)
-        order = last.flatten().argsort(descending=True)[:n].tolist()
+        order = last.flatten().argsort(descending=True, stable=True)[:n].tolist()
         return [(i // last.shape[1], i % last.shape[1]) for i in order]
 
     def __str__(self) -> str:
@@ -168,19 +214,93 @@ def formation(
     log_steps: bool | None = None,
     progress: bool | None = None,
 ) -> FormationResult:
-    """Every head's induction score and the ICL score at each checkpoint (see the module docstring).
+    """Every head's induction score and the ICL score at each checkpoint, and where the phase change is.
 
-    ``checkpoints``: a ``TrainingRun``, or a list of folders, models or state dicts (state dicts need ``model=``,
-    the architecture they load into). ``steps``: each checkpoint's training step (default: the run's, the folder
-    names' ``step<N>``/``checkpoint-<N>``, else 0, 1, 2...). ``metrics``: other registered metrics the detection
-    measures, kept per checkpoint (``previous_token``, ``copying``...). ``threshold``, ``sequence_length``,
-    ``batch_size``, ``seed``: as in ``detect_induction_heads`` (and ``icl_score``'s ``sequence_length``,
-    ``batch_size``, ``seed``); ``n_bootstrap``: resamples of both intervals. ``texts``: documents for Olsson et
-    al.'s ICL score (token 500 minus token 50). ``cache_dir``: where each checkpoint's result is kept (default
-    ``$INDUCTION_NB_CACHE/formation``, else ``~/.cache/induction_nb/formation``; ``False``: no cache).
-    ``min_rise``, ``max_share``, ``log_steps``: the phase-change rule (``causal.phase_change``). Cost: one
-    detection and one ICL measurement per checkpoint, plus loading it. Raises ``InputError`` for an empty or
-    unreadable list, steps that do not match it or repeat, an unknown metric, settings out of range."""
+    Olsson et al. 2022 (arXiv 2209.11895), argument 1 (co-occurrence), as one call. Every checkpoint is
+    scanned with the public tools, each called exactly as a user would, so a formation score equals a fresh
+    detection on that checkpoint: ``detect_induction_heads`` (every head's induction (prefix-matching)
+    score with its 95% bootstrap interval, and any other metric a detection measures, ``metrics=``; with
+    intervals for ``contrast`` and ``copying``) and ``icl_score`` (the in-context-learning score on
+    repeated random tokens: loss on the repeat minus loss on the first block, nats; or with ``texts=``
+    Olsson et al.'s own: loss at token 500 minus token 50 of your documents). The phase change is marked by
+    the rule of ``causal.phase_change`` (a rise window of the best head's score, abrupt or not), with the
+    share of the ICL improvement inside it.
+
+    Each checkpoint's result is cached as soon as it is measured, so a long series that stops (a crash, a
+    closed laptop) resumes where it stopped; a changed setting, checkpoint or package version is a new
+    entry. Local only: for NDIF, scan each revision with ``detect_induction_heads(remote=...)``. Cost: one
+    detection and one ICL measurement per checkpoint, plus loading it.
+
+    Args:
+        checkpoints: a ``TrainingRun`` (``train_induction_model``: its kept weights), or a list of folders
+            written by ``save_pretrained`` (loaded with ``load_model``; e.g. Pythia's public checkpoints,
+            ``huggingface-cli download EleutherAI/pythia-160m --revision step3000 --local-dir
+            pythia-160m/step3000``), of models, or of state dicts (state dicts need ``model=``).
+        model: the architecture state dicts load into (the model object; copied, never changed); unused
+            for other checkpoints.
+        steps: each checkpoint's training step, one per checkpoint, distinct (default: the run's, the folder
+            names' ``step<N>``/``checkpoint-<N>``, else 0, 1, 2...). Checkpoints are sorted by step.
+        metrics: other registered metrics the detection measures, kept per checkpoint (``previous_token``,
+            ``copying``...); ``"prefix_matching"`` is always measured.
+        threshold: as in ``detect_induction_heads`` (overall score 0-1 at which a head is detected; 0.4).
+        sequence_length: tokens per probe sequence, as in ``detect_induction_heads`` and ``icl_score``
+            (``None``: their defaults; ``icl_score`` needs at least 24).
+        batch_size: probe sequences per checkpoint, as in ``detect_induction_heads`` and ``icl_score`` (at
+            least 2; default 8); with ``texts``, the documents per batch.
+        seed: seed of the probes and the bootstrap, as in ``detect_induction_heads`` and ``icl_score``.
+        n_bootstrap: resamples of both intervals (at least 1; default 1000).
+        texts: documents for Olsson et al.'s ICL score (token 500 minus token 50; anything ``load_texts``
+            reads); ``None`` (default) for repeated random tokens.
+        cache_dir: where each checkpoint's result is kept (default ``$INDUCTION_NB_CACHE/formation``, else
+            ``~/.cache/induction_nb/formation``; ``False``: no cache).
+        min_rise: the phase-change rule (``causal.phase_change``): the least rise of the best score (0-1;
+            default 0.2).
+        max_share: the phase-change rule: the largest share of the training span (0-1; default 0.25) an
+            abrupt rise window may cover.
+        log_steps: the phase-change rule: measure spans in log steps too (``None``: where the steps are
+            log-spaced, as Pythia's are).
+        progress: a progress bar over the checkpoints (``None``: only for more than 3).
+
+    Returns:
+        FormationResult: per checkpoint, every head's scores ``[checkpoint, layer, head]`` with their
+        intervals, the ICL score (nats) with its interval, and the best head's rise window (``window``;
+        ``phase_change`` where it is abrupt).
+
+    Raises:
+        InputError: for an empty or unreadable list, a single folder, model or state dict instead of a list,
+            a path that is not a folder, state dicts without ``model=`` (or with a name, an offloaded model,
+            or weights that do not fit it), a run that kept no weights, steps that do not match the list or
+            repeat, folder names with and without a step mixed, an unknown metric, checkpoints with
+            different head grids, settings out of range, or what ``detect_induction_heads`` and
+            ``icl_score`` refuse (e.g. a ``sequence_length`` below 24), found at the first checkpoint measured.
+        ModelLoadError: when a folder cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found in a checkpoint's model.
+        CaptureCheckError: when a captured pattern fails its self-check.
+
+    Examples:
+        Two blank checkpoints, then the trained weights (the hand-built model): the induction score and the
+        ICL score jump together in the last tenth of training, a phase change:
+
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, formation
+        >>> final = HandBuiltInduction()
+        >>> blank = {k: torch.zeros_like(v) for k, v in final.state_dict().items()}
+        >>> result = formation([blank, blank, final.state_dict()], model=final, steps=[0, 900, 1000],
+        ...                    cache_dir=False, sequence_length=24, batch_size=2, n_bootstrap=10)
+        >>> result.steps, (result.best > 0.5).tolist()  # the best head's induction score
+        ((0, 900, 1000), [False, False, True])
+        >>> result.phase_change.start, result.phase_change.end
+        (900, 1000)
+        >>> result  # doctest: +ELLIPSIS
+        FormationResult(3 checkpoints, phase change: steps 900-1000, +0.90 over 10% of training; 100% of the ICL ...)
+
+        A short training run of the tiny attention-only model (its kept weights):
+
+        >>> from induction_nb import train_induction_model  # doctest: +SKIP
+        >>> run = train_induction_model(0, steps=2000, every=100)  # doctest: +SKIP
+        >>> print(formation(run))  # doctest: +SKIP
+        Induction heads across 21 checkpoints ...
+    """
     settings = _check(metrics, threshold, batch_size, seed, n_bootstrap, min_rise, max_share)
     texts = None if texts is None else load_texts(texts)  # read once: an iterator would be spent after one use
     items = _checkpoints(checkpoints, model, steps)

@@ -37,14 +37,52 @@ FV_ESTIMATORS = ("exact", "attribution")
 
 @dataclass(frozen=True)
 class FunctionVectorScores:
-    """``scores`` ``[layer, head]`` (rows: ``layers``, the attention layers in run order): the signed FV score
-    (probability change, -1..1, averaged over tasks) with its 95% bootstrap interval over prompts (``low``,
-    ``high``): exact for the ``verified`` heads (every head with ``"exact"``), the attribution estimate
-    elsewhere; ``per_task`` ``[task, layer, head]`` for ``tasks`` (names); ``exact`` ``[layer, head]``: the
-    exactly measured heads (NaN elsewhere); ``estimate`` ``[layer, head]``: the attribution estimate before
-    verification (``None`` for ``"exact"``); ``agreement``: on the verified heads, Spearman's rho and the
-    largest gap between estimate and exact; ``n_forward``: forward-equivalents. ``str()`` marks exact rows
-    with ``*``."""
+    """Every head's function-vector score, with its interval, per task and the estimator's agreement.
+
+    Returned by ``fv_scores``. ``scores`` ``[layer, head]`` (rows: ``layers``, the attention layers in run
+    order): the signed FV score (probability change, -1..1, averaged over tasks) with its 95% bootstrap
+    interval over prompts (``low``, ``high``): exact for the ``verified`` heads (every head with ``"exact"``),
+    the attribution estimate elsewhere; ``per_task`` ``[task, layer, head]`` for ``tasks`` (names); ``exact``
+    ``[layer, head]``: the exactly measured heads (NaN elsewhere); ``estimate`` ``[layer, head]``: the
+    attribution estimate before verification (``None`` for ``"exact"``); ``agreement``: on the verified
+    heads, Spearman's rho and the largest gap between estimate and exact; ``n_forward``: forward-equivalents.
+    ``str()`` marks exact rows with ``*``. ``top(n, by="signed")`` lists the ``n`` best heads as
+    ``(layer, head, score)`` (``by="absolute"``: the largest ``|score|``).
+
+    Attributes:
+        scores: ``[layer, head]`` float: the signed FV score, ``P(answer | shuffled, head patched) -
+            P(answer | shuffled)`` averaged over prompts and tasks (probability, -1..1); positive: the head's
+            mean output raises the answer (an FV head in Todd et al.'s sense).
+        low: ``[layer, head]``: the lower end of each score's 95% bootstrap interval over prompts.
+        high: ``[layer, head]``: the upper end of that interval.
+        per_task: ``[task, layer, head]``: the score on each of ``tasks`` alone.
+        tasks: the task names, in the order of ``per_task``'s rows.
+        exact: ``[layer, head]``: the exactly measured scores (every head with ``"exact"``, the ``verified``
+            heads with ``"attribution"``), NaN elsewhere.
+        estimate: ``[layer, head]``: the attribution estimate of every head before verification; ``None``
+            for ``"exact"``.
+        estimator: ``"exact"`` or ``"attribution"``.
+        verified: the heads measured exactly after the attribution estimate, ``(layer, head)`` pairs, the
+            largest estimates (by size) first; ``()`` for ``"exact"``.
+        agreement: on the verified heads, ``{"n": heads, "spearman": rho, "max_gap": largest |estimate -
+            exact|}``; ``{}`` for ``"exact"`` or without verified heads.
+        n_forward: the cost in forward-equivalents (one forward over a task's prompts is 1, a backward 1).
+        shots: solved examples per prompt.
+        n_prompts: prompts per task.
+        seed: the seed of the prompts and of the bootstrap.
+        layers: the model's layer index of each row (run order); ``top`` names heads by it.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, fv_scores
+        >>> model = HandBuiltInduction()  # 2 layers x 4 heads; only L0H0 and L1H0 write anything
+        >>> result = fv_scores(model, "repetition", shots=4, n_prompts=8, estimator="exact", n_boot=100)
+        >>> tuple(result.scores.shape), tuple(result.per_task.shape), result.tasks
+        ((2, 4), (1, 2, 4), ('repetition',))
+        >>> [(layer, head) for layer, head, _ in result.top(1, by="absolute")]
+        [(1, 0)]
+        >>> result.estimate is None, result.verified, result.agreement  # every head measured exactly
+        (True, (), {})
+    """
 
     scores: torch.Tensor
     low: torch.Tensor
@@ -64,11 +102,13 @@ class FunctionVectorScores:
 
     def top(self, n: int = 10, by: Literal["signed", "absolute"] = "signed") -> list[tuple[int, int, float]]:
         """The ``n`` heads with the highest signed score (FV heads that raise the answer) or the largest
-        ``|score|``: ``[(layer, head, score)]``."""
+        ``|score|``: ``[(layer, head, score)]``, ties in ``(layer, head)`` order; ``InputError`` where ``n`` is
+        not an integer >= 0 or ``by`` is neither name."""
+        check_int("n", n, 0)
         check_choice("by", by, ("signed", "absolute"))
         key = self.scores if by == "signed" else self.scores.abs()
         flat = torch.nan_to_num(key, nan=-float("inf")).flatten()
-        order = flat.argsort(descending=True)[:n].tolist()
+        order = flat.argsort(descending=True, stable=True)[:n].tolist()
         h = self.scores.shape[1]
         layers = self.layers or tuple(range(self.scores.shape[0]))
         return [(layers[i // h], i % h, float(self.scores.flatten()[i])) for i in order]
@@ -106,17 +146,81 @@ def fv_scores(
     progress: bool | None = None,
     remote: Any = False,
 ) -> FunctionVectorScores:
-    """Every head's function-vector score (see the module docstring) on ``tasks`` (default: every shipped
-    task the model can run; ``few_shot_accuracy`` takes the same names). ``heads_per_forward``: patched
-    copies per forward in the exact form (default ``max(1, 256 // n_prompts)``); ``verify_top`` beyond the
-    model's heads means every head (unused by ``"exact"``). Raises ``InputError`` for an unknown estimator
-    or task, a negative ``verify_top``, ``n_prompts < 2`` (the leave-one-out mean), ``shots < 2`` (the label
-    shuffle), tasks the model cannot run (``few_shot_accuracy``'s refusals), or a model whose final token
-    sees the right padding (bidirectional attention)."""
+    """Every head's function-vector score: how much its mean output at the final token carries the task.
+
+    Every head's function-vector score on ``tasks`` (default: every shipped task the model can run;
+    ``few_shot_accuracy`` takes the same names). Todd et al. (ICLR 2024, "Function Vectors in Large Language
+    Models", arXiv 2310.15213); Yin & Steinhardt (ICML 2025, arXiv 2502.14010). A head's FV score is the
+    average indirect effect of patching its mean clean output at the final token into prompts whose labels
+    are shuffled (the mean over the task's *other* clean prompts, so that a prompt's own answer never enters
+    the vector patched into it): ``P(answer | shuffled, head patched) - P(answer | shuffled)``, averaged over
+    prompts and tasks (units: probability, -1..1). Signed: heads that raise the answer are FV heads in Todd
+    et al.'s sense; heads that lower it are the other kind; ``top(by="absolute")`` ranks by size.
+
+    ``estimator="exact"`` patches every head (many heads per forward, each a copy of the prompts);
+    ``"attribution"`` estimates all heads from one forward and one backward per task and measures the
+    ``verify_top`` largest estimates (by size) exactly, replacing them and reporting the agreement. Cost in
+    forward-equivalents (``n_forward``): one forward over a task's prompts is 1, a backward counts as 1.
+
+    Args:
+        model: the model: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` or a name or path (see ``load_model``); a causal language model in eval mode.
+        tasks: one task or a list: names in ``probes.few_shot.TASKS`` or ``FewShotTask`` objects; ``None``
+            (default) for every shipped task the model can run (the natural ones only with a tokenizer).
+        shots: solved examples per prompt (default 10; at least 2, for the label shuffle).
+        n_prompts: prompts per task (default 16; at least 2, for the leave-one-out mean).
+        estimator: ``"attribution"`` (default: one forward and one backward per task, then ``verify_top``
+            heads exactly) or ``"exact"`` (every head patched).
+        verify_top: with ``"attribution"``, the heads with the largest ``|estimate|`` measured exactly
+            (default 10; beyond the model's heads means every head; 0 for none); unused by ``"exact"``.
+        heads_per_forward: patched copies per forward in the exact measurement (default
+            ``max(1, 256 // n_prompts)``); lower it where memory is short.
+        n_boot: bootstrap resamples of the 95% intervals over prompts (a positive integer; default 1000).
+        seed: seed of the prompts and of the bootstrap (default 0).
+        projections: one output-projection module path per attention layer, where it cannot be found
+            (see ``ablate_heads``); ``None`` to find it.
+        progress: a progress bar over the exact forwards (``None``: only where there are more than 8).
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run on NDIF.
+
+    Returns:
+        FunctionVectorScores: ``scores`` ``[layer, head]`` (signed probability change, -1..1) with 95%
+        intervals (``low``, ``high``), ``per_task`` ``[task, layer, head]``, the exact and estimated grids,
+        the ``verified`` heads and their ``agreement``, and the cost ``n_forward``.
+
+    Raises:
+        InputError: for an unknown estimator or task, a negative ``verify_top``, ``heads_per_forward < 1``,
+            ``n_boot < 1``, ``n_prompts < 2`` (the leave-one-out mean), ``shots < 2`` (the label shuffle), tasks the
+            model cannot run (``few_shot_accuracy``'s refusals: a natural task without a tokenizer, a table with
+            too few rows), a model whose final token sees the right padding (bidirectional attention), or a model
+            in training mode.
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, fv_scores
+        >>> model = HandBuiltInduction()  # 2 layers x 4 heads; only L0H0 and L1H0 write anything
+        >>> result = fv_scores(model, "repetition", shots=4, n_prompts=8, verify_top=2, n_boot=100)
+        >>> result.estimator, len(result.verified), result.agreement["n"]
+        ('attribution', 2, 2)
+        >>> (1, 0) in result.verified  # the induction head has the largest estimate
+        True
+        >>> result.n_forward  # 1 clean forward, 1 forward + 1 backward, 3 exact copies
+        6
+
+        On SmolLM2 and its natural tasks (minutes on a CPU):
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> result = fv_scores(load_model(), ["country_capital", "antonym"])  # doctest: +SKIP
+        >>> result.top(5)  # doctest: +SKIP
+        [(..., ..., ...), ...]
+    """
     check_choice("estimator", estimator, FV_ESTIMATORS)
     ab = Ablator(model, projections, remote)
     verify_top = min(check_int("verify_top", verify_top, 0), len(ab.heads))  # a small model: every head
     check_int("n_prompts", n_prompts, 2)  # a leave-one-out mean needs another prompt
+    check_int("n_boot", n_boot, 1)  # checked before the forwards, not by the bootstrap after them
     default = max(1, 256 // n_prompts)
     per_forward = check_int("heads_per_forward", default if heads_per_forward is None else heads_per_forward, 1)
     names = check_tasks(ab, tasks)

@@ -64,10 +64,47 @@ class ICLCondition:
 
 @dataclass(frozen=True)
 class ICLHeads:
-    """The protocol's result: ``induction`` (prefix matching) ``[layer, head]``, rows the attention layers in
-    run order (``fv_result.layers``), and ``fv_result`` (the ``FunctionVectorScores``); the ``conditions``
-    (the clean one first); ``overlap``: per fraction, ``{"k": heads, "shared": heads in both kinds' plain top
-    k}``; ``depth``: per kind, the mean of layer / last layer over its top 10 heads (0 first, 1 last)."""
+    """The result of Yin & Steinhardt's protocol: which heads matter for in-context learning.
+
+    Returned by ``icl_heads``. The protocol's result: ``induction`` (prefix matching) ``[layer, head]``, rows
+    the attention layers in run order (``fv_result.layers``), and ``fv_result`` (the
+    ``FunctionVectorScores``); the ``conditions`` (the clean one first); ``overlap``: per fraction, ``{"k":
+    heads, "shared": heads in both kinds' plain top k}``; ``depth``: per kind, the mean of layer / last layer
+    over its top 10 heads (0 first, 1 last). ``condition(kind, fraction)`` lists the conditions of one kind
+    at one fraction (the clean one at 0; random: one per set); ``str(result)`` is the table.
+
+    Attributes:
+        induction: ``[layer, head]`` float: each head's induction (prefix-matching) score, 0-1, from
+            ``detect_induction_heads``; rows the attention layers in run order (``fv_result.layers``).
+        fv_result: the ``FunctionVectorScores`` the FV heads were ranked by.
+        conditions: the ``ICLCondition`` of each intervention, the clean one first, then per fraction
+            ``"induction"``, ``"fv"``, ``"knockout"`` and ``n_random`` ``"random"`` ones; each with its
+            ``kind``, ``fraction``, ``heads``, ``seed`` (the random set's index), few-shot ``accuracy``
+            (0-1) and ``interval``, ``icl_repeated`` and ``icl_natural`` (late minus early loss, nats; more
+            negative: more in-context learning; ``icl_natural`` ``None`` without a tokenizer),
+            ``repeated_loss`` (nats) and ``few_shot`` (the full ``FewShotAccuracy``).
+        fractions: the shares of all heads removed, as given.
+        spare: the share of the other kind's top heads kept in each condition (exclusion).
+        overlap: ``{fraction: {"k": heads, "shared": heads in both kinds' plain top k}}``.
+        depth: ``{"induction": d, "fv": d}``: the mean of layer / last layer over each kind's top 10 heads
+            (0 first, 1 last).
+        method: ``"mean"`` or ``"zero"``: how heads were removed.
+        seed: the seed of the prompts, the probes and the random head sets.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, icl_heads
+        >>> model = HandBuiltInduction()  # 2 layers x 4 heads; L1H0 is the induction head
+        >>> induction = detect_induction_heads(model, sequence_length=24)
+        >>> result = icl_heads(model, "repetition", fractions=(0.125,), n_random=1, shots=4, n_prompts=8,
+        ...                    induction=induction)
+        >>> [c.kind for c in result.conditions]
+        ['clean', 'induction', 'fv', 'knockout', 'random']
+        >>> tuple(result.induction.shape), result.overlap
+        ((2, 4), {0.125: {'k': 1, 'shared': 0}})
+        >>> (ind,) = result.condition("induction", 0.125)  # 12.5% of 8 heads: the top one
+        >>> ind.heads, ind.accuracy
+        (((1, 0),), 0.0)
+    """
 
     induction: torch.Tensor
     fv_result: FunctionVectorScores
@@ -108,7 +145,7 @@ class ICLHeads:
 
 def _top(scores: torch.Tensor, layers: list[int], k: int, spare: set) -> Heads:
     h = scores.shape[1]
-    order = torch.nan_to_num(scores, nan=-float("inf")).flatten().argsort(descending=True).tolist()
+    order = torch.nan_to_num(scores, nan=-float("inf")).flatten().argsort(descending=True, stable=True).tolist()
     picked = [(layers[i // h], i % h) for i in order if (layers[i // h], i % h) not in spare]
     return tuple(picked[:k])
 
@@ -131,11 +168,88 @@ def icl_heads(
     progress: bool | None = None,
     remote: Any = False,
 ) -> ICLHeads:
-    """Run the protocol (module docstring). ``fv``: FV scores computed before (else ``fv_scores`` with the
-    attribution estimator and ``verify_top``); ``induction``: a ``detect_induction_heads`` result (else one
-    is run); ``method``: ``"mean"`` or ``"zero"`` ablation; ``batch_size``: the repeated sequences of the ICL
-    score and the loss. Raises ``InputError`` for fractions outside (0, 1], ``spare`` outside [0, 1), an
-    unknown method, or what ``few_shot_accuracy`` and ``fv_scores`` refuse."""
+    """Which heads matter for in-context learning: induction heads or function-vector heads, as one call.
+
+    Yin & Steinhardt's protocol (ICML 2025, "Which Attention Heads Matter for In-Context Learning?", arXiv
+    2502.14010), with Crosbie & Shutova's edge knockout (NAACL Findings 2025, arXiv 2407.07011) beside it.
+    Heads are ranked by induction score (prefix matching on repeated random tokens,
+    ``detect_induction_heads``) and by function-vector score (``fv_scores``). For each fraction ``x`` of all
+    heads, the top ``x`` of one kind are removed (``method``) while the other kind's top ``spare`` (2%) are
+    spared ("exclusion": an FV head that is also an induction head is not counted against both), against
+    ``n_random`` sets of random heads of the same count; the same top induction heads' induction *edges*
+    are also knocked out (edges against whole heads). Each condition reports few-shot accuracy on the
+    offline task suite (``few_shot_accuracy``, mean over tasks, bootstrap interval over prompts), the
+    token-loss ICL score on repeated random tokens and on natural text (``icl_score``: late minus early
+    loss, nats; more negative = more in-context learning) and the loss on the repeated half (nats); each
+    number equals the tool called alone.
+
+    Limits: the heads are ranked on the same model and tasks they are evaluated on (as in the paper); a
+    fraction of the heads rounds to the nearest count (at least one), ``spare`` rounds up; where exclusion
+    leaves fewer heads of a kind than the count, the condition removes those there are. The natural-passage
+    ICL score compares tokens 1-10 with the last 10 of a passage half (about 30 tokens): a weak probe; for
+    Olsson et al.'s token-500-minus-token-50 score on your documents use ``icl_score(texts=...)``.
+
+    Args:
+        model: the model: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` or a name or path (see ``load_model``); a causal language model in eval mode.
+        tasks: the few-shot tasks (names in ``probes.few_shot.TASKS`` or ``FewShotTask`` objects; see
+            ``few_shot_accuracy``); ``None`` (default) for every shipped task the model can run.
+        fractions: shares of all heads removed per condition, each in (0, 1] (default ``(0.01, 0.03)``).
+        spare: share of the other kind's top heads spared from each kind's condition, in [0, 1) (default
+            0.02; 0 for no exclusion).
+        n_random: random head sets per fraction (default 3; 0 for none).
+        method: ``"mean"`` (default) or ``"zero"`` ablation.
+        shots: solved examples per few-shot prompt (default 10).
+        n_prompts: few-shot prompts per task (default 16).
+        fv: FV scores computed before (a ``fv_scores`` result); ``None`` (default) runs ``fv_scores`` with
+            the attribution estimator and ``verify_top``.
+        induction: a ``detect_induction_heads`` result computed before; ``None`` (default) runs one (with
+            its default probe).
+        verify_top: heads measured exactly after the attribution estimate, where ``fv`` is not given
+            (default 10).
+        batch_size: the repeated sequences of the ICL score and the loss (default 8).
+        seed: seed of the prompts, the probes, the detection, the FV scores and the random head sets.
+        progress: a progress bar over the conditions (``None``: only where there are more than 4).
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run on NDIF.
+
+    Returns:
+        ICLHeads: the induction and FV scores the heads were ranked by, every condition (clean first; few-shot
+        accuracy 0-1 with its interval, the ICL scores and the repeated-half loss in nats), the two kinds'
+        overlap per fraction and their mean relative depth.
+
+    Raises:
+        InputError: for fractions outside (0, 1] (or none), ``spare`` outside [0, 1), a negative
+            ``n_random``, an unknown method, ``batch_size < 1``, or what ``few_shot_accuracy`` and
+            ``fv_scores`` refuse (unknown tasks, a natural task without a tokenizer, too few shots or
+            prompts, a model whose final token sees the right padding, a model in training mode).
+        ModelLoadError: when ``model`` is a name or path that cannot be loaded.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, icl_heads
+        >>> model = HandBuiltInduction()  # 2 layers x 4 heads; L1H0 is the induction head
+        >>> induction = detect_induction_heads(model, sequence_length=24)
+        >>> result = icl_heads(model, "repetition", fractions=(0.125,), n_random=1, shots=4, n_prompts=8,
+        ...                    induction=induction)
+        >>> clean = result.condition("clean")[0]
+        >>> clean.accuracy, clean.icl_repeated < -0.5  # every prompt right; the repeat is predicted better
+        (1.0, True)
+        >>> (ind,) = result.condition("induction", 0.125)  # the top induction head mean-ablated
+        >>> ind.heads, ind.accuracy, ind.icl_repeated > -0.1
+        (((1, 0),), 0.0, True)
+        >>> (rand,) = result.condition("random", 0.125)  # a random set of as many heads
+        >>> len(rand.heads)
+        1
+
+        The paper's setting, on SmolLM2 (minutes on a CPU):
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> print(icl_heads(load_model()))  # doctest: +SKIP
+        Which heads matter for ICL (mean ablation, sparing the other kind's top 2%)
+        ...
+    """
     fractions = tuple(float(f) for f in fractions)
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise InputError(f"fractions must be in (0, 1] (shares of all heads), got {fractions}")

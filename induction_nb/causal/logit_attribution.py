@@ -55,7 +55,9 @@ _FIT_TOLERANCE = 1e-2  # relative error of the per-dimension fit that reproduces
 class DLAScore:
     """``top_k_rate``: fraction of scored queries whose attended token ranks in the head's top-k direct
     logits (a head writing nothing ranks nothing). ``mean_z``: mean z-score of that token's direct logit
-    among all logits (0: no preference). ``median_rank``: median rank of that token (0 = the top)."""
+    among all logits (0: no preference). ``median_rank``: median rank of that token, the number of other
+    tokens whose direct logit is at least as high (0 = alone at the top; ties count against the token, so a
+    head writing nothing, whose logits all tie, ranks last: vocabulary size - 1)."""
 
     layer: int
     head: int
@@ -76,8 +78,58 @@ def copying_dla(
     projections: Sequence[str] | None = None,
     remote: Any = False,
 ) -> list[DLAScore]:
-    """Direct-logit-attribution copying of ``heads`` on repeated random sequences. ``remote``: the
-    trace runs on NDIF; the weights are still needed locally, so a meta (remote-only) model is refused."""
+    """Direct-logit-attribution copying of ``heads`` on repeated random sequences.
+
+    A weight-aware copying measure beside the attention-only one. For each scored query (one with an
+    earlier copy of its token), the head's output through its slice of the output projection is passed
+    through the final norm (its scale frozen at the value the full residual stream had there, the usual DLA
+    convention) and the unembedding; the head copies when the token it attends to most ranks among the
+    ``top_k`` logits of that contribution. The final norm is found by what runs (see the module
+    docstring). ``remote``: the trace runs on NDIF; the weights are still needed locally, so a meta
+    (remote-only) model is refused. Limits: a final LayerNorm's centring is applied to the head's
+    contribution too; biases are ignored.
+
+    Args:
+        model: the model: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` or a name or path (see ``load_model``); in eval mode, with its weights here.
+        heads: the heads to score, ``(layer, head)`` pairs (0-based).
+        top_k: how high (at least 1; default 5) the attended token must rank among the head's direct
+            logits to count as copied.
+        sequence_length: tokens per random sequence (a block then its repeat); ``None`` for the default
+            (64, or what the model's positions allow).
+        batch_size: random sequences (default 4).
+        seed: seed of the random sequences.
+        projections: one output-projection module path per attention layer, where it cannot be found
+            (see ``ablate_heads``); ``None`` to find it.
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run the trace on NDIF (the weights
+            still read locally).
+
+    Returns:
+        list[DLAScore]: one per head, in layer order (heads of a layer in the order given), each with
+            ``layer``, ``head``, ``top_k_rate`` (fraction, 0-1, of scored queries whose attended token ranks in
+            the head's top-k direct logits; a head writing nothing ranks nothing), ``mean_z`` (mean z-score of
+            that token's direct logit among all logits; 0: no preference), ``median_rank`` (median rank of that
+            token: the number of other tokens whose direct logit is at least as high, 0 = alone at the top;
+            ties count against it, so a head writing nothing ranks last, vocabulary size - 1) and ``top_k``.
+
+    Raises:
+        InputError: for ``top_k`` below 1, bad heads (out of range, not integers, an empty list, a head named twice), a
+            remote-only model (run it on a local copy: ``load_model(name)``), a model whose unembedding cannot be found,
+            a final norm that the unembedding does not read directly or that cannot be reproduced as a per-dimension
+            scale, a ``sequence_length`` the model cannot take, or a model in training mode.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, copying_dla
+        >>> model = HandBuiltInduction()  # L1H0 induction head; L1H2 writes nothing
+        >>> scores = copying_dla(model, [(1, 0), (1, 2)], sequence_length=32)
+        >>> [(s.layer, s.head, s.top_k_rate) for s in scores]
+        [(1, 0, 1.0), (1, 2, 0.0)]
+        >>> scores[0].mean_z > 3  # the attended token's direct logit stands far above the rest
+        True
+    """
     check_int("top_k", top_k, 1)
     ab = Ablator(model, projections, remote)
     heads = ab.check_heads(heads)
@@ -121,7 +173,9 @@ def copying_dla(
 def _score(layer: int, head: int, logits: torch.Tensor, attended: torch.Tensor, top_k: int) -> DLAScore:
     """The head's direct logits ``[n, vocab]`` against the tokens it attends to ``[n]``."""
     target = logits.gather(-1, attended[:, None])[:, 0]
-    rank = (logits > target[:, None]).sum(-1)
+    # ties count against the token (pessimistic): logits that all tie (a head writing nothing) rank it last,
+    # not at the top, and a tie at the k-th place does not count as copying
+    rank = (logits >= target[:, None]).sum(-1) - 1
     spread = logits.std(-1)
     z_score = torch.where(spread > 0, (target - logits.mean(-1)) / spread.clamp_min(1e-12), 0.0)
     copies = (rank < top_k) & (z_score > 0)  # ties at zero spread (an empty output) do not copy

@@ -20,7 +20,7 @@ import torch
 
 from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, Ablator
-from ..engine.batch import Overflow
+from ..engine.batch import Overflow, takes_attention_mask
 from ..engine.documents import length_buckets, tokenize_documents
 from ..engine.knockout import Edges, check_edges, edge_mask
 from ..errors import InputError
@@ -37,7 +37,47 @@ class LossCurve:
     (``counts`` ``[T]``; ``loss[0]`` is NaN: the first token is not predicted). ``per_document``
     ``[n]``: ``loss[late] - loss[early]`` of each document with at least ``late + 1 + window // 2``
     tokens (each a mean over the ``window`` tokens centred there: 1 is Olsson et al.'s single token).
-    ``icl_score``: their mean, with a bootstrap interval ``(ci_low, ci_high)``; NaN without such documents."""
+    ``icl_score``: their mean, with a bootstrap interval ``(ci_low, ci_high)``; NaN without such documents.
+
+    Returned by ``loss_by_position`` (and by ``icl_score`` with ``texts=``). Olsson et al. 2022
+    (arXiv 2209.11895): negative means the model predicts better with more context; removing the induction
+    heads should push it towards 0. ``sparkline()`` draws the curve as one line of text.
+
+    Attributes:
+        loss: ``[T]`` float, mean next-token loss ``-log p(t_i | t_<i)`` (nats) of token ``i`` over the
+            documents that reach it; ``T`` is the longest document's length; ``loss[0]`` is NaN.
+        counts: ``[T]`` float, how many documents reach token ``i`` (``counts[0]`` is 0).
+        per_document: ``[n]`` float, ``loss[late] - loss[early]`` (nats) of each of the ``n`` documents long
+            enough (at least ``late + 1 + window // 2`` tokens), in the documents' order; each a mean over
+            the ``window`` tokens centred at ``late`` and at ``early``.
+        early: the early token (counted from 0; Olsson et al.: 50).
+        late: the late token (counted from 0; Olsson et al.: 500).
+        window: odd number of tokens averaged around ``early`` and ``late`` (1: single tokens).
+        ablated: the heads removed, ``(layer, head)`` pairs; empty for the intact model.
+        method: what replaced the removed heads' outputs: ``"zero"``, ``"mean"`` or ``"knockout"``.
+        documents: the documents scored (after tokenizing, cutting or chunking; each of at least 2 tokens).
+        ci_low: lower end of the 95% bootstrap interval of ``icl_score`` (nats); NaN without documents
+            long enough.
+        ci_high: upper end of that interval (nats); NaN without documents long enough.
+        seed: seed of the bootstrap.
+        icl_score: mean of ``per_document`` (nats; negative: context helps); NaN without documents long
+            enough.
+
+    Examples:
+        >>> import random
+        >>> from induction_nb import HandBuiltInduction, loss_by_position
+        >>> rng = random.Random(0)
+        >>> docs = [[rng.randrange(40) for _ in range(16)] * 2 for _ in range(4)]  # token ids, a block read twice
+        >>> curve = loss_by_position(HandBuiltInduction(), docs, early=4, late=20)
+        >>> tuple(curve.loss.shape), curve.documents, len(curve.per_document)
+        ((32,), 4, 4)
+        >>> curve.icl_score < -0.5 and curve.ci_low <= curve.icl_score <= curve.ci_high
+        True
+        >>> curve
+        LossCurve(intact, 4 documents, ICL score (loss[20] - loss[4]) ...)
+        >>> curve.sparkline(width=20).startswith("loss ")
+        True
+    """
 
     loss: torch.Tensor
     counts: torch.Tensor
@@ -103,12 +143,70 @@ def loss_by_position(
     remote: Any = False,
     progress: bool | None = None,
 ) -> LossCurve:
-    """The loss-by-position curve and ICL score of ``model`` on ``texts`` (anything ``load_texts``
-    reads), with the heads ``ablate`` removed (``method`` ``"zero"`` or ``"mean"``; mean ablation uses
-    each layer's mean head output over every real token of all the documents, one extra forward per
-    batch; ``"knockout"``: only their ``edges`` removed, ``engine.knockout``). ``window``: odd, the tokens
-    averaged around ``early`` and ``late``. Raises ``InputError`` for ``early >= late``, an even window,
-    bad heads, documents that ``detect_on_text`` also refuses."""
+    """The loss-by-position curve and ICL score of ``model`` on ``texts``, with heads optionally removed.
+
+    ``texts``: anything ``load_texts`` reads, with the heads ``ablate`` removed (``method`` ``"zero"`` or
+    ``"mean"``; mean ablation uses each layer's mean head output over every real token of all the documents,
+    one extra forward per batch; ``"knockout"``: only their ``edges`` removed, ``engine.knockout``).
+    ``window``: odd, the tokens averaged around ``early`` and ``late``. The curve is
+    ``loss[i] = -log p(t_i | t_<i)`` (nats, ``i >= 1``) averaged over the documents that reach token ``i``;
+    the ICL score (Olsson et al. 2022, arXiv 2209.11895) is ``loss[late] - loss[early]`` averaged over the
+    documents with at least ``late + 1 + window // 2`` tokens, with a seeded bootstrap interval over them.
+    Documents run in length-bucketed padded batches (on a model whose forward takes no ``attention_mask``,
+    batches of one exact length, unpadded) and the log-probabilities are computed inside the trace (a remote
+    run ships ``[batch, T]`` numbers, never logits).
+
+    Args:
+        model: the model: a Hugging Face model, an nnsight ``LanguageModel``/``NNsight``, a plain
+            ``torch.nn.Module`` or a name or path (see ``load_model``); in eval mode.
+        texts: the documents: anything ``load_texts`` reads (strings, a file or folder, for the model's
+            tokenizer), or token ids (lists of ints, or a 2-D array, one row per document).
+        ablate: heads removed, ``(layer, head)`` pairs; default none (the intact model).
+        method: ``"zero"`` (default), ``"mean"`` or ``"knockout"`` (no ``"corrupt"``: documents have no
+            corrupted version).
+        edges: with ``method="knockout"`` only: the edges knocked out (``"induction"`` by default,
+            ``"previous_token"`` or a ``mask_fn``; see ``ablate_heads``).
+        early: the early token, counted from 0 (default 50, Olsson et al.'s); at least ``1 + window // 2``.
+        late: the late token (default 500, Olsson et al.'s); at least ``early + window``.
+        window: odd number of tokens averaged, centred on ``early`` and on ``late`` (default 1: single tokens).
+        max_length: the longest document in tokens (default: the model's positions, at most 1024).
+        overflow: what to do with longer documents: ``"truncate"`` (default: keep the first ``max_length``
+            tokens, with a warning) or ``"chunk"`` (score every window).
+        batch_size: documents per forward (default 4).
+        n_bootstrap: bootstrap resamples of the score's interval (at least 10; default 1000).
+        seed: seed of the bootstrap.
+        projections: one output-projection module path per attention layer, where it cannot be found
+            (see ``ablate_heads``); ``None`` to find it.
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run on NDIF.
+        progress: show a progress bar over the batches; ``None`` (default): where there are more than two.
+
+    Returns:
+        LossCurve: ``loss`` and ``counts`` ``[T]`` by position, ``per_document`` ``[n]`` late-minus-early
+            losses (nats), ``icl_score`` with its interval ``(ci_low, ci_high)``. A score is NaN where no document
+            reaches ``late`` (``icl_score(texts=...)`` refuses that instead).
+
+    Raises:
+        InputError: for ``early >= late``, an even window, bad heads (one named twice too), documents that
+            ``detect_on_text`` also refuses (no tokenizer for text, token ids outside the vocabulary, no document of 2
+            tokens), an unknown ``method`` or ``"corrupt"``, ``edges`` with another method, knockout edges that select
+            nothing, ``n_bootstrap`` below 10, ``batch_size`` below 1, or a model in training mode.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> import random
+        >>> from induction_nb import HandBuiltInduction, loss_by_position
+        >>> model = HandBuiltInduction()  # a 2-layer transformer with a known induction head, L1H0
+        >>> rng = random.Random(0)
+        >>> docs = [[rng.randrange(40) for _ in range(16)] * 2 for _ in range(4)]  # token ids, a block read twice
+        >>> curve = loss_by_position(model, docs, early=4, late=20)
+        >>> curve.icl_score < -0.5  # nats: token 20 (in the repeat) is predicted far better than token 4
+        True
+        >>> without = loss_by_position(model, docs, ablate=[(1, 0)], early=4, late=20)
+        >>> abs(without.icl_score) < 0.05, without.ablated
+        (True, ((1, 0),))
+    """
     half = _check(method, edges, window, n_bootstrap, early, late, batch_size)
     ab = Ablator(model, projections, remote)
     plan = ab.check_heads(ablate) if ablate else []
@@ -116,10 +214,11 @@ def loss_by_position(
     T = max(len(d) for d in docs)
     sums, counts = torch.zeros(T, dtype=torch.float64), torch.zeros(T, dtype=torch.float64)
     per_doc: dict[int, torch.Tensor] = {}  # by the document's index, reported in the documents' order
-    buckets = list(length_buckets(docs, batch_size, progress=False))
+    unpadded = not takes_attention_mask(ab.engine.module)  # such a model runs one exact length per batch
+    buckets = list(length_buckets(docs, batch_size, progress=False, same_length=unpadded))
     means = _global_means(ab, docs, buckets) if method == "mean" and plan else None
     knocked = _bucket_edges(ab, docs, buckets, edges) if method == "knockout" and plan else None
-    for n_bucket, bucket in enumerate(length_buckets(docs, batch_size, progress)):
+    for n_bucket, bucket in enumerate(length_buckets(docs, batch_size, progress, same_length=unpadded)):
         batch = ab.engine.batch([docs[i] for i in bucket])
         positions = torch.arange(batch.tokens.shape[1] - 1)
         here = None if knocked is None else knocked[n_bucket]

@@ -28,12 +28,55 @@ __all__ = ["RiseWindow", "rise_window", "log_spaced"]
 
 @dataclass(frozen=True)
 class RiseWindow:
-    """The best head's rise: ``start`` and ``end`` (training steps; checkpoint indices ``i_start``, ``i_end``),
-    ``rise`` (score, first checkpoint to maximum), ``share`` (the window's share of the training span, in log
-    steps where ``log_steps``, else in steps), ``linear_share`` (in steps), ``abrupt`` (the rule above holds: a
-    phase change), ``icl_share``: the share of the ICL score's net improvement (first to last checkpoint) that
-    happens inside the window, clipped to [0, 1] (NaN where it does not improve by at least 0.01 nats),
-    ``log_steps``: whether the checkpoints are log-spaced."""
+    """The best head's rise window across checkpoints, and whether it is a phase change.
+
+    ``FormationResult.window`` (``formation``). The best head's rise: ``start`` and ``end`` (training steps;
+    checkpoint indices ``i_start``, ``i_end``), ``rise`` (score, first checkpoint to maximum), ``share`` (the
+    window's share of the training span, in log steps where ``log_steps``, else in steps), ``linear_share``
+    (in steps), ``abrupt`` (the rule holds: a phase change), ``icl_share``: the share of the ICL score's net
+    improvement (first to last checkpoint) that happens inside the window, clipped to [0, 1] (NaN where it
+    does not improve by at least 0.01 nats), ``log_steps``: whether the checkpoints are log-spaced.
+
+    The rule (Olsson et al. 2022): the window runs from the last checkpoint at or below 20% of the rise to
+    the first at or above 80%, the rise measured from the first checkpoint to the series' maximum (the best
+    head's score: the maximum over heads at each checkpoint). It is a phase change only where the rise is at
+    least ``min_rise`` (0.2 by default; induction scores are in [0, 1]) and the window covers at most
+    ``max_share`` (a quarter by default) of the training span in steps and, where the checkpoints are
+    log-spaced (Pythia's: 0, 1, 2, 4 ... 512, 1000, 2000 ...), also in log steps. Limits: checkpoints are
+    points, so a window is at least one checkpoint interval wide (a sparse series cannot show an abrupt
+    change); a score that rises, falls and rises again gets the window of its first full rise.
+
+    Attributes:
+        start: the training step where the window starts (the last checkpoint at or below 20% of the rise).
+        end: the training step where it ends (the first checkpoint at or above 80% of the rise).
+        i_start: the checkpoint index of ``start``.
+        i_end: the checkpoint index of ``end``.
+        rise: the best score's rise, first checkpoint to maximum (score units, 0-1 for induction scores).
+        share: the window's share of the training span (0-1), in log steps (``log10(step + 1)``) where
+            ``log_steps``, else in steps.
+        abrupt: whether the rule holds (``rise >= min_rise``, and both shares ``<= max_share``): a phase
+            change.
+        icl_share: the share (0-1) of the ICL score's net improvement, first to last checkpoint, that happens
+            inside the window (clipped to [0, 1]); NaN where the ICL score does not improve by at least
+            0.01 nats or none was given.
+        log_steps: whether the checkpoints are log-spaced (then ``share`` is in log steps).
+        linear_share: the window's share of the training span in steps (0-1).
+
+    Examples:
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, formation
+        >>> final = HandBuiltInduction()  # stands for the last checkpoint; the others learnt nothing
+        >>> blank = {k: torch.zeros_like(v) for k, v in final.state_dict().items()}
+        >>> result = formation([blank, blank, final.state_dict()], model=final, steps=[0, 900, 1000],
+        ...                    cache_dir=False, sequence_length=24, batch_size=2, n_bootstrap=10)
+        >>> window = result.window
+        >>> (window.start, window.end), (window.i_start, window.i_end)
+        ((900, 1000), (1, 2))
+        >>> window.linear_share, window.log_steps, window.abrupt  # a tenth of training: a phase change
+        (0.1, False, True)
+        >>> window.rise > 0.5, window.icl_share  # all of the ICL gain falls inside it
+        (True, 1.0)
+    """
 
     start: int
     end: int

@@ -37,7 +37,32 @@ class RouteAblation:
     """``probabilities[condition][read]``: mean probability over probes, ``intervals`` the same keys with
     ``(low, high)``; conditions ``"none"``, ``"token heads"``, ``"concept heads"`` (the heads in
     ``token_heads``/``concept_heads``); reads ``"copy"`` (``P(e[0])`` after the prefix) and ``"completion"``
-    (``P(e[1])`` after ``e[0]``). ``drop(condition, read)``: the fall from ``"none"``."""
+    (``P(e[1])`` after ``e[0]``). ``drop(condition, read)``: the fall from ``"none"``.
+
+    Returned by ``route_ablation`` (the dual-route check of Feucht, Todd, Wallace and Bau, COLM 2025, arXiv
+    2504.03022); printing it gives a table of every condition and read with its interval and fall.
+
+    Attributes:
+        token_heads: the top-``k`` token induction heads removed in ``"token heads"``, ``(layer, head)`` pairs.
+        concept_heads: the top-``k`` concept induction heads removed in ``"concept heads"``.
+        method: what replaced the removed heads' outputs: ``"zero"`` or ``"mean"``.
+        n_probes: the word probes measured.
+        probabilities: ``{condition: {read: mean probability (0-1) over the probes}}``.
+        intervals: ``{condition: {read: (low, high)}}``, the seeded 95% bootstrap interval of each mean.
+        drops: ``{condition: {read: (fall, low, high)}}`` for ``"token heads"`` and ``"concept heads"``:
+            the mean fall of the probability from ``"none"`` (paired per probe; positive: the heads helped)
+            and its bootstrap interval.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, concept_induction, route_ablation
+        >>> model = HandBuiltInduction()
+        >>> dual = concept_induction(model, [[5, 6], [7, 8, 9], [10, 11, 12]], n_probes=4, n_boot=20, effects=None)
+        >>> ablated = route_ablation(model, dual, k=1, n_probes=4, method="zero", n_boot=20)
+        >>> sorted(ablated.probabilities), sorted(ablated.drops)
+        (['concept heads', 'none', 'token heads'], ['concept heads', 'token heads'])
+        >>> ablated.drop("token heads", "copy") == ablated.drops["token heads"]["copy"][0]
+        True
+    """
 
     token_heads: tuple[tuple[int, int], ...]
     concept_heads: tuple[tuple[int, int], ...]
@@ -80,11 +105,67 @@ def route_ablation(
     seed: int = 0,
     remote: Any = False,
 ) -> RouteAblation:
-    """Remove the ``k`` top token heads, or the ``k`` top concept heads of ``result`` (a head in both lists
+    """The dual-route causal check: remove the top token or concept induction heads, read copying and completion.
+
+    Remove the ``k`` top token heads, or the ``k`` top concept heads of ``result`` (a head in both lists
     is removed in both), and read verbatim copying and word completion on ``n_probes`` word probes (see the
-    module docstring) of the result's length, separator and words (``words=`` overrides them). ``method``:
-    ``"zero"`` or ``"mean"`` (each head's mean output over the probes). Raises ``InputError`` for a result
-    without both routes, of another model, a ``k`` out of range or bad settings."""
+    module docstring) of the result's length, separator and words (``words=`` overrides them). Feucht, Todd,
+    Wallace and Bau (COLM 2025, arXiv 2504.03022): on probes ``[BOS] r1 e r2 [sep] r1 e[0] e[1]`` (``e`` a
+    real multi-token word), ``P(e[0])`` after the repeated prefix is verbatim copying, ``P(e[1])`` after
+    ``e[0]`` word completion. The three conditions (nothing, token heads, concept heads removed) run in one
+    forward; every number is a mean over probes with a seeded bootstrap interval. Paraphrase and translation
+    need parallel text, which is not shipped: this measures copying and completion only.
+
+    Args:
+        model: the model ``result`` was made on: a Hugging Face model, an nnsight ``LanguageModel``/
+            ``NNsight``, a plain ``torch.nn.Module`` or a name or path (see ``load_model``); in eval mode.
+        result: the ``DualRouteResult`` of ``concept_induction`` on this model; its top heads are removed.
+        k: how many top heads of each route to remove, from 1 to the number of heads (default 10).
+        words: the words of the probes: strings through the tokenizer or token-id lists (2 to 5 tokens
+            each); ``None`` (default) for the result's own words and separator.
+        n_probes: word probes, from 2 to 100,000 (default 32).
+        method: what replaces a removed head's output: ``"mean"`` (default: its mean output over the
+            probes) or ``"zero"``.
+        n_boot: bootstrap resamples of the intervals (at least 1; default 1000).
+        seed: seed of the probes, the separator (where chosen) and the bootstrap.
+        remote: ``False`` (local), ``True`` or a ``RemoteConfig`` to run on NDIF.
+
+    Returns:
+        RouteAblation: the probability (0-1) of each read (``"copy"``, ``"completion"``) under each condition
+            (``"none"``, ``"token heads"``, ``"concept heads"``), with bootstrap intervals and the falls from
+            ``"none"``.
+
+    Raises:
+        InputError: for a result that is not ``concept_induction``'s (without both routes), a result of
+            another model, a ``k`` out of range, an unknown ``method``, ``n_probes`` outside
+            ``[2, 100000]``, ``n_boot`` below 1, heads the model does not have, ``words`` that are not 2 to
+            5 tokens (or text without a tokenizer), no usable separator token, or a model in training mode.
+        AttentionNotFoundError: when no attention module can be found in the model.
+        CaptureCheckError: when reading the model inside the trace fails.
+        RemoteExecutionError: when a ``remote=`` run fails.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, concept_induction, route_ablation
+        >>> model = HandBuiltInduction()  # no tokenizer: words as token ids
+        >>> words = [[5, 6], [7, 8, 9], [10, 11, 12, 13]]
+        >>> dual = concept_induction(model, words, n_probes=4, n_boot=20, effects=None)
+        >>> ablated = route_ablation(model, dual, k=1, n_probes=4, method="zero", n_boot=20)
+        >>> ablated.token_heads, ablated.concept_heads
+        (((1, 0),), ((0, 0),))
+        >>> ablated.drop("token heads", "copy") > 0  # without the induction head, P(e[0]) falls
+        True
+        >>> str(ablated).splitlines()[0]
+        'Route ablation (zero, 4 word probes): P(next) and its fall'
+
+        On SmolLM2, with the shipped words:
+
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> model = load_model()  # doctest: +SKIP
+        >>> ablated = route_ablation(model, concept_induction(model), k=10, n_probes=16)  # doctest: +SKIP
+        >>> print(ablated)  # doctest: +SKIP
+        Route ablation (mean, 16 word probes): P(next) and its fall
+        ...
+    """
     if not isinstance(result, DualRouteResult):
         raise InputError(f"route_ablation needs a concept_induction result, got {type(result).__name__}")
     check_choice("method", method, ("zero", "mean"))

@@ -64,7 +64,53 @@ def text_attention_pattern(
     title: str | None = None,
 ) -> TextPlot:
     """One head's attention ``[seq, seq]`` as a shaded grid: rows are queries, columns keys.
-    ``tokens`` (ids or strings, ``[seq]``) label the rows."""
+
+    ``tokens`` (ids or strings, ``[seq]``) label the rows. A pattern wider than the line is downsampled by
+    the block maximum (so a one-position stripe survives), or shown through ``window``. The view ends with a
+    key naming each shade. ``plot_attention_pattern`` (the original spec's name) is this same function.
+
+    Args:
+        attention: one head's attention pattern, ``[seq, seq]`` (queries x keys, each row summing to 1),
+            as a ``torch.Tensor`` or anything ``torch.as_tensor`` reads, e.g. one example of
+            ``capture_head(...)`` (``[batch, seq, seq]``: pass ``[0]``); ``seq >= 2``.
+        tokens: ``[seq]`` token ids or strings labelling the rows (cut to 10 columns, control characters
+            escaped); ``None`` (default): positions only.
+        width: the widest line, in characters (at least 40; default 80).
+        window: ``(start, stop)``: show only queries and keys ``start..stop - 1`` (at least 2 positions);
+            ``None`` (default): the whole pattern, downsampled where it does not fit.
+        charset: ``"unicode"`` (default: block shades) or ``"ascii"`` (plain ASCII, for logs and old
+            terminals).
+        title: a first line above the grid; ``None`` (default): none.
+
+    Returns:
+        TextPlot: the grid as a ``str`` (displays as itself in IPython/Jupyter); no line is wider than
+            ``width``.
+
+    Raises:
+        InputError: when ``attention`` is not a square ``[seq, seq]`` matrix or covers fewer than 2
+            positions, ``tokens`` does not have ``seq`` entries, ``window`` is not a ``(start, stop)`` pair
+            with ``0 <= start < stop <= seq`` covering 2 positions or more, ``width`` is not an integer >= 40
+            or ``charset`` is neither ``"unicode"`` nor ``"ascii"``.
+
+    Examples:
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, capture_head, text_attention_pattern
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> tokens = torch.tensor([[0, *range(1, 9), *range(1, 9)]])  # a first token, then 1..8 twice
+        >>> attention = capture_head(model, tokens, 1, 0)[0]  # [seq, seq] of the only sequence
+        >>> text = text_attention_pattern(attention, tokens[0], width=50)
+        >>> print(text)  # in the repeat each query attends to the token after its earlier copy
+        queries 0..16 (rows) x keys 0..16 (columns)
+        ...
+         9 1 │  █
+        10 2 │   █
+        11 3 │    █
+        ...
+        key: ' ' <0.05  '░' 0.05-0.25  '▒' 0.25-0.5
+             '▓' 0.5-0.75  '█' >=0.75  '╵' key position
+        >>> max(len(line) for line in text.splitlines()) <= 50
+        True
+    """
     check_view_options(width, charset)
     A = square_attention(attention)
     n = A.shape[0]
@@ -99,10 +145,52 @@ def text_head_scores(
     top: int | None = 20,
     charset: Charset = "unicode",
 ) -> TextPlot:
-    """Horizontal bars of ``metric`` for each head (dicts with ``layer``, ``head`` and the metric, e.g.
-    ``[s.to_dict() for s in result.head_scores]``, or the result itself), sorted descending (NaN last), the
-    threshold marked. A signed metric (``metrics.REGISTRY``: the ablation effect) gets bars scaled to its
-    largest ``|value|``, negative ones drawn with their own character, and no threshold."""
+    """Horizontal bars of ``metric`` for each head, sorted descending (NaN last), the threshold marked.
+
+    ``scores``: dicts with ``layer``, ``head`` and the metric, e.g. ``[s.to_dict() for s in
+    result.head_scores]``, or the result itself. Bars of a metric in [0, 1] are scaled to 1. A signed metric
+    (``metrics.REGISTRY``: the ablation effect) gets bars scaled to its largest ``|value|``, negative ones
+    drawn with their own character, and no threshold. ``plot_head_scores`` (the original spec's name) is
+    this same function.
+
+    Args:
+        scores: a scan result (``DetectionResult``, ``TextScanResult``, ...: its ``head_scores``), or a
+            list of dicts, one per head, each with ``"layer"``, ``"head"`` and ``metric`` (a value of
+            ``None`` counts as NaN).
+        threshold: the score (0-1) marked on every bar (default 0.4, the detection threshold); not drawn
+            for a signed metric.
+        width: the widest line, in characters (at least 40; default 80).
+        metric: the metric to draw (default ``"overall_score"``); any key the dicts carry.
+        top: show only the ``top`` highest heads (default 20); ``None``: every head.
+        charset: ``"unicode"`` (default) or ``"ascii"`` (plain ASCII, for logs and old terminals).
+
+    Returns:
+        TextPlot: a header line (metric, threshold, how many heads shown of how many), then one bar per head
+            with its value to 3 decimals (a signed metric: with its sign); no line is wider than ``width``.
+
+    Raises:
+        InputError: when ``threshold`` is outside [0, 1], ``top`` is not a positive integer, ``scores`` is
+            neither a result nor a list of dicts, a dict lacks ``layer``, ``head`` or ``metric`` (or holds a
+            value that is not a number), there are no scores, ``width`` is not an integer >= 40 or
+            ``charset`` is neither ``"unicode"`` nor ``"ascii"``.
+
+    Examples:
+        >>> from induction_nb import text_head_scores
+        >>> scores = [{"layer": 1, "head": 0, "overall_score": 0.9}, {"layer": 0, "head": 2, "overall_score": 0.1}]
+        >>> print(text_head_scores(scores, width=50, charset="ascii"))
+        overall_score (threshold 0.40 at '|'), top 2 of 2
+        L1H0 0.900 ###############################
+        L0H2 0.100 ###           |
+
+        On a detection (the hand-built model's induction head is L1H0):
+
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads
+        >>> result = detect_induction_heads(HandBuiltInduction(), sequence_length=32)
+        >>> print(text_head_scores(result, top=3))
+        overall_score (threshold 0.40 at '│'), top 3 of 8
+        L1H0 0.86... ██████...
+        ...
+    """
     check_view_options(width, charset)
     check_probability("threshold", threshold)
     if top is not None:
@@ -168,7 +256,48 @@ def text_induction_stripe(
 ) -> TextPlot:
     """Attention on the induction stripe ``A[q, q - period + 1]`` against the largest weight anywhere
     else in the row, for each query of the repeat, ``q >= offset + period`` (``offset``: tokens before the
-    pattern, 1 with BOS): the stripe stands out as the upper sparkline."""
+    pattern, 1 with BOS): the stripe stands out as the upper sparkline.
+
+    Both sparklines are averaged over several queries per column where the repeat is wider than the line.
+    With ``tokens``, one example is named: the query that attends most to the token after an earlier copy
+    of itself. ``plot_induction_stripe`` (the original spec's name) is this same function.
+
+    Args:
+        attention: one head's attention pattern, ``[seq, seq]`` (queries x keys), as a ``torch.Tensor`` or
+            anything ``torch.as_tensor`` reads; ``seq >= 2``.
+        period: the length of the repeated block, in tokens (default 8): the sequence is ``offset`` tokens,
+            then a block of ``period`` tokens repeated. At least 1 and at most ``seq - offset - 1``.
+        width: the widest line, in characters (at least 40; default 80).
+        tokens: ``[seq]`` token ids or strings; given, a line names one query, the key it attends to and the
+            earlier copy (or says that the tokens do not repeat with this ``period``). ``None`` (default):
+            no such line.
+        charset: ``"unicode"`` (default) or ``"ascii"`` (plain ASCII, for logs and old terminals).
+        offset: tokens before the repeated pattern (default 0; 1 with a BOS token), in ``[0, seq - 2]``.
+
+    Returns:
+        TextPlot: a header, the stripe's mean and the mean of each row's largest weight elsewhere, the two
+            sparklines, the example line (with ``tokens``) and a key; no line is wider than ``width``.
+
+    Raises:
+        InputError: when ``attention`` is not a square ``[seq, seq]`` matrix or covers fewer than 2
+            positions, ``offset`` or ``period`` is out of range (no repeated query is left), ``tokens`` does
+            not have ``seq`` entries, ``width`` is not an integer >= 40 or ``charset`` is neither
+            ``"unicode"`` nor ``"ascii"``.
+
+    Examples:
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, capture_head, text_induction_stripe
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> tokens = torch.tensor([[0, *range(1, 9), *range(1, 9)]])  # a first token, then 1..8 twice
+        >>> attention = capture_head(model, tokens, 1, 0)[0]  # [seq, seq]
+        >>> print(text_induction_stripe(attention, period=8, tokens=tokens[0], offset=1))
+        induction stripe k = q - 7 (period 8), queries 9..16
+        stripe mean 1.000, max elsewhere in the row: mean 0.000
+        stripe    │████████
+        elsewhere │
+        e.g. q=9 '1' attends 1.00 to k=2 '2', the token after the earlier '1'
+        key: ...
+    """
     check_view_options(width, charset)
     A = square_attention(attention)
     n = A.shape[0]
@@ -211,7 +340,44 @@ def text_score_map(
     result: Any, metric: str = "overall_score", width: int = 80, *, charset: Charset = "unicode"
 ) -> TextPlot:
     """Layer x head map of ``metric`` in characters; detected heads in brackets (3-character cells)
-    where the width allows, otherwise one character per head and the detected heads listed below."""
+    where the width allows, otherwise one character per head and the detected heads listed below.
+
+    A signed metric (``metrics.REGISTRY``: the ablation effect) is shaded on both sides of zero, up to its
+    largest ``|value|``; a head the model does not have (a layer without attention, a layer with fewer
+    heads) is drawn as ``-`` and an unmeasured value (NaN) as ``?``. The view ends with a key.
+
+    Args:
+        result: a scan result (``DetectionResult``, ``TextScanResult``, ``RetrievalResult``, ...): its
+            ``score_matrix``, ``induction_heads`` (the detected heads) and shape.
+        metric: the metric to map (default ``"overall_score"``); any metric the result carries.
+        width: the widest line, in characters (at least 40; default 80).
+        charset: ``"unicode"`` (default) or ``"ascii"`` (plain ASCII, for logs and old terminals).
+
+    Returns:
+        TextPlot: one row per layer (``L0``, ``L1`` ...), head numbers above, and a key; no line is wider
+            than ``width``.
+
+    Raises:
+        InputError: when the result does not carry ``metric`` (the message lists the metrics it does),
+            ``width`` is not an integer >= 40 or ``charset`` is neither ``"unicode"`` nor ``"ascii"``.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, text_score_map
+        >>> result = detect_induction_heads(HandBuiltInduction(), sequence_length=32)
+        >>> print(text_score_map(result))  # L1H0 is the one detected head
+        overall_score by layer (rows) x head (columns)
+             0  1  2  3
+        L0 │
+        L1 │[█]
+        key: ' ' <0.05  '░' 0.05-0.25  '▒' 0.25-0.5  '▓' 0.5-0.75  '█' >=0.75
+             [x] detected
+        >>> print(text_score_map(result, "previous_token"))  # L0H0 is the previous-token head
+        previous_token by layer (rows) x head (columns)
+             0  1  2  3
+        L0 │ █ ...
+        L1 │[...] ...
+        key: ...
+    """
     check_view_options(width, charset)
     matrix = result.score_matrix(metric)
     detected = set(result.induction_heads)
@@ -252,9 +418,35 @@ def text_score_map(
 
 def text_circuit(circuit: Any, n: int = 10, width: int = 80, *, charset: Charset = "unicode") -> TextPlot:
     """The ``n`` strongest edges of a ``causal.CircuitResult``: earlier head -> induction head, with the
-    drop of the induction head's prefix matching when the earlier head is ablated."""
+    drop of the induction head's prefix matching when the earlier head is ablated.
+
+    A line of baselines (each induction head's prefix matching, nothing ablated) comes first; the bars are
+    scaled to the largest drop shown.
+
+    Args:
+        circuit: a ``CircuitResult``, from ``find_circuit``.
+        n: how many edges to show, strongest first (default 10).
+        width: the widest line, in characters (at least 40; default 80).
+        charset: ``"unicode"`` (default) or ``"ascii"`` (plain ASCII, for logs and old terminals).
+
+    Returns:
+        TextPlot: a header, the baselines, then one line per edge: ``L0H0 -> L1H0 +0.926`` and a bar; no line
+            is wider than ``width``.
+
+    Raises:
+        InputError: when the circuit has no edges (no earlier head was ablated), ``n`` is not a positive
+            integer, ``width`` is not an integer >= 40 or ``charset`` is neither ``"unicode"`` nor ``"ascii"``.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, find_circuit, text_circuit
+        >>> circuit = find_circuit(HandBuiltInduction(), sequence_length=32)  # earlier heads -> L1H0
+        >>> print(text_circuit(circuit, n=1, width=100))
+        previous-token -> induction circuit: prefix-matching drop when the earlier head is ablated
+        baseline: L1H0 0.97
+        L0H0 -> L1H0 +0.9... ███...
+    """
     check_view_options(width, charset)
-    edges = circuit.top(n)
+    edges = circuit.top(check_int("n", n, 1))
     if not edges:
         raise InputError("the circuit has no edges (no earlier head was ablated)")
     full = BAR[charset][0]

@@ -46,7 +46,40 @@ def _scientific(value: float | None) -> str:
 
 def text_dual_route(result: Any, top: int = 10) -> str:
     """The ``top`` heads of each route, best first: the score with its 95% interval and, where measured,
-    the patching effect (probability change) with its interval; then the heads both top sets share."""
+    the patching effect (probability change) with its interval; then the heads both top sets share.
+
+    The two routes are token induction (value-weighted attention on the start of an earlier random-token
+    word: copies verbatim) and concept induction (on the end of an earlier multi-token word: copies its
+    meaning); Feucht, Todd, Wallace and Bau, COLM 2025, arXiv 2504.03022. Patching effects are printed in
+    scientific notation (one head's patch moves the probability little).
+
+    Args:
+        result: a ``DualRouteResult`` from ``concept_induction``, or any ``ScanResult`` whose heads carry
+            ``token_induction`` and ``concept_induction``.
+        top: how many heads of each route to list (default 10).
+
+    Returns:
+        str: plain text, one block per route (``Top 10 heads by token induction (...):`` then one line per
+            head: its name, score ``[low, high]`` and, where measured, ``effect`` ``[low, high]``), then
+            ``Shared by both top-10 sets: N (heads)``. No width limit: lines are as long as they need.
+
+    Raises:
+        InputError: when the result does not carry both ``token_induction`` and ``concept_induction`` (e.g.
+            a ``detect_induction_heads`` result: run ``concept_induction(model)``), or ``top`` is not a
+            positive integer.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, concept_induction, text_dual_route
+        >>> words = [[5, 6], [7, 8, 9], [10, 11, 12, 13], [14, 15, 16, 17, 18]]  # multi-token words, as ids
+        >>> result = concept_induction(HandBuiltInduction(), words, n_probes=4, n_boot=20, weighting="attention")
+        >>> print(text_dual_route(result, top=3))  # L1H0, the induction head, copies tokens verbatim
+        Top 3 heads by token induction (...):
+              L1H0  1.000 [1.000, 1.000]   effect ...
+        ...
+        Top 3 heads by concept induction (...):
+        ...
+        Shared by both top-3 sets: ...
+    """
     _check(result)
     top = check_int("top", top, 1)
     lines = []
@@ -67,7 +100,36 @@ def text_dual_route(result: Any, top: int = 10) -> str:
 def plot_dual_route(result: Any, ax: Any = None, *, label_top: int = 4, intervals: bool = True) -> Any:
     """Every head as a point, token induction score (x) against concept induction score (y), both shares
     of value-weighted attention in [0, 1]: the ``label_top`` best heads of each route highlighted and
-    labelled, with their 95% intervals as error bars (``intervals``). Returns the Axes."""
+    labelled, with their 95% intervals as error bars (``intervals``). Returns the Axes.
+
+    The paper's figure (Feucht, Todd, Wallace and Bau, COLM 2025, arXiv 2504.03022). Heads whose scores are
+    undefined (NaN: a head that writes nothing, under value weighting) are left out; both axes run from 0
+    to the largest score (x 1.1, at most 1); one legend above the axes.
+
+    Args:
+        result: a ``DualRouteResult`` from ``concept_induction``, or any ``ScanResult`` whose heads carry
+            ``token_induction`` and ``concept_induction``.
+        ax: a matplotlib Axes to draw into; ``None`` (default): a new one-column figure.
+        label_top: how many of the best heads of each route to highlight and label (default 4; 0: none).
+        intervals: draw the highlighted heads' 95% intervals as error bars (default ``True``).
+
+    Returns:
+        matplotlib.axes.Axes: the Axes drawn into (its figure is ``ax.figure``).
+
+    Raises:
+        InputError: when the result does not carry both ``token_induction`` and ``concept_induction``
+            (run ``concept_induction(model)``), or ``label_top`` is not an integer >= 0.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, concept_induction, plot_dual_route
+        >>> words = [[5, 6], [7, 8, 9], [10, 11, 12, 13], [14, 15, 16, 17, 18]]  # multi-token words, as ids
+        >>> result = concept_induction(HandBuiltInduction(), words, n_probes=4, n_boot=20, weighting="attention")
+        >>> ax = plot_dual_route(result, label_top=2)
+        >>> ax.get_xlabel()
+        'token induction score (weight on start of word)'
+        >>> ax.get_ylabel()
+        'concept induction score (weight on end of word)'
+    """
     _check(result)
     label_top = check_int("label_top", label_top, 0)
     heads = [s for s in result.head_scores if all(s.values.get(m) == s.values.get(m) for m in _ROUTES)]

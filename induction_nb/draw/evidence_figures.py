@@ -22,9 +22,48 @@ __all__ = ["plot_effects_scatter", "plot_loss_curve", "plot_circuit_graph", "plo
 def plot_effects_scatter(estimate: Any, exact: Any = None, ax: Any = None, *, label_top: int = 5) -> Any:
     """Attribution estimate against exact ablation effect (nats), one point per head, with the identity
     line: ``estimate`` a ``HeadEffects`` from ``head_effects(..., estimator="attribution")`` (its
-    ``verify_top`` heads, or every head of ``exact``, another ``HeadEffects`` or ``[layer, head]``)."""
+    ``verify_top`` heads, or every head of ``exact``, another ``HeadEffects`` or ``[layer, head]``).
+
+    Args:
+        estimate: the estimated effects: a ``HeadEffects`` (``head_effects(..., estimator="attribution",
+            verify_top=k)``) or its ``[layer, head]`` tensor of effects (nats; then pass ``exact``).
+        exact: the exact ablation effects to compare with: another ``HeadEffects`` (``estimator="exact"``) or a
+            ``[layer, head]`` tensor (nats, NaN where a head was not measured); ``None`` (default): the
+            estimate's own ``exact``, its ``verify_top`` heads.
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new figure one column wide (3.3 in).
+        label_top: how many heads with the largest exact effect are labelled ``L{layer}H{head}`` (default 5).
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's): one point per head with both numbers (x:
+            exact effect, y: estimate, both nats), the dotted identity line ``estimate = exact``, a legend
+            above the axes.
+
+    Raises:
+        InputError: when no head has both an estimate and an exact effect (pass ``verify_top=k`` to
+            ``head_effects``, or ``exact=``), when ``estimate`` is a tensor and ``exact`` is not given, when
+            the two differ in shape, or when ``label_top`` is not an integer >= 0.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, head_effects, plot_effects_scatter
+        >>> model = HandBuiltInduction()  # L0H0 feeds the induction head L1H0
+        >>> effects = head_effects(model, estimator="attribution", verify_top=3, sequence_length=32)
+        >>> ax = plot_effects_scatter(effects)
+        >>> len(ax.collections[0].get_offsets())  # the three heads also measured exactly
+        3
+    """
+    check_int("label_top", label_top, 0)
+    if exact is None and not hasattr(estimate, "exact"):
+        raise InputError(
+            "plot_effects_scatter: a tensor of estimates carries no exact effects; pass exact= (a HeadEffects "
+            "or a [layer, head] tensor), or pass the HeadEffects of head_effects(..., verify_top=k)"
+        )
     est = estimate.effects if hasattr(estimate, "effects") else torch.as_tensor(estimate)
     ref = estimate.exact if exact is None else (exact.effects if hasattr(exact, "effects") else torch.as_tensor(exact))
+    if est.shape != ref.shape:
+        raise InputError(
+            f"the estimate ({tuple(est.shape)}) and exact effects ({tuple(ref.shape)}) must both be [layer, head] "
+            "of the same model"
+        )
     known = ~torch.isnan(ref) & ~torch.isnan(est)
     if not bool(known.any()):
         raise InputError("no head was measured exactly: pass verify_top=k to head_effects, or exact=")
@@ -38,7 +77,7 @@ def plot_effects_scatter(estimate: Any, exact: Any = None, ax: Any = None, *, la
         ax.set_xlabel("exact ablation effect (nats)")
         ax.set_ylabel("attribution estimate (nats)")
         shared_legend(ax)
-        top = x.argsort(descending=True)[:label_top].tolist()
+        top = x.argsort(descending=True, stable=True)[:label_top].tolist()
         label_points(ax, [(float(x[i]), float(y[i])) for i in top], [names[i] for i in top], fontsize=6)
     return ax
 
@@ -46,12 +85,41 @@ def plot_effects_scatter(estimate: Any, exact: Any = None, ax: Any = None, *, la
 def plot_loss_curve(curves: Any, ax: Any = None, *, labels: Iterable[str] | None = None, smooth: int = 9) -> Any:
     """Loss (nats) by token position of one or more ``causal.loss_curve.LossCurve`` (e.g. intact and with the
     induction heads removed), each smoothed by a centred running mean of ``smooth`` tokens, with the
-    ICL score's early and late tokens marked."""
+    ICL score's early and late tokens marked.
+
+    Args:
+        curves: one ``LossCurve`` (``loss_by_position``) or an iterable of them, drawn in order.
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new figure two columns wide (6.8 in).
+        labels: one legend name per curve, in order; ``None`` (default): each curve's own description
+            (``"intact"``, ``"without 2 heads (zero)"``...).
+        smooth: the width of the running mean in tokens, a positive integer (default 9; 1: unsmoothed).
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's): one line per curve (loss in nats against the
+            token position, from 1), each named with its ICL score in the legend above the axes, and dotted
+            vertical lines at the first curve's early and late tokens.
+
+    Raises:
+        InputError: when ``curves`` is empty, when ``labels`` does not hold one name per curve, or when
+            ``smooth`` is not a positive integer.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, PatternGenerator, loss_by_position, plot_loss_curve
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> documents = PatternGenerator(40).generate("repeated", seq_len=32, batch_size=2).tokens.tolist()
+        >>> intact = loss_by_position(model, documents, early=4, late=30)
+        >>> without = loss_by_position(model, documents, ablate=[(1, 0)], early=4, late=30)
+        >>> ax = plot_loss_curve([intact, without], labels=["intact", "without L1H0"], smooth=3)
+        >>> [text.get_text() for text in ax.get_legend().texts]
+        ['intact: ICL -0.99', 'without L1H0: ICL ...', "ICL score's early and late tokens"]
+    """
     curves = [curves] if hasattr(curves, "loss") else list(curves)
     if not curves:
         raise InputError("plot_loss_curve needs at least one LossCurve")
     check_int("smooth", smooth, 1)
     names = list(labels) if labels is not None else [repr(c).split("(", 1)[1].split(",")[0] for c in curves]
+    if len(names) != len(curves):
+        raise InputError(f"labels has {len(names)} names for {len(curves)} curves; give one label per curve")
     ax = axes_or_new(ax, (TWO_COLUMN[0], ONE_COLUMN[1]))
     with style():
         for curve, name in zip(curves, names):
@@ -76,8 +144,37 @@ def plot_loss_curve(curves: Any, ax: Any = None, *, labels: Iterable[str] | None
 
 def plot_circuit_graph(circuit: Any, ax: Any = None, *, n: int = 12, n_heads: int | None = None) -> Any:
     """The circuit as a graph: heads placed by layer (y) and head index (x), an arrow from each earlier
-    head to the induction head it feeds, width and colour by the prefix-matching drop."""
-    edges = [e for e in circuit.top(n) if e[2] > 0]
+    head to the induction head it feeds, width and colour by the prefix-matching drop.
+
+    Args:
+        circuit: a ``CircuitResult`` (``find_circuit``): its edges ``(earlier head, induction head,
+            prefix-matching drop)``.
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new figure one column wide (3.3 in).
+        n: how many of the strongest edges are drawn (``circuit.top(n)``, default 12); of those, only the ones
+            with a positive drop.
+        n_heads: heads per layer, for the extent of the head axis; ``None`` (default): up to the largest head
+            index drawn.
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's): one arrow per edge (width and colour by its
+            drop relative to the strongest), fed induction heads highlighted and earlier heads blue, each
+            labelled ``L{layer}H{head}``, layer 0 at the top, a legend above the axes.
+
+    Raises:
+        InputError: when ``n`` is not a positive integer, or when none of the ``n`` strongest edges has a
+            positive effect.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, find_circuit, plot_circuit_graph
+        >>> model = HandBuiltInduction()  # the previous-token head L0H0 feeds the induction head L1H0
+        >>> circuit = find_circuit(model, sequence_length=32)
+        >>> [(source, target) for source, target, _ in circuit.top(1)]
+        [((0, 0), (1, 0))]
+        >>> ax = plot_circuit_graph(circuit, n_heads=4)
+        >>> sorted(text.get_text() for text in ax.texts if text.get_text())
+        ['L0H0', 'L1H0']
+    """
+    edges = [e for e in circuit.top(check_int("n", n, 1)) if e[2] > 0]
     if not edges:
         raise InputError("the circuit has no edge with a positive effect to draw")
     ax = axes_or_new(ax, ONE_COLUMN)
@@ -120,7 +217,31 @@ def plot_circuit_graph(circuit: Any, ax: Any = None, *, n: int = 12, n_heads: in
 def plot_training_run(run: Any, ax: Any = None) -> Any:
     """The phase change of a ``train_induction_model`` run: loss on the repeated tokens (nats, left axis)
     and the best head's overall score (right axis, [0, 1]) against the training step, the first checkpoint
-    with a detected head dotted, one legend above. Returns the left Axes (the right one is its twin)."""
+    with a detected head dotted, one legend above. Returns the left Axes (the right one is its twin).
+
+    Args:
+        run: a ``train_induction_model`` run (``TrainingRun``): its checkpoints' step, loss on the repeated
+            tokens and best overall score, and ``phase_change_step`` (the first checkpoint with a detected head,
+            or ``None``).
+        ax: the matplotlib Axes to draw into (the loss axis); ``None`` (default): a new figure two columns wide
+            (6.8 in).
+
+    Returns:
+        Axes: the left Axes (loss in nats against the training step); the right twin (best overall score,
+            [0, 1]) is the other Axes of ``ax.figure``.
+
+    Raises:
+        InputError: when the run has no checkpoints.
+
+    Examples:
+        >>> from induction_nb import plot_training_run, train_induction_model
+        >>> run = train_induction_model(  # a tiny run: checkpoints at steps 0, 1 and 2
+        ...     0, steps=2, every=1, batch_size=4, seq_len=24, vocab=32, n_layers=1, n_heads=2, d_model=16
+        ... )
+        >>> ax = plot_training_run(run)
+        >>> ax.get_ylabel(), len(ax.figure.axes)  # the loss axis and its twin
+        ('loss (nats)', 2)
+    """
     checkpoints = list(getattr(run, "checkpoints", ()))
     if not checkpoints:
         raise InputError("the training run has no checkpoints to plot")

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._validate import is_int
 from ..errors import InputError
-from .style import BLUE, GREY, HIGHLIGHT, pyplot, style
+from .style import BLUE, GREY, HIGHLIGHT, panel_axes, pyplot, style
 
 __all__ = ["plot_evidence", "text_evidence_head", "evidence_head_html", "check_report", "VERDICT_COLOURS"]
 
@@ -64,12 +64,38 @@ def plot_evidence(report: Any, axes: Any = None) -> Any:
     heads; (5) per induction head, its OV copying and the K-composition ratio (to the random baseline) of its
     top feeder, the feeder named above; (6) the verdicts of lines 3-5 on this model and each other model. A line
     not measured gets a panel that gives the reason. Raises ``InputError`` for anything but a report or fewer
-    than six Axes. Returns the Figure."""
+    than six Axes. Returns the Figure.
+
+    Args:
+        report: an ``EvidenceReport`` (``evidence_report(model)``, or ``EvidenceReport.load(path)``: it draws the
+            same with no model), or any object with its attributes (``model_name``, ``heads``, ``lines``,
+            ``per_head``).
+        axes: six matplotlib Axes to draw lines (1)-(6) into, in order: a sequence or an array of any shape (a 2 x 3
+            grid is read in row order); Axes after the sixth are left alone. ``None`` (default): a new 2 x 3 figure,
+            7.2 x 4.8 inches, titled with the model's name and its induction heads (the first six).
+
+    Returns:
+        Figure: the figure of the panels (``axes[0].figure`` where ``axes`` is given), one panel per line of
+            evidence as above.
+
+    Raises:
+        InputError: when ``report`` does not read as an evidence report, or when ``axes`` holds fewer than six
+            Axes.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, evidence_report, plot_evidence
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head, fed by L0H0
+        >>> report = evidence_report(  # lines (1), (2), (4) and (6) need checkpoints, seeds and other models
+        ...     model, concept=False, fuzzy=False, n_random=2, sequence_length=32, batch_size=2
+        ... )
+        >>> fig = plot_evidence(report)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['(1) co-occurrence: not measured', '(2) co-perturbation: not measured', '(3) ablation: supports',
+         '(4) generality: not measured', '(5) mechanism: supports', '(6) continuity: not measured']
+    """
     check_report(report, "plot_evidence")
     if axes is not None:
-        axes = list(getattr(axes, "flat", axes))
-        if len(axes) < 6:
-            raise InputError(f"plot_evidence draws six panels: pass six Axes, got {len(axes)}")
+        axes = panel_axes(axes, 6, "plot_evidence")
     plt = pyplot()
     lines = _lines(report)
     with style():
@@ -345,7 +371,43 @@ def text_evidence_head(report: Any, layer: int, head: int, width: int = 80) -> s
     induction score with its interval, concept and fuzzy scores, OV copying, top K-composer, the circuit's top
     feeder) and, where it is one of ``report.heads``, the verdicts of the lines measured on those heads (3-5).
     A head the report did not measure gets one line saying which heads it measured. ``InputError`` for
-    anything but a report or non-integer ``layer``/``head``."""
+    anything but a report or non-integer ``layer``/``head``.
+
+    Args:
+        report: an ``EvidenceReport`` (``evidence_report(model)`` or ``EvidenceReport.load(path)``).
+        layer: the head's layer index (an integer).
+        head: the head's index within its layer (an integer).
+        width: the line width in characters the rows and verdicts are wrapped to (default 80; rows never
+            narrower than their label plus 12 characters).
+
+    Returns:
+        str: a title line ``EVIDENCE OF L{layer}H{head} (Olsson et al. 2022): {model}``, one row per number
+            (label, value, interval where there is one), and the verdicts of lines (3)-(5) where the head is one
+            of ``report.heads``; for a head the report did not measure, the wrapped sentence that names the heads
+            it measured and the fix (``heads=[...]`` to ``evidence_report``).
+
+    Raises:
+        InputError: when ``report`` does not read as an evidence report, or when ``layer`` or ``head`` is not
+            an integer.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, evidence_report, text_evidence_head
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head, fed by L0H0
+        >>> report = evidence_report(model, concept=False, fuzzy=False, n_random=2, sequence_length=32, batch_size=2)
+        >>> print(text_evidence_head(report, 1, 0))
+        EVIDENCE OF L1H0 (Olsson et al. 2022): HandBuiltInduction
+          overall score  0.865 [0.865, 0.865]
+          ...
+          circuit's top feeder  L0H0
+          ...
+          lines measured on the induction heads, this one among them:
+            (3) ablation: supports (value ...)
+            (4) generality: not measured
+            (5) mechanism: supports (value +1.000)
+        >>> print(text_evidence_head(report, 0, 1))  # a head the report did not measure
+        L0H1: this evidence report (HandBuiltInduction) measured only the induction
+        heads L1H0; pass heads=[...] to evidence_report to measure it
+    """
     layer, head = _checked(report, layer, head, "text_evidence_head")
     numbers = _head_numbers(report, layer, head)
     if numbers is None:

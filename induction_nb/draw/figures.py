@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._validate import check_period, square_attention
+from .._validate import check_int, check_period, square_attention
 from ..errors import InputError
 from ..metrics import REGISTRY, block_max, label, stripe_profile
 from .labels import shorten
@@ -79,7 +79,43 @@ def plot_score_heatmap(
     """Layer (rows) x head (columns) map of ``metric`` in [0, 1]; detected heads outlined, the outline named
     by a legend above the map (``legend=False``: none, e.g. when the caller draws one for several maps). A
     signed metric (the ablation effect) gets a diverging map centred on 0, to ``vmax`` (default: its
-    largest ``|value|``)."""
+    largest ``|value|``).
+
+    Args:
+        result: a scan result with at least one head score (``detect_induction_heads``, ``detect_on_text``,
+            ``retrieval_heads``, ``load_result``...: a ``ScanResult``).
+        metric: the metric to map, by name (default ``"overall_score"``): any metric the result measured
+            (``result.metrics``, e.g. ``"prefix_matching"``, ``"previous_token"``, ``"causal_effect"``). A share
+            in [0, 1] is drawn with ``cividis`` from 0 to 1; a signed metric on the diverging map.
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new figure one column wide (3.3 in).
+        outline_detected: outline the cells of the detected heads (``result.induction_heads``: overall score at
+            or above the result's threshold); default ``True``.
+        colorbar: add a colour bar beside the map, labelled with the metric and its unit; default ``True``.
+        title: the title; ``None`` (default): ``"{model name}: {the metric's label}"``.
+        legend: name the outline in a legend above the map (drawn only where a head is detected and outlined);
+            ``False``: none.
+        vmax: the top of a signed metric's diverging scale (``-vmax`` to ``vmax``); ``None`` (default): its
+            largest ``|value|``. Not used for a metric in [0, 1].
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's; the Figure is ``ax.figure``): one cell per head,
+            layers as rows and heads as columns, blank (NaN) where the model has no such head or no value.
+
+    Raises:
+        InputError: when ``result`` is not a scan result or holds no head scores, when it did not measure
+            ``metric`` (the message lists the metrics it has), or when a signed ``metric`` has no value for any
+            head.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, plot_score_heatmap
+        >>> model = HandBuiltInduction()  # 2 layers x 4 heads; L1H0 is an induction head
+        >>> result = detect_induction_heads(model, sequence_length=32)
+        >>> ax = plot_score_heatmap(result)
+        >>> ax.get_title()
+        'HandBuiltInduction: overall score'
+        >>> len(ax.patches)  # one outlined cell: the detected head L1H0
+        1
+    """
     M = _matrix(result, metric)
     ax = axes_or_new(ax, ONE_COLUMN)
     low, high, cmap = 0.0, 1.0, CMAP
@@ -139,7 +175,46 @@ def plot_attention_heatmap(
     window is small enough to read them, the induction stripe ``k = q - period + 1`` outlined over the
     repeat's queries ``q >= offset + period`` (``offset``: tokens before the pattern, 1 with BOS; drawn as
     a line over long windows). A window longer than ``max_cells`` positions is pooled by the block maximum
-    (a 4k-token pattern as 512 x 512 cells, a one-position stripe still visible); the title says so."""
+    (a 4k-token pattern as 512 x 512 cells, a one-position stripe still visible); the title says so.
+
+    Args:
+        attention: one head's pattern ``[seq, seq]`` (``seq >= 2``; rows: queries, columns: keys, weights in
+            [0, 1]): a tensor or anything ``torch.as_tensor`` reads, e.g. one sequence of ``capture_head``.
+        tokens: one label per position (token ids or strings, each shortened to 10 characters), shown on both
+            axes where the window spans at most 40 positions; ``None`` (default): position numbers only.
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new square figure one column wide (3.3 in).
+        period: the repeat's period in tokens, in [1, seq - 1]: outlines the induction stripe
+            ``k = q - period + 1``, named in a legend above the cells; ``None`` (default): no stripe.
+        window: ``(start, stop)``, the positions shown (``start`` included, ``stop`` not); ``None`` (default): all.
+        highlight_stripe: draw the stripe where ``period`` is given; default ``True``.
+        title: the title; ``None`` (default): none, or ``"attention"`` where the window is pooled (the title
+            then ends with ``" (block max over f x f)"``).
+        max_cells: the most cells drawn along each side (default 512); a longer window is pooled by the block
+            maximum over ``ceil(length / max_cells)`` positions.
+        offset: tokens before the pattern (default 0; 1 with a BOS token): the stripe covers the queries
+            ``q >= offset + period``.
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's), holding the heatmap; its figure also holds the
+            colour bar ("attention", or "attention (block max)" where pooled).
+
+    Raises:
+        InputError: when ``attention`` is not a square ``[seq, seq]`` matrix or covers fewer than 2 positions,
+            when ``tokens`` does not have ``seq`` entries, when ``window`` does not satisfy
+            ``0 <= start < stop <= seq``, when ``period`` is not an integer in [1, seq - 1], ``offset`` not
+            one in [0, seq - 1], or ``max_cells`` not a positive integer.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, PatternGenerator, capture_head, plot_attention_heatmap
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> probe = PatternGenerator(40).generate("repeated", seq_len=32, batch_size=1)  # 16 tokens, twice
+        >>> probe.period
+        16
+        >>> attention = capture_head(model, probe.tokens, 1, 0)[0]  # L1H0's pattern [32, 32]
+        >>> ax = plot_attention_heatmap(attention, period=probe.period, title="L1H0")
+        >>> ax.get_legend_handles_labels()[1]
+        ['induction stripe (k = q - 15)']
+    """
     A = square_attention(attention)
     n = A.shape[0]
     if tokens is not None and len(tokens) != n:
@@ -147,8 +222,10 @@ def plot_attention_heatmap(
     start, stop = window if window is not None else (0, n)
     if not 0 <= start < stop <= n:
         raise InputError(f"window ({start}, {stop}) must satisfy 0 <= start < stop <= {n}")
-    if period is not None and not 1 <= period < n:
-        raise InputError(f"period must be in [1, {n - 1}], got {period}")
+    if period is not None:
+        check_int("period", period, 1, n - 1)
+    check_int("offset", offset, 0, n - 1)
+    check_int("max_cells", max_cells, 1)
     factor = max(1, math.ceil((stop - start) / max_cells))
     ax = axes_or_new(ax, (ONE_COLUMN[0], ONE_COLUMN[0]))
     with style():
@@ -205,7 +282,36 @@ def plot_metric_scatter(
 ) -> Any:
     """Every head as a point (``x`` against ``y``, any two metrics of the result), detected heads
     highlighted, threshold lines on the axes of metrics the threshold is read against, the ``label_top``
-    best heads by overall score labelled. Shares run from 0 to 1; a signed metric's axis spans its values."""
+    best heads by overall score labelled. Shares run from 0 to 1; a signed metric's axis spans its values.
+
+    Args:
+        result: a scan result with at least one head score (``detect_induction_heads``, ``detect_on_text``,
+            ``load_result``...).
+        x: the metric on the horizontal axis, by name (default ``"prefix_matching"``); any metric the result
+            measured (``result.metrics``).
+        y: the metric on the vertical axis (default ``"copying"``).
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new figure one column wide (3.3 in).
+        label_top: how many of the best heads by overall score are labelled ``L{layer}H{head}`` (default 5;
+            0: none).
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's): other heads grey, detected heads highlighted,
+            dashed threshold lines, a legend above the axes.
+
+    Raises:
+        InputError: when ``result`` is not a scan result or holds no head scores, when it did not measure ``x``
+            or ``y``, or when ``label_top`` is negative.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, plot_metric_scatter
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> result = detect_induction_heads(model, sequence_length=32)
+        >>> ax = plot_metric_scatter(result)
+        >>> ax.get_xlabel(), ax.get_ylabel()
+        ('prefix matching', 'copying')
+        >>> "L1H0" in [text.get_text() for text in ax.texts]  # the best head, labelled
+        True
+    """
     X, Y = _matrix(result, x).flatten(), _matrix(result, y).flatten()
     detected = torch.zeros_like(X, dtype=torch.bool)
     for layer, head in result.induction_heads:
@@ -258,7 +364,36 @@ def plot_stripe_profile(
 ) -> Any:
     """Attention on the induction stripe ``A[q, q - period + 1]`` across the repeat's query positions
     (``q >= offset + period``; ``offset`` 1 with a BOS token), against the largest and the mean weight
-    elsewhere in each row."""
+    elsewhere in each row.
+
+    Args:
+        attention: one head's pattern ``[seq, seq]`` (``seq >= 2``; rows: queries, columns: keys), a tensor or
+            anything ``torch.as_tensor`` reads, e.g. one sequence of ``capture_head``.
+        period: the repeat's period in tokens, in [1, seq - offset - 1] (at least one repeated query).
+        ax: the matplotlib Axes to draw into; ``None`` (default): a new figure two columns wide (6.8 in).
+        offset: tokens before the pattern, in [0, seq - 2] (default 0; 1 with a BOS token).
+        title: the title; ``None`` (default): none.
+
+    Returns:
+        Axes: the Axes drawn into (``ax``, else the new figure's): three lines against the query position,
+            attention in [0, 1] (on the stripe, the largest weight elsewhere, the mean weight elsewhere, dotted),
+            named in a legend above the axes.
+
+    Raises:
+        InputError: when ``attention`` is not a square ``[seq, seq]`` matrix or covers fewer than 2 positions, or
+            when ``offset`` or ``period`` is out of its range.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, PatternGenerator, capture_head, plot_stripe_profile
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> probe = PatternGenerator(40).generate("repeated", seq_len=32, batch_size=1)  # 16 tokens, twice
+        >>> attention = capture_head(model, probe.tokens, 1, 0)[0]  # L1H0's pattern [32, 32]
+        >>> ax = plot_stripe_profile(attention, period=probe.period)
+        >>> [line.get_label() for line in ax.lines]
+        ['on the stripe', 'largest elsewhere', 'mean elsewhere']
+        >>> len(ax.lines[0].get_xdata())  # the queries of the repeat: positions 16 to 31
+        16
+    """
     A = square_attention(attention)
     check_period(period, offset, A.shape[0])
     q, stripe, rest_max, rest_mean = stripe_profile(A, period, offset)
@@ -285,11 +420,39 @@ def plot_mosaic(
 ) -> Any:
     """Score heatmaps of several models side by side with one colour bar (after Neel Nanda's induction
     mosaic). ``results``: ``{title: result}`` or a list of results (titled by model name); a signed metric
-    shares one diverging scale, to the largest ``|value|`` of all of them."""
+    shares one diverging scale, to the largest ``|value|`` of all of them.
+
+    Args:
+        results: the scan results to map, as ``{title: result}`` or a list of results (each titled by its
+            ``model_name``), drawn in order, row by row.
+        metric: the metric to map, by name (default ``"overall_score"``), as in ``plot_score_heatmap``; every
+            result must have it.
+        ncols: maps per row; ``None`` (default): as many as results, at most 4.
+        width: the figure's width in inches (default 6.8, two columns); its height is 2.2 inches per row.
+
+    Returns:
+        Figure: one heatmap per result (layer x head, detected heads outlined), empty grid cells hidden, one
+            colour bar for all, and where any head is detected one legend entry for the outline above the maps
+            (with the threshold where all results share one).
+
+    Raises:
+        InputError: when ``results`` is empty, when a result is not a scan result, holds no head scores or
+            did not measure ``metric``, or when ``ncols`` is not a positive integer.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, plot_mosaic
+        >>> results = {  # the hand-built model with two seeds of its random heads
+        ...     f"seed {seed}": detect_induction_heads(HandBuiltInduction(seed=seed), sequence_length=32)
+        ...     for seed in (0, 1)
+        ... }
+        >>> fig = plot_mosaic(results)
+        >>> [ax.get_title() for ax in fig.axes]  # two maps and their shared colour bar
+        ['seed 0', 'seed 1', '']
+    """
     items = list(results.items()) if isinstance(results, Mapping) else [(r.model_name, r) for r in results]
     if not items:
         raise InputError("plot_mosaic needs at least one result (got zero models)")
-    ncols = ncols or min(4, len(items))
+    ncols = min(4, len(items)) if ncols is None else check_int("ncols", ncols, 1)
     nrows = math.ceil(len(items) / ncols)
     plt = pyplot()
     with style():
@@ -314,7 +477,41 @@ def compare_heads(panels: Sequence[tuple], *, pattern: str = "repeated", width: 
     tokens or None, period or None[, offset])``, one heatmap each (token labels up to 20 positions), titled
     with the head's name and the two scores that tell an induction head from a previous-token head, where
     its scan measured them (its overall score otherwise). Returns the Figure (a pyplot figure, like the
-    other figures made without ``ax``: Jupyter shows it inline)."""
+    other figures made without ``ax``: Jupyter shows it inline).
+
+    Args:
+        panels: one tuple per head, ``(score, attention, tokens, period)`` or ``(score, attention, tokens,
+            period, offset)``: ``score`` the head's ``HeadScore`` (``result.score(layer, head)``: it names the
+            panel), ``attention`` its pattern ``[seq, seq]``, ``tokens`` one label per position or ``None``,
+            ``period`` the repeat's period (its stripe outlined) or ``None``, ``offset`` the tokens before the
+            pattern (default 0; 1 with a BOS token). Drawn left to right.
+        pattern: the probe's name, said in the figure's title ``"attention on the same '{pattern}' sequence"``
+            (default ``"repeated"``).
+        width: the figure's width in inches (default 6.8, two columns); its height is ``width / len(panels)``
+            plus 0.9 inches.
+
+    Returns:
+        Figure: one ``plot_attention_heatmap`` panel per head (with its colour bar), each titled e.g.
+            ``"L1H0: prefix 0.97, prev 0.08"``.
+
+    Raises:
+        InputError: when ``panels`` is empty, or when a panel's pattern, tokens or period are refused as in
+            ``plot_attention_heatmap`` (not square, a wrong number of tokens, a period out of range).
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, PatternGenerator, capture_head, compare_heads
+        >>> from induction_nb import detect_induction_heads
+        >>> model = HandBuiltInduction()  # L0H0 is a previous-token head, L1H0 an induction head
+        >>> result = detect_induction_heads(model, sequence_length=32)
+        >>> probe = PatternGenerator(40).generate("repeated", seq_len=32, batch_size=1)
+        >>> panels = [
+        ...     (result.score(layer, 0), capture_head(model, probe.tokens, layer, 0)[0], None, probe.period)
+        ...     for layer in (1, 0)
+        ... ]
+        >>> fig = compare_heads(panels)
+        >>> [ax.get_title() for ax in fig.axes if ax.get_title()]
+        ['L1H0: prefix 0.97, prev 0.08', 'L0H0: prefix 0.00, prev 1.00']
+    """
     if not panels:
         raise InputError("compare_heads needs at least one (score, attention, tokens, period) panel")
     with style():

@@ -10,7 +10,7 @@ from typing import Any
 
 from .._validate import check_int
 from ..errors import InputError
-from .style import BLUE, GREY, HIGHLIGHT, pyplot, shared_legend, style
+from .style import BLUE, GREY, HIGHLIGHT, panel_axes, pyplot, shared_legend, style
 
 __all__ = ["plot_formation"]
 
@@ -23,12 +23,43 @@ def plot_formation(result: Any, axes: Any = None, *, top: int = 4) -> Any:
     checkpoint coloured with their 95% intervals; right, the ICL score (nats, more negative: more in-context
     learning) with its interval. The rise window is shaded in both (darker where it is a phase change); the step
     axis is logarithmic where the checkpoints are log-spaced (step 0 drawn at 1). Raises ``InputError`` for
-    anything but a ``formation`` result or fewer than two Axes. Returns the Figure."""
+    anything but a ``formation`` result or fewer than two Axes. Returns the Figure.
+
+    Args:
+        result: a ``FormationResult`` (``formation(checkpoints)``), or any object with its fields (``steps``,
+            ``scores``, ``intervals``, ``icl``, ``window``; also read: ``icl_low``, ``icl_high``, ``settings``,
+            ``top_heads``).
+        axes: two matplotlib Axes, left and right: a sequence or an array of any shape (read in row order, e.g.
+            a ``(1, 2)`` grid of ``squeeze=False``; Axes after the second are left alone); ``None`` (default): a
+            new figure 6.8 x 2.8 inches whose two panels share the step axis.
+        top: how many heads are coloured, the best at the last checkpoint (``result.top_heads(top)``), an
+            integer in [0, 6] (default 4).
+
+    Returns:
+        Figure: the figure of the two panels (the left Axes' figure), as above, one legend above them (the
+            coloured heads ``L{layer}H{head}``, the ICL score, the rise window).
+
+    Raises:
+        InputError: when ``result`` is not a ``formation`` result, when ``top`` is not an integer in [0, 6], or
+            when ``axes`` holds fewer than two Axes.
+
+    Examples:
+        >>> from induction_nb import formation, plot_formation, train_induction_model
+        >>> run = train_induction_model(  # a tiny run: checkpoints at steps 0, 1 and 2
+        ...     0, steps=2, every=1, batch_size=4, seq_len=24, vocab=32, n_layers=1, n_heads=2, d_model=16
+        ... )
+        >>> result = formation(run, sequence_length=24, cache_dir=False, batch_size=2, n_bootstrap=20)
+        >>> result.steps
+        (0, 1, 2)
+        >>> fig = plot_formation(result)
+        >>> [ax.get_ylabel() for ax in fig.axes]
+        ['induction score (prefix matching)', 'ICL score (nats)']
+    """
     if not all(hasattr(result, k) for k in ("steps", "scores", "intervals", "icl", "window")):
         raise InputError(f"plot_formation takes the result of formation(checkpoints), got {type(result).__name__}")
     check_int("top", top, 0, len(_TOP_COLOURS))
-    if axes is not None and len(axes) < 2:
-        raise InputError(f"plot_formation draws two panels: pass two Axes, got {len(axes)}")
+    if axes is not None:
+        axes = panel_axes(axes, 2, "plot_formation")
     plt = pyplot()
     window = result.window
     log = bool(result.settings.get("log_steps"))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._validate import check_int
 from ..errors import InputError
 from .placement import label_points
-from .style import BLUE, GREY, HIGHLIGHT, pyplot, shared_legend, style
+from .style import BLUE, GREY, HIGHLIGHT, panel_axes, pyplot, shared_legend, style
 
 __all__ = ["plot_icl_heads"]
 
@@ -52,11 +53,43 @@ def plot_icl_heads(result: Any, axes: Any = None, *, label_top: int = 3) -> Any:
     heads; ICL scores in nats (late minus early loss on repeated random tokens; more negative = more
     in-context learning), error bars the range over the random sets. The kinds' markers sit slightly apart
     around each fraction. ``label_top``: heads of each kind labelled in the scatter.
-    Raises ``InputError`` for anything but an ``icl_heads`` result. Returns the Figure."""
+    Raises ``InputError`` for anything but an ``icl_heads`` result. Returns the Figure.
+
+    Args:
+        result: an ``ICLHeads`` (``icl_heads(model)``), or any object with its public attributes
+            (``conditions``, ``fv_result``, ``fractions``, ``induction``, ``condition(kind, fraction)``).
+        axes: three matplotlib Axes, left to right: a sequence or an array of any shape (read in row order;
+            Axes after the third are left alone); ``None`` (default): a new figure
+            7.2 x 2.6 inches.
+        label_top: how many heads of each kind (top induction, top FV) are marked and labelled
+            ``L{layer}H{head}`` in the scatter (an integer >= 0; default 3).
+
+    Returns:
+        Figure: the figure of the three panels (the first Axes' figure): few-shot accuracy and the ICL score
+            against the heads removed (% of all heads), the clean model dashed, one legend above both; every
+            head's induction (prefix-matching) score against its FV score (change in probability).
+
+    Raises:
+        InputError: when ``result`` is not an ``icl_heads`` result, when ``axes`` holds fewer than three
+            Axes, or when ``label_top`` is not an integer >= 0.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, icl_heads, plot_icl_heads
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head
+        >>> scan = detect_induction_heads(model, sequence_length=32)
+        >>> result = icl_heads(  # tiny settings: one head of the 8 removed per condition
+        ...     model, "repetition", fractions=(0.125,), n_random=1, shots=2, n_prompts=2, verify_top=1,
+        ...     batch_size=2, induction=scan,
+        ... )
+        >>> fig = plot_icl_heads(result)
+        >>> [ax.get_ylabel() for ax in fig.axes]
+        ['few-shot accuracy', 'ICL score (nats, repeated tokens)', 'FV score (P change)']
+    """
     if not hasattr(result, "conditions") or not hasattr(result, "fv_result"):
         raise InputError(f"plot_icl_heads takes the result of icl_heads(model), got {type(result).__name__}")
-    if axes is not None and len(axes) < 3:
-        raise InputError(f"plot_icl_heads draws three panels: pass three Axes, got {len(axes)}")
+    check_int("label_top", label_top, 0)
+    if axes is not None:
+        axes = panel_axes(axes, 3, "plot_icl_heads")
     plt = pyplot()
     with style():
         if axes is None:
@@ -87,7 +120,7 @@ def _scatter(ax: Any, result: Any, label_top: int) -> None:
     ax.scatter(ind.flatten().tolist(), fv.flatten().tolist(), s=6, color=GREY, alpha=0.6, linewidths=0)
     marked = []
     for scores, color in ((ind, HIGHLIGHT), (fv, BLUE)):
-        order = scores.nan_to_num(nan=-1e9).flatten().argsort(descending=True)[:label_top].tolist()
+        order = scores.nan_to_num(nan=-1e9).flatten().argsort(descending=True, stable=True)[:label_top].tolist()
         for i in order:
             r, h = divmod(i, ind.shape[1])
             ax.scatter([float(ind[r, h])], [float(fv[r, h])], s=14, color=color, zorder=3)

@@ -41,7 +41,72 @@ def create_analysis_report(
     layer x head map, previous-token heads, the settings and the seed. ``decimals``: of the top-head
     scores (2 gives text that is identical across CPUs and BLAS builds, e.g. for checked notebooks).
     ``metrics``: metrics the detailed table shows after its own columns, e.g. the n-prefix scores
-    ``[n_prefix_metric(n) for n in (2, 3)]`` (each one the result carries; ``None``: the table as always)."""
+    ``[n_prefix_metric(n) for n in (2, 3)]`` (each one the result carries; ``None``: the table as always).
+
+    The report reads the result's own words (its title, its notes: what was scored, warnings; what a
+    detected head is called) and its metrics from ``metrics.REGISTRY``: the detailed table has a column per
+    table metric the result carries (short headers, signed values with their sign), continued in a second
+    table under the first where the columns do not fit in ``width``. ``text_report`` is this same function
+    under its ``text_*`` name.
+
+    Args:
+        result: any scan result (``DetectionResult``, ``TextScanResult``, ``RetrievalResult``, ...).
+        detailed: add the per-metric table of the top heads (with the overall score's 95% interval), the
+            layer x head map (``text_score_map``), the previous-token heads (score >= 0.40), the settings and
+            the seed (default ``False``: the summary and the top heads only).
+        width: the widest line, in characters (at least 40; default 80); longer lines are wrapped.
+        top: how many heads the top-heads list and the detailed table show, best first (default 10).
+        charset: the layer x head map's characters: ``"ascii"`` (default) or ``"unicode"``.
+        decimals: decimals of the top-head scores, 0 to 6 (default 3).
+        metrics: metric names (or one name) the detailed table shows after its own columns; each must be
+            one the result carries, and ``detailed=True`` is needed. ``None`` (default): the table as always.
+
+    Returns:
+        TextPlot: the report as a ``str`` (displays as itself in IPython/Jupyter): title, model info
+            (model, n_layers, n_heads), detection summary (threshold, heads detected, the result's notes,
+            the detected heads), the top heads by overall score with a 10-character bar, then (``detailed``)
+            the sections above; no line is wider than ``width``.
+
+    Raises:
+        InputError: when ``top`` is not a positive integer, ``decimals`` is not an integer in [0, 6],
+            ``metrics`` is not a list of metric names, is given without ``detailed=True`` or names a metric
+            the result does not carry (the message lists those it does), ``width`` is not an integer >= 40
+            or ``charset`` is neither ``"unicode"`` nor ``"ascii"``.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, create_analysis_report, detect_induction_heads
+        >>> result = detect_induction_heads(HandBuiltInduction(), sequence_length=32)
+        >>> print(create_analysis_report(result, top=1))
+        INDUCTION HEAD ANALYSIS REPORT
+        ==============================
+        Model Info:
+        model: HandBuiltInduction
+        n_layers: 2
+        n_heads: 4
+        Detection Summary:
+        Threshold: 0.40
+        Heads detected: 1
+        Induction heads: L1H0
+        Top Heads by Score:
+        L1H0: 0.86... [#########-]
+
+        The detailed report, with the 2-prefix matching as an extra column:
+
+        >>> print(create_analysis_report(result, detailed=True, top=1, metrics=["prefix_matching_2"]))
+        INDUCTION HEAD ANALYSIS REPORT
+        ...
+        Per-Head Metrics (top heads):
+        head  overall  95% CI         prefix contrast copying prev   dup    prefix2
+        L1H0  0.86...
+        <BLANKLINE>
+        Layer x Head Map:
+        overall_score by layer (rows) x head (columns)
+        ...
+        Previous-Token Heads (>= 0.40):
+        L0H0 1.00
+        ...
+        Seed: 0
+    """
     check_view_options(width, charset)
     check_int("top", top, 1)
     check_int("decimals", decimals, 0, 6)
@@ -168,7 +233,55 @@ def text_n_prefix(
     n = 1, ``prefix_matching_<n>`` above: attention on the token after an earlier copy of the last ``n``
     tokens). ``heads``: ``(layer, head)`` pairs (``None``: the ``top`` heads by ``by``, any metric of the
     result); ``ns``: which n in 1..4 (``None``: each the result carries). On the ``ngram`` probe a plain
-    induction head scores ~1 at n = 1 and about 1/(number of targets) at n >= 2; an n-gram head ~1 at n."""
+    induction head scores ~1 at n = 1 and about 1/(number of targets) at n >= 2; an n-gram head ~1 at n.
+
+    A cell shows ``-`` where no query has an earlier copy of its last n tokens. The metric names come from
+    ``n_prefix_metric``.
+
+    Args:
+        result: a scan result whose heads carry n-prefix matching (``prefix_matching`` and
+            ``prefix_matching_2`` .. ``prefix_matching_4``, as ``detect_induction_heads`` scores them).
+        heads: the ``(layer, head)`` pairs to show, in this order; ``None`` (default): the ``top`` heads by
+            ``by``.
+        top: with ``heads=None``, how many heads to show (default 10).
+        by: with ``heads=None``, the metric the heads are ranked by (default ``"overall_score"``); any
+            metric the result carries.
+        ns: which n, each in 1..4, as columns in this order, e.g. ``[1, 2, 3]``; ``None`` (default): each n
+            the result carries.
+        width: the widest line, in characters (at least 40; default 80).
+        decimals: decimals of the scores, 0 to 6 (default 3).
+
+    Returns:
+        TextPlot: a header naming the heads shown and the probes, one row per head with a column per n, and
+            a key naming each column's metric; plain ASCII, no line wider than ``width``.
+
+    Raises:
+        InputError: when the result carries no n-prefix matching or not each of ``ns`` (the message lists
+            its metrics), ``ns`` is not a non-empty list of integers in 1..4, ``heads`` is not a list of
+            integer ``(layer, head)`` pairs or names a head the result does not have, ``top`` is not a
+            positive integer, ``by`` is not a metric of the result, ``decimals`` is not an integer in
+            [0, 6] or ``width`` is not an integer >= 40.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, text_n_prefix
+        >>> result = detect_induction_heads(HandBuiltInduction(), sequence_length=32)
+        >>> print(text_n_prefix(result, heads=[(1, 0), (1, 1)], decimals=2))  # L1H1 is positional: 1 as well
+        n-Prefix Matching: attention after an earlier copy of the last n tokens
+        (chosen heads; probes: repeated)
+        head  n=1   n=2   n=3   n=4
+        L1H0  0.97  1.00  1.00  1.00
+        L1H1  1.00  1.00  1.00  1.00
+        <BLANKLINE>
+        key: n=1 prefix_matching  n=2 prefix_matching_2  n=3 prefix_matching_3
+             n=4 prefix_matching_4
+        '-': no query has an earlier copy of its last n tokens
+        >>> print(text_n_prefix(result, top=1, ns=[1, 2]))
+        n-Prefix Matching: attention after an earlier copy of the last n tokens
+        (top 1 by overall_score; probes: repeated)
+        head  n=1    n=2
+        L1H0  0.969  1.000
+        ...
+    """
     check_view_options(width, "ascii")
     check_int("decimals", decimals, 0, 6)
     names = _n_prefix_names(result, ns)

@@ -21,6 +21,7 @@ __all__ = [
     "BLUE",
     "GREY",
     "axes_or_new",
+    "panel_axes",
     "pyplot",
     "shared_legend",
     "save_figure",
@@ -80,6 +81,24 @@ def axes_or_new(ax: Any, size: tuple[float, float]) -> Any:
     return ax
 
 
+def panel_axes(axes: Any, n: int, caller: str) -> list:
+    """``axes`` (one Axes, a sequence, nested sequences or an array of any shape, e.g. ``plt.subplots``'s
+    grid with ``squeeze=False``) flattened in row order; ``InputError`` naming ``caller`` where it holds fewer
+    than ``n`` Axes."""
+    if hasattr(axes, "flat"):
+        flat = list(axes.flat)
+    elif isinstance(axes, (list, tuple)):
+        flat = [ax for item in axes for ax in panel_axes(item, 0, caller)]
+    else:
+        flat = [axes]
+    if len(flat) < n:
+        count = {2: "two", 3: "three", 6: "six"}.get(n, str(n))
+        raise InputError(
+            f"{caller} draws {count} panels: pass {count} Axes (a sequence or an array of any shape), got {len(flat)}"
+        )
+    return flat
+
+
 def shared_legend(*axes: Any, **kwargs: Any) -> Any:
     """One legend for the labelled lines, points and patches of ``axes`` (twin axes, or panels in one row
     whose lines share names: one entry per name) above the first one's frame, within its width (panels in
@@ -95,7 +114,39 @@ def shared_legend(*axes: Any, **kwargs: Any) -> Any:
 
 def save_figure(fig: Any, path: str | Path, formats: Sequence[str] | None = None) -> list[Path]:
     """Write ``fig`` (a Figure or Axes) to ``path``; with ``formats`` (e.g. ``("pdf", "png")``), one file
-    per format next to ``path`` with that suffix. No version or date metadata is written."""
+    per format next to ``path`` with that suffix. No version or date metadata is written.
+
+    The figure is written in the house style (200 dpi, a tight bounding box, fonts kept as text in SVG and
+    embedded as TrueType in PDF, stable SVG element ids), so the same figure gives the same bytes on every
+    run: files that can be checked into a repository and compared.
+
+    Args:
+        fig: the matplotlib ``Figure`` to write, or an ``Axes`` of it (its ``.figure`` is written), e.g. what
+            a ``plot_*`` function returns.
+        path: the file to write (``str`` or ``Path``); without ``formats``, its suffix (``.pdf``, ``.svg``,
+            ``.png``) is the format. With ``formats``, its suffix is replaced by each format's.
+        formats: the formats to write, each ``"pdf"``, ``"svg"`` or ``"png"``, e.g. ``("pdf", "png")``;
+            ``None`` (default): the one ``path``'s suffix names.
+
+    Returns:
+        list[Path]: the files written, one per format, in the order of ``formats``.
+
+    Raises:
+        InputError: when a format (or, without ``formats``, the suffix of ``path``) is not ``pdf``, ``svg``
+            or ``png``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from induction_nb import HandBuiltInduction, detect_induction_heads, plot_score_heatmap, save_figure
+        >>> result = detect_induction_heads(HandBuiltInduction(), sequence_length=32)
+        >>> ax = plot_score_heatmap(result)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     written = save_figure(ax, Path(folder) / "scores.pdf", formats=("pdf", "png"))
+        ...     again = save_figure(ax, Path(folder) / "again.png")
+        ...     print([p.name for p in written], written[1].read_bytes() == again[0].read_bytes())
+        ['scores.pdf', 'scores.png'] True
+    """
     fig = getattr(fig, "figure", fig)
     path = Path(path)
     formats = list(formats) if formats else [path.suffix.lstrip(".").lower()]

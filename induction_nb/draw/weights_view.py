@@ -66,7 +66,50 @@ def text_weight_evidence(
     bars for the positive part), then the ``top`` induction heads (``induction_ranking``: by QK matching, their
     OV copying beside it) with their ``n_sources`` strongest K-composing earlier heads (score, and score / the
     random baseline), then what the scores leave out for this model. Raises ``InputError`` for anything but a
-    ``WeightEvidence``."""
+    ``WeightEvidence``.
+
+    Pure drawing: the evidence (``weight_evidence``; Elhage et al. 2021, Olsson et al. 2022) is read through
+    its public attributes; nothing here runs a model. A head that writes nothing has no OV copying (``-``).
+
+    Args:
+        evidence: a ``WeightEvidence``, from ``weight_evidence(model)``.
+        top: how many heads each list shows, best first (default 10).
+        width: the widest line, in characters (at least 40; default 80); longer lines are wrapped.
+        n_sources: how many K-composing earlier heads to name per induction head (default 3).
+        charset: ``"unicode"`` (default) or ``"ascii"`` (plain ASCII, for logs and old terminals).
+
+    Returns:
+        TextPlot: a header (heads, layers, tokens, the random K-composition baseline and its sd), the OV
+            copying list, the QK matching list (each head ``via`` the earlier head it is matched through),
+            the induction heads with their K-composing sources (``L0H0 0.158 (2.1x)``: score, and score / the
+            random baseline) and the notes (``left out / folded``); no line is wider than ``width``.
+
+    Raises:
+        InputError: when ``evidence`` is not a ``WeightEvidence``, ``top`` or ``n_sources`` is not a positive
+            integer, ``width`` is not an integer >= 40 or ``charset`` is neither ``"unicode"`` nor
+            ``"ascii"``.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, text_weight_evidence, weight_evidence
+        >>> evidence = weight_evidence(HandBuiltInduction(), compositions="k", n_baseline=8)  # no forward pass
+        >>> print(text_weight_evidence(evidence, top=1))  # L1H0 copies, and matches through L0H0
+        the weights' evidence (no forward pass): 8 heads in 2 layers, 40 tokens; random
+          K-composition baseline 0.0... (sd 0.0...)
+        <BLANKLINE>
+        OV copying: Re(sum eigenvalues) / sum |eigenvalues| of W_E W_OV W_U (1: copies)
+          L1H0    +1.000           ██████████...
+        <BLANKLINE>
+        QK matching: the same score of W_E W_QK (W_E W_OV of its top K-composing
+          earlier head)^T
+          L1H0    +1.000 via L0H0  ██████████...
+        <BLANKLINE>
+        induction heads by QK matching (and their OV copying) <- top K-composing
+          earlier heads (x baseline):
+          L1H0    QK +1.000 OV +1.000 <- L0H0 0.1... (...x)
+        <BLANKLINE>
+        left out / folded:
+        ...
+    """
     _check(evidence)
     check_view_options(width, charset)
     check_int("top", top, minimum=1)
@@ -116,7 +159,40 @@ def plot_k_composition(evidence: Any, ax: Any = None, *, kind: str = "k", ratio:
     layer) x earlier heads (columns, up to the last but one), scores in [0, 1] (``ratio``: divided by the
     random baseline; colours up to the largest score), blank where undefined, the baseline marked on the
     colour bar; the cell of the top induction head (``induction_ranking``: by QK matching) and its strongest
-    composing earlier head outlined. Returns the Axes."""
+    composing earlier head outlined. Returns the Axes.
+
+    Pure drawing: the evidence (``weight_evidence``; Elhage et al. 2021, Olsson et al. 2022) is read through
+    its public attributes. Every head is named on the axes where there are 32 or fewer, else the first
+    head of each layer.
+
+    Args:
+        evidence: a ``WeightEvidence``, from ``weight_evidence(model)`` (with ``kind`` among its
+            ``compositions``).
+        ax: a matplotlib Axes to draw into; ``None`` (default): a new one-column figure.
+        kind: which composition: ``"k"`` (default; K-composition, the induction mechanism), ``"q"`` or
+            ``"v"``.
+        ratio: colour by score / the random baseline (the baseline at 1 on the colour bar) instead of the
+            score (default ``False``).
+
+    Returns:
+        matplotlib.axes.Axes: the Axes drawn into (its figure, with the colour bar, is ``ax.figure``).
+
+    Raises:
+        InputError: when ``evidence`` is not a ``WeightEvidence``, ``kind`` is not ``"k"``, ``"q"`` or
+            ``"v"`` or was not computed (``weight_evidence(model, compositions=...)``), or the model has
+            fewer than two attention layers.
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, plot_k_composition, weight_evidence
+        >>> evidence = weight_evidence(HandBuiltInduction(), compositions="k", n_baseline=8)
+        >>> ax = plot_k_composition(evidence)
+        >>> ax.get_title()
+        'K-composition (random baseline 0.0...)'
+        >>> [t.get_text() for t in ax.get_yticklabels()]  # later heads (rows)
+        ['L1H0', 'L1H1', 'L1H2', 'L1H3']
+        >>> [t.get_text() for t in ax.get_xticklabels()]  # earlier heads (columns)
+        ['L0H0', 'L0H1', 'L0H2', 'L0H3']
+    """
     _check(evidence)
     M = evidence.composition(kind).float()
     layers = sorted({l for l, _ in evidence.heads})

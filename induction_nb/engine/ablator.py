@@ -57,7 +57,8 @@ class Ablator:
             )
 
     def check_heads(self, heads: Any, name: str = "heads") -> list[tuple[int, int]]:
-        return check_heads(name, heads, {l: self.n_heads for l in self.layers})
+        """``heads`` as ``(layer, head)`` pairs of this model, each named once, or ``InputError``."""
+        return check_heads(name, heads, {l: self.n_heads for l in self.layers}, unique=True)
 
     @property
     def heads(self) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ from .._validate import check_choice
 from ..errors import InputError, warn_user
 from . import model_info as info
 
-__all__ = ["Batch", "make_batch", "fit_length", "Overflow", "OVERFLOWS"]
+__all__ = ["Batch", "make_batch", "fit_length", "takes_attention_mask", "Overflow", "OVERFLOWS"]
 
 Overflow = Literal["error", "truncate", "chunk"]
 OVERFLOWS: tuple[str, ...] = Overflow.__args__
@@ -57,13 +57,18 @@ class Batch:
         if "attention_mask" not in params:
             raise InputError(
                 f"{type(module).__name__}.forward takes no attention_mask, so a padded batch cannot be "
-                "run on it; pass sequences of one length (one batch per length)"
+                "run on it; pass sequences of one length (one call per length)"
             )
         kwargs = {"attention_mask": self.mask.long()}
         if self.left_padded and "position_ids" in params:  # positions count real tokens only
             offset = _position_offset(module)  # RoBERTa-style positions start after the padding index
             kwargs["position_ids"] = (self.mask.long().cumsum(1) - 1).clamp_min(0) + offset
         return kwargs
+
+
+def takes_attention_mask(module: torch.nn.Module) -> bool:
+    """Whether ``module.forward`` takes an ``attention_mask`` (else only batches without padding run)."""
+    return "attention_mask" in _forward_params(module)
 
 
 def _position_offset(module: torch.nn.Module) -> int:

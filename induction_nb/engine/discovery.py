@@ -142,7 +142,8 @@ def _discover(model: Any, module: torch.nn.Module, probe_tokens: torch.Tensor, r
             f"no attention found in {type(module).__name__}. Tried: "
             + ("; ".join(tried) if tried else f"no module class looks like attention (classes: {', '.join(classes)})")
             + ". Name the attention module of each layer and how to read its pattern with "
-            "induction_nb.CustomSites(...) and pass it as sites=... (see the README, 'Custom attention')."
+            "induction_nb.CustomSites(...) and pass it as sites=... (documentation: 'Capture attention from any "
+            "model', section 'Custom attention')."
         )
     events = [p for p in calls if p in accepted and not _overlaps([p], [q for q in accepted if q != p])]
     local = remote is None and not remote_only(module)

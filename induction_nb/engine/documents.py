@@ -139,14 +139,20 @@ def document_limit(engine: Engine, max_length: int | None) -> int:
     return max_length
 
 
-def length_buckets(docs: list[list[int]], batch_size: int, progress: bool | None = None) -> Any:
+def length_buckets(
+    docs: list[list[int]], batch_size: int, progress: bool | None = None, *, same_length: bool = False
+) -> Any:
     """Document indices sorted by length, at most ``batch_size`` at a time and at most ``batch_size * 256``
     padded tokens (long documents go in smaller batches: a layer's pattern grows with the square of the
-    padded length); with a progress bar where ``progress`` (default: more than two batches)."""
+    padded length); with a progress bar where ``progress`` (default: more than two batches). With
+    ``same_length`` (a model whose forward takes no ``attention_mask``: ``batch.takes_attention_mask``),
+    only documents of one exact length share a batch, so that none is padded."""
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
     buckets: list[list[int]] = []
     for i in order:  # ascending lengths: the newest document is the longest of its batch
-        if buckets and len(buckets[-1]) < batch_size and (len(buckets[-1]) + 1) * len(docs[i]) <= batch_size * 256:
+        last = buckets[-1] if buckets else []
+        fits = bool(last) and len(last) < batch_size and (len(last) + 1) * len(docs[i]) <= batch_size * 256
+        if fits and (not same_length or len(docs[last[0]]) == len(docs[i])):
             buckets[-1].append(i)
         else:
             buckets.append([i])

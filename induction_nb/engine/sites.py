@@ -37,7 +37,35 @@ class Site:
     the model root), ``op`` (an operation of that module's forward, dotted to reach into helpers, or
     ``None`` for the module call itself), ``kind``: its reader (``site_kinds``: how the call is read into a
     pattern; equal to its name, e.g. ``"hf_interface"``), ``call`` (which application of the module, 0
-    for the first) and ``stack`` (``engine.seq2seq.Stack``: which attention stack it is in)."""
+    for the first) and ``stack`` (``engine.seq2seq.Stack``: which attention stack it is in).
+
+    Discovery builds one per layer (``AttentionPatterns.sites`` lists those a capture read), and
+    ``CustomSites.expand`` builds them from the paths you name; you rarely construct one yourself.
+
+    Args:
+        layer: the model's layer index (its position in the model's layer list; the application order
+            where a module runs several times per forward).
+        path: the dotted module path from the model root, e.g. ``"model.layers.3.self_attn"``.
+        op: an operation inside that module's forward as nnsight's ``.source`` names it (e.g.
+            ``"attention_interface_1"``; dotted to reach into a helper it calls), or ``None`` for the module
+            call itself.
+        kind: the reader that turns the call into a pattern (a ``site_kinds.SiteKind``, equal to its name,
+            e.g. ``"hf_interface"``, ``"sdpa_call"``, ``"custom"``).
+        call: which application of the module this is, 0 (default) for the first (ALBERT's shared layer or
+            a looped block runs several times per forward).
+        stack: the attention stack the site is in: ``"decoder"`` (default, every site of a one-stack
+            model), ``"encoder"`` or ``"cross"``; anything else raises ``InputError``.
+
+    Examples:
+        >>> import torch
+        >>> from induction_nb import HandBuiltInduction, capture_attention
+        >>> site = capture_attention(HandBuiltInduction(), torch.arange(4, 20)[None]).sites[1]
+        >>> site
+        Site(layer=1, path='layers.1', op='F_scaled_dot_product_attention_0', kind=sdpa_call, call=0,
+             stack='decoder')
+        >>> site.kind == "sdpa_call", site.needs_output
+        (True, True)
+    """
 
     layer: int
     path: str
@@ -51,6 +79,7 @@ class Site:
 
     @property
     def needs_output(self) -> bool:
+        """Whether the reader needs the site's output as well as its inputs (``kind.needs_output``)."""
         return self.kind.needs_output
 
 
@@ -73,6 +102,57 @@ class CustomSites:
 
         sites = CustomSites("blocks.{layer}.attn.hook_pattern", n_layers=model.cfg.n_layers)
         capture_attention(model, tokens, sites=sites)
+
+    Pass it as ``sites=`` to ``capture_attention``, ``stream_attention``, ``capture_head`` and the tools
+    built on them, where discovery raises ``AttentionNotFoundError`` (or finds the wrong modules). Every
+    pattern read through it is self-checked like a discovered one (``CaptureCheckError`` for a reader that
+    returns something that is not a ``[batch, head, q, k]`` softmax pattern). The fields are checked when
+    the sites are used (``expand``): ``InputError`` for a template without ``{layer}`` or without
+    ``n_layers``, no paths, an unknown ``read``, or ``layers`` that do not give one distinct index per path.
+
+    Args:
+        modules: explicit dotted module paths, one per layer (a path named twice is that module's second
+            application), or one template containing ``{layer}`` (e.g. ``"model.layers.{layer}.self_attn"``)
+            together with ``n_layers``.
+        read: how to read the pattern ``[batch, head, q, k]``: ``"output"`` (default: the module's output,
+            or the first item of a tuple output), ``"input"`` (its first input), or a function
+            ``read(args, kwargs, output) -> pattern`` given the module's (or the ``op``'s) positional
+            arguments, keyword arguments and output.
+        n_layers: the number of layers a ``{layer}`` template expands to (paths for ``0 .. n_layers - 1``);
+            ignored with explicit paths.
+        op: an operation inside the module's forward to read instead of the module call
+            (``print(model.<path>.source)`` lists them); ``None`` (default): the module call itself.
+        causal: whether keys after the query are masked; ``None`` (default): inferred from the pattern.
+        layers: the model's layer index of each path (distinct, one per path); ``None`` (default):
+            ``0, 1, ...``.
+        stack: the attention stack the sites are in: ``"decoder"`` (default), ``"encoder"`` or ``"cross"``
+            (an encoder-decoder's stacks are named by one ``CustomSites`` each).
+        values: optionally ``values(args, kwargs, output) -> [batch, head or kv_head, k, d_head]``, each
+            head's value vectors (value-weighted attention, ``concept_induction``, needs them); ``None``
+            (default): none.
+
+    Examples:
+        Read the hand-built model's attention from the inputs of its ``scaled_dot_product_attention`` call
+        (discovery finds it too; a reader like this one is for the models where it does not):
+
+        >>> import torch
+        >>> from induction_nb import CustomSites, HandBuiltInduction, PatternGenerator, capture_attention
+        >>> def softmax_of_qk(args, kwargs, output):  # the op's inputs: query, key, value [batch, head, seq, d]
+        ...     scores = args[0] @ args[1].transpose(-1, -2)  # the toy's call is unscaled (scale=1.0)
+        ...     n = scores.shape[-1]
+        ...     ahead = torch.ones(n, n, dtype=torch.bool).triu(1)
+        ...     return scores.masked_fill(ahead, float("-inf")).softmax(-1)
+        >>> sites = CustomSites("layers.{layer}", n_layers=2, op="F_scaled_dot_product_attention_0",
+        ...                     read=softmax_of_qk, causal=True)
+        >>> [site.path for site in sites.expand()]
+        ['layers.0', 'layers.1']
+        >>> model = HandBuiltInduction()
+        >>> tokens = PatternGenerator(40).generate("repeated", seq_len=32, batch_size=2).tokens
+        >>> custom = capture_attention(model, tokens, sites=sites)
+        >>> custom.sites[1].kind == "custom"
+        True
+        >>> bool(torch.allclose(custom.pattern, capture_attention(model, tokens).pattern, atol=1e-5))
+        True
     """
 
     modules: str | Sequence[str]
@@ -85,6 +165,16 @@ class CustomSites:
     values: Callable[[tuple, dict, Any], torch.Tensor] | None = None
 
     def expand(self) -> tuple[Site, ...]:
+        """The ``Site`` of each path, in the order given (a path named twice: its second application).
+
+        Returns:
+            tuple[Site, ...]: one site per path, with the layer index from ``layers`` and a custom reader.
+
+        Raises:
+            InputError: for a template without ``{layer}`` or without ``n_layers``, no paths, a ``read``
+                that is not ``"output"``, ``"input"`` or a function, or ``layers`` that do not give one
+                distinct index per path.
+        """
         if isinstance(self.modules, str):
             if "{layer}" not in self.modules or self.n_layers is None:
                 raise InputError(

@@ -53,7 +53,65 @@ class HeadExplorer:
     the heads the result kept can be shown). ``texts``: your documents (anything ``load_texts`` reads),
     shown as the pattern ``"text"`` (the first ``n_examples``, each cut to ``text_length`` tokens).
     ``evidence``: an evidence report of the same model (``evidence_report``, or ``EvidenceReport.load``): the
-    selected head's evidence is shown under its metrics (``self.evidence``) and in ``text()``."""
+    selected head's evidence is shown under its metrics (``self.evidence``) and in ``text()``.
+
+    Displayed in Jupyter it is the interactive widget; where widgets cannot render (terminal IPython,
+    nbconvert to text, ``str()``) its ``text()`` stands in: the ASCII report (``create_analysis_report``) and
+    the selected head's ASCII pattern (``text_attention_pattern``) and stripe (``text_induction_stripe``).
+    ``select(layer, head)`` changes the head; ``save_html`` and ``save_figure`` export what is seen.
+
+    Args:
+        result_or_model: a scan result (``DetectionResult``, ``TextScanResult``, ``RetrievalResult``), or a
+            model (anything ``load_model`` accepts: a Hugging Face model, an nnsight ``LanguageModel``, a
+            plain ``torch.nn.Module``, a name or path): detection (``InductionHeadDetector``) runs on it first.
+        model: the model the result came from, so any head's attention can be captured on the probe
+            patterns; ``None`` (default; ignored when a model is passed first): only the heads the result
+            kept (``detect(keep_patterns=...)``) can be shown, on the pattern they were kept on.
+        patterns: the probe patterns offered, by name (from ``PATTERN_NAMES``; default ``("repeated",
+            "copy", "random")``); used only where there is a model.
+        sequence_length: the probe length in tokens; ``None`` (default): a result's own
+            ``settings["sequence_length"]`` (else 48), or, on a model, 48 where its positions and
+            vocabulary allow.
+        n_examples: examples captured per pattern (and the detection's batch size on a model; default 4).
+        seed: seed of the probe tokens and of the detection on a model (default 0).
+        layer: the layer selected first; ``None`` (default): the top head's by overall score (with neither
+            ``layer`` nor ``head`` and without a model: the best head the result kept).
+        head: the head selected first; ``None`` (default): the top head's, as for ``layer``.
+        texts: your documents (anything ``load_texts`` reads), shown as the pattern ``"text"``; needs the
+            model. ``None`` (default): probe patterns only.
+        text_length: each document is cut to this many tokens (default 256; at most the model's positions).
+        evidence: an ``EvidenceReport`` of the same model (``evidence_report``, or ``EvidenceReport.load``),
+            shown with the selected head; ``None`` (default): none.
+
+    Raises:
+        InputError: when the result is empty (no head scores), ``texts`` is given without a model, the model
+            does not match the result (layers, heads per layer), ``patterns`` names an unknown probe
+            pattern, ``evidence`` is not an evidence report or is of another model, or ``layer``/``head``
+            is out of range. On a model, the errors of ``load_model`` and ``detect_induction_heads``
+            (``ModelLoadError``, ``AttentionNotFoundError``, ``InputError``).
+
+    Examples:
+        >>> from induction_nb import HandBuiltInduction, HeadExplorer, detect_induction_heads
+        >>> model = HandBuiltInduction()  # L1H0 is an induction head, L0H0 a previous-token head
+        >>> result = detect_induction_heads(model, sequence_length=32)
+        >>> explorer = HeadExplorer(result, model=model)  # in Jupyter: display(explorer)
+        >>> (explorer.layer, explorer.head)  # it opens on the top head
+        (1, 0)
+        >>> print(explorer.text())  # what str(explorer) and a terminal show
+        INDUCTION HEAD ANALYSIS REPORT
+        ==============================
+        ...
+        Induction heads: L1H0
+        ...
+        L1H0 (induction head): attention on 'repeated', example 1 of 4
+        queries 0..31 (rows) x keys 0..31 (columns)
+        ...
+        induction stripe k = q - 15 (period 16), queries 16..31
+        ...
+        >>> explorer.select(0, 0)
+        >>> explorer.text().count("L0H0 (not detected)")
+        1
+    """
 
     def __init__(
         self,

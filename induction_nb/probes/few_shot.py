@@ -58,7 +58,43 @@ TaskKind = Literal["abstract", "natural"]
 
 @dataclass(frozen=True)
 class FewShotTask:
-    """A task: ``name``, ``kind``, a one-line ``description`` and, for natural tasks, its ``(x, y)`` rows."""
+    """A task: ``name``, ``kind``, a one-line ``description`` and, for natural tasks, its ``(x, y)`` rows.
+
+    The shipped tasks are ``FewShotTask`` objects too (``probes.few_shot.TASKS``: the abstract
+    ``repetition``, ``recursion``, ``centre_embedding``, ``category_pairs`` and the natural
+    ``country_capital``, ``antonym``, ``capitalize``, ``first_letter``, ``english_french``,
+    ``present_past``). Build one to measure a task of your own: ``kind="natural"`` with its ``(x, y)``
+    pairs, shown as Todd et al.'s ``"Q: {x}\\nA: {y}"`` shots; it needs the model's tokenizer. Pass it
+    wherever a task name is taken (``few_shot_accuracy``, ``fv_scores``, ``icl_heads``). Nothing is checked
+    at construction; when the task is used, ``InputError`` for an abstract task whose name is not a shipped
+    rule, a natural task without pairs, pairs that are not ``(x, y)`` tuples of strings, a row with an
+    empty ``x`` or ``y``, or an ``x`` given twice.
+
+    Args:
+        name: the task's name, shown in results (an abstract task must use a shipped rule's name).
+        kind: ``"abstract"`` (token-pattern tasks built from random ids, no tokenizer needed) or
+            ``"natural"`` (``(x, y)`` rows rendered as text, needs a tokenizer).
+        description: one line saying what the task asks, e.g. ``"give the word of opposite meaning"``.
+        pairs: the ``(x, y)`` rows of a natural task, each a tuple of two non-empty strings with distinct
+            ``x``; the answer is the first token of ``" {y}"``. Empty (default) for abstract tasks. At
+            least ``shots + 1`` usable rows are needed.
+
+    Examples:
+        >>> from induction_nb import FewShotTask, HandBuiltInduction, few_shot_accuracy
+        >>> task = FewShotTask("repetition", "abstract", "continue a b a b: after c d c comes d")
+        >>> result = few_shot_accuracy(HandBuiltInduction(), [task], shots=4, n_prompts=8, n_boot=100)
+        >>> result.mean_accuracy  # the hand-built induction head completes c d c -> d
+        1.0
+
+        A task of your own is natural, with its rows; it needs a model with a tokenizer:
+
+        >>> plural = FewShotTask("plural", "natural", "give the plural of the noun",
+        ...                      pairs=(("cat", "cats"), ("dog", "dogs"), ("box", "boxes"), ("day", "days")))
+        >>> plural.kind, len(plural.pairs)
+        ('natural', 4)
+        >>> from induction_nb import load_model  # doctest: +SKIP
+        >>> few_shot_accuracy(load_model(), [plural], shots=3).mean_accuracy  # doctest: +SKIP
+    """
 
     name: str
     kind: TaskKind

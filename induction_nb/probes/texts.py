@@ -43,6 +43,56 @@ def load_texts(source: Any, *, column: str = "text", encoding: str = "utf-8") ->
     Raises ``InputError`` (naming the document, and the file and line where known) for a document that
     is not a ``str``, or is empty or only whitespace, for zero documents, a missing column or field,
     invalid JSON, a file not valid in ``encoding``, or a source of an unsupported kind.
+
+    Limits: no format is guessed, and files other than ``.txt``/``.md``/``.jsonl`` (``.csv``, ``.parquet``,
+    ...) are refused: read them with pandas first and pass the DataFrame. A folder's hidden files and folders
+    (``.git``, ``.ipynb_checkpoints``) are skipped and symlinked folders are not followed. Everything is read
+    into memory (an ``IterableDataset`` or generator to its end); a leading byte-order mark is dropped.
+    pandas, pyarrow and datasets are imported only when an object of theirs is passed. The documents feed
+    ``detect_on_text`` and the other tools that score real text.
+
+    Args:
+        source: where the documents are: a path (``str`` or ``os.PathLike``) to a ``.txt``/``.md`` file, a
+            ``.jsonl`` file or a folder of them (recursively, sorted by relative path); an iterable of
+            ``str``; a pandas ``Series``/``DataFrame``; a pyarrow ``Array``/``ChunkedArray``/``Table``; or a
+            Hugging Face ``Dataset``/``IterableDataset``. A ``str`` is always a path, never a document.
+        column: the column of a table or dataset, or the field of each ``.jsonl`` object, that holds the
+            text (default ``"text"``).
+        encoding: the text encoding of files (default ``"utf-8"``; e.g. ``"latin-1"``, ``"cp1252"``).
+
+    Returns:
+        list[str]: a new list of the documents, each a non-empty ``str``, in a deterministic order (files:
+        sorted by relative path, lines in file order; tables and iterables: their own order).
+
+    Raises:
+        InputError: for a path that does not exist (wrap a text in a list to score it), a blank string,
+            ``bytes`` (decode them first), a mapping (pass ``source[column]``), a folder without
+            ``.txt``/``.md``/``.jsonl`` files, a file of another type, an unknown encoding or a file not
+            valid in ``encoding``, a ``.jsonl`` line that is not valid JSON or lacks the field, a missing
+            ``column``, a ``DatasetDict`` (pick a split), zero documents, or a document that is not a
+            ``str`` (``None``/NaN: a missing value) or is empty or only whitespace.
+
+    Examples:
+        >>> from induction_nb import load_texts
+        >>> load_texts(["The cat sat on the mat.", "A dog ran."])
+        ['The cat sat on the mat.', 'A dog ran.']
+        >>> import pandas as pd
+        >>> load_texts(pd.DataFrame({"id": [1, 2], "body": ["one", "two"]}), column="body")
+        ['one', 'two']
+
+        A folder of files (``.jsonl``: one document per line, an object's field or a bare string):
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     _ = (Path(folder) / "b.txt").write_text("A whole file is one document.")
+        ...     _ = (Path(folder) / "a.jsonl").write_text('{"text": "first line"}\\n"a bare string"\\n')
+        ...     print(load_texts(folder))
+        ['first line', 'a bare string', 'A whole file is one document.']
+        >>> load_texts(["fine", "   "])
+        Traceback (most recent call last):
+        ...
+        induction_nb.errors.InputError: document 1 is empty or only whitespace; drop empty documents first, ...
     """
     docs, what = _collect(source, column, encoding)
     return _validated(docs, what)

@@ -15,7 +15,7 @@ class OverallScore(HeadMetric):
     label = "overall score"
     short = "overall"
     description = "contrast x copying: the matched attention that lands on the next token"
-    source = "induction_nb (README, 'What is measured'); threshold 0.4 as ARENA 1.2"
+    source = "induction_nb (documentation: Metrics); threshold 0.4 as ARENA 1.2"
     order = 0
     threshold_line = True
     needs = ("contrast", "copying")
