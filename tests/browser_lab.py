@@ -37,6 +37,33 @@ KERNEL_IDLE = (
 )
 
 
+def require_browser(what: str):
+    """Playwright's ``sync_playwright`` for a browser test module; without Debian's Chromium or the playwright
+    package the module is skipped, and under CI it fails (a real part must not go missing silently)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - depends on the machine
+        sync_playwright = None
+    if sync_playwright is None or not os.path.exists(CHROMIUM):
+        import pytest
+
+        if os.environ.get("CI"):
+            raise RuntimeError(f"{what} need Debian's chromium and the playwright package (.ci/run installs them)")
+        pytest.skip(f"{what} need Debian's chromium and the playwright package", allow_module_level=True)
+    return sync_playwright
+
+
+@contextlib.contextmanager
+def chromium(sync_playwright):
+    """Debian's headless Chromium, launched through Playwright and closed on exit."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def write_notebook(path: Path, cells: list[str]) -> None:
     notebook = {
         "cells": [

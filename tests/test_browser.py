@@ -16,25 +16,16 @@ skipped without them outside CI, a failure in CI (.ci/run installs Chromium).
 """
 
 import contextlib
-import os
 import re
 from pathlib import Path
 
 import pytest
-from browser_lab import ARGS, CHROMIUM, OfflinePage, jupyterlab, write_notebook
+from browser_lab import OfflinePage, chromium, jupyterlab, require_browser, write_notebook
 
 TESTS = Path(__file__).resolve().parent
 ARTIFACTS = TESTS.parent / "test-artifacts"
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-if sync_playwright is None or not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("browser tests need Debian's chromium and the playwright package (.ci/run installs them)")
-    pytest.skip("browser tests need Debian's chromium and the playwright package", allow_module_level=True)
+sync_playwright = require_browser("browser tests")
 
 SETUP = f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})"
 HANDBUILT = [
@@ -69,10 +60,8 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium(sync_playwright) as b:
         yield b
-        b.close()
 
 
 def _shot(page: OfflinePage, name: str) -> Path:

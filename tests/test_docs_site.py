@@ -14,21 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser_lab import ARGS, CHROMIUM, OfflinePage
+from browser_lab import OfflinePage, chromium, require_browser
 
 ROOT = Path(__file__).resolve().parents[1]
 # what the site is made from (not what a test run writes, such as notebooks/figures/)
 SOURCES = ["mkdocs.yml", "docs/**/*", "induction_nb/**/*.py", "notebooks/[0-9][0-9]_*.ipynb"]
 
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-if sync_playwright is None or not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("the docs' browser test needs Debian's chromium and playwright (.ci/run installs them)")
-    pytest.skip("the docs' browser test needs Debian's chromium and the playwright package", allow_module_level=True)
+sync_playwright = require_browser("the docs' browser tests")
 
 
 def _newest_source() -> float:
@@ -56,10 +48,8 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium(sync_playwright) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
