@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import doctest
 import io
+from pathlib import Path
 
 import pytest
 
 import induction_nb
 
+ROOT = Path(__file__).resolve().parents[1]
+
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def _constant_docstring(name: str) -> str:
+    """A constant's docstring (the string literal after its assignment, which Python does not keep)."""
+    import griffe
+
+    found = griffe.load("induction_nb", search_paths=[str(ROOT)])[f"{induction_nb._EXPORTS[name]}.{name}"]
+    return (found.target if found.is_alias else found).docstring.value
 
 
 def _tests():
@@ -23,10 +34,14 @@ def _tests():
     seen: set[int] = set()
     for name in sorted(induction_nb.__all__):
         obj = getattr(induction_nb, name)
-        if id(obj) in seen or isinstance(obj, (tuple, str)):
+        if id(obj) in seen:
             continue
         seen.add(id(obj))
-        for test in finder.find(obj, name, globs={}):
+        if isinstance(obj, (tuple, str)):
+            tests = [doctest.DocTestParser().get_doctest(_constant_docstring(name), {}, name, None, 0)]
+        else:
+            tests = finder.find(obj, name, globs={})
+        for test in tests:
             if any(not ex.options.get(doctest.SKIP) for ex in test.examples):
                 yield pytest.param(test, id=name)
 
