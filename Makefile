@@ -22,8 +22,13 @@ snapshots: $(STAMP)  ## rewrite the ASCII snapshots and baseline images (review 
 sweep: $(STAMP)  ## capture vs eager on every architecture transformers ships, each encoder-decoder stack too (~12 min on 2 cores); fails on a mismatch
 	$(BIN)/python bench/arch_sweep.py --check --timeout 300 --json docs/data/sweep.json
 
+# built aside and moved into site/ only when the strict build passed (a failed one writes its pages first),
+# with the digest of what it was made from (docs/stamp.py), which the browser test checks
 docs: $(STAMP)  ## the documentation site, built offline into site/ in strict mode (open site/index.html from disk)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+	rm -rf site.partial
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict -d site.partial
+	$(BIN)/python docs/stamp.py site.partial
+	rm -rf site && mv site.partial site
 
 notebooks: $(STAMP)  ## rebuild and re-execute the tutorial notebooks (their outputs are committed)
 	$(BIN)/python notebooks/build_notebooks.py
@@ -47,4 +52,4 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) build site *.egg-info
+	rm -rf $(VENV) build site site.partial .cache *.egg-info

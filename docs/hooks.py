@@ -22,8 +22,10 @@ import functools
 import inspect
 import json
 import re
+import shutil
 import sys
-import textwrap
+import tempfile
+from html import escape
 from pathlib import Path
 
 from mkdocs.exceptions import BuildError
@@ -49,6 +51,7 @@ GROUP_TITLES = {
     "errors": "Errors",
 }
 PUBLIC = set(induction_nb.__all__)
+SECTIONS = ("Args", "Attributes", "Returns", "Raises", "Examples")
 # a full stop that ends a sentence: a capital follows ("et al. 2024", "e.g. ``x``" and "1 .. 4" do not end one)
 SENTENCE_END = re.compile(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)\.\s+(?=[A-Z`])")
 # inline code that is exactly a public name (optionally called: ``name()``), not already inside a link
@@ -109,10 +112,13 @@ def api_page(name: str) -> str:
         )
     ident = _identifier(name)
     where = ident.rsplit(".", 1)[0] if "." in ident else ident
-    return (
+    page = (
         f"# {name}\n\n`from induction_nb import {name}` · group `{group}` ({GROUP_TITLES[group]}) · "
         f"defined in `{where}`\n\n::: {ident}\n    options:\n      show_root_heading: false\n"
     )
+    if "module docstring" in _own_doc(name):  # the text it points at, shown here (not rendered elsewhere)
+        page += f"\n## The module docstring (`{where}`)\n\n" + _markdown(sys.modules[where].__doc__ or "") + "\n"
+    return page
 
 
 def api_index() -> str:
@@ -194,11 +200,23 @@ def coverage_page() -> str:
 
 
 def _markdown(doc: str) -> str:
-    """A docstring as page text: its ``Examples:`` section (doctests) as a code block."""
-    text, _, examples = inspect.cleandoc(doc).partition("\nExamples:\n")
-    if examples:
-        text += "\n\n**Example**\n\n```pycon\n" + textwrap.dedent(examples).strip("\n") + "\n```"
-    return text
+    """A docstring as page text (for pages not rendered by mkdocstrings): its Google sections as a bold title
+    with a list (``Args:``, ``Attributes:``...) and its ``Examples:`` (doctests) as a code block."""
+    out, section = [], None
+    for line in inspect.cleandoc(doc).splitlines():
+        title = line.strip().rstrip(":")
+        if line.endswith(":") and not line.startswith(" ") and title in SECTIONS:
+            section = title
+            out += ["", f"**{title}**", ""] + (["```pycon"] if title == "Examples" else [])
+        elif section == "Examples":
+            out.append(line[4:] if line.startswith("    ") else line)
+        elif section and line.startswith("    ") and not line.startswith("     "):
+            out.append("- " + line.strip())  # an item: "name: what it is"
+        else:
+            out.append(("  " + line.strip()) if section and line.strip() else line)
+    if section == "Examples":
+        out.append("```")
+    return "\n".join(out)
 
 
 def errors_page() -> str:
@@ -209,7 +227,7 @@ def errors_page() -> str:
         lines += [
             f"\n## {name}\n",
             f"*subclasses {bases}* · [API page](api/{name}.md)\n",
-            inspect.cleandoc(cls.__doc__),
+            _markdown(cls.__doc__),
         ]
     return "\n".join(lines) + "\n"
 
@@ -217,7 +235,8 @@ def errors_page() -> str:
 def _notebook_title(path: Path) -> str:
     cells = json.loads(path.read_text())["cells"]
     first = "".join(cells[0]["source"]).splitlines()[0] if cells else path.stem
-    return first.lstrip("# ").split(":")[0].strip() or path.stem
+    title = re.split(r"[:?]", first.lstrip("# "))[0].strip()
+    return (title + "?" if "?" in first and ":" not in first.split("?")[0] else title) or path.stem
 
 
 def _notebooks() -> list[Path]:
@@ -253,7 +272,9 @@ def on_page_content(html, page, config, files):
             return match.group(0)
         return f'<a href="{"../" * depth}api/{name}.html">{match.group(0)}</a>'
 
-    return CODE_NAME.sub(link, html)
+    # headings keep their text (a metric's key can also be a function's name: concept_induction)
+    parts = re.split(r"(<h[1-6][^>]*>.*?</h[1-6]>)", html, flags=re.S)
+    return "".join(p if p.startswith("<h") else CODE_NAME.sub(link, p) for p in parts)
 
 
 # before the plugins' own on_files, so that mkdocs-jupyter sees the notebooks added here
@@ -266,15 +287,43 @@ def on_files(files, config):
     generated["errors.md"] = errors_page()
     for path, content in generated.items():
         files.append(File.generated(config, path, content=content))
+    static = Path(tempfile.mkdtemp(prefix="induction-nb-docs-"))
+    _TEMPORARY.append(static)
     for nb in _notebooks():
-        # a plain File (src_dir: the repository) rather than a generated one, which mkdocs-jupyter cannot wrap
-        path = nb.relative_to(ROOT).as_posix()
-        files.append(File(path, src_dir=str(ROOT), dest_dir=config.site_dir, use_directory_urls=False))
+        (static / "notebooks").mkdir(exist_ok=True)
+        (static / "notebooks" / nb.name).write_text(json.dumps(static_notebook(nb)))
+        # a plain File rather than a generated one, which mkdocs-jupyter cannot wrap
+        path = f"notebooks/{nb.name}"
+        files.append(File(path, src_dir=str(static), dest_dir=config.site_dir, use_directory_urls=False))
     return files
+
+
+_TEMPORARY: list[Path] = []  # the static notebooks' folder of this build
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = (
+    "<p><em>The widget, live in Jupyter (this page is static): below, its text form; the HeadExplorer's "
+    "<code>save_html(path)</code> writes an offline page of it.</em></p><pre>{}</pre>"
+)
+
+
+def static_notebook(path: Path) -> dict:
+    """The committed notebook without its widget state: that state makes nbconvert load the widget manager
+    from a CDN, and a static page cannot run a widget anyway. A widget's output keeps its text and, for the
+    HeadExplorer, says how to get it offline; everything else is as committed."""
+    nb = json.loads(path.read_text())
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if data.pop(WIDGET, None) is not None and "HeadExplorer" in "".join(cell["source"]):
+                data["text/html"] = WIDGET_NOTE.format(escape("".join(data.get("text/plain", ""))))
+    return nb
 
 
 def on_post_build(config):
     """Every tutorial became a page (a notebook left as a plain file would be a silent gap in the site)."""
+    while _TEMPORARY:
+        shutil.rmtree(_TEMPORARY.pop(), ignore_errors=True)
     site = Path(config.site_dir)
     missing = [nb.name for nb in _notebooks() if not (site / "notebooks" / f"{nb.stem}.html").is_file()]
     if missing:

@@ -146,7 +146,9 @@ class OfflinePage:
         self.page = browser.new_page(viewport={"width": width, "height": height})
         self.blocked: list[str] = []
         self.allowed: list[str] = []
+        self.failed: list[str] = []  # allowed requests that did not load (a missing local file)
         self.page.route("**/*", self._route)
+        self.page.on("requestfailed", lambda r: None if r.url in self.blocked else self.failed.append(r.url))
 
     def _route(self, r) -> None:
         u = r.request.url

@@ -8,6 +8,7 @@ every source it is made from; otherwise it is built here (strict, into a tempora
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,21 +18,19 @@ import pytest
 from browser_lab import OfflinePage, chromium, require_browser
 
 ROOT = Path(__file__).resolve().parents[1]
-# what the site is made from (not what a test run writes, such as notebooks/figures/)
-SOURCES = ["mkdocs.yml", "docs/**/*", "induction_nb/**/*.py", "notebooks/[0-9][0-9]_*.ipynb"]
+_spec = importlib.util.spec_from_file_location("docs_stamp", ROOT / "docs" / "stamp.py")
+stamp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stamp)
 
 sync_playwright = require_browser("the docs' browser tests")
-
-
-def _newest_source() -> float:
-    return max(p.stat().st_mtime for pattern in SOURCES for p in ROOT.glob(pattern) if p.is_file())
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     built = ROOT / "site"
-    index = built / "index.html"
-    if index.is_file() and index.stat().st_mtime > _newest_source():
+    made_from = built / stamp.STAMP
+    if made_from.is_file() and made_from.read_text().strip() == stamp.digest():
         return built
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
@@ -58,6 +57,7 @@ def page(browser):
     yield p
     p.page.close()
     assert not p.blocked, f"requests tried to leave the machine: {p.blocked[:10]}"
+    assert not p.failed, f"local files the page could not load: {p.failed[:10]}"
 
 
 def test_search_finds_detect_induction_heads(site, page):
@@ -83,6 +83,14 @@ def test_tutorial_page_shows_its_figures(site, page):
     )
     assert len(sizes) >= 3 and all(w > 100 and h > 100 for w, h in sizes), sizes
     assert "plot_score_heatmap" in page.page.inner_text("article")
+
+
+def test_no_tutorial_page_reaches_out_or_misses_a_file(site, page):
+    """Every rendered notebook (widget outputs included) loads with nothing from the network."""
+    for name in NOTEBOOKS:
+        page.page.goto((site / "notebooks" / f"{name}.html").as_uri())
+        page.wait("() => [...document.images].every(i => i.complete)", timeout_s=30)
+        assert page.page.inner_text("article").strip(), name
 
 
 def test_every_public_name_has_a_page(site):

@@ -13,6 +13,7 @@ the API pages show. The rules, per kind of name:
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import inspect
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import induction_nb
+import induction_nb.errors
 
 griffe = pytest.importorskip("griffe")
 
@@ -82,12 +84,17 @@ def test_public_name_docstring(package, name):
     if inspect.isclass(obj):
         if dataclasses.is_dataclass(obj) and obj.__name__ not in CONSTRUCTED:
             fields = [f.name for f in dataclasses.fields(obj) if not f.name.startswith("_")]
-            missing = sorted(set(fields) - set(_documented(s.get(K.attributes))))
+            documented = set(_documented(s.get(K.attributes)))
+            missing = sorted(set(fields) - documented)
             assert not missing, f"{name}: Attributes section lacks {missing}"
+            unknown = sorted(a for a in documented if a not in fields and not hasattr(obj, a))
+            assert not unknown, f"{name}: Attributes names what the class does not have: {unknown}"
+            _check_raises(name, s)
             return
         params = [n.lstrip("*") for n in _signature_names(obj)]
         documented = _documented(s.get(K.parameters))
         assert sorted(documented) == sorted(params), f"{name}: Args {documented} != __init__ {params}"
+        _check_raises(name, s)
         assert K.examples in s, f"{name}: no Examples section"
         return
     if not callable(obj):
@@ -97,7 +104,18 @@ def test_public_name_docstring(package, name):
     assert sorted(documented) == sorted(params), f"{name}: Args {documented} != signature {params}"
     assert K.returns in s, f"{name}: no Returns section"
     assert K.raises in s, f"{name}: no Raises section"
+    _check_raises(name, s)
     assert K.examples in s, f"{name}: no Examples section"
+
+
+def _check_raises(name, sections):
+    """Every exception a Raises section names is a real exception class (ours or a builtin)."""
+    raises = sections.get(K.raises)
+    for item in raises.value if raises is not None else ():
+        names = str(item.annotation).replace(" ", "").split("|")
+        for exc in names:
+            cls = getattr(induction_nb.errors, exc, None) or getattr(builtins, exc, None)
+            assert isinstance(cls, type) and issubclass(cls, BaseException), f"{name}: Raises names {exc!r}"
 
 
 # dataclasses a user builds by hand (their fields are constructor arguments, documented as Args)

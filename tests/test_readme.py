@@ -16,6 +16,7 @@ import importlib
 import inspect
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -24,15 +25,33 @@ import induction_nb
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+# fenced Python blocks, also indented ones (inside a list or an admonition) and ```py with a title
+BLOCK = re.compile(r"^([ \t]*)```(?:python|py)\b[^\n]*\n(.*?)^\1```", re.S | re.M)
+# inline code that is a call: `detect_induction_heads(model, sequence_length=8191)`
+INLINE_CALL = re.compile(r"(?<!`)`([A-Za-z_][\w.]*\([^`]*\))`(?!`)")
 # public callables whose **kwargs go on to another public callable: the keywords both take
 FORWARDS = {
     "detect_induction_heads": lambda: [induction_nb.InductionHeadDetector, induction_nb.InductionHeadDetector.detect],
+    "InductionHeadAnalyzer": lambda: [induction_nb.InductionHeadDetector],
+    "icl_score": lambda: [induction_nb.loss_by_position],
+    "compare_smeared_keys": lambda: [induction_nb.train_induction_model],
 }
 
 
 def _blocks(path: Path) -> list[str]:
-    return BLOCK.findall(path.read_text())
+    return [textwrap.dedent(code) for _, code in BLOCK.findall(path.read_text())]
+
+
+def _inline_calls(path: Path) -> list[str]:
+    """Inline code spans that parse as a call (prose in backticks that does not parse is not code)."""
+    calls = []
+    for span in INLINE_CALL.findall(path.read_text()):
+        try:
+            ast.parse(span)
+        except SyntaxError:
+            continue
+        calls.append(span)
+    return calls
 
 
 def _accepts(name: str) -> set[str] | None:
@@ -40,16 +59,35 @@ def _accepts(name: str) -> set[str] | None:
     targets = [getattr(induction_nb, name)] + (FORWARDS[name]() if name in FORWARDS else [])
     out: set[str] = set()
     for fn in targets:
-        params = inspect.signature(fn).parameters.values()
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # no signature to read (an exception class): nothing to check
+            return None
         if any(p.kind is p.VAR_KEYWORD for p in params) and fn is targets[0] and name not in FORWARDS:
             return None
         out |= {p.name for p in params if p.kind is not p.VAR_KEYWORD}
     return out
 
 
+def _called_name(func: ast.expr, aliases: set[str]) -> str | None:
+    """The public name a call reaches: ``name(...)``, or ``induction_nb.name(...)`` through any alias."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id in aliases:
+        return func.attr
+    return None
+
+
 def _problems(code: str) -> list[str]:
     tree = ast.parse(code)
     problems, public = [], set(induction_nb.__all__)
+    aliases = {"induction_nb"} | {
+        a.asname or a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import)
+        for a in n.names
+        if a.name == "induction_nb"
+    }
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.ImportFrom)
@@ -62,13 +100,15 @@ def _problems(code: str) -> list[str]:
         ):
             module = importlib.import_module(node.module)
             problems += [f"{node.module} has no {a.name}" for a in node.names if not hasattr(module, a.name)]
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in public:
-            accepted = _accepts(node.func.id) if callable(getattr(induction_nb, node.func.id)) else None
+        reached = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+        if reached and not hasattr(induction_nb, node.attr) and node.attr not in induction_nb._GROUPS:
+            problems.append(f"induction_nb has no {node.attr}")
+        name = _called_name(node.func, aliases) if isinstance(node, ast.Call) else None
+        if name in public and callable(getattr(induction_nb, name)):
+            accepted = _accepts(name)
             if accepted is not None:
                 problems += [
-                    f"{node.func.id}() takes no {k.arg}="
-                    for k in node.keywords
-                    if k.arg is not None and k.arg not in accepted
+                    f"{name}() takes no {k.arg}=" for k in node.keywords if k.arg is not None and k.arg not in accepted
                 ]
     return problems
 
@@ -81,6 +121,7 @@ def test_code_blocks_match_the_code(path):
             problems += [f"block {i + 1}: {p}" for p in _problems(code)]
         except SyntaxError as e:
             problems.append(f"block {i + 1} does not parse: {e}")
+    problems += [f"`{call}`: {p}" for call in _inline_calls(path) for p in _problems(call)]
     assert not problems, problems
 
 
@@ -99,6 +140,19 @@ def test_checker_catches_a_stale_name_and_keyword():
         "detect_induction_heads() takes no sequence_lenght="
     ]
     assert _problems("detect_induction_heads(model, sequence_length=32, batch_size=2)") == []
+    assert _problems("import induction_nb as nb\nnb.detect_induction_heads(model, treshold=0.5)") == [
+        "detect_induction_heads() takes no treshold="
+    ]
+    assert _problems("icl_score(model, n_bootstrp=100)") == ["icl_score() takes no n_bootstrp="]
+    assert _problems("icl_score(model, texts=docs, early=10)") == []
+    assert _problems("InputError('x')") == []
+    assert _blocks_of("- item\n\n    ```python\n    ablate_heads(model, heads, methd='zero')\n    ```\n") == [
+        "ablate_heads(model, heads, methd='zero')\n"
+    ]
+
+
+def _blocks_of(text: str) -> list[str]:
+    return [textwrap.dedent(code) for _, code in BLOCK.findall(text)]
 
 
 @pytest.mark.slow

@@ -98,10 +98,9 @@ class CustomSites:
     ``values(args, kwargs, output) -> [batch, head or kv_head, k, d_head]`` giving each head's value vectors
     (value-weighted attention, ``concept_induction``, needs them).
 
-    Example (a TransformerLens ``HookedTransformer`` wrapped with ``nnsight.NNsight``)::
-
-        sites = CustomSites("blocks.{layer}.attn.hook_pattern", n_layers=model.cfg.n_layers)
-        capture_attention(model, tokens, sites=sites)
+    For a TransformerLens ``HookedTransformer`` wrapped with ``nnsight.NNsight``:
+    ``CustomSites("blocks.{layer}.attn.hook_pattern", n_layers=model.cfg.n_layers)``, then
+    ``capture_attention(model, tokens, sites=sites)``.
 
     Pass it as ``sites=`` to ``capture_attention``, ``stream_attention``, ``capture_head`` and the tools
     built on them, where discovery raises ``AttentionNotFoundError`` (or finds the wrong modules). Every
