@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 scan: $(STAMP)  ## the main job: scan the embedded SmolLM2 for induction heads and print the report
 	$(BIN)/python -m induction_nb scan
 
-# two workers, one torch thread each (2 cores); checked claims hold under OMP_NUM_THREADS=1 and 2 alike
+# two workers, one torch thread each (2 cores); checked claims hold under OMP_NUM_THREADS=1 and 2 alike.
+# The notebooks first: each is one long unit for a worker (--dist loadfile), and the long units first leave
+# the short test files to fill the end evenly (measured: 424 s against 497 s with the notebooks last)
 test: export OMP_NUM_THREADS ?= 1
 test: $(STAMP)  ## the whole test suite, real-model (slow) tests and the notebooks (nbval) included
-	$(BIN)/python -m pytest tests/ notebooks/ -v -n 2 --dist loadfile --durations=15 --nbval-lax \
+	$(BIN)/python -m pytest notebooks/ tests/ -v -n 2 --dist loadfile --durations=15 --nbval-lax \
 		--nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 snapshots: $(STAMP)  ## rewrite the ASCII snapshots and baseline images (review the diff before committing)

@@ -54,7 +54,7 @@ def test_readme_commands_are_what_ci_runs():
     assert "make scan" in readme and "make test" in readme
     assert "make scan" in ci and "make test" in ci
     makefile = (ROOT / "Makefile").read_text()
-    assert "-m pytest tests/ notebooks/ -v -n 2" in makefile and "--nbval-lax" in makefile
+    assert "-m pytest notebooks/ tests/ -v -n 2" in makefile and "--nbval-lax" in makefile
     assert "torch==2.13.0" in makefile and "make sweep" in ci
 
 
