@@ -202,6 +202,7 @@ def test_a_model_without_attention_mask_runs_one_length_per_batch():
     scores equal those of each document run alone."""
     from induction_nb import HandBuiltInduction
     from induction_nb.engine.documents import length_buckets
+    from induction_nb.engine.engine import Engine
 
     model = HandBuiltInduction()
     docs = [[4 + (3 * i + j) % 36 for j in range(n)] * 2 for i, n in enumerate([8, 10, 8, 12, 10, 8, 12, 5])]
@@ -213,6 +214,6 @@ def test_a_model_without_attention_mask_runs_one_length_per_batch():
             want = b.values[name]
             assert value == pytest.approx(want, abs=1e-6, nan_ok=True), (a.name, name)
         assert (a.ci_low, a.ci_high) == pytest.approx((b.ci_low, b.ci_high), abs=1e-6)
-    buckets = length_buckets(docs, 3, same_length=True)
+    buckets = length_buckets(Engine.of(model), docs, 3)
     assert all(len({len(docs[i]) for i in bucket}) == 1 for bucket in buckets)
     assert [len(b) for b in buckets] == [1, 3, 2, 2], "one length per batch, at most batch_size"

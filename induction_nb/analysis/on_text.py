@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .._validate import check_int, check_probability
-from ..engine.batch import Overflow, takes_attention_mask
+from ..engine.batch import Overflow
 from ..engine.capture import stream_attention
 from ..engine.documents import document_limit, length_buckets, tokenize_documents
 from ..engine.engine import Engine
@@ -165,8 +165,7 @@ def _run_buckets(engine: Engine, docs: list[list[int]], batch_size: int, progres
     """Length-sorted padded batches; per layer ``{metric: [docs, head]}`` in the documents' order."""
     rows: dict[int, list] = {}
     layers = None
-    unpadded = not takes_attention_mask(engine.module)  # such a model runs one exact length per batch
-    for bucket in length_buckets(docs, batch_size, progress, same_length=unpadded):
+    for bucket in length_buckets(engine, docs, batch_size, progress):
         batch = engine.batch([docs[i] for i in bucket])
         reducer = _TextSums(batch.tokens, batch.valid(), pattern_metric_list())
         sums = stream_attention(

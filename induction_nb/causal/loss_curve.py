@@ -20,7 +20,7 @@ import torch
 
 from .._validate import check_choice, check_int
 from ..engine.ablator import ABLATION_METHODS, Ablator
-from ..engine.batch import Overflow, takes_attention_mask
+from ..engine.batch import Overflow
 from ..engine.documents import length_buckets, tokenize_documents
 from ..engine.knockout import Edges, check_edges, edge_mask
 from ..errors import InputError
@@ -214,11 +214,10 @@ def loss_by_position(
     T = max(len(d) for d in docs)
     sums, counts = torch.zeros(T, dtype=torch.float64), torch.zeros(T, dtype=torch.float64)
     per_doc: dict[int, torch.Tensor] = {}  # by the document's index, reported in the documents' order
-    unpadded = not takes_attention_mask(ab.engine.module)  # such a model runs one exact length per batch
-    buckets = list(length_buckets(docs, batch_size, progress=False, same_length=unpadded))
+    buckets = list(length_buckets(ab.engine, docs, batch_size, progress=False))
     means = _global_means(ab, docs, buckets) if method == "mean" and plan else None
     knocked = _bucket_edges(ab, docs, buckets, edges) if method == "knockout" and plan else None
-    for n_bucket, bucket in enumerate(length_buckets(docs, batch_size, progress, same_length=unpadded)):
+    for n_bucket, bucket in enumerate(length_buckets(ab.engine, docs, batch_size, progress)):
         batch = ab.engine.batch([docs[i] for i in bucket])
         positions = torch.arange(batch.tokens.shape[1] - 1)
         here = None if knocked is None else knocked[n_bucket]

@@ -20,7 +20,7 @@ import torch
 from .._validate import check_choice, check_int, is_int
 from ..errors import InputError, warn_user
 from ..probes.texts import load_texts
-from .batch import OVERFLOWS, Overflow, fit_length
+from .batch import OVERFLOWS, Overflow, fit_length, takes_attention_mask
 from .engine import Engine
 
 __all__ = ["tokenize_documents", "token_id_documents", "document_limit", "length_buckets"]
@@ -139,14 +139,13 @@ def document_limit(engine: Engine, max_length: int | None) -> int:
     return max_length
 
 
-def length_buckets(
-    docs: list[list[int]], batch_size: int, progress: bool | None = None, *, same_length: bool = False
-) -> Any:
+def length_buckets(engine: Engine, docs: list[list[int]], batch_size: int, progress: bool | None = None) -> Any:
     """Document indices sorted by length, at most ``batch_size`` at a time and at most ``batch_size * 256``
     padded tokens (long documents go in smaller batches: a layer's pattern grows with the square of the
-    padded length); with a progress bar where ``progress`` (default: more than two batches). With
-    ``same_length`` (a model whose forward takes no ``attention_mask``: ``batch.takes_attention_mask``),
-    only documents of one exact length share a batch, so that none is padded."""
+    padded length); with a progress bar where ``progress`` (default: more than two batches). For a model
+    whose forward takes no ``attention_mask`` (``batch.takes_attention_mask``), only documents of one exact
+    length share a batch, so that none is padded."""
+    same_length = not takes_attention_mask(engine.module)
     order = sorted(range(len(docs)), key=lambda i: len(docs[i]))
     buckets: list[list[int]] = []
     for i in order:  # ascending lengths: the newest document is the longest of its batch
