@@ -18,7 +18,6 @@ The build fails (``BuildError``) when a public name has no docstring or cannot b
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import re
@@ -38,6 +37,7 @@ SWEEP = ROOT / "docs" / "data" / "sweep.json"
 sys.path.insert(0, str(ROOT))
 
 import induction_nb  # noqa: E402
+from docs.public_names import identifier, own_doc  # noqa: E402
 from induction_nb.metrics.registry import REGISTRY  # noqa: E402
 
 GROUP_TITLES = {
@@ -65,38 +65,14 @@ ALIASES = {
 }
 
 
-def _identifier(name: str) -> str:
-    """Where griffe finds a public name: the module that defines it (the facade imports lazily)."""
-    obj = getattr(induction_nb, name)
-    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if isinstance(obj, (tuple, str)) or not module or not qualname:
-        return f"induction_nb.{induction_nb._EXPORTS[name]}.{name}"
-    return f"{module}.{qualname}"
-
-
 def _summary(name: str) -> str:
     """The first sentence of a public name's docstring (the API index's one line)."""
-    first = inspect.cleandoc(_own_doc(name)).split("\n\n")[0].replace("\n", " ")
+    first = inspect.cleandoc(own_doc(name)).split("\n\n")[0].replace("\n", " ")
     return SENTENCE_END.split(first)[0].rstrip(".") + "."
 
 
-@functools.cache
-def _griffe_package():
-    import griffe
-
-    return griffe.load("induction_nb", search_paths=[str(ROOT)])
-
-
-def _own_doc(name: str) -> str:
-    """The docstring written on the object itself, as griffe reads it (``inspect.getdoc`` would take a base
-    class's, and a dataclass without one gets its signature as ``__doc__``)."""
-    found = _griffe_package()[_identifier(name).removeprefix("induction_nb.")]
-    found = found.target if found.is_alias else found
-    return found.docstring.value if found.docstring else ""
-
-
 def _check_documented() -> None:
-    missing = [name for name in induction_nb.__all__ if not _own_doc(name).strip()]
+    missing = [name for name in induction_nb.__all__ if not own_doc(name).strip()]
     if missing:
         raise BuildError(f"public names without a docstring: {', '.join(sorted(missing))}")
 
@@ -110,13 +86,13 @@ def api_page(name: str) -> str:
             f"The same function as [`{target}`]({target}.md), kept under the original spec's name "
             f"(`induction_head_detector.{name}` too).\n"
         )
-    ident = _identifier(name)
+    ident = identifier(name)
     where = ident.rsplit(".", 1)[0] if "." in ident else ident
     page = (
         f"# {name}\n\n`from induction_nb import {name}` · group `{group}` ({GROUP_TITLES[group]}) · "
         f"defined in `{where}`\n\n::: {ident}\n    options:\n      show_root_heading: false\n"
     )
-    if "module docstring" in _own_doc(name):  # the text it points at, shown here (not rendered elsewhere)
+    if "module docstring" in own_doc(name):  # the text it points at, shown here (not rendered elsewhere)
         page += f"\n## The module docstring (`{where}`)\n\n" + _markdown(sys.modules[where].__doc__ or "") + "\n"
     return page
 
@@ -235,8 +211,8 @@ def errors_page() -> str:
 def _notebook_title(path: Path) -> str:
     cells = json.loads(path.read_text())["cells"]
     first = "".join(cells[0]["source"]).splitlines()[0] if cells else path.stem
-    title = re.split(r"[:?]", first.lstrip("# "))[0].strip()
-    return (title + "?" if "?" in first and ":" not in first.split("?")[0] else title) or path.stem
+    # up to the first ':' or '?', a '?' kept
+    return re.match(r"[^:?]*\??", first.lstrip("# ")).group(0).strip() or path.stem
 
 
 def _notebooks() -> list[Path]:
@@ -289,8 +265,8 @@ def on_files(files, config):
         files.append(File.generated(config, path, content=content))
     static = Path(tempfile.mkdtemp(prefix="induction-nb-docs-"))
     _TEMPORARY.append(static)
+    (static / "notebooks").mkdir()
     for nb in _notebooks():
-        (static / "notebooks").mkdir(exist_ok=True)
         (static / "notebooks" / nb.name).write_text(json.dumps(static_notebook(nb)))
         # a plain File rather than a generated one, which mkdocs-jupyter cannot wrap
         path = f"notebooks/{nb.name}"

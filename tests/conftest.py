@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tiny_models
+# the site's build code (docs/stamp.py, docs/public_names.py), which the documentation tests share
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 
 def pytest_addoption(parser):

@@ -8,7 +8,6 @@ every source it is made from; otherwise it is built here (strict, into a tempora
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,10 +16,9 @@ from pathlib import Path
 import pytest
 from browser_lab import OfflinePage, chromium, require_browser
 
+from docs import stamp
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("docs_stamp", ROOT / "docs" / "stamp.py")
-stamp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(stamp)
 
 sync_playwright = require_browser("the docs' browser tests")
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

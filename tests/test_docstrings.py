@@ -16,7 +16,6 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import inspect
-from pathlib import Path
 
 import pytest
 
@@ -24,26 +23,9 @@ import induction_nb
 import induction_nb.errors
 
 griffe = pytest.importorskip("griffe")
+from docs.public_names import griffe_object  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 K = griffe.DocstringSectionKind
-
-
-@pytest.fixture(scope="module")
-def package():
-    return griffe.load("induction_nb", search_paths=[str(ROOT)], docstring_parser="google")
-
-
-def _griffe_object(package, name):
-    obj = getattr(induction_nb, name)
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if module and qualname and module.startswith("induction_nb") and not isinstance(obj, tuple):
-        path = f"{module}.{qualname}"
-    else:  # a constant: found through the group that exports it
-        path = f"induction_nb.{induction_nb._EXPORTS[name]}.{name}"
-    found = package[path.removeprefix("induction_nb.")]
-    return found.target if found.is_alias else found
 
 
 def _sections(gobj):
@@ -73,9 +55,9 @@ PUBLIC = sorted(induction_nb.__all__)
 
 
 @pytest.mark.parametrize("name", PUBLIC)
-def test_public_name_docstring(package, name):
+def test_public_name_docstring(name):
     obj = getattr(induction_nb, name)
-    gobj = _griffe_object(package, name)
+    gobj = griffe_object(name)
     assert gobj.docstring is not None and gobj.docstring.value.strip(), f"{name} has no docstring"
     s = _sections(gobj)
     if isinstance(obj, type) and issubclass(obj, Exception):

@@ -10,23 +10,13 @@ from __future__ import annotations
 
 import doctest
 import io
-from pathlib import Path
 
 import pytest
 
 import induction_nb
-
-ROOT = Path(__file__).resolve().parents[1]
+from docs.public_names import own_doc
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-
-
-def _constant_docstring(name: str) -> str:
-    """A constant's docstring (the string literal after its assignment, which Python does not keep)."""
-    import griffe
-
-    found = griffe.load("induction_nb", search_paths=[str(ROOT)])[f"{induction_nb._EXPORTS[name]}.{name}"]
-    return (found.target if found.is_alias else found).docstring.value
 
 
 def _tests():
@@ -38,7 +28,7 @@ def _tests():
             continue
         seen.add(id(obj))
         if isinstance(obj, (tuple, str)):
-            tests = [doctest.DocTestParser().get_doctest(_constant_docstring(name), {}, name, None, 0)]
+            tests = [doctest.DocTestParser().get_doctest(own_doc(name), {}, name, None, 0)]
         else:
             tests = finder.find(obj, name, globs={})
         for test in tests:
