@@ -22,6 +22,7 @@ Generation is deterministic for a given seed and does not depend on the device.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -362,7 +363,7 @@ class PatternGenerator:
 def _check_options(name: str, options: dict) -> None:
     """Refuse keywords pattern ``name`` does not take (a typo would otherwise be ignored), and check those
     it does."""
-    accepted = _OPTIONS.get(name, ())
+    accepted = _options(_MAKERS[name])
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = ", ".join(("seq_len", "batch_size", "n_repeats") + accepted)
@@ -466,8 +467,17 @@ _MAKERS: dict[str, Callable[..., tuple[torch.Tensor, int | None, dict]]] = {
     "bigram": _bigram,
     "ngram": make_ngram,
 }
-# the keywords of generate(**kwargs) each pattern takes beyond seq_len, batch_size and n_repeats
-_OPTIONS: dict[str, tuple[str, ...]] = {"bigram": ("n_bigrams",)}
+# what every maker is called with (generate's own arguments); the rest of a maker's named parameters are
+# the pattern's own settings, passed through generate(**kwargs)
+_COMMON = ("gen", "g", "seq_len", "batch", "n_repeats")
+
+
+def _options(maker: Callable) -> tuple[str, ...]:
+    """The keywords of ``generate(**kwargs)`` a maker takes: its named parameters beyond the common ones."""
+    params = inspect.signature(maker).parameters.values()
+    return tuple(p.name for p in params if p.name not in _COMMON and p.kind is not p.VAR_KEYWORD)
+
+
 # Each pattern its own random stream, so adding a pattern to a run does not change the others (extra
 # patterns come after PATTERN_NAMES: the salts of the first six stay as they were).
 _NAME_SALT = {name: 1009 * (i + 1) for i, name in enumerate(PATTERN_NAMES + EXTRA_PATTERN_NAMES)}
